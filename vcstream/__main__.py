@@ -1,0 +1,3 @@
+from vcstream.cli import main
+
+main()

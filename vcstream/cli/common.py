@@ -1,0 +1,46 @@
+"""What every role's command does first: load and validate settings, set up logging."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vcstream.logging import configure_logging, register_secrets, secrets_of
+from vcstream.observability import Health, ObservabilityServer
+from vcstream.settings import ConfigError, Settings, load_settings
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="VCSTREAM_CONFIG",
+        help="YAML configuration file (VCSTREAM_* environment variables override it).",
+        dir_okay=False,
+    ),
+]
+
+EXIT_RUNTIME = 1
+EXIT_CONFIG = 2
+
+
+def load_or_exit(path: Path | None) -> Settings:
+    """Validate before anything connects; a bad key exits 2 with one line per problem."""
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"configuration error: {line}", file=sys.stderr)
+        raise typer.Exit(EXIT_CONFIG) from None
+    register_secrets(secrets_of(settings))
+    configure_logging(settings.logging)
+    return settings
+
+
+def start_observability(settings: Settings, health: Health) -> ObservabilityServer | None:
+    if not settings.metrics.enabled:
+        return None
+    return ObservabilityServer(settings.metrics, health).start()

@@ -1,0 +1,20 @@
+"""Metrics/health endpoint and logging."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from vcstream.settings.base import ConfigModel
+
+
+class MetricsSettings(ConfigModel):
+    enabled: bool = True
+    host: str = Field("0.0.0.0", description="Address the /metrics and /healthz server binds.")
+    port: int = Field(8080, ge=0, le=65535, description="0 picks a free port (tests).")
+
+
+class LoggingSettings(ConfigModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"

@@ -1,0 +1,102 @@
+"""The whole configuration: one YAML file, overridden by `VCSTREAM_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from vcstream.settings.kafka import KafkaSettings, TopicsSettings
+from vcstream.settings.observability import LoggingSettings, MetricsSettings
+from vcstream.settings.producer import ProducerSettings
+from vcstream.settings.sinks import SinksSettings
+from vcstream.settings.streams import StreamsSettings
+from vcstream.settings.vcenter import VCenterSettings
+
+
+class ConfigError(Exception):
+    """The configuration is wrong; the message names every offending key, one per line."""
+
+
+class Settings(BaseSettings):
+    # top-level keys are single words, so no alias: an alias would also drop env_prefix
+    model_config = SettingsConfigDict(
+        env_prefix="VCSTREAM_",
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicsSettings = Field(default_factory=TopicsSettings)
+    vcenters: list[VCenterSettings] = Field(default_factory=list)
+    producer: ProducerSettings = Field(default_factory=ProducerSettings)
+    streams: StreamsSettings = Field(default_factory=StreamsSettings)
+    sinks: SinksSettings = Field(default_factory=SinksSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # the file arrives as init values; the environment must win over it
+        return env_settings, init_settings
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors(include_url=False, include_input=False):
+        where = _location(tuple(item["loc"]))
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key")
+        else:
+            message = str(item["msg"]).removeprefix("Value error, ")
+            lines.append(f"{where}: {message}")
+    return "\n".join(lines)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    return data
+
+
+def load_settings(path: Path | str | None) -> Settings:
+    """Read and validate the configuration; raises ConfigError naming each bad key."""
+    values = read_yaml(Path(path)) if path else {}
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        prefix = f"{path}: " if path else ""
+        raise ConfigError(
+            prefix + describe_validation_error(exc).replace("\n", "\n" + prefix)
+        ) from None

@@ -1,0 +1,46 @@
+"""A vCenter to read events from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+
+from vcstream.settings.base import ConfigModel, Secret
+
+
+def normalise_sdk_url(url: str) -> str:
+    """`vc.example.com`, `https://vc:443/` → `https://<host>[:port]/sdk`, port only if given.
+
+    This is also the CloudEvent `source`, so it must never carry credentials.
+    """
+    text = url.strip()
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("https", "http"):
+        raise ValueError(f"vCenter URL scheme must be https or http, not {parts.scheme!r}")
+    if not parts.hostname:
+        raise ValueError(f"vCenter URL has no host: {url!r}")
+    if parts.username or parts.password:
+        raise ValueError("vCenter URL must not contain credentials; use username/password")
+    host = parts.hostname
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{host}{port}/sdk"
+
+
+class VCenterSettings(ConfigModel):
+    name: str = Field(description="Short label used in metrics and logs, e.g. `vc01`.")
+    url: str = Field(description="vCenter address; normalised to https://<host>[:port]/sdk.")
+    username: str
+    password: Secret
+    insecure: bool = Field(False, description="Skip TLS verification (logged as a warning).")
+    ca_file: Path | None = Field(None, description="PEM bundle to verify the vCenter with.")
+
+    @field_validator("url")
+    @classmethod
+    def _normalise(cls, value: str) -> str:
+        return normalise_sdk_url(value)
