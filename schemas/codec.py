@@ -1,0 +1,107 @@
+"""CloudEvent ⇄ Kafka record, through the cloudevents SDK's Kafka binding (binary mode).
+
+`encode`/`decode` are the only way any component turns events into records and back.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from cloudevents.core.bindings import kafka as kafka_binding
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from schemas.errors import InvalidRecord
+from schemas.record import KafkaRecord
+from schemas.vsphere import VCenterIdentity, as_utc, event_class_kind, event_id, event_type
+from schemas.vsphere import record_key as vsphere_record_key
+
+_FORMAT = JSONFormat()
+CONTENT_TYPE = "application/json"
+REQUIRED_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type")
+# the Kafka binding maps the record key to this extension on decode; it is not part of
+# the event vcstream stores, so it is dropped again
+PARTITION_KEY = "partitionkey"
+
+
+def vsphere_cloudevent(
+    data: dict[str, Any],
+    class_name: str,
+    vcenter: VCenterIdentity,
+) -> CloudEvent:
+    """A vCenter event (already in VEBA's JSON shape) as a VEBA v0.8 CloudEvent."""
+    created = data.get("CreatedTime")
+    if isinstance(created, str):
+        created_time = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    elif isinstance(created, datetime):
+        created_time = created
+    else:
+        raise ValueError(f"{class_name} has no CreatedTime")
+    key = int(data["Key"])
+    return CloudEvent(
+        attributes={
+            "id": event_id(vcenter.instance_uuid, key, created_time),
+            "source": vcenter.source,
+            "type": event_type(class_name, data.get("EventTypeId")),
+            # the SDK fills `time` with "now" when absent: always the event's own time
+            "time": as_utc(created_time),
+            "datacontenttype": CONTENT_TYPE,
+            "subject": class_name,
+            "eventclass": event_class_kind(class_name),
+            "vsphereapiversion": vcenter.api_version,
+        },
+        data=data,
+    )
+
+
+def encode(event: CloudEvent, key: bytes | str | None = None) -> KafkaRecord:
+    """A CloudEvent as a binary-mode Kafka record."""
+    message = kafka_binding.to_binary(event, _FORMAT, key_mapper=lambda _: key)
+    message_key = message.key.encode() if isinstance(message.key, str) else message.key
+    return KafkaRecord(value=message.value, key=message_key, headers=list(message.headers.items()))
+
+
+def encode_vsphere(data: dict[str, Any], class_name: str, vcenter: VCenterIdentity) -> KafkaRecord:
+    """A vCenter event's JSON as a record keyed by vCenter + entity."""
+    event = vsphere_cloudevent(data, class_name, vcenter)
+    return encode(event, vsphere_record_key(vcenter.instance_uuid, data))
+
+
+def decode(record: KafkaRecord) -> CloudEvent:
+    """The CloudEvent in a record; InvalidRecord says precisely what is wrong otherwise."""
+    headers: dict[str, bytes] = {}
+    for name, value in record.headers:
+        headers[name] = value
+    missing = [name for name in REQUIRED_HEADERS if name not in headers]
+    if missing:
+        raise InvalidRecord(f"not a binary-mode CloudEvent: missing header {', '.join(missing)}")
+    content_type = headers.get("content-type", b"").decode(errors="replace")
+    if content_type.split(";")[0].strip() != CONTENT_TYPE:
+        raise InvalidRecord(
+            f"content-type is {content_type or 'missing'!r}, expected {CONTENT_TYPE!r}"
+        )
+    if record.value is None:
+        raise InvalidRecord("record has no value (a tombstone is not an event)")
+    try:
+        json.loads(record.value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRecord(f"data is not valid JSON: {exc}") from None
+    message = kafka_binding.KafkaMessage(headers=headers, key=None, value=record.value)
+    try:
+        event = kafka_binding.from_binary(message, _FORMAT)
+    except Exception as exc:  # the SDK raises several types for bad attributes
+        raise InvalidRecord(f"invalid CloudEvent attributes: {exc}") from None
+    if not isinstance(event, CloudEvent):
+        raise InvalidRecord(f"unsupported CloudEvents spec version {event.get_specversion()}")
+    return event
+
+
+def with_changes(
+    event: CloudEvent, data: dict[str, Any] | None = None, **attributes: Any
+) -> CloudEvent:
+    """A copy of an event with some attributes (and optionally data) replaced."""
+    merged = {k: v for k, v in event.get_attributes().items() if k != PARTITION_KEY}
+    merged.update(attributes)
+    return CloudEvent(attributes=merged, data=event.get_data() if data is None else data)

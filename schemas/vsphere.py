@@ -1,0 +1,75 @@
+"""vSphere-specific CloudEvent attributes: type names, ids, record keys (VEBA v0.8 rules)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+TYPE_PREFIX = "com.vmware.vsphere."
+TYPE_SUFFIX = ".v0"
+# The namespace of every vcstream event id; fixed forever, or ids change meaning.
+ID_NAMESPACE = uuid.UUID("6f1c2b58-0d6e-5a0b-9a57-7663737472ea")
+
+EventClassKind = Literal["event", "eventex", "extendedevent"]
+
+
+@dataclass(frozen=True, slots=True)
+class VCenterIdentity:
+    """What the codec needs to know about the vCenter an event came from."""
+
+    instance_uuid: str  # about.instanceUuid: stable across renames and re-IPs
+    source: str  # the SDK URL as configured, normalised: https://<host>[:port]/sdk
+    api_version: str  # about.apiVersion, the `vsphereapiversion` extension
+    name: str = ""  # the configured label, for metrics and logs only
+
+
+def event_class_kind(class_name: str) -> EventClassKind:
+    if class_name == "EventEx":
+        return "eventex"
+    if class_name == "ExtendedEvent":
+        return "extendedevent"
+    return "event"
+
+
+def event_type(class_name: str, event_type_id: str | None = None) -> str:
+    """`com.vmware.vsphere.<EventClass>.v0`; EventEx/ExtendedEvent use their eventTypeId."""
+    name = class_name
+    if event_class_kind(class_name) != "event" and event_type_id:
+        name = event_type_id
+    return f"{TYPE_PREFIX}{name}{TYPE_SUFFIX}"
+
+
+def as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def event_id(instance_uuid: str, key: int, created_time: datetime) -> str:
+    """UUIDv5 of vCenter + key + createdTime: keys are 32-bit and wrap, the triple does not."""
+    stamp = as_utc(created_time).isoformat(timespec="microseconds")
+    return str(uuid.uuid5(ID_NAMESPACE, f"{instance_uuid}/{key}/{stamp}"))
+
+
+def derived_id(input_id: str, step: str, index: int = 0) -> str:
+    """The id of an event a processing step made from another: reprocessing gives the same."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{input_id}/{step}/{index}"))
+
+
+# Entity references in event data, most specific first: the record key follows the
+# thing the event is about, so all events of one VM stay in order in one partition.
+ENTITY_FIELDS = ("Vm", "Host", "Ds", "Net", "Dvs", "ComputeResource", "Datacenter")
+
+
+def record_key(instance_uuid: str, data: dict[str, Any] | None) -> bytes:
+    """`<vcenter uuid>/<Type>:<moref>` of the event's entity, or the vCenter alone."""
+    if data:
+        for name in ENTITY_FIELDS:
+            ref = data.get(name)
+            if isinstance(ref, dict):
+                moref = ref.get(name)
+                if isinstance(moref, dict) and moref.get("Value"):
+                    return f"{instance_uuid}/{moref['Type']}:{moref['Value']}".encode()
+    return instance_uuid.encode()
