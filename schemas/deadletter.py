@@ -7,7 +7,8 @@ headers that say what happened. The names follow Kafka Connect's
 | header | value |
 |---|---|
 | `vcstream.error.stage` | who gave up: `streams:<processor>`, `sink:<name>`, `replay` |
-| `vcstream.error.reason` | `poison` (undecodable), `processing` (a processor raised), `delivery` (retries exhausted or not retryable) |
+| `vcstream.error.reason` | `poison` (undecodable), `processing` (a processor raised), |
+|  | `delivery` (retries exhausted, or an error not worth retrying) |
 | `vcstream.error.topic` / `.partition` / `.offset` | where the original record was read |
 | `vcstream.error.exception.class` / `.exception.message` | the error, if one was raised |
 | `vcstream.error.status` | the target's status code (HTTP), for delivery errors |
