@@ -1,13 +1,15 @@
 """The `vcstream` command: one sub-command per role, `--config FILE` for each.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
+Each role's commands live in their own module here and import their role lazily, so
+`vcstream --help` stays fast and a role's dependencies load only when it runs.
 """
 
 from __future__ import annotations
 
 import typer
 
-from vcstream.cli import config, dev
+from vcstream.cli import audit, config, dev, produce, replay, sink, streams
 
 app = typer.Typer(
     name="vcstream",
@@ -17,6 +19,11 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(config.app, name="config")
+app.add_typer(produce.app)
+app.add_typer(streams.app, name="streams")
+app.add_typer(sink.app)
+app.add_typer(replay.app)
+app.add_typer(audit.app, name="audit")
 app.add_typer(dev.app, name="dev")
 
 
