@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from vcstream.cli import audit, config, dev, produce, replay, sink, streams
+from vcstream.cli import audit, config, dev, produce, replay, sink, streams, topics
 
 app = typer.Typer(
     name="vcstream",
@@ -19,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(config.app, name="config")
+app.add_typer(topics.app, name="topics")
 app.add_typer(produce.app)
 app.add_typer(streams.app, name="streams")
 app.add_typer(sink.app)

@@ -1,0 +1,33 @@
+"""`vcstream topics create`: make every pipeline topic (the compose topic-init job)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from vcstream.cli.common import EXIT_RUNTIME, ConfigOption, load_or_exit
+
+app = typer.Typer(help="Kafka topics of the pipeline.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    config: ConfigOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for Kafka.")] = 30,
+) -> None:
+    """Create the topics that do not exist yet (existing ones are left as they are)."""
+    from confluent_kafka import KafkaException
+
+    from vcstream.kafka import ensure_topics
+    from vcstream.topics import pipeline_topics
+
+    settings = load_or_exit(config)
+    specs = pipeline_topics(settings)
+    try:
+        ensure_topics(settings.kafka, specs, timeout=timeout)
+    except KafkaException as exc:
+        typer.echo(f"cannot create topics: {exc.args[0].str()}", err=True)
+        raise typer.Exit(EXIT_RUNTIME) from None
+    for spec in specs:
+        typer.echo(spec.name)
