@@ -1,9 +1,173 @@
-"""The sink connectors."""
+"""The sink connectors: one section per connector, sharing delivery and batching keys.
+
+Delivery keys carry Knative's DeliverySpec names and defaults (`retry: 10`,
+`backoffPolicy: exponential`, `backoffDelay: PT0.2S`), so a Knative user reads them
+without a manual.
+"""
 
 from __future__ import annotations
 
-from vcstream.settings.base import ConfigModel
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from vcstream.settings.base import ConfigModel, Duration, Secret
+
+
+class DeliverySettings(ConfigModel):
+    """Retries and dead letters, as in Knative's DeliverySpec."""
+
+    retry: int = Field(
+        10, ge=0, description="Retries after the first attempt before a record is dead-lettered."
+    )
+    backoff_policy: Literal["exponential", "linear"] = Field(
+        "exponential",
+        description="exponential: backoffDelay*2^n before retry n; linear: backoffDelay*n.",
+    )
+    backoff_delay: Duration = Field(
+        timedelta(seconds=0.2), description="Base delay between retries (ISO 8601, e.g. PT0.2S)."
+    )
+    timeout: Duration = Field(
+        timedelta(seconds=30), description="How long one delivery attempt may take."
+    )
+    retry_after_max: Duration = Field(
+        timedelta(seconds=60),
+        description="Cap on a target's Retry-After; a longer wait is cut to this.",
+    )
+    dead_letter_topic: str | None = Field(
+        None, description="Dead-letter topic; default: topics.deadLetter."
+    )
+
+    @field_validator("timeout", "backoff_delay")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
+
+
+class BatchSettings(ConfigModel):
+    """How records are grouped per partition, and how much work may wait in memory."""
+
+    max_records: int = Field(100, ge=1, description="Most records delivered in one batch.")
+    max_wait: Duration = Field(
+        timedelta(0),
+        description="How long a partition's batch may wait to fill up before it is delivered.",
+    )
+    max_in_flight: int = Field(
+        4, ge=1, description="Batches (one per partition at most) being delivered at once."
+    )
+    max_buffered: int = Field(
+        1000,
+        ge=1,
+        description="Records held per partition before that partition is paused (backpressure).",
+    )
+
+
+class SinkCommonSettings(ConfigModel):
+    """Keys every connector has."""
+
+    topics: list[str] | None = Field(
+        None, description="Topics to read; default depends on the sink (see each sink)."
+    )
+    group_id: str | None = Field(
+        None, description="Consumer group; default `vcstream-sink-<sink>`."
+    )
+    types: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Glob patterns on the CloudEvent `type`; other events are skipped.",
+    )
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+
+
+class AuthHeader(ConfigModel):
+    name: str = Field("Authorization", description="HTTP header carrying the credential.")
+    value: Secret = Field(description="Header value, e.g. `Bearer <token>` (a secret).")
+
+
+class KnativeSinkSettings(SinkCommonSettings):
+    """CloudEvents over HTTP to a Knative Broker (default topics: topics.events)."""
+
+    url: str = Field(description="Broker ingress URL, e.g. http://broker-ingress/ns/default.")
+    content_mode: Literal["binary", "structured"] = Field(
+        "binary", description="CloudEvents HTTP content mode."
+    )
+    type_format: Literal["vsphere", "event-router"] = Field(
+        "vsphere",
+        description="event-router: VEBA v0.7 types (com.vmware.event.router/event) + subject.",
+    )
+    auth: AuthHeader | None = Field(None, description="Optional auth header from a secret.")
+    concurrency: int = Field(16, ge=1, description="HTTP requests in flight at once.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return value
+
+
+class StormSettings(ConfigModel):
+    threshold: int = Field(
+        10, ge=1, description="More alarms than this within `window` become one digest."
+    )
+    window: Duration = Field(timedelta(minutes=1), description="The storm-detection window.")
+
+
+class SlackSinkSettings(SinkCommonSettings):
+    """Alarm messages through a Slack incoming webhook (default topics: topics.alarms)."""
+
+    webhook_url: Secret = Field(description="Incoming webhook URL (a secret).")
+    min_interval: Duration = Field(
+        timedelta(seconds=1), description="At least this long between two messages (Slack: 1/s)."
+    )
+    storm: StormSettings = Field(default_factory=StormSettings)
+
+
+class AuditFilesSettings(ConfigModel):
+    directory: Path = Field(
+        Path(".cache/audit"), description="Root of the Avro files (date=/vcenter= folders)."
+    )
+    max_file_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Rotate to a new file past this size."
+    )
+
+
+class AuditPostgresSettings(ConfigModel):
+    dsn: Secret = Field(description="postgresql://user:password@host:port/db (a secret).")
+    table: str = Field("vcstream_audit", pattern=r"^[a-z_][a-z0-9_]*$", description="Table name.")
+
+
+def _audit_batch() -> BatchSettings:
+    # one batch becomes one file per date/vCenter: fewer, larger files
+    return BatchSettings(maxRecords=5000, maxWait=timedelta(seconds=5))
+
+
+class AuditSinkSettings(SinkCommonSettings):
+    """Append-only, tamper-evident storage (default topics: topics.audit).
+
+    `batch.maxRecords` and `batch.maxWait` are also the rotation by size and time: a
+    batch becomes one file per date and vCenter, split past `files.maxFileBytes`.
+    """
+
+    backend: Literal["files", "postgres"] = Field("files", description="Where records go.")
+    files: AuditFilesSettings = Field(default_factory=AuditFilesSettings)
+    postgres: AuditPostgresSettings | None = Field(None, description="Required for postgres.")
+    batch: BatchSettings = Field(default_factory=_audit_batch)
+
+    @model_validator(mode="after")
+    def _backend_configured(self) -> AuditSinkSettings:
+        if self.backend == "postgres" and self.postgres is None:
+            raise ValueError("backend postgres needs a `postgres` section with a dsn")
+        return self
 
 
 class SinksSettings(ConfigModel):
-    pass
+    knative: KnativeSinkSettings | None = Field(None, description="The Knative Broker sink.")
+    slack: SlackSinkSettings | None = Field(None, description="The Slack webhook sink.")
+    audit: AuditSinkSettings = Field(
+        default_factory=AuditSinkSettings, description="The audit storage sink."
+    )

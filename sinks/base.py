@@ -1,0 +1,168 @@
+"""The connector interface: a sink only knows how to deliver one batch of events.
+
+Shape: quix-streams' BatchingSink and Kafka Connect's put → flush → commit. The runtime
+(`sinks.runtime.SinkRunner`, or `sinks.delivery.BatchDelivery` outside a consumer
+group) owns the consumer, decoding, type filtering, retries, dead letters and
+commits. A connector implements `deliver` and, if it holds connections, `start` and
+`close`. A new sink is one module with a `Sink` subclass, one line in
+`sinks.registry`, and a test.
+
+Contract of `Sink.deliver(batch)`:
+
+- `batch` is a non-empty sequence of `SinkEvent`s (decoded CloudEvent + the original
+  Kafka record), all from one topic-partition, in offset order.
+- It returns one outcome per event, in the same order: `None` when the target
+  acknowledged the event, or a `DeliveryError` saying why not and whether a retry may
+  help (`retryable`, `retry_after`). `HELD` marks an event the connector did not try
+  because an earlier event with the same key failed (per-key order); the runtime tries
+  it again without counting that against its retries.
+- Raising any exception means "nothing in this batch was delivered, a retry may help"
+  (a lost connection, a database restart). Re-delivery of an event already delivered
+  must be harmless (at least once), or, where the target allows, a no-op (audit).
+- `deliver` is called for at most one batch per partition at a time, but batches of
+  different partitions may be delivered concurrently.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from cloudevents.core.base import BaseCloudEvent
+
+from schemas.record import KafkaRecord
+from vcstream.settings.sinks import SinkCommonSettings
+
+# HTTP statuses worth retrying (Knative's rule): timeouts, conflicts, rate limits, 5xx
+RETRYABLE_STATUSES = frozenset({404, 408, 409, 429})
+
+
+def is_retryable_status(status: int) -> bool:
+    return status in RETRYABLE_STATUSES or status >= 500
+
+
+@dataclass(frozen=True, slots=True)
+class SinkEvent:
+    """One event to deliver: the decoded CloudEvent and the Kafka record it came from."""
+
+    event: BaseCloudEvent
+    record: KafkaRecord
+
+    @property
+    def type(self) -> str:
+        return str(self.event.get_type())
+
+
+class DeliveryError(Exception):
+    """Why one event was not delivered; the runtime decides between retry and dead letter."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+        response: bytes | None = None,
+        dest: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+        self.response = response
+        self.dest = dest
+
+    @classmethod
+    def from_status(
+        cls,
+        status: int,
+        *,
+        dest: str | None = None,
+        response: bytes | None = None,
+        retry_after: float | None = None,
+    ) -> DeliveryError:
+        return cls(
+            f"target answered HTTP {status}",
+            retryable=is_retryable_status(status),
+            status=status,
+            retry_after=retry_after,
+            response=response,
+            dest=dest,
+        )
+
+
+HELD = DeliveryError("not tried: an earlier event with the same key failed", retryable=True)
+
+Outcome = DeliveryError | None
+
+
+class Sink(abc.ABC):
+    """A connector. Subclasses set `kind` and implement `deliver`."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, settings: SinkCommonSettings, name: str | None = None) -> None:
+        self.settings = settings
+        self.name = name or self.kind
+
+    @property
+    def dest(self) -> str:
+        """Where events go, for dead-letter headers and logs (never a secret)."""
+        return self.kind
+
+    async def start(self) -> None:
+        """Open connections; called once before the first `deliver`."""
+        return None
+
+    async def close(self) -> None:
+        """Release connections; called once, after the last `deliver` returned."""
+        return None
+
+    @abc.abstractmethod
+    async def deliver(self, batch: Sequence[SinkEvent]) -> Sequence[Outcome]:
+        """Deliver `batch`; one outcome per event (see the module docstring)."""
+
+    async def __aenter__(self) -> Sink:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def deliver_per_key(
+    batch: Sequence[SinkEvent],
+    deliver_one: Callable[[SinkEvent], Awaitable[None]],
+    concurrency: int,
+) -> list[Outcome]:
+    """Deliver events one by one, keys concurrently, each key's events in order.
+
+    `deliver_one` raises `DeliveryError` (or any exception, taken as retryable) when an
+    event was not delivered; the events after it with the same key are `HELD`.
+    """
+    outcomes: list[Outcome] = [None] * len(batch)
+    chains: dict[bytes | None, list[int]] = {}
+    for index, item in enumerate(batch):
+        chains.setdefault(item.record.key, []).append(index)
+    limit = asyncio.Semaphore(concurrency)
+
+    async def run_chain(indexes: list[int]) -> None:
+        for position, index in enumerate(indexes):
+            try:
+                async with limit:
+                    await deliver_one(batch[index])
+            except DeliveryError as exc:
+                outcomes[index] = exc
+            except Exception as exc:  # network errors and the like: worth a retry
+                outcomes[index] = DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True)
+            if outcomes[index] is not None:
+                for later in indexes[position + 1 :]:
+                    outcomes[later] = HELD
+                return
+
+    await asyncio.gather(*(run_chain(indexes) for indexes in chains.values()))
+    return outcomes

@@ -1,0 +1,240 @@
+"""Deliver one batch of records through a sink with retries and dead letters.
+
+This is the documented way to use a sink outside a consumer group (replay does):
+
+    sink = sinks.registry.create_sink("knative", settings)
+    dead_letters = DeadLetterWriter(settings.kafka, sinks.registry.dead_letter_topic(...))
+    async with sink:
+        report = await BatchDelivery(sink, dead_letters).deliver(records)
+
+`deliver` decodes each record (`schemas.decode`; poison → dead letter at once), skips
+events whose type matches none of the sink's `types` globs, hands the rest to the
+sink, retries what failed per the sink's `delivery` settings (Knative's DeliverySpec:
+`retry`, `backoffPolicy`, `backoffDelay`, `Retry-After` capped by `retryAfterMax`),
+dead-letters what still fails or is not worth retrying, and returns only once every
+record is delivered, filtered or acknowledged by the dead-letter topic. So when it
+returns, the batch's offsets may be committed; when it raises, none may.
+
+Each event has its own retry count: a batch partly delivered retries only the rest,
+and an event `HELD` behind a failed event of the same key is tried again without
+spending its own retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from schemas import InvalidRecord, decode
+from schemas.deadletter import dead_letter
+from schemas.record import KafkaRecord
+from sinks import metrics
+from sinks.base import HELD, DeliveryError, Outcome, Sink, SinkEvent
+from vcstream.settings.sinks import DeliverySettings
+
+log = logging.getLogger(__name__)
+
+
+class DeadLetters(Protocol):
+    def send(self, record: KafkaRecord) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+@dataclass
+class BatchReport:
+    """What became of a batch; `delivered + filtered + dead_lettered` = records given."""
+
+    delivered: int = 0
+    filtered: int = 0
+    dead_lettered: int = 0
+    retried: int = 0
+
+    def add(self, other: BatchReport) -> None:
+        self.delivered += other.delivered
+        self.filtered += other.filtered
+        self.dead_lettered += other.dead_lettered
+        self.retried += other.retried
+
+
+def backoff(delivery: DeliverySettings, retry_number: int) -> float:
+    """Seconds before retry `retry_number` (1-based): Knative's linear or exponential."""
+    base = delivery.backoff_delay.total_seconds()
+    if delivery.backoff_policy == "linear":
+        return base * retry_number
+    return float(base * 2 ** (retry_number - 1))
+
+
+def type_matcher(globs: Sequence[str]) -> re.Pattern[str]:
+    """One compiled pattern for all of a sink's `types` globs (case-sensitive)."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(glob)})" for glob in globs))
+
+
+@dataclass
+class _Pending:
+    item: SinkEvent
+    read_at: float
+    attempts: int = 0
+    error: DeliveryError | None = field(default=None)
+
+
+class BatchDelivery:
+    def __init__(
+        self,
+        sink: Sink,
+        dead_letters: DeadLetters,
+        stopping: asyncio.Event | None = None,
+    ) -> None:
+        self.sink = sink
+        self.dead_letters = dead_letters
+        self.delivery = sink.settings.delivery
+        self._types = type_matcher(sink.settings.types)
+        self._stage = f"sink:{sink.name}"
+        # set on shutdown: a batch waiting for its next retry gives up (uncommitted)
+        self._stopping = stopping or asyncio.Event()
+
+    async def deliver(
+        self, records: Sequence[KafkaRecord], read_at: float | None = None
+    ) -> BatchReport:
+        """Deliver, filter or dead-letter every record; raises if that is not certain."""
+        report = BatchReport()
+        started = time.monotonic() if read_at is None else read_at
+        pending: list[_Pending] = []
+        for record in records:
+            try:
+                event = decode(record)
+            except InvalidRecord as exc:
+                self._dead_letter(record, report, "poison", exc, attempts=0)
+                continue
+            if not self._types.fullmatch(str(event.get_type())):
+                report.filtered += 1
+                continue
+            pending.append(_Pending(SinkEvent(event, record), started))
+        while pending:
+            pending = await self._attempt(pending, report)
+        metrics.FILTERED.labels(self.sink.name).inc(report.filtered)
+        await self.dead_letters.flush()
+        return report
+
+    async def _attempt(self, pending: list[_Pending], report: BatchReport) -> list[_Pending]:
+        outcomes = await self._call_sink(pending)
+        retry: list[_Pending] = []
+        wait = 0.0
+        for entry, outcome in zip(pending, outcomes, strict=True):
+            if outcome is None:
+                report.delivered += 1
+                metrics.DELIVERED.labels(self.sink.name).inc()
+                metrics.DELIVERY_LATENCY.labels(self.sink.name).observe(
+                    time.monotonic() - entry.read_at
+                )
+                continue
+            if outcome is HELD:
+                retry.append(entry)
+                continue
+            entry.attempts += 1
+            entry.error = outcome
+            if not outcome.retryable or entry.attempts > self.delivery.retry:
+                self._dead_letter_event(entry, report)
+                continue
+            report.retried += 1
+            metrics.RETRIED.labels(self.sink.name).inc()
+            wait = max(wait, self._wait_before(entry.attempts, outcome))
+            retry.append(entry)
+        if retry and wait > 0:
+            log.info(
+                "sink %s: %d events failed (%s); retrying in %.2fs",
+                self.sink.name,
+                len(retry),
+                _first_error(retry),
+                wait,
+            )
+            await self._sleep(wait)
+        return retry
+
+    async def _call_sink(self, pending: list[_Pending]) -> Sequence[Outcome]:
+        try:
+            outcomes = await self.sink.deliver([entry.item for entry in pending])
+        except DeliveryError as exc:
+            return [exc] * len(pending)
+        except Exception as exc:  # the whole batch failed: a connection, a restart
+            error = DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True)
+            return [error] * len(pending)
+        if len(outcomes) != len(pending):
+            raise RuntimeError(
+                f"sink {self.sink.name} returned {len(outcomes)} outcomes for {len(pending)} events"
+            )
+        return outcomes
+
+    def _wait_before(self, retry_number: int, error: DeliveryError) -> float:
+        wait = backoff(self.delivery, retry_number)
+        if error.retry_after is not None:
+            cap = self.delivery.retry_after_max.total_seconds()
+            wait = max(wait, min(error.retry_after, cap))
+        return wait
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            return
+        raise asyncio.CancelledError("sink is stopping; the batch stays uncommitted")
+
+    def _dead_letter_event(self, entry: _Pending, report: BatchReport) -> None:
+        error = entry.error
+        assert error is not None
+        log.warning(
+            "sink %s: dead-lettering %s/%s@%s after %d attempts: %s",
+            self.sink.name,
+            entry.item.record.topic,
+            entry.item.record.partition,
+            entry.item.record.offset,
+            entry.attempts,
+            error,
+        )
+        self._dead_letter(entry.item.record, report, "delivery", error, entry.attempts)
+
+    def _dead_letter(
+        self,
+        record: KafkaRecord,
+        report: BatchReport,
+        reason: str,
+        error: Exception,
+        attempts: int,
+    ) -> None:
+        if reason == "poison":
+            log.warning(
+                "sink %s: poison record %s/%s@%s: %s",
+                self.sink.name,
+                record.topic,
+                record.partition,
+                record.offset,
+                error,
+            )
+        delivery_error = error if isinstance(error, DeliveryError) else None
+        self.dead_letters.send(
+            dead_letter(
+                record,
+                stage=self._stage,
+                reason="poison" if reason == "poison" else "delivery",
+                error=error,
+                status=delivery_error.status if delivery_error else None,
+                dest=(delivery_error.dest if delivery_error else None) or self.sink.dest,
+                data=delivery_error.response if delivery_error else None,
+                attempts=attempts,
+            )
+        )
+        report.dead_lettered += 1
+        metrics.DEAD_LETTERED.labels(self.sink.name, reason).inc()
+
+
+def _first_error(retry: list[_Pending]) -> str:
+    for entry in retry:
+        if entry.error is not None:
+            return str(entry.error)
+    return "held"
