@@ -50,6 +50,20 @@ if [ ! -x "$cache/bin/vcsim" ] || [ "$(cat "$cache/bin/.vcsim-version" 2>/dev/nu
   echo "$VCSIM_VERSION" > "$cache/bin/.vcsim-version"
 fi
 
+# The CloudEvents conformance tool's listener: a receiver not written here, so the Knative
+# sink's test proves interoperability. Installed inside a throw-away module, because
+# `go install pkg@version` also asks the proxy for the module's version list, which it refuses.
+CE_CONFORMANCE_VERSION=v0.4.1
+if [ ! -x "$cache/bin/cloudevents" ] || [ "$(cat "$cache/bin/.cloudevents-version" 2>/dev/null)" != "$CE_CONFORMANCE_VERSION" ]; then
+  log "cloudevents conformance listener $CE_CONFORMANCE_VERSION (go install)"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && go mod init vcstream-tools >/dev/null 2>&1 \
+    && GOFLAGS=-mod=mod go get "github.com/cloudevents/conformance/cmd/cloudevents@$CE_CONFORMANCE_VERSION" 2>/dev/null \
+    && GOBIN=$cache/bin GOFLAGS=-mod=mod go install github.com/cloudevents/conformance/cmd/cloudevents)
+  rm -rf "$tmp"
+  echo "$CE_CONFORMANCE_VERSION" > "$cache/bin/.cloudevents-version"
+fi
+
 # Go programs the tests run beside the project (built from tests/, never vendored)
 for dir in "$repo"/tests/go/*/; do
   [ -f "$dir/go.mod" ] || continue
