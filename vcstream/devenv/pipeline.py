@@ -1,0 +1,112 @@
+"""The whole pipeline on one machine: every role as its own `vcstream` process, exactly
+as docker-compose.yml and Kubernetes run them, each with its own metrics port."""
+
+from __future__ import annotations
+
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vcstream.devenv.kafka import LocalKafka
+from vcstream.devenv.process import ChildProcess, free_port, wait_until
+from vcstream.devenv.vcsim import LocalVcsim
+
+# role name → `vcstream` arguments; the same commands as the compose services
+ROLES: dict[str, list[str]] = {
+    "producer": ["produce"],
+    "streams": ["streams", "worker"],
+    "sink-knative": ["sink", "knative"],
+    "sink-slack": ["sink", "slack"],
+    "sink-audit": ["sink", "audit"],
+}
+
+
+def local_config(
+    kafka: LocalKafka,
+    vcsim: LocalVcsim,
+    workdir: Path,
+    knative_url: str,
+    slack_url: str,
+) -> dict[str, Any]:
+    """The configuration of a local pipeline; the vCenter password comes from the env."""
+    return {
+        "kafka": {"bootstrapServers": kafka.bootstrap_servers},
+        "vcenters": [
+            {
+                "name": "vcsim",
+                "url": vcsim.url,
+                "username": vcsim.username,
+                "password": {"fromEnv": "VCSIM_PASSWORD"},
+                "caFile": str(vcsim.ca_file) if vcsim.ca_file else None,
+            }
+        ],
+        "producer": {"startAt": "earliest", "rawTopic": {"partitions": 3}},
+        "streams": {"dataDir": str(workdir / "streams-state")},
+        "sinks": {
+            "knative": {"url": knative_url, "topics": ["vcenter.events"]},
+            "slack": {"webhookUrl": slack_url, "topics": ["vcenter.alarms"]},
+            "audit": {"files": {"directory": str(workdir / "audit")}},
+        },
+        "metrics": {"host": "127.0.0.1"},
+    }
+
+
+@dataclass
+class LocalPipeline:
+    workdir: Path
+    config_path: Path
+    roles: dict[str, list[str]] = field(default_factory=lambda: dict(ROLES))
+    env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, ChildProcess] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def write_config(cls, workdir: Path, config: dict[str, Any]) -> Path:
+        workdir.mkdir(parents=True, exist_ok=True)
+        path = workdir / "vcstream.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    def start(self) -> LocalPipeline:
+        for role, args in self.roles.items():
+            port = free_port()
+            child = ChildProcess(role, self.workdir / "logs")
+            argv = [sys.executable, "-m", "vcstream", *args, "--config", str(self.config_path)]
+            child.spawn(argv, env={**self.env, "VCSTREAM_METRICS__PORT": str(port)})
+            self.processes[role] = child
+            self.metrics_ports[role] = port
+        return self
+
+    def wait_healthy(self, timeout: float = 90) -> None:
+        for role in self.processes:
+            wait_until(
+                lambda role=role: self.healthy(role),  # type: ignore[misc]
+                timeout,
+                f"{role} /healthz",
+                self.processes[role].alive,
+            )
+
+    def healthy(self, role: str) -> bool:
+        url = f"http://127.0.0.1:{self.metrics_ports[role]}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def metrics(self, role: str) -> str:
+        url = f"http://127.0.0.1:{self.metrics_ports[role]}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+
+    def dead(self) -> list[str]:
+        return [role for role, child in self.processes.items() if not child.alive()]
+
+    def stop(self) -> None:
+        # sinks first, producer last: nothing upstream keeps writing into a stopped stage
+        for role in reversed(list(self.processes)):
+            self.processes[role].stop(timeout=30)
