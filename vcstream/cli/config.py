@@ -24,3 +24,18 @@ def check(
     settings = load_or_exit(path)
     effective = settings.model_dump(mode="json", by_alias=True)
     typer.echo(yaml.safe_dump(effective, sort_keys=False), nl=False)
+
+
+@app.command("reference")
+def reference(
+    readme: Annotated[
+        Path | None, typer.Option(help="Rewrite the reference section of this README.")
+    ] = None,
+) -> None:
+    """Print the configuration reference (Markdown), generated from the settings model."""
+    from vcstream.settings.reference import reference_markdown, replace_in
+
+    if readme is None:
+        typer.echo(reference_markdown())
+        return
+    readme.write_text(replace_in(readme.read_text()))

@@ -11,25 +11,29 @@ from vcstream.settings.base import ConfigModel, Secret
 
 
 class SaslSettings(ConfigModel):
-    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    username: str
-    password: Secret
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism."
+    )
+    username: str = Field(description="SASL user name.")
+    password: Secret = Field(description="SASL password (a secret).")
 
 
 class SslSettings(ConfigModel):
-    ca_location: Path | None = None
-    certificate_location: Path | None = None
-    key_location: Path | None = None
-    key_password: Secret | None = None
+    ca_location: Path | None = Field(None, description="CA bundle to verify the brokers with.")
+    certificate_location: Path | None = Field(None, description="Client certificate (mTLS).")
+    key_location: Path | None = Field(None, description="Client private key (mTLS).")
+    key_password: Secret | None = Field(None, description="Password of the private key.")
 
 
 class KafkaSettings(ConfigModel):
     bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers."
     )
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl: SaslSettings | None = None
-    ssl: SslSettings | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How clients talk to the brokers."
+    )
+    sasl: SaslSettings | None = Field(None, description="SASL credentials, if the brokers ask.")
+    ssl: SslSettings | None = Field(None, description="TLS files, for SSL and SASL_SSL.")
     client_properties: dict[str, str] = Field(
         default_factory=dict,
         description="Extra librdkafka properties passed through to every client unchanged.",

@@ -10,11 +10,13 @@ from vcstream.settings.base import ConfigModel
 
 
 class MetricsSettings(ConfigModel):
-    enabled: bool = True
+    enabled: bool = Field(True, description="Serve /metrics and /healthz.")
     host: str = Field("0.0.0.0", description="Address the /metrics and /healthz server binds.")
     port: int = Field(8080, ge=0, le=65535, description="0 picks a free port (tests).")
 
 
 class LoggingSettings(ConfigModel):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["text", "json"] = "text"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    format: Literal["text", "json"] = Field(
+        "text", description="`json` writes one JSON object per line, for log collectors."
+    )

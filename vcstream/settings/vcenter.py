@@ -35,8 +35,8 @@ def normalise_sdk_url(url: str) -> str:
 class VCenterSettings(ConfigModel):
     name: str = Field(description="Short label used in metrics and logs, e.g. `vc01`.")
     url: str = Field(description="vCenter address; normalised to https://<host>[:port]/sdk.")
-    username: str
-    password: Secret
+    username: str = Field(description="vCenter user; read-only rights are enough.")
+    password: Secret = Field(description="vCenter password (a secret).")
     insecure: bool = Field(False, description="Skip TLS verification (logged as a warning).")
     ca_file: Path | None = Field(None, description="PEM bundle to verify the vCenter with.")
 
