@@ -1,0 +1,111 @@
+"""Progress on stderr: a rich bar (rate, ETA) on a terminal, plain lines otherwise.
+
+stdout is left alone: it may be the replay's target.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, Protocol
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.progress import Progress as RichProgress
+
+
+class Progress(Protocol):
+    def advance(self, records: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _RecordsPerSecond(TransferSpeedColumn):
+    """rich's speed column formats bytes; a replay counts records."""
+
+    def render(self, task):  # type: ignore[no-untyped-def]
+        from rich.text import Text
+
+        speed = task.finished_speed or task.speed
+        return Text("?" if speed is None else f"{speed:,.0f} rec/s", style="progress.data.speed")
+
+
+class BarProgress:
+    def __init__(self, total: int, done: int, description: str, stream: IO[str]) -> None:
+        self._bar = RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            _RecordsPerSecond(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(file=stream),
+            transient=False,
+        )
+        self._task = self._bar.add_task(description, total=total, completed=done)
+        self._bar.start()
+
+    def advance(self, records: int) -> None:
+        self._bar.advance(self._task, records)
+
+    def close(self) -> None:
+        self._bar.stop()
+
+
+class LineProgress:
+    """A line every `interval` seconds: for logs, CI and pipes, where a bar is noise."""
+
+    def __init__(
+        self, total: int, done: int, description: str, stream: IO[str], interval: float = 5.0
+    ) -> None:
+        self.total = total
+        self.done = done
+        self.description = description
+        self.stream = stream
+        self.interval = interval
+        self._began = time.monotonic()
+        self._counted = 0
+        self._last = self._began
+
+    def advance(self, records: int) -> None:
+        self.done += records
+        self._counted += records
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self._line(now)
+
+    def _line(self, now: float) -> None:
+        elapsed = max(now - self._began, 1e-9)
+        rate = self._counted / elapsed
+        left = max(self.total - self.done, 0)
+        eta = f"{left / rate:.0f}s" if rate > 0 else "?"
+        percent = 100.0 * self.done / self.total if self.total else 100.0
+        print(
+            f"{self.description}: {self.done}/{self.total} records ({percent:.1f}%), "
+            f"{rate:,.0f} rec/s, ETA {eta}",
+            file=self.stream,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        self._line(time.monotonic())
+
+
+def progress_for(
+    total: int, done: int, description: str, stream: IO[str] | None = None
+) -> Progress:
+    out = stream or sys.stderr
+    if out.isatty():
+        return BarProgress(total, done, description, out)
+    return LineProgress(total, done, description, out)

@@ -1,0 +1,152 @@
+"""Read exactly a plan's offsets with assign(): never a group member, never a commit
+unless asked, read_committed so aborted transactions are never replayed."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from replay.plan import PartitionRange, Plan
+from schemas import KafkaRecord
+from vcstream.kafka import client_config
+from vcstream.settings.kafka import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 1000
+POLL_SECONDS = 0.5
+
+
+class ReplayReadError(RuntimeError):
+    """The topic changed under the replay (e.g. retention deleted the next offset)."""
+
+
+@dataclass
+class _Cursor:
+    range: PartitionRange
+    next_offset: int
+    taken: int  # records already replayed from this partition (toward range.limit)
+    ended: bool = False  # the end of the log was reached (only markers were left)
+
+    @property
+    def done(self) -> bool:
+        limit = self.range.limit
+        return (
+            self.ended
+            or self.next_offset >= self.range.stop
+            or (limit is not None and self.taken >= limit)
+        )
+
+
+class RangeReader:
+    """Yields batches of records inside the plan, in offset order per partition.
+
+    `group` is only for `--group`: the consumer then commits replayed offsets under that
+    group id (without joining it). Otherwise the group id is a throwaway that never
+    reaches the broker's offsets topic, because nothing is ever committed.
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        plan: Plan,
+        positions: dict[int, tuple[int, int]],
+        group: str | None = None,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self.plan = plan
+        self.batch_size = batch_size
+        self.group = group
+        self._cursors = {
+            r.partition: _Cursor(r, *positions.get(r.partition, (r.start, 0))) for r in plan.ranges
+        }
+        self._consumer = Consumer(
+            client_config(
+                kafka,
+                **{
+                    "group.id": group or f"vcstream-replay-{uuid.uuid4()}",
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "isolation.level": "read_committed",
+                    "enable.partition.eof": True,
+                    # an offset deleted mid-replay is an error to report, never a silent jump
+                    "auto.offset.reset": "error",
+                    "client.id": "vcstream-replay",
+                },
+            )
+        )
+        pending = [
+            TopicPartition(plan.topic, p, cursor.next_offset)
+            for p, cursor in self._cursors.items()
+            if not cursor.done
+        ]
+        if pending:
+            self._consumer.assign(pending)
+
+    @property
+    def finished(self) -> bool:
+        return all(cursor.done for cursor in self._cursors.values())
+
+    def batches(self) -> Iterator[list[KafkaRecord]]:
+        """Batches until every partition reached its stop; the caller may stop early."""
+        while not self.finished:
+            batch: list[KafkaRecord] = []
+            for message in self._consumer.consume(self.batch_size, timeout=POLL_SECONDS):
+                record = self._accept(message)
+                if record is not None:
+                    batch.append(record)
+            if batch:
+                yield batch
+
+    def _accept(self, message: object) -> KafkaRecord | None:
+        error = message.error()  # type: ignore[attr-defined]
+        partition: int = message.partition()  # type: ignore[attr-defined]
+        offset: int = message.offset()  # type: ignore[attr-defined]
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                # the end of the log: only transaction markers lay between us and the stop
+                self._finish(partition)
+                return None
+            if error.code() == KafkaError._AUTO_OFFSET_RESET:
+                raise ReplayReadError(
+                    f"partition {partition}: offset {self._cursors[partition].next_offset} "
+                    "was deleted (retention) while replaying: the range is no longer complete"
+                )
+            if error.fatal() or not error.retriable():
+                raise ReplayReadError(f"reading {self.plan.topic}[{partition}]: {error.str()}")
+            log.warning("reading %s[%d]: %s (retrying)", self.plan.topic, partition, error.str())
+            return None
+        cursor = self._cursors.get(partition)
+        if cursor is None or cursor.done:
+            return None
+        if offset >= cursor.range.stop:
+            self._finish(partition)
+            return None
+        cursor.next_offset = offset + 1
+        cursor.taken += 1
+        if cursor.done:
+            self._finish(partition)
+        return KafkaRecord.from_confluent(message)
+
+    def _finish(self, partition: int) -> None:
+        self._cursors[partition].ended = True
+        # already unassigned when a stop record and an EOF arrive for the same partition
+        with contextlib.suppress(KafkaException):
+            self._consumer.incremental_unassign([TopicPartition(self.plan.topic, partition)])
+
+    def commit(self, next_offsets: dict[int, int]) -> None:
+        """Store progress under `--group` (a standalone commit: the group is not joined)."""
+        if self.group is None or not next_offsets:
+            return
+        self._consumer.commit(
+            offsets=[TopicPartition(self.plan.topic, p, o) for p, o in next_offsets.items()],
+            asynchronous=False,
+        )
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -1,0 +1,203 @@
+"""One replay from start to report: plan (or resume), read, write, save, report.
+
+    outcome = run_replay(settings, request, stop=threading.Event())
+
+The CLI wraps this with argument parsing, Ctrl-C and exit codes; tests call it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from confluent_kafka.admin import AdminClient
+
+from replay.errors import ReplayUsageError
+from replay.plan import OffsetOracle, Plan, resolve
+from replay.progress import Progress, progress_for
+from replay.reader import RangeReader
+from replay.report import build_report
+from replay.runner import ReplayLoop
+from replay.spec import ReplaySpec
+from replay.state import ReplayState, default_state_path, fingerprint
+from replay.tally import PartitionTally
+from replay.targets.base import Position, ReplayItem, ReplayTarget
+from replay.targets.factory import Format, check_target, open_target
+from vcstream.kafka import client_config
+from vcstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    spec: ReplaySpec
+    to: str
+    format: Format = "json"
+    dry_run: bool = False
+    resume: bool = False
+    group: str | None = None
+    rate: float | None = None
+    state_path: Path | None = None
+    progress_stream: IO[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def command(self, settings: Settings) -> dict[str, Any]:
+        """What identifies "the same replay" for --resume."""
+        spec = self.spec
+        return {
+            "bootstrap": settings.kafka.bootstrap_servers,
+            "topic": spec.topic,
+            "from": [str(b) for b in spec.from_offsets]
+            or (spec.from_time.isoformat() if spec.from_time else "beginning"),
+            "to": [str(b) for b in spec.to_offsets]
+            or (spec.to_time.isoformat() if spec.to_time else None),
+            "count": spec.count,
+            "partitions": sorted(spec.partitions),
+            "types": list(spec.type_globs),
+            "target": self.to,
+            "format": self.format,
+            "dryRun": self.dry_run,
+        }
+
+
+@dataclass
+class ReplayOutcome:
+    complete: bool
+    report: dict[str, Any]
+    state: ReplayState
+    state_path: Path
+
+    def stopped_at(self) -> str:
+        ranges = {r.partition: r for r in self.state.plan.ranges}
+        parts = []
+        for p, tally in sorted(self.state.tallies.items()):
+            if tally.next_offset < ranges[p].stop:
+                parts.append(f"partition {p} at offset {tally.next_offset}")
+        return ", ".join(parts) or "every partition at its end"
+
+
+def plan_for(settings: Settings, spec: ReplaySpec) -> Plan:
+    admin = AdminClient(client_config(settings.kafka))
+    return resolve(spec, OffsetOracle(admin, spec.topic))
+
+
+def _initial_state(
+    settings: Settings, request: ReplayRequest, command: dict[str, Any], path: Path
+) -> ReplayState:
+    key = fingerprint(command)
+    if request.resume:
+        if not path.exists():
+            raise ReplayUsageError(
+                f"--resume: no interrupted replay of this command (looked for {path})"
+            )
+        try:
+            state = ReplayState.load(path)
+        except ValueError as exc:
+            raise ReplayUsageError(str(exc)) from None
+        if state.fingerprint != key:
+            raise ReplayUsageError(
+                f"--resume: {path} belongs to a different replay ({state.command}); "
+                "run the interrupted command unchanged, with --resume"
+            )
+        state.runs += 1
+        return state
+    if path.exists():
+        log.warning("an interrupted replay of this range was saved in %s; starting afresh", path)
+    plan = plan_for(settings, request.spec)
+    tallies = {r.partition: PartitionTally(r.partition, r.start) for r in plan.ranges}
+    return ReplayState(key, command, plan, tallies)
+
+
+def run_replay(
+    settings: Settings, request: ReplayRequest, stop: threading.Event | None = None
+) -> ReplayOutcome:
+    check_target(request.to, request.format)
+    stop = stop or threading.Event()
+    command = request.command(settings)
+    path = request.state_path or default_state_path(fingerprint(command))
+    state = _initial_state(settings, request, command, path)
+    target = _open(settings, request, state)
+    try:
+        reader = RangeReader(
+            settings.kafka,
+            state.plan,
+            {p: (t.next_offset, t.read) for p, t in state.tallies.items()},
+            group=request.group,
+            batch_size=_batch_size(request.rate),
+        )
+    except BaseException:
+        target.close()
+        raise
+    progress = _progress(request, state)
+    began = time.monotonic()
+    elapsed_before = state.elapsed_seconds
+
+    def save() -> None:
+        state.elapsed_seconds = elapsed_before + time.monotonic() - began
+        state.save(path)
+
+    def after_batch() -> None:
+        # the target's marker moves only with a batch it fully accepted
+        state.target_marker = target.resume_marker()
+        save()
+
+    complete = False
+    try:
+        loop = ReplayLoop(
+            request.spec,
+            reader,
+            target,
+            state.tallies,
+            progress,
+            stop,
+            rate=request.rate,
+            after_batch=after_batch,
+        )
+        complete = loop.run()
+    finally:
+        progress.close()
+        reader.close()
+        target.close()
+        save()
+    if complete:
+        path.unlink(missing_ok=True)
+    report = build_report(state, complete=complete, target=request.to, dry_run=request.dry_run)
+    return ReplayOutcome(complete, report, state, path)
+
+
+class _NoTarget(ReplayTarget):
+    """--dry-run: read, decode, filter and count, deliver nothing."""
+
+    name = "dry-run"
+
+    def write(self, items: Sequence[ReplayItem]) -> set[Position]:
+        return set()
+
+
+def _open(settings: Settings, request: ReplayRequest, state: ReplayState) -> ReplayTarget:
+    if request.dry_run:
+        return _NoTarget()
+    resume_at = None
+    if request.resume and request.to.startswith("file:"):
+        resume_at = state.target_marker or 0
+    return open_target(request.to, request.format, settings, resume_at)
+
+
+def _batch_size(rate: float | None) -> int:
+    if rate is None:
+        return 1000
+    # small batches under a rate limit, so Ctrl-C and the progress line stay responsive
+    return max(1, min(1000, int(rate / 4)))
+
+
+def _progress(request: ReplayRequest, state: ReplayState) -> Progress:
+    done = sum(t.read for t in state.tallies.values())
+    return progress_for(
+        state.plan.expected_records, done, f"replay {state.plan.topic}", request.progress_stream
+    )

@@ -1,0 +1,55 @@
+"""The interface every replay target implements."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cloudevents.core.base import BaseCloudEvent
+
+from schemas import KafkaRecord
+
+# (partition, offset) of a record
+Position = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayItem:
+    """A decoded event and the record it was read from (topic, partition, offset set)."""
+
+    event: BaseCloudEvent
+    record: KafkaRecord
+
+    @property
+    def position(self) -> Position:
+        assert self.record.partition is not None and self.record.offset is not None
+        return self.record.partition, self.record.offset
+
+
+class ReplayTarget(abc.ABC):
+    """Takes batches of events; a batch is durable at the target when `write` returns.
+
+    `write` returns the positions it dead-lettered instead of writing (a sink that gave
+    up on an event after its retries); every other item was written. Raising means the
+    batch's fate is unknown: the replay stops there and `--resume` sends it again, which
+    every target tolerates (files are rewritten from the saved position, audit storage is
+    idempotent by topic/partition/offset, HTTP targets are at least once).
+    """
+
+    name: str = "target"
+
+    def accepts(self, event_type: str) -> bool:
+        """The target's own type filter (a sink's `types`); replay counts the rest filtered."""
+        return True
+
+    @abc.abstractmethod
+    def write(self, items: Sequence[ReplayItem]) -> set[Position]: ...
+
+    def resume_marker(self) -> int | None:
+        """Saved with the replay's state after each batch (e.g. a file's size), so a
+        resumed replay can cut what an interrupted write left beyond it."""
+        return None
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,88 @@
+"""Filling topics with real vcstream records for replay tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from schemas import VCenterIdentity
+from schemas.codec import encode_vsphere
+from vcstream.devenv import LocalKafka
+from vcstream.kafka import TopicSpec, ensure_topics
+from vcstream.settings import Settings
+
+VCENTER = VCenterIdentity(
+    instance_uuid="5f2a9c1e-0c3b-4f6e-9d7a-1b2c3d4e5f60",
+    source="https://vcsa.example.com/sdk",
+    api_version="8.0.3.0",
+)
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+CLASSES = ("VmPoweredOnEvent", "VmPoweredOffEvent", "AlarmStatusChangedEvent")
+
+
+def settings_for(kafka: LocalKafka, **sections: Any) -> Settings:
+    return Settings(kafka={"bootstrapServers": kafka.bootstrap_servers}, **sections)
+
+
+def event_data(key: int, created: datetime) -> dict[str, Any]:
+    vm = f"vm-{key % 7}"
+    return {
+        "Key": key,
+        "ChainId": key,
+        "CreatedTime": created.isoformat().replace("+00:00", "Z"),
+        "UserName": "VSPHERE.LOCAL\\Administrator",
+        "Vm": {"Name": f"web-{vm}", "Vm": {"Type": "VirtualMachine", "Value": vm}},
+        "FullFormattedMessage": f"event {key}",
+    }
+
+
+def fill_topic(
+    kafka: LocalKafka,
+    topic: str,
+    count: int,
+    partitions: int = 1,
+    start_key: int = 0,
+    poison_every: int = 0,
+    time_of: Any = None,
+) -> list[datetime]:
+    """`count` events, keys start_key.., record timestamps one minute apart from EPOCH.
+
+    Events go round-robin over partitions; every `poison_every`-th record (if set) is
+    not a CloudEvent. Returns the record timestamps in produce order.
+    """
+    ensure_topics(settings_for(kafka).kafka, [TopicSpec(topic, partitions=partitions)])
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "linger.ms": 5})
+    stamps = []
+    for index in range(count):
+        key = start_key + index
+        created = time_of(key) if time_of else EPOCH + timedelta(minutes=key)
+        stamps.append(created)
+        ms = int(created.timestamp() * 1000)
+        partition = index % partitions
+        if poison_every and index % poison_every == poison_every - 1:
+            producer.produce(topic, value=b"not an event", partition=partition, timestamp=ms)
+            continue
+        record = encode_vsphere(event_data(key, created), CLASSES[key % len(CLASSES)], VCENTER)
+        headers: list[tuple[str, str | bytes | None]] = list(record.headers)
+        producer.produce(
+            topic,
+            value=record.value,
+            key=record.key,
+            headers=headers,
+            partition=partition,
+            timestamp=ms,
+        )
+    producer.flush(30)
+    return stamps
+
+
+def committed(kafka: LocalKafka, group: str, topic: str, partitions: Sequence[int]) -> list[int]:
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": group})
+    try:
+        found = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return [tp.offset for tp in found]
+    finally:
+        consumer.close()
