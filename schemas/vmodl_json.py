@@ -148,6 +148,8 @@ def _converter(prop: Any, max_version: str | None) -> Converter:
         return _binary
     if ptype is type:
         return lambda v: "" if v is None else _type_name(v)
+    if ptype is VmomiSupport.ManagedMethod:
+        return lambda v: "" if v is None else _method_name(v)
     if issubclass(ptype, str):
         return lambda v: "" if v is None else str(v)
     if issubclass(ptype, VmomiSupport.ManagedObject):
@@ -182,6 +184,13 @@ def _type_name(value: Any) -> str:
     return str(value._wsdlName) if hasattr(value, "_wsdlName") else str(value)
 
 
+def _method_name(value: Any) -> str:
+    """A methodName (e.g. TaskInfo.name) as on the wire: "PowerOnVM_Task"."""
+    info = getattr(value, "info", None)
+    # pyVmomi keeps names it cannot resolve (vcsim sends some) as UnknownManagedMethod
+    return str(info.wsdlName) if info is not None else str(getattr(value, "name", value))
+
+
 def _any_value(value: Any, max_version: str | None) -> Any:
     """A value whose Go type is decided at run time (anyType, array items, the root)."""
     if value is None or isinstance(value, bool | int | str):
@@ -198,6 +207,8 @@ def _any_value(value: Any, max_version: str | None) -> Any:
         return _data_object(value, max_version)
     if isinstance(value, type):
         return _type_name(value)
+    if isinstance(value, VmomiSupport.ManagedMethod):
+        return _method_name(value)
     if isinstance(value, list):
         return _array_of(value, max_version)
     raise TypeError(f"no Go JSON encoding for a {type(value).__name__}")
@@ -208,5 +219,5 @@ def _array_of(value: list[Any], max_version: str | None) -> dict[str, Any]:
     item = getattr(type(value), "Item", None)
     if item is None:
         item = type(value[0]) if value else str
-    element = go_field_name(VmomiSupport.GetWsdlName(item))  # type: ignore[no-untyped-call]
+    element = go_field_name(VmomiSupport.GetWsdlName(item))
     return {element: [_any_value(x, max_version) for x in value] or None}
