@@ -14,6 +14,8 @@ missing=()
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v kcat >/dev/null || missing+=(kcat)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
+# the tests run a real Prometheus against every role and the Grafana dashboard's queries
+command -v prometheus >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   log "apt-get install ${missing[*]}"
@@ -21,6 +23,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts a cluster on 5432 at install; the project runs its own on a free port
   $sudo service postgresql stop >/dev/null 2>&1 || true
+  # likewise Prometheus on 9090: tests start their own on free ports
+  $sudo service prometheus stop >/dev/null 2>&1 || true
 fi
 
 venv=$repo/.venv
