@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from vcstream.settings.base import ConfigModel, Duration, parse_duration
 
 
 class TopicLayout(ConfigModel):
-    partitions: int = Field(6, ge=1)
-    replication_factor: int = Field(1, ge=1)
+    partitions: int = Field(6, ge=1, description="Partitions of the raw topic when created.")
+    replication_factor: int = Field(1, ge=1, description="Replicas of each partition.")
     retention: Duration | int = Field(
         timedelta(days=30), description="How long records are kept; -1 keeps them forever."
     )
@@ -23,6 +23,23 @@ class TopicLayout(ConfigModel):
         return -1 if value in (-1, "-1") else parse_duration(value)
 
 
+class ReconnectSettings(ConfigModel):
+    """Backoff between attempts to reach a vCenter that failed (exponential, capped)."""
+
+    initial_delay: Duration = Field(
+        timedelta(seconds=1), description="Wait before the first retry."
+    )
+    max_delay: Duration = Field(
+        timedelta(seconds=60), description="The longest wait between two retries."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReconnectSettings:
+        if self.max_delay < self.initial_delay:
+            raise ValueError("maxDelay must not be shorter than initialDelay")
+        return self
+
+
 _START_AT = re.compile(r"^(now|earliest|\d+(\.\d+)?(ms|s|m|h|d)|P.*)$", re.IGNORECASE)
 
 
@@ -31,17 +48,63 @@ class ProducerSettings(ConfigModel):
         "now",
         description="With no checkpoint: `now`, `earliest`, or a history window such as `1h`.",
     )
-    page_size: int = Field(100, ge=1, le=1000, description="Events read per collector page.")
+    page_size: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="Events read per collector page; each page is one Kafka transaction.",
+    )
     raw_topic: TopicLayout = Field(default_factory=TopicLayout)
     poll_interval: Duration = Field(
         timedelta(seconds=2),
-        description="Fallback poll period when WaitForUpdatesEx is not available.",
+        description=(
+            "Longest wait for a vCenter change notification (WaitForUpdatesEx) before "
+            "reading anyway; the poll period when change notifications are unavailable."
+        ),
     )
-    transaction_timeout: Duration = timedelta(seconds=60)
+    transaction_timeout: Duration = Field(
+        timedelta(seconds=60),
+        description="Kafka transaction timeout; an open transaction older than this is aborted.",
+    )
+    transactional_id_prefix: str = Field(
+        "vcstream-producer",
+        min_length=1,
+        description=(
+            "Prefix of the Kafka transactional.id; the vCenter instance UUID is appended, so "
+            "a second producer for the same vCenter fences the first instead of duplicating."
+        ),
+    )
+    request_timeout: Duration = Field(
+        timedelta(seconds=60),
+        description="Socket timeout of one vCenter API call; a dead connection ends after it.",
+    )
+    startup_timeout: Duration = Field(
+        timedelta(seconds=60),
+        description=(
+            "How long to keep trying to reach Kafka and the vCenters at start before exiting "
+            "with an error; later outages are retried forever."
+        ),
+    )
+    reconnect: ReconnectSettings = Field(default_factory=ReconnectSettings)
+    alarm_definitions: bool = Field(
+        True, description="Publish alarm definitions to the alarm-definitions topic."
+    )
 
     @field_validator("start_at")
     @classmethod
     def _start_at(cls, value: str) -> str:
         if not _START_AT.match(value.strip()):
             raise ValueError("start_at must be now, earliest, or a duration such as 1h or PT30M")
-        return value.strip()
+        text = value.strip()
+        if text.lower() not in ("now", "earliest"):
+            parse_duration(text)  # `P1M` matches the pattern but is not a usable window
+        return text
+
+    def history_window(self) -> timedelta | None:
+        """The window `startAt` asks for; None for `earliest`, zero for `now`."""
+        text = self.start_at.lower()
+        if text == "earliest":
+            return None
+        if text == "now":
+            return timedelta(0)
+        return parse_duration(self.start_at)

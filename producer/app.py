@@ -1,0 +1,153 @@
+"""`vcstream produce`: start-up checks, one worker per vCenter, clean shutdown.
+
+Start-up is strict, so a mistake shows at once and nothing is written: wrong
+credentials or an untrusted certificate exit 2; a vCenter or Kafka that cannot be
+reached within `startupTimeout` exits 1. When some vCenters answer and others do not,
+the producer starts with those that do and keeps trying the rest. After start-up,
+every outage is retried forever, and one vCenter's trouble never stops another's.
+
+SIGTERM/SIGINT: each worker finishes or aborts its open transaction and the process
+exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
+
+from confluent_kafka import KafkaException
+
+from producer.connection import ConfigurationProblem, Session, VCenterUnavailable, connect
+from producer.worker import VCenterWorker
+from vcstream.kafka import ensure_topics
+from vcstream.observability import Health, ObservabilityServer
+from vcstream.settings import Settings
+from vcstream.settings.vcenter import VCenterSettings
+from vcstream.topics import pipeline_topics
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_CONFIG = 2
+
+
+class StartupFailed(Exception):
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def connect_at_startup(
+    vcenter: VCenterSettings, settings: Settings, stop: threading.Event
+) -> Session | None:
+    """A session, or None when the vCenter stayed unreachable for `startupTimeout`."""
+    producer = settings.producer
+    deadline = time.monotonic() + producer.startup_timeout.total_seconds()
+    delay = producer.reconnect.initial_delay.total_seconds()
+    while True:
+        try:
+            return connect(vcenter, producer.request_timeout.total_seconds())
+        except VCenterUnavailable as exc:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or stop.is_set():
+                log.error("%s (gave up after startupTimeout)", exc)
+                return None
+            log.warning("%s; retrying", exc)
+            stop.wait(min(delay, remaining))
+            delay = min(delay * 2, producer.reconnect.max_delay.total_seconds())
+
+
+def connect_all(settings: Settings, stop: threading.Event) -> dict[str, Session | None]:
+    """Log in to every vCenter at once; ConfigurationProblem for a wrong one."""
+    with ThreadPoolExecutor(max_workers=len(settings.vcenters)) as pool:
+        futures = {
+            vc.name: pool.submit(connect_at_startup, vc, settings, stop) for vc in settings.vcenters
+        }
+        sessions: dict[str, Session | None] = {}
+        problems: list[str] = []
+        for name, future in futures.items():
+            try:
+                sessions[name] = future.result()
+            except ConfigurationProblem as exc:
+                problems.append(str(exc))
+                sessions[name] = None
+    if problems:
+        for session in sessions.values():
+            if session is not None:
+                session.close()
+        raise StartupFailed("\n".join(problems), EXIT_CONFIG)
+    if not any(sessions.values()):
+        raise StartupFailed("no vCenter could be reached", EXIT_RUNTIME)
+    return sessions
+
+
+def create_topics(settings: Settings, stop: threading.Event) -> None:
+    """The topics the producer writes, with the pipeline's layout, if missing."""
+    mine = {
+        settings.topics.events,
+        settings.topics.checkpoints,
+        settings.topics.alarm_definitions,
+    }
+    specs = [spec for spec in pipeline_topics(settings) if spec.name in mine]
+    deadline = time.monotonic() + settings.producer.startup_timeout.total_seconds()
+    while True:
+        try:
+            ensure_topics(settings.kafka, specs, timeout=10)
+            return
+        except KafkaException as exc:
+            if time.monotonic() > deadline or stop.is_set():
+                raise StartupFailed(
+                    f"Kafka at {settings.kafka.bootstrap_servers} unavailable: {exc}", EXIT_RUNTIME
+                ) from None
+            log.warning("Kafka unavailable (%s); retrying", exc)
+            stop.wait(2)
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: finishing the open transactions", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def run(settings: Settings, server: ObservabilityServer | None, health: Health) -> int:
+    """The producer until a signal (0), or until start-up fails (1 or 2)."""
+    if not settings.vcenters:
+        log.error("configuration error: vcenters: at least one vCenter is needed")
+        return EXIT_CONFIG
+    for vcenter in settings.vcenters:
+        if vcenter.insecure:
+            log.warning("vCenter %s: TLS certificate NOT verified (insecure)", vcenter.name)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    try:
+        sessions = connect_all(settings, stop)
+        create_topics(settings, stop)
+    except StartupFailed as exc:
+        for line in str(exc).splitlines():
+            log.error("%s%s", "configuration error: " if exc.exit_code == EXIT_CONFIG else "", line)
+        return exc.exit_code
+    workers = [
+        VCenterWorker(vc, settings, stop, health, sessions.get(vc.name)) for vc in settings.vcenters
+    ]
+    for worker in workers:
+        worker.start()
+    log.info("producing from %d vCenter(s)", len(workers))
+    while not stop.wait(0.5):
+        if not any(worker.is_alive() for worker in workers):
+            break
+    stop.set()
+    grace = settings.producer.transaction_timeout.total_seconds() + 10
+    for worker in workers:
+        worker.join(grace)
+    if server is not None:
+        server.stop()
+    failed = [worker for worker in workers if worker.failure is not None]
+    return EXIT_RUNTIME if failed and len(failed) == len(workers) else EXIT_OK

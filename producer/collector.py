@@ -1,0 +1,113 @@
+"""An EventHistoryCollector plus a change feed on its `latestPage`.
+
+New events are noticed through the PropertyCollector (WaitForUpdatesEx on the
+collector's `latestPage`), so the producer sleeps until something happens instead of
+polling; events themselves are always read with ReadNextEvents, page by page, so
+nothing is skipped however many arrive between two reads (`latestPage` is only the
+doorbell: it holds the newest few events, not everything since the last read).
+
+Where a vCenter does not offer change notifications the feed degrades to a timed
+poll with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from pyVmomi import vim as _vim
+from pyVmomi import vmodl as _vmodl
+
+log = logging.getLogger(__name__)
+
+# pyVmomi's stubs leave its generated types untyped; they are used dynamically here
+vim: Any = _vim
+vmodl: Any = _vmodl
+PropertyCollector: Any = vmodl.query.PropertyCollector
+
+
+class EventCollector:
+    """Owns one EventHistoryCollector and one PropertyCollector; `close()` frees both.
+
+    vCenter (and vcsim) limit collectors per server and logout does not free them, so
+    every collector made here is destroyed again, even when reading failed.
+    """
+
+    def __init__(self, content: Any, begin_time: datetime | None, poll_interval: float) -> None:
+        spec = vim.event.EventFilterSpec()
+        if begin_time is not None:
+            spec.time = vim.event.EventFilterSpec.ByTime(beginTime=begin_time)
+        self._collector = content.eventManager.CreateCollectorForEvents(spec)
+        self._property_collector: Any = None
+        self._version = ""
+        self._poll_interval = poll_interval
+        self._idle_delay = 0.05
+        try:
+            self._property_collector = content.propertyCollector.CreatePropertyCollector()
+            self._property_collector.CreateFilter(
+                PropertyCollector.FilterSpec(
+                    objectSet=[PropertyCollector.ObjectSpec(obj=self._collector)],
+                    propSet=[
+                        PropertyCollector.PropertySpec(
+                            type=vim.event.EventHistoryCollector, pathSet=["latestPage"]
+                        )
+                    ],
+                ),
+                True,
+            )
+        except vmodl.fault.NotSupported:
+            log.warning("change notifications unavailable: polling every %.1fs", poll_interval)
+            self._property_collector = None
+
+    @property
+    def notifications(self) -> bool:
+        return self._property_collector is not None
+
+    def read_page(self, page_size: int) -> list[Any]:
+        """The next events after the collector's position, oldest first (maybe none)."""
+        return list(self._collector.ReadNextEvents(page_size) or [])
+
+    def wait_for_change(self) -> list[Any] | None:
+        """Block until `latestPage` changes or `poll_interval` passes.
+
+        Returns the newest events the vCenter has (its `latestPage`) when it reported a
+        change, or None after a quiet wait. Changes between two calls are not lost: the
+        version ties each call to the previous one.
+        """
+        if self._property_collector is None:
+            time.sleep(self._idle_delay)
+            self._idle_delay = min(self._idle_delay * 2, self._poll_interval)
+            return None
+        options = PropertyCollector.WaitOptions(maxWaitSeconds=max(1, int(self._poll_interval)))
+        update = self._property_collector.WaitForUpdatesEx(self._version, options)
+        if update is None:
+            return None
+        self._version = update.version
+        page: list[Any] = []
+        for filter_update in update.filterSet or []:
+            for object_update in filter_update.objectSet or []:
+                for change in object_update.changeSet or []:
+                    if change.name == "latestPage" and change.val:
+                        page = list(change.val)
+        return page
+
+    def busy(self) -> None:
+        """Events arrived: the next poll (where polling) comes quickly again."""
+        self._idle_delay = 0.05
+
+    def close(self) -> None:
+        destroyers: list[tuple[str, Any]] = [("event collector", self._collector.DestroyCollector)]
+        if self._property_collector is not None:
+            destroyers.append(("property collector", self._property_collector.Destroy))
+        for what, call in destroyers:
+            try:
+                call()
+            except Exception as exc:  # the session may already be gone with the collector
+                log.debug("destroying the %s failed: %s", what, exc)
+
+
+def history_begin(current_time: datetime, window: timedelta | None) -> datetime | None:
+    """Where a collector starts when there is no checkpoint (None: the oldest event)."""
+    return None if window is None else current_time - window

@@ -1,0 +1,23 @@
+"""A vCenter event as the records of one transaction: the CloudEvent, then the checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from producer.checkpoint import Checkpoint, checkpoint_key
+from producer.position import Position
+from schemas.codec import encode_vsphere
+from schemas.record import KafkaRecord
+from schemas.vmodl_json import event_class_name, to_go_json
+from schemas.vsphere import VCenterIdentity
+
+
+def event_record(event: Any, identity: VCenterIdentity) -> KafkaRecord:
+    """The event as a VEBA-compatible CloudEvent record, keyed by vCenter + entity."""
+    return encode_vsphere(to_go_json(event), event_class_name(event), identity)
+
+
+def checkpoint_record(identity: VCenterIdentity, position: Position) -> KafkaRecord:
+    return KafkaRecord(
+        value=Checkpoint.at(identity, position).encode(), key=checkpoint_key(identity)
+    )

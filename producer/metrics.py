@@ -1,0 +1,93 @@
+"""The producer's Prometheus metrics (default registry), labelled by vCenter name.
+
+Ages are computed when scraped, from timestamps the workers record, so a stalled
+worker shows a growing age instead of a frozen one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+EVENTS = Counter(
+    "vcstream_producer_events_total",
+    "vCenter events committed to the raw topic.",
+    ["vcenter", "type"],
+)
+TRANSACTIONS_COMMITTED = Counter(
+    "vcstream_producer_transactions_committed_total",
+    "Kafka transactions committed (events plus checkpoint).",
+    ["vcenter"],
+)
+TRANSACTIONS_ABORTED = Counter(
+    "vcstream_producer_transactions_aborted_total",
+    "Kafka transactions aborted and retried.",
+    ["vcenter"],
+)
+RECONNECTS = Counter(
+    "vcstream_producer_reconnects_total",
+    "New vCenter sessions after a lost connection, expired session or restart.",
+    ["vcenter"],
+)
+HISTORY_GAPS = Counter(
+    "vcstream_producer_history_gaps_total",
+    "Times events the producer expected were no longer in the vCenter's history.",
+    ["vcenter", "reason"],
+)
+EVENTS_MISSED = Counter(
+    "vcstream_producer_events_missed_total",
+    "Event keys skipped in the vCenter's sequence (events lost before they were read).",
+    ["vcenter"],
+)
+ALARM_DEFINITIONS = Counter(
+    "vcstream_producer_alarm_definitions_total",
+    "Alarm definitions published (action=published) or tombstoned (action=removed).",
+    ["vcenter", "action"],
+)
+
+
+class Progress(Collector):
+    """Checkpoint age and collector lag per vCenter, computed at scrape time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._checkpoint_at: dict[str, float] = {}
+        self._newest_event_at: dict[str, float] = {}
+
+    def committed(self, vcenter: str, newest_event_time: float | None) -> None:
+        now = time.time()
+        with self._lock:
+            self._checkpoint_at[vcenter] = now
+            if newest_event_time is not None:
+                self._newest_event_at[vcenter] = newest_event_time
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = time.time()
+        with self._lock:
+            checkpoints = dict(self._checkpoint_at)
+            newest = dict(self._newest_event_at)
+        age = GaugeMetricFamily(
+            "vcstream_producer_checkpoint_age_seconds",
+            "Seconds since this vCenter's checkpoint was last committed.",
+            labels=["vcenter"],
+        )
+        for vcenter, moment in checkpoints.items():
+            age.add_metric([vcenter], now - moment)
+        yield age
+        lag = GaugeMetricFamily(
+            "vcstream_producer_collector_lag_seconds",
+            "Now minus the createdTime of the newest event committed for this vCenter.",
+            labels=["vcenter"],
+        )
+        for vcenter, moment in newest.items():
+            lag.add_metric([vcenter], now - moment)
+        yield lag
+
+
+PROGRESS = Progress()
+REGISTRY.register(PROGRESS)

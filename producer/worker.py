@@ -1,0 +1,324 @@
+"""One vCenter's stream into Kafka, on its own thread, surviving whatever fails.
+
+The loop: read a page of events; keep the new ones (Sequencer); write them, any alarm
+definitions they change and the checkpoint in one transaction; when nothing is left to
+read, wait for the vCenter to report a change. The position in memory only advances
+after a commit, so after any failure the worker starts again from it:
+
+- vCenter gone, session expired, vCenter restarted: log in again (with backoff) and
+  recreate the collector from the position;
+- Kafka unavailable: the writer retries the same batch until Kafka is back;
+- the outcome of a commit unknown (fatal producer error): a new producer, and the
+  position re-read from the checkpoint topic, which is the truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from confluent_kafka import KafkaException
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_when_event_set,
+    wait_exponential,
+)
+
+from producer import alarms, metrics
+from producer.checkpoint import load_checkpoint
+from producer.collector import EventCollector, history_begin
+from producer.compacted import TopicReadTimeout
+from producer.connection import ConfigurationProblem, Session, VCenterUnavailable, classify, connect
+from producer.events import checkpoint_record, event_record
+from producer.position import Gap, GapReason, Position, Sequencer, position_of
+from producer.writer import (
+    Outgoing,
+    ProducerFenced,
+    Stopped,
+    TransactionalWriter,
+    TransactionStateUnknown,
+)
+from schemas.vmodl_json import event_class_name
+from vcstream.observability import Flag, Health
+from vcstream.settings import Settings
+from vcstream.settings.vcenter import VCenterSettings
+
+log = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# a resumed collector starts a little before the checkpoint: clocks are compared at
+# microseconds here and at whatever precision the vCenter keeps there
+RESUME_SLACK = timedelta(seconds=1)
+
+
+class CollectorLost(Exception):
+    """The collector returns nothing although the vCenter reports newer events."""
+
+
+class VCenterWorker(threading.Thread):
+    def __init__(
+        self,
+        vcenter: VCenterSettings,
+        settings: Settings,
+        stop: threading.Event,
+        health: Health,
+        session: Session | None = None,
+    ) -> None:
+        super().__init__(name=f"vcenter-{vcenter.name}", daemon=True)
+        self.vcenter = vcenter
+        self.settings = settings
+        self.stop = stop
+        self.session = session
+        self.failure: BaseException | None = None
+        self.vcenter_flag = Flag("connecting" if session is None else None)
+        self.kafka_flag = Flag("starting")
+        health.add(f"vcenter:{vcenter.name}", self.vcenter_flag)
+        health.add(f"kafka:{vcenter.name}", self.kafka_flag)
+        self._writer: TransactionalWriter | None = None
+        self._position: Position | None = None  # None: read it from the checkpoint topic
+        self._identity_uuid: str | None = None
+
+    # ---- the outer loop: recover from every failure -----------------------------------
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                try:
+                    self._run_session()
+                except (VCenterUnavailable, ConfigurationProblem) as exc:
+                    self._drop_session(str(exc))
+                except CollectorLost as exc:  # a new collector, from the position
+                    self._report([Gap(GapReason.COLLECTOR_LOST, 0, str(exc))])
+                except TransactionStateUnknown as exc:
+                    if isinstance(exc, ProducerFenced):
+                        raise
+                    log.warning("%s; re-reading the checkpoint", exc)
+                    self._restart_writer()
+                except (KafkaException, TopicReadTimeout) as exc:
+                    self.kafka_flag.down(f"Kafka: {exc}")
+                    log.warning("vCenter %s: Kafka unavailable: %s", self.vcenter.name, exc)
+                    self._restart_writer()
+                    self.stop.wait(1)
+        except Stopped:
+            pass
+        except BaseException as exc:  # fenced, corrupt checkpoint, a bug: this vCenter stops
+            self.failure = exc
+            self.vcenter_flag.down(f"stopped: {exc}")
+            log.error("vCenter %s: stopped: %s", self.vcenter.name, exc, exc_info=True)
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+            if self.session is not None:
+                self.session.close()
+
+    def _drop_session(self, reason: str) -> None:
+        log.warning("vCenter %s: %s; reconnecting", self.vcenter.name, reason)
+        self.vcenter_flag.down(reason)
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    def _restart_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = None
+        self._position = None
+
+    def _connect(self) -> Session:
+        """Log in, retrying with exponential backoff until it works or shutdown."""
+        reconnect = self.settings.producer.reconnect
+        retrying = Retrying(
+            retry=retry_if_exception_type((VCenterUnavailable, ConfigurationProblem)),
+            wait=wait_exponential(
+                multiplier=reconnect.initial_delay.total_seconds(),
+                max=reconnect.max_delay.total_seconds(),
+            ),
+            stop=stop_when_event_set(self.stop),
+            sleep=self._pause,
+            before_sleep=self._connect_failed,
+            reraise=True,
+        )
+        timeout = self.settings.producer.request_timeout.total_seconds()
+        try:
+            session = retrying(connect, self.vcenter, timeout)
+        except (VCenterUnavailable, ConfigurationProblem):
+            raise Stopped() from None
+        metrics.RECONNECTS.labels(self.vcenter.name).inc()
+        log.info("vCenter %s: connected again", self.vcenter.name)
+        return session
+
+    def _pause(self, seconds: float) -> None:
+        self.stop.wait(seconds)  # a shutdown cuts the backoff short
+
+    def _connect_failed(self, state: RetryCallState) -> None:
+        problem = str(state.outcome.exception() if state.outcome else "unreachable")
+        self.vcenter_flag.down(problem)
+        log.warning(
+            "vCenter %s: %s; next attempt in %.1fs",
+            self.vcenter.name,
+            problem,
+            state.upcoming_sleep,
+        )
+
+    # ---- one session: resume, then stream --------------------------------------------
+
+    def _run_session(self) -> None:
+        if self.session is None:
+            self.session = self._connect()
+        session = self.session
+        self.vcenter_flag.ok()
+        identity = session.identity
+        if self._identity_uuid not in (None, identity.instance_uuid):
+            # a different vCenter answers at this address: its own writer and position
+            log.warning("vCenter %s: new instance UUID %s", identity.name, identity.instance_uuid)
+            self._restart_writer()
+        self._identity_uuid = identity.instance_uuid
+        writer = self._writer_for(session)
+        if self._position is None:
+            self._position = self._resume_position(session, writer)
+        if self.settings.producer.alarm_definitions:
+            self._publish_alarm_snapshot(session, writer)
+        begin = None if self._position.time == EPOCH else self._position.time
+        if begin is not None and not self._position.is_boundary:
+            begin -= RESUME_SLACK
+        collector = self._call(
+            session,
+            lambda: EventCollector(
+                session.content, begin, self.settings.producer.poll_interval.total_seconds()
+            ),
+        )
+        try:
+            self._stream(session, writer, collector, Sequencer(self._position))
+        finally:
+            collector.close()
+
+    def _writer_for(self, session: Session) -> TransactionalWriter:
+        if self._writer is None:
+            producer = self.settings.producer
+            self._writer = TransactionalWriter(
+                self.settings.kafka,
+                f"{producer.transactional_id_prefix}.{session.identity.instance_uuid}",
+                producer.transaction_timeout,
+                self.vcenter.name,
+                self.stop,
+                self._kafka_state,
+            )
+            self._writer.start()
+        return self._writer
+
+    def _kafka_state(self, problem: str | None) -> None:
+        if problem is None:
+            self.kafka_flag.ok()
+        else:
+            self.kafka_flag.down(problem)
+
+    def _resume_position(self, session: Session, writer: TransactionalWriter) -> Position:
+        """The committed checkpoint; on a first start, a boundary committed right away."""
+        identity = session.identity
+        checkpoint = load_checkpoint(
+            self.settings.kafka, self.settings.topics.checkpoints, identity
+        )
+        if checkpoint is not None:
+            log.info(
+                "vCenter %s: resuming after event %d (%s)",
+                identity.name,
+                checkpoint.position.key,
+                checkpoint.position.time.isoformat(),
+            )
+            return checkpoint.position
+        window = self.settings.producer.history_window()
+        now = self._call(session, session.service_instance.CurrentTime)
+        begin = history_begin(now, window)
+        position = Position.boundary(begin if begin is not None else EPOCH)
+        # committed at once, so a restart before the first event keeps this start
+        writer.commit([(self.settings.topics.checkpoints, checkpoint_record(identity, position))])
+        log.info(
+            "vCenter %s: no checkpoint; starting at %s (startAt %s)",
+            identity.name,
+            position.time.isoformat(),
+            self.settings.producer.start_at,
+        )
+        return position
+
+    def _publish_alarm_snapshot(self, session: Session, writer: TransactionalWriter) -> None:
+        topic = self.settings.topics.alarm_definitions
+        stored = alarms.stored_definitions(self.settings.kafka, topic, session.identity)
+        records = self._call(
+            session, lambda: alarms.snapshot(session.content, session.identity, stored)
+        )
+        if records:
+            writer.commit([(topic, record) for record in records])
+            alarms.count(session.identity, records)
+        log.info(
+            "vCenter %s: alarm definitions up to date (%d written)", self.vcenter.name, len(records)
+        )
+
+    def _stream(
+        self,
+        session: Session,
+        writer: TransactionalWriter,
+        collector: EventCollector,
+        sequencer: Sequencer,
+    ) -> None:
+        page_size = self.settings.producer.page_size
+        newest_seen: datetime | None = None  # newest event time the vCenter reported
+        while not self.stop.is_set():
+            page = self._call(session, lambda: collector.read_page(page_size))
+            fresh, gaps = sequencer.accept(page)
+            self._report(gaps)
+            if fresh:
+                self._commit(session, writer, fresh, sequencer.last)
+            if len(page) == page_size:
+                continue  # more may be waiting: read on before waiting
+            position = sequencer.last
+            if not page and newest_seen is not None and newest_seen > position.time:
+                raise CollectorLost(
+                    f"vCenter {self.vcenter.name}: the event collector returns nothing although "
+                    f"events up to {newest_seen.isoformat()} exist"
+                )
+            if page:
+                collector.busy()
+            latest = self._call(session, collector.wait_for_change)
+            newest_seen = max((position_of(e).time for e in latest or []), default=None)
+
+    def _commit(
+        self, session: Session, writer: TransactionalWriter, fresh: list[Any], last: Position
+    ) -> None:
+        identity = session.identity
+        topics = self.settings.topics
+        records: list[Outgoing] = []
+        definitions = []
+        for event in fresh:
+            records.append((topics.events, event_record(event, identity)))
+            if self.settings.producer.alarm_definitions:
+                definitions += self._call(
+                    session, lambda e=event: alarms.changes_for(session.content, identity, e)
+                )
+        records += [(topics.alarm_definitions, record) for record in definitions]
+        records.append((topics.checkpoints, checkpoint_record(identity, last)))
+        writer.commit(records)
+        self._position = last
+        for event in fresh:
+            metrics.EVENTS.labels(self.vcenter.name, event_class_name(event)).inc()
+        alarms.count(identity, definitions)
+        metrics.PROGRESS.committed(self.vcenter.name, last.time.timestamp())
+
+    def _report(self, gaps: list[Gap]) -> None:
+        for gap in gaps:
+            log.warning("vCenter %s: %s", self.vcenter.name, gap.detail)
+            metrics.HISTORY_GAPS.labels(self.vcenter.name, gap.reason.value).inc()
+            if gap.missed:
+                metrics.EVENTS_MISSED.labels(self.vcenter.name).inc(gap.missed)
+
+    def _call(self, session: Session, step: Any) -> Any:
+        """A vCenter API call; its failures become VCenterUnavailable/ConfigurationProblem."""
+        try:
+            return step()
+        except (Stopped, TransactionStateUnknown):
+            raise
+        except Exception as exc:
+            raise classify(exc, session.vcenter) from None
