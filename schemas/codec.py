@@ -1,6 +1,7 @@
 """CloudEvent ⇄ Kafka record, through the cloudevents SDK's Kafka binding (binary mode).
 
-`encode`/`decode` are the only way any component turns events into records and back.
+`encode`/`decode` are the only way any component turns events into records and back;
+`encode_event` takes a pyVmomi event straight to its record.
 """
 
 from __future__ import annotations
@@ -15,15 +16,61 @@ from cloudevents.core.v1.event import CloudEvent
 
 from schemas.errors import InvalidRecord
 from schemas.record import KafkaRecord
+from schemas.vmodl_json import event_class_name, to_go_json
 from schemas.vsphere import VCenterIdentity, as_utc, event_class_kind, event_id, event_type
 from schemas.vsphere import record_key as vsphere_record_key
 
-_FORMAT = JSONFormat()
 CONTENT_TYPE = "application/json"
-REQUIRED_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type")
+# `time` is optional in CloudEvents, but the SDK invents "now" for a record without it;
+# every vcstream record carries the event's own time, so its absence is an error
+REQUIRED_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time")
 # the Kafka binding maps the record key to this extension on decode; it is not part of
 # the event vcstream stores, so it is dropped again
 PARTITION_KEY = "partitionkey"
+
+
+class _DataError(ValueError):
+    pass
+
+
+class StrictJSONFormat(JSONFormat):
+    """The SDK's JSON format, minus its silent fallbacks.
+
+    The SDK writes a list as Python's `str()` and reads invalid JSON back as a string;
+    here any JSON value round-trips and invalid data is an error. Data is written
+    compactly, as Go (and so VEBA) writes it.
+    """
+
+    def write_data(
+        self, data: dict[str, Any] | str | bytes | None, datacontenttype: str | None
+    ) -> bytes:
+        if data is None:
+            return b""
+        if isinstance(data, bytes | bytearray):
+            return bytes(data)
+        return json.dumps(
+            data, separators=(",", ":"), ensure_ascii=False, default=_json_default
+        ).encode("utf-8")
+
+    def read_data(
+        self, body: bytes, datacontenttype: str | None
+    ) -> dict[str, Any] | str | bytes | None:
+        if not body:
+            return None
+        try:
+            parsed: dict[str, Any] = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _DataError(f"data is not valid JSON: {exc}") from None
+        return parsed
+
+
+_FORMAT = StrictJSONFormat()
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    raise TypeError(f"a {type(value).__name__} is not JSON serializable")
 
 
 def vsphere_cloudevent(
@@ -34,12 +81,18 @@ def vsphere_cloudevent(
     """A vCenter event (already in VEBA's JSON shape) as a VEBA v0.8 CloudEvent."""
     created = data.get("CreatedTime")
     if isinstance(created, str):
-        created_time = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        try:
+            created_time = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{class_name} has an invalid CreatedTime {created!r}") from None
     elif isinstance(created, datetime):
         created_time = created
     else:
         raise ValueError(f"{class_name} has no CreatedTime")
-    key = int(data["Key"])
+    try:
+        key = int(data["Key"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{class_name} has no integer Key: {data.get('Key')!r}") from None
     return CloudEvent(
         attributes={
             "id": event_id(vcenter.instance_uuid, key, created_time),
@@ -58,7 +111,10 @@ def vsphere_cloudevent(
 
 def encode(event: CloudEvent, key: bytes | str | None = None) -> KafkaRecord:
     """A CloudEvent as a binary-mode Kafka record."""
-    message = kafka_binding.to_binary(event, _FORMAT, key_mapper=lambda _: key)
+    try:
+        message = kafka_binding.to_binary(event, _FORMAT, key_mapper=lambda _: key)
+    except TypeError as exc:
+        raise ValueError(f"event {event.get_id()} has data that is not JSON: {exc}") from None
     message_key = message.key.encode() if isinstance(message.key, str) else message.key
     return KafkaRecord(value=message.value, key=message_key, headers=list(message.headers.items()))
 
@@ -69,28 +125,37 @@ def encode_vsphere(data: dict[str, Any], class_name: str, vcenter: VCenterIdenti
     return encode(event, vsphere_record_key(vcenter.instance_uuid, data))
 
 
+def encode_event(event: Any, vcenter: VCenterIdentity) -> KafkaRecord:
+    """A pyVmomi event (any of vSphere's event classes) as its Kafka record."""
+    return encode_vsphere(to_go_json(event), event_class_name(event), vcenter)
+
+
 def decode(record: KafkaRecord) -> CloudEvent:
     """The CloudEvent in a record; InvalidRecord says precisely what is wrong otherwise."""
-    headers: dict[str, bytes] = {}
-    for name, value in record.headers:
-        headers[name] = value
+    headers: dict[str, bytes] = dict(record.headers)  # a repeated header: the last wins
     missing = [name for name in REQUIRED_HEADERS if name not in headers]
     if missing:
         raise InvalidRecord(f"not a binary-mode CloudEvent: missing header {', '.join(missing)}")
-    content_type = headers.get("content-type", b"").decode(errors="replace")
+    for name, value in headers.items():
+        if name.startswith("ce_") or name == "content-type":
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidRecord(f"header {name} is not UTF-8: {value[:40]!r}") from None
+    content_type = headers.get("content-type", b"").decode()
     if content_type.split(";")[0].strip() != CONTENT_TYPE:
         raise InvalidRecord(
             f"content-type is {content_type or 'missing'!r}, expected {CONTENT_TYPE!r}"
         )
     if record.value is None:
         raise InvalidRecord("record has no value (a tombstone is not an event)")
-    try:
-        json.loads(record.value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRecord(f"data is not valid JSON: {exc}") from None
+    if not record.value:
+        raise InvalidRecord("record value is empty: a vcstream event always has data")
     message = kafka_binding.KafkaMessage(headers=headers, key=None, value=record.value)
     try:
         event = kafka_binding.from_binary(message, _FORMAT)
+    except _DataError as exc:
+        raise InvalidRecord(str(exc)) from None
     except Exception as exc:  # the SDK raises several types for bad attributes
         raise InvalidRecord(f"invalid CloudEvent attributes: {exc}") from None
     if not isinstance(event, CloudEvent):

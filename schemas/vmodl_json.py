@@ -37,6 +37,9 @@ Converter = Callable[[Any], Any]
 Field = tuple[str, str, Converter]
 
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+# The vmodl version whose field set VEBA's govmomi (2021-01, vSphere 7.0 U1) knows: pass
+# it as `max_version` for VEBA's exact field set; vcstream writes newer fields as well.
+VEBA_VMODL_VERSION = "vim.version.v7_0_1_0"
 # DynamicData's own properties: govmomi's DynamicData struct is empty
 _SKIPPED_PROPERTIES = frozenset({"dynamicType", "dynamicProperty"})
 # govmomi's generator (gen/vim_wsdl.rb, `pointer_type?`) makes these ints pointers, so

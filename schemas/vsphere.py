@@ -60,16 +60,36 @@ def derived_id(input_id: str, step: str, index: int = 0) -> str:
 
 # Entity references in event data, most specific first: the record key follows the
 # thing the event is about, so all events of one VM stay in order in one partition.
-ENTITY_FIELDS = ("Vm", "Host", "Ds", "Net", "Dvs", "ComputeResource", "Datacenter")
+# Each is `{"Name": ..., "<Kind>": {"Type", "Value"}}`; the kind's name differs from the
+# field's for some (`Ds` holds `Datastore`, `Net` holds `Network`). `Entity` is what
+# alarm events are about; EventEx/ExtendedEvent name theirs in ObjectType/ObjectId.
+ENTITY_FIELDS = ("Vm", "Host", "Ds", "Net", "Dvs", "Entity")
+CONTAINER_FIELDS = ("ComputeResource", "Datacenter")
 
 
 def record_key(instance_uuid: str, data: dict[str, Any] | None) -> bytes:
     """`<vcenter uuid>/<Type>:<moref>` of the event's entity, or the vCenter alone."""
     if data:
         for name in ENTITY_FIELDS:
-            ref = data.get(name)
-            if isinstance(ref, dict):
-                moref = ref.get(name)
-                if isinstance(moref, dict) and moref.get("Value"):
-                    return f"{instance_uuid}/{moref['Type']}:{moref['Value']}".encode()
+            found = _moref_in(data.get(name))
+            if found:
+                return f"{instance_uuid}/{found}".encode()
+        object_id = data.get("ObjectId")
+        if isinstance(object_id, str) and object_id:
+            object_type = data.get("ObjectType") or "object"
+            return f"{instance_uuid}/{object_type}:{object_id}".encode()
+        for name in CONTAINER_FIELDS:
+            found = _moref_in(data.get(name))
+            if found:
+                return f"{instance_uuid}/{found}".encode()
     return instance_uuid.encode()
+
+
+def _moref_in(argument: Any) -> str | None:
+    """`Type:Value` of the MoRef inside an entity event argument, if there is one."""
+    if not isinstance(argument, dict):
+        return None
+    for name, value in argument.items():
+        if name != "Name" and isinstance(value, dict) and value.get("Value"):
+            return f"{value.get('Type', '')}:{value['Value']}"
+    return None

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from pyVmomi import vim
 
-from schemas.vmodl_json import event_class_name, to_go_json
+from schemas.vmodl_json import VEBA_VMODL_VERSION, event_class_name, to_go_json
 from tests.schemas.vcsim_activity import connected, make_events
 from vcstream.devenv import LocalVcsim
 from vcstream.devenv.process import cache_dir
@@ -28,8 +28,6 @@ from vcstream.devenv.process import cache_dir
 pytestmark = pytest.mark.integration
 
 GO_PROGRAM = Path(__file__).resolve().parents[1] / "go" / "vceventsjson"
-# the vmodl version matching govmomi v0.24.1-0.20210127152625-854ba4efe87e's types
-VEBA_GOVMOMI_VMODL = "vim.version.v7_0_1_0"
 _RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 
 EXPECTED_KINDS = {
@@ -140,7 +138,7 @@ def test_json_equals_go_encoding_for_every_kind_of_event(
     for event in from_python:
         go = from_go[event.key]
         assert go["Class"] == event_class_name(event)
-        ours = as_instants(to_go_json(event, VEBA_GOVMOMI_VMODL))
+        ours = as_instants(to_go_json(event, VEBA_VMODL_VERSION))
         found = differences(ours, as_instants(go["Event"]))
         if found:
             mismatches[f"{go['Class']} #{event.key}"] = found
