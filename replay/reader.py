@@ -77,6 +77,11 @@ class RangeReader:
                     # an offset deleted mid-replay is an error to report, never a silent jump
                     "auto.offset.reset": "error",
                     "client.id": "vcstream-replay",
+                    # librdkafka prefetches up to 64 MB per partition by default; a replay
+                    # of many partitions would hold hundreds of MB it cannot yet process
+                    "queued.max.messages.kbytes": kafka.client_properties.get(
+                        "queued.max.messages.kbytes", "8192"
+                    ),
                 },
             )
         )
