@@ -1,17 +1,23 @@
-"""`vcstream streams worker`: the Faust stream processors (issue: streams)."""
+"""`vcstream streams worker`: the Faust stream processors."""
 
 from __future__ import annotations
 
 import typer
 
-from vcstream.cli.common import EXIT_RUNTIME, ConfigOption, load_or_exit
+from vcstream.cli.common import EXIT_RUNTIME, ConfigOption, load_or_exit, start_observability
 
 app = typer.Typer(help="Stream processors (Faust).", no_args_is_help=True)
 
 
 @app.command("worker")
 def worker(config: ConfigOption = None) -> None:
-    """Run the stream processors."""
-    load_or_exit(config)
-    typer.echo("streams: not built yet", err=True)
-    raise typer.Exit(EXIT_RUNTIME)
+    """Run the stream processors: alarm enrichment, routes, user processors.
+
+    Example: vcstream streams worker --config vcstream.yaml
+    """
+    settings = load_or_exit(config)
+    from streams.worker import run_worker
+
+    code = run_worker(settings, lambda health: start_observability(settings, health))
+    if code:
+        raise typer.Exit(EXIT_RUNTIME)

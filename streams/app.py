@@ -1,0 +1,266 @@
+"""The Faust app: one agent per input topic, the alarm-definitions global table, a timer
+that releases alarm events waiting for their definition.
+
+Delivery is at least once without Faust's `exactly_once`: the stream does not ack an
+event until Kafka has acknowledged every record made from it (outputs or dead letter),
+and Faust commits an offset only when every offset before it is acked, flushing its
+producer first. A send that fails crashes the worker before the offset is committed, so
+after a restart the event is processed again; output ids are derived from input ids,
+which makes the repeat a detectable duplicate.
+
+Run it with `vcstream streams worker --config FILE`, or the Faust way:
+`VCSTREAM_CONFIG=FILE faust -A streams.app worker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from cloudevents.core.v1.event import CloudEvent
+
+from schemas.record import KafkaRecord
+from streams import metrics
+from streams.api import Processor
+from streams.definitions import DefinitionIndex
+from streams.enrich import AlarmRef, enriched, unenriched
+from streams.pipeline import Output, Pipeline
+from streams.transport import broker_urls
+from vcstream.kafka import faust_broker_options
+from vcstream.observability import Flag
+from vcstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RELEASE_INTERVAL = 0.1  # seconds between checks of alarm events waiting for a definition
+
+
+@dataclass(slots=True)
+class Waiting:
+    """An alarm event read but not yet emitted: its offset stays uncommitted meanwhile."""
+
+    source: Any  # faust Event
+    record: KafkaRecord
+    event: CloudEvent
+    ref: AlarmRef
+    deadline: float
+    started: float
+
+
+class StreamsApp:
+    def __init__(
+        self,
+        settings: Settings,
+        processors: Sequence[Processor],
+        definition_partitions: int = 1,
+        health: Flag | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pipeline = Pipeline(settings, processors)
+        self.health = health or Flag()
+        options = faust_broker_options(settings.kafka)
+        options["broker"] = broker_urls(options["broker"])
+        streams = settings.streams
+        self.app = faust.App(
+            streams.app_id,
+            **options,
+            store="memory://",
+            web_enabled=False,
+            autodiscover=False,
+            datadir=streams.data_dir,
+            broker_commit_interval=streams.commit_interval.total_seconds(),
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+        )
+        self.definitions = self.app.GlobalTable(
+            "alarm-definitions",
+            # the compacted topic is the table's changelog: read in full at start (so the
+            # table survives restarts) and followed live, never written by the worker
+            changelog_topic=self.app.topic(
+                settings.topics.alarm_definitions,
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=definition_partitions,
+            ),
+            partitions=definition_partitions,
+            key_serializer="raw",
+            value_serializer="raw",
+            recovery_buffer_size=1,
+        )
+        self.index = DefinitionIndex(self.definitions)
+        self.waiting: list[Waiting] = []
+        self._topics: dict[str, Any] = {}
+        self._crashing: asyncio.Future[Any] | None = None
+        for topic in self.pipeline.input_topics:
+            channel = self.app.topic(topic, key_serializer="raw", value_serializer="raw")
+            self.app.agent(channel, name=f"streams.{topic}")(self._agent_for(topic))
+        self.app.timer(RELEASE_INTERVAL, name="streams.release-waiting")(self._release_waiting)
+
+    def _agent_for(self, topic: str) -> Any:
+        async def consume(stream: Any) -> None:
+            async for source in stream.noack().events():
+                await self.handle(source, topic)
+
+        consume.__name__ = consume.__qualname__ = f"consume_{topic.replace('.', '_')}"
+        return consume
+
+    async def handle(self, source: Any, topic: str) -> None:
+        started = time.monotonic()
+        self.health.ok()
+        record = _record_of(source, topic)
+        decoded = self.pipeline.decode(record)
+        if isinstance(decoded, Output):
+            await self._emit(source, [decoded], started)
+            return
+        event = decoded
+        ref = self.pipeline.alarm_to_enrich(event, topic)
+        if ref is not None:
+            definition = self.index.lookup(ref)
+            if definition is None:
+                wait = self.pipeline.enrichment.wait_for_definition.total_seconds()
+                self.waiting.append(Waiting(source, record, event, ref, started + wait, started))
+                metrics.PENDING.set(len(self.waiting))
+                return
+            event = self._enriched(event, definition)
+        await self._emit(source, self._outputs(event, record, topic), started)
+
+    def _enriched(self, event: CloudEvent, definition: dict[str, Any]) -> CloudEvent:
+        metrics.ENRICHED.inc()
+        return enriched(event, definition, self.pipeline.enrichment.type_suffix)
+
+    def _outputs(self, event: CloudEvent, record: KafkaRecord, topic: str) -> list[Output]:
+        return self.pipeline.outputs(event, record, topic)
+
+    async def _release_waiting(self) -> None:
+        if not self.waiting:
+            return
+        now = time.monotonic()
+        assigned = self.app.consumer.assignment()
+        still: list[Waiting] = []
+        for item in self.waiting:
+            if item.source.message.tp not in assigned:
+                continue  # revoked: the partition's new owner reads it again
+            definition = self.index.lookup(item.ref)
+            if definition is not None:
+                event = self._enriched(item.event, definition)
+            elif now >= item.deadline:
+                metrics.ENRICHMENT_MISSING.inc()
+                log.info("no definition for %s/%s: emitted unenriched", *_ref_text(item.ref))
+                event = unenriched(item.event)
+            else:
+                still.append(item)
+                continue
+            outputs = self._outputs(event, item.record, self.pipeline.events_topic)
+            await self._emit(item.source, outputs, item.started)
+        self.waiting = still
+        metrics.PENDING.set(len(still))
+
+    async def _emit(self, source: Any, outputs: list[Output], started: float) -> None:
+        futures = []
+        for output in outputs:
+            channel = self._topic(output.topic)
+            futures.append(
+                await channel.send(
+                    key=output.record.key,
+                    value=output.record.value,
+                    headers=output.record.headers,
+                    force=True,
+                )
+            )
+        _Delivery(self, source, futures, started)
+
+    def _topic(self, name: str) -> Any:
+        channel = self._topics.get(name)
+        if channel is None:
+            channel = self.app.topic(name, key_serializer="raw", value_serializer="raw")
+            self._topics[name] = channel
+        return channel
+
+    def delivery_failed(self, error: BaseException) -> None:
+        # the source offset stays unacked; crashing before the next commit means a
+        # restart reads it again instead of skipping it
+        log.error("could not write to Kafka, stopping the worker: %r", error)
+        self.health.down(f"kafka write failed: {type(error).__name__}")
+        self._crashing = asyncio.ensure_future(self.app.crash(error))
+
+
+class _Delivery:
+    """Acks the source event once Kafka has acknowledged every record made from it."""
+
+    __slots__ = ("failed", "owner", "remaining", "source", "started")
+
+    def __init__(self, owner: StreamsApp, source: Any, futures: list[Any], started: float):
+        self.owner = owner
+        self.source = source
+        self.started = started
+        self.remaining = len(futures)
+        self.failed = False
+        if not futures:
+            self._complete()
+        for future in futures:
+            future.add_done_callback(self._done)
+
+    def _done(self, future: asyncio.Future[Any]) -> None:
+        error = None if future.cancelled() else future.exception()
+        if future.cancelled() or error is not None:
+            if not self.failed:
+                self.failed = True
+                self.owner.delivery_failed(error or asyncio.CancelledError())
+            return
+        self.remaining -= 1
+        if self.remaining == 0 and not self.failed:
+            self._complete()
+
+    def _complete(self) -> None:
+        self.source.ack()
+        metrics.LATENCY.observe(time.monotonic() - self.started)
+
+
+def _record_of(source: Any, topic: str) -> KafkaRecord:
+    message = source.message
+    headers = message.headers or []
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    return KafkaRecord(
+        value=source.value,
+        key=source.key,
+        headers=[(name, value if value is not None else b"") for name, value in headers],
+        topic=topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+    )
+
+
+def _ref_text(ref: AlarmRef) -> tuple[str, str]:
+    return ref.source, ref.alarm
+
+
+def build(settings: Settings, health: Flag | None = None) -> StreamsApp:
+    """The app for these settings, with topics created and user processors discovered."""
+    from streams.discovery import discover
+    from streams.topics import partition_count, prepare_topics
+
+    processors = discover(settings.streams.processors)
+    pipeline = Pipeline(settings, processors)
+    prepare_topics(settings, pipeline.output_topics + pipeline.input_topics)
+    partitions = partition_count(settings, settings.topics.alarm_definitions)
+    return StreamsApp(settings, processors, partitions, health)
+
+
+def __getattr__(name: str) -> Any:
+    # `faust -A streams.app worker`: the app is built on first access, from the file
+    # named by VCSTREAM_CONFIG (and VCSTREAM_* overrides), like the vcstream command does
+    if name != "app":
+        raise AttributeError(name)
+    from vcstream.settings import load_settings
+
+    built = build(load_settings(os.environ.get("VCSTREAM_CONFIG"))).app
+    globals()["app"] = built
+    return built

@@ -1,0 +1,121 @@
+"""What happens to one record, without Kafka: decode, route, run processors, dead-letter.
+
+The Faust app (`streams.app`) feeds records in and writes the outputs; everything that
+decides what is written where lives here, so it is testable on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cloudevents.core.v1.event import CloudEvent
+
+import schemas
+from schemas.deadletter import Reason, dead_letter
+from schemas.record import KafkaRecord
+from streams import metrics
+from streams.api import Processor
+from streams.enrich import AlarmRef, alarm_ref
+from streams.match import Selector
+from vcstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ROUTE_STEP = "route_by_type"
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    topic: str
+    record: KafkaRecord
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    topic: str
+    selector: Selector
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, processors: Sequence[Processor]) -> None:
+        topics = settings.topics
+        self.events_topic = topics.events
+        self.dead_letter_topic = topics.dead_letter
+        self.enrichment = settings.streams.enrichment
+        self._enrich_types = tuple(self.enrichment.types)
+        self.routes = [
+            Route(spec.name, spec.topic, Selector.of(spec))
+            for spec in settings.streams.effective_routes(topics.alarms, topics.audit)
+        ]
+        self.processors: dict[str, list[Processor]] = {}
+        for item in processors:
+            self.processors.setdefault(item.topic or topics.events, []).append(item)
+        self.processors.setdefault(topics.events, [])
+
+    @property
+    def input_topics(self) -> list[str]:
+        return list(self.processors)
+
+    @property
+    def output_topics(self) -> list[str]:
+        named = [route.topic for route in self.routes]
+        named += [item.output for group in self.processors.values() for item in group]
+        return sorted({*named, self.dead_letter_topic})
+
+    def decode(self, record: KafkaRecord) -> CloudEvent | Output:
+        """The record's event, or its dead letter when it is not one (poison)."""
+        try:
+            return schemas.decode(record)
+        except schemas.InvalidRecord as exc:
+            log.warning(
+                "poison record at %s/%s@%s: %s", record.topic, record.partition, record.offset, exc
+            )
+            return self.dead_letter(record, "decode", "poison", exc)
+
+    def alarm_to_enrich(self, event: CloudEvent, topic: str) -> AlarmRef | None:
+        if not self.enrichment.enabled or topic != self.events_topic:
+            return None
+        return alarm_ref(event, self._enrich_types)
+
+    def outputs(self, event: CloudEvent, record: KafkaRecord, topic: str) -> list[Output]:
+        """Everything an event (already enriched) makes: routed copies, processor results."""
+        outputs: list[Output] = []
+        event_type = event.get_type()
+        if topic == self.events_topic:
+            for route in self.routes:
+                if route.selector.matches(event):
+                    label = f"{ROUTE_STEP}:{route.name}"
+                    metrics.EVENTS_IN.labels(label, event_type).inc()
+                    outputs.append(Output(route.topic, schemas.encode(event, record.key)))
+                    metrics.EVENTS_OUT.labels(label, event_type).inc()
+        for item in self.processors.get(topic, ()):
+            if not item.selector.matches(event):
+                continue
+            metrics.EVENTS_IN.labels(item.name, event_type).inc()
+            try:
+                produced = [schemas.encode(out, record.key) for out in item(event)]
+            except Exception as exc:  # a user's bug must not stop the stream
+                log.warning("processor %s failed on %s: %r", item.name, event.get_id(), exc)
+                outputs.append(self.dead_letter(record, item.name, "processing", exc))
+                continue
+            for out in produced:
+                metrics.EVENTS_OUT.labels(item.name, _type_of(out)).inc()
+                outputs.append(Output(item.output, out))
+        return outputs
+
+    def dead_letter(
+        self, record: KafkaRecord, step: str, reason: Reason, error: BaseException
+    ) -> Output:
+        metrics.DEAD_LETTERED.labels(step, reason).inc()
+        return Output(
+            self.dead_letter_topic,
+            dead_letter(record, stage=f"streams:{step}", reason=reason, error=error),
+        )
+
+
+def _type_of(record: KafkaRecord) -> str:
+    value = record.header("ce_type")
+    return value.decode(errors="replace") if value else ""

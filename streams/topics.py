@@ -1,0 +1,36 @@
+"""The topics the worker reads and writes, created before it starts.
+
+Faust creates only its own internal topics; brokers usually refuse to auto-create the
+rest (`auto.create.topics.enable=false`), so the worker creates the pipeline's topics
+(one list, `vcstream.topics`) and the output topics of user processors, with the event
+topics' layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from confluent_kafka.admin import AdminClient
+
+from vcstream.kafka import TopicSpec, client_config, ensure_topics
+from vcstream.settings import Settings
+from vcstream.topics import pipeline_topics
+
+
+def prepare_topics(settings: Settings, outputs: Iterable[str], timeout: float = 30) -> None:
+    specs = pipeline_topics(settings)
+    known = {spec.name for spec in specs}
+    raw = settings.producer.raw_topic
+    for name in sorted(set(outputs) - known):
+        specs.append(
+            TopicSpec(name, raw.partitions, raw.replication_factor, retention=raw.retention)
+        )
+    ensure_topics(settings.kafka, specs, timeout=timeout)
+
+
+def partition_count(settings: Settings, topic: str, timeout: float = 30) -> int:
+    admin = AdminClient(client_config(settings.kafka))
+    metadata = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        raise RuntimeError(f"topic {topic} does not exist or has no partitions")
+    return len(metadata.partitions)

@@ -1,0 +1,47 @@
+"""Running the app as a long-lived worker process (signals, exit code, health)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from vcstream.observability import Flag, Health
+from vcstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings, observe: Callable[[Health], Any]) -> int:
+    """Serve until stopped (SIGTERM/SIGINT: 0) or crashed (1)."""
+    from faust.worker import Worker
+
+    from streams.app import build
+
+    health = Health()
+    flag = Flag("starting")
+    health.add("streams", flag)
+    server = observe(health)
+    try:
+        streams = build(settings, flag)
+    except Exception as exc:
+        log.error("streams worker cannot start: %s", exc)
+        return 1
+    worker = Worker(
+        streams.app,
+        loglevel=logging.getLevelName(logging.getLogger().level),
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    else:
+        code = 0
+    finally:
+        if server is not None:
+            server.stop()
+    crashed = streams.app.crash_reason is not None
+    return 1 if crashed or code else 0
