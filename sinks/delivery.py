@@ -36,6 +36,8 @@ from schemas.deadletter import dead_letter
 from schemas.record import KafkaRecord
 from sinks import metrics
 from sinks.base import HELD, DeliveryError, Outcome, Sink, SinkEvent
+from vcstream.logging import redact
+from vcstream.observability import Flag
 from vcstream.settings.sinks import DeliverySettings
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,7 @@ class BatchDelivery:
         sink: Sink,
         dead_letters: DeadLetters,
         stopping: asyncio.Event | None = None,
+        health: Flag | None = None,
     ) -> None:
         self.sink = sink
         self.dead_letters = dead_letters
@@ -98,6 +101,8 @@ class BatchDelivery:
         self._stage = f"sink:{sink.name}"
         # set on shutdown: a batch waiting for its next retry gives up (uncommitted)
         self._stopping = stopping or asyncio.Event()
+        self._health = health
+        self.totals = BatchReport()  # every batch so far, updated as outcomes arrive
 
     async def deliver(
         self, records: Sequence[KafkaRecord], read_at: float | None = None
@@ -113,7 +118,7 @@ class BatchDelivery:
                 self._dead_letter(record, report, "poison", exc, attempts=0)
                 continue
             if not self._types.fullmatch(str(event.get_type())):
-                report.filtered += 1
+                self._count(report, "filtered")
                 continue
             pending.append(_Pending(SinkEvent(event, record), started))
         while pending:
@@ -128,7 +133,7 @@ class BatchDelivery:
         wait = 0.0
         for entry, outcome in zip(pending, outcomes, strict=True):
             if outcome is None:
-                report.delivered += 1
+                self._count(report, "delivered")
                 metrics.DELIVERED.labels(self.sink.name).inc()
                 metrics.DELIVERY_LATENCY.labels(self.sink.name).observe(
                     time.monotonic() - entry.read_at
@@ -142,10 +147,15 @@ class BatchDelivery:
             if not outcome.retryable or entry.attempts > self.delivery.retry:
                 self._dead_letter_event(entry, report)
                 continue
-            report.retried += 1
+            self._count(report, "retried")
             metrics.RETRIED.labels(self.sink.name).inc()
             wait = max(wait, self._wait_before(entry.attempts, outcome))
             retry.append(entry)
+        if self._health is not None:
+            if retry and wait > 0:
+                self._health.down(redact(f"retrying: {_first_error(retry)}"))
+            elif report.delivered:
+                self._health.ok()
         if retry and wait > 0:
             log.info(
                 "sink %s: %d events failed (%s); retrying in %.2fs",
@@ -170,6 +180,10 @@ class BatchDelivery:
                 f"sink {self.sink.name} returned {len(outcomes)} outcomes for {len(pending)} events"
             )
         return outcomes
+
+    def _count(self, report: BatchReport, outcome: str) -> None:
+        setattr(report, outcome, getattr(report, outcome) + 1)
+        setattr(self.totals, outcome, getattr(self.totals, outcome) + 1)
 
     def _wait_before(self, retry_number: int, error: DeliveryError) -> float:
         wait = backoff(self.delivery, retry_number)
@@ -229,7 +243,7 @@ class BatchDelivery:
                 attempts=attempts,
             )
         )
-        report.dead_lettered += 1
+        self._count(report, "dead_lettered")
         metrics.DEAD_LETTERED.labels(self.sink.name, reason).inc()
 
 

@@ -1,0 +1,249 @@
+"""The sink runtime: a consumer group feeding one connector, committing after delivery.
+
+Per partition, records wait in a bounded buffer; a batch (at most `batch.maxRecords`,
+after at most `batch.maxWait`) is handed to `BatchDelivery`, one batch per partition at
+a time and at most `batch.maxInFlight` at once, so per-key order holds. A partition
+whose buffer reaches `batch.maxBuffered` is paused until it drains (backpressure, not
+memory). Offsets are committed only after a batch was delivered, filtered or
+dead-lettered; a batch that could not be settled goes back to the head of its buffer.
+On revocation and on shutdown, batches in flight are finished and committed first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from schemas.record import KafkaRecord
+from sinks import metrics
+from sinks.base import Sink
+from sinks.deadletters import DeadLetterWriter
+from sinks.delivery import BatchDelivery, BatchReport
+from vcstream.kafka import client_config
+from vcstream.observability import Flag, Health
+from vcstream.settings.kafka import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+PartitionKey = tuple[str, int]
+RETRY_UNSETTLED_AFTER = 1.0  # seconds before a batch that raised is tried again
+REVOKE_TIMEOUT = 30.0  # how long a rebalance waits for batches in flight
+
+
+@dataclass
+class _Partition:
+    buffer: deque[tuple[KafkaRecord, float]] = field(default_factory=deque)
+    task: asyncio.Task[BatchReport] | None = None
+    batch: list[tuple[KafkaRecord, float]] = field(default_factory=list)
+    paused: bool = False
+    not_before: float = 0.0
+
+
+class SinkRunner:
+    def __init__(
+        self,
+        sink: Sink,
+        kafka: KafkaSettings,
+        *,
+        topics: list[str],
+        group_id: str,
+        dead_letter_topic: str,
+        health: Health | None = None,
+    ) -> None:
+        self.sink = sink
+        self.topics = topics
+        self.batching = sink.settings.batch
+        self.kafka_health = Flag("connecting to Kafka")
+        self.delivery_health = Flag(None)
+        if health is not None:
+            health.add("kafka", self.kafka_health)
+            health.add(f"sink:{sink.name}", self.delivery_health)
+        self._stopping = asyncio.Event()
+        self._dead_letters = DeadLetterWriter(kafka, dead_letter_topic)
+        self._delivery = BatchDelivery(
+            sink, self._dead_letters, stopping=self._stopping, health=self.delivery_health
+        )
+        self.report = self._delivery.totals
+        self._partitions: dict[PartitionKey, _Partition] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._consumer = Consumer(
+            client_config(
+                kafka,
+                **{
+                    "group.id": group_id,
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    "statistics.interval.ms": 5000,
+                    "stats_cb": self._on_stats,
+                    "error_cb": self._on_error,
+                },
+            )
+        )
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, idle: Callable[[], None] | None = None) -> None:
+        """Consume and deliver until `stop` is set, then finish batches in flight."""
+        self._loop = asyncio.get_running_loop()
+        await self.sink.start()
+        self._consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        log.info("sink %s reading %s", self.sink.name, ", ".join(self.topics))
+        try:
+            while not stop.is_set():
+                messages = await asyncio.to_thread(
+                    self._consumer.consume, self.batching.max_records, 0.1
+                )
+                self._take(messages)
+                await self._settle_finished()
+                self._dispatch()
+                self._apply_backpressure()
+                if idle is not None and not messages:
+                    idle()
+        finally:
+            await self._shutdown()
+
+    def _take(self, messages: list[Any]) -> None:
+        now = time.monotonic()
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("sink %s: consumer error: %s", self.sink.name, error)
+                continue
+            self.kafka_health.ok()
+            key = (message.topic(), message.partition())
+            self._partitions.setdefault(key, _Partition()).buffer.append(
+                (KafkaRecord.from_confluent(message), now)
+            )
+
+    def _dispatch(self) -> None:
+        now = time.monotonic()
+        in_flight = sum(1 for state in self._partitions.values() if state.task is not None)
+        max_wait = self.batching.max_wait.total_seconds()
+        for key, state in self._partitions.items():
+            if in_flight >= self.batching.max_in_flight:
+                return
+            if state.task is not None or not state.buffer or now < state.not_before:
+                continue
+            full = len(state.buffer) >= self.batching.max_records
+            if not full and now - state.buffer[0][1] < max_wait:
+                continue
+            count = min(len(state.buffer), self.batching.max_records)
+            state.batch = [state.buffer.popleft() for _ in range(count)]
+            records = [record for record, _ in state.batch]
+            state.task = asyncio.create_task(
+                self._delivery.deliver(records, read_at=state.batch[0][1]),
+                name=f"deliver {key[0]}[{key[1]}]",
+            )
+            in_flight += 1
+
+    async def _settle_finished(self) -> None:
+        for key, state in list(self._partitions.items()):
+            if state.task is not None and state.task.done():
+                await self._settle(key, state)
+
+    async def _settle(self, key: PartitionKey, state: _Partition) -> None:
+        """Commit a finished batch, or put it back at the head of its buffer."""
+        task, batch = state.task, state.batch
+        assert task is not None
+        state.task, state.batch = None, []
+        error = None if task.cancelled() else task.exception()
+        if task.cancelled() or error is not None:
+            if error is not None:
+                log.error("sink %s: batch on %s[%d] not settled: %s", self.sink.name, *key, error)
+            state.buffer.extendleft(reversed(batch))
+            state.not_before = time.monotonic() + RETRY_UNSETTLED_AFTER
+            return
+        last = batch[-1][0].offset
+        assert last is not None
+        offsets = [TopicPartition(key[0], key[1], last + 1)]
+        try:
+            await asyncio.to_thread(self._consumer.commit, offsets=offsets, asynchronous=False)
+        except Exception as exc:  # a rebalance in progress: the next owner re-delivers
+            log.warning("sink %s: commit of %s[%d] failed: %s", self.sink.name, *key, exc)
+
+    def _apply_backpressure(self) -> None:
+        for key, state in self._partitions.items():
+            held = len(state.buffer) + len(state.batch)
+            if not state.paused and held >= self.batching.max_buffered:
+                self._consumer.pause([TopicPartition(*key)])
+                state.paused = True
+            elif state.paused and held < self.batching.max_buffered // 2 + 1:
+                self._consumer.resume([TopicPartition(*key)])
+                state.paused = False
+        paused = sum(1 for state in self._partitions.values() if state.paused)
+        metrics.PAUSED_PARTITIONS.labels(self.sink.name).set(paused)
+
+    # -- rebalances and shutdown -------------------------------------------------------
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.kafka_health.ok()
+        log.info("sink %s assigned %s", self.sink.name, _names(partitions))
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Runs in the consumer's thread: finish and commit the revoked partitions' batches."""
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        if self._loop is not None and not self._loop.is_closed():
+            future = asyncio.run_coroutine_threadsafe(self._release(keys), self._loop)
+            try:
+                future.result(REVOKE_TIMEOUT)
+            except Exception as exc:
+                log.warning("sink %s: revoke did not finish cleanly: %s", self.sink.name, exc)
+        log.info("sink %s revoked %s", self.sink.name, _names(partitions))
+
+    async def _release(self, keys: list[PartitionKey]) -> None:
+        for key in keys:
+            state = self._partitions.pop(key, None)
+            if state is None or state.task is None:
+                continue
+            try:
+                await asyncio.wait_for(asyncio.shield(state.task), REVOKE_TIMEOUT - 5)
+            except BaseException:
+                state.task.cancel()
+            if state.task.done():
+                await self._settle(key, state)
+
+    async def _shutdown(self) -> None:
+        self._stopping.set()
+        tasks = [state.task for state in self._partitions.values() if state.task is not None]
+        if tasks:
+            await asyncio.wait(tasks)
+        await self._settle_finished()
+        await asyncio.to_thread(self._consumer.close)
+        await self.sink.close()
+        self._dead_letters.close()
+        log.info(
+            "sink %s stopped: %d delivered, %d filtered, %d dead-lettered",
+            self.sink.name,
+            self.report.delivered,
+            self.report.filtered,
+            self.report.dead_lettered,
+        )
+
+    # -- librdkafka callbacks (consumer thread) ----------------------------------------
+
+    def _on_stats(self, stats_json: str) -> None:
+        stats = json.loads(stats_json)
+        lag = 0
+        for topic in stats.get("topics", {}).values():
+            for partition in topic.get("partitions", {}).values():
+                if partition.get("partition", -1) >= 0 and partition.get("consumer_lag", -1) > 0:
+                    lag += partition["consumer_lag"]
+        metrics.CONSUMER_LAG.labels(self.sink.name).set(lag)
+
+    def _on_error(self, error: KafkaError) -> None:
+        log.warning("sink %s: Kafka: %s", self.sink.name, error)
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            self.kafka_health.down(f"Kafka unreachable: {error.str()}")
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"
