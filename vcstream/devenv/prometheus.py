@@ -137,8 +137,17 @@ class LocalPrometheus:
 
     def wait_scraped(self, timeout: float = 30) -> dict[str, str]:
         """Wait until every target has been scraped at least once; returns their health."""
+        expected = sum(
+            len(job["static_configs"][0]["targets"]) for job in self.config["scrape_configs"]
+        )
+
+        def scraped() -> bool:
+            # right after start the target list is still empty: all([]) would say yes
+            health = self.targets()
+            return len(health) == expected and "unknown" not in health.values()
+
         wait_until(
-            lambda: all(health != "unknown" for health in self.targets().values()),
+            scraped,
             timeout,
             "the first scrape of every target",
             self.child.alive,
