@@ -22,6 +22,7 @@ from types import FrameType
 from confluent_kafka import KafkaException
 
 from producer.connection import ConfigurationProblem, Session, VCenterUnavailable, connect
+from producer.identity import CheckpointKeys
 from producer.worker import VCenterWorker
 from vcstream.kafka import ensure_topics
 from vcstream.observability import Health, ObservabilityServer
@@ -134,8 +135,11 @@ def run(settings: Settings, server: ObservabilityServer | None, health: Health) 
         for line in str(exc).splitlines():
             log.error("%s%s", "configuration error: " if exc.exit_code == EXIT_CONFIG else "", line)
         return exc.exit_code
+    keys = CheckpointKeys()
+    keys.register({name: s.identity.instance_uuid for name, s in sessions.items() if s is not None})
     workers = [
-        VCenterWorker(vc, settings, stop, health, sessions.get(vc.name)) for vc in settings.vcenters
+        VCenterWorker(vc, settings, stop, health, keys, sessions.get(vc.name))
+        for vc in settings.vcenters
     ]
     for worker in workers:
         worker.start()

@@ -59,15 +59,10 @@ class Checkpoint:
         return cls(identity.instance_uuid, identity.source, position, datetime.now(UTC))
 
 
-def checkpoint_key(identity: VCenterIdentity) -> bytes:
-    return identity.instance_uuid.encode()
-
-
 def load_checkpoint(
-    kafka: KafkaSettings, topic: str, identity: VCenterIdentity, timeout: float = 60
+    kafka: KafkaSettings, topic: str, identity: VCenterIdentity, key: bytes, timeout: float = 60
 ) -> Checkpoint | None:
-    """The committed checkpoint of this vCenter, or None for a first start."""
-    key = checkpoint_key(identity)
+    """The committed checkpoint under `key` (see producer.identity), or None."""
     payload = read_compacted(kafka, topic, key_prefix=key, timeout=timeout).get(key)
     if payload is None:
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from producer.checkpoint import Checkpoint, checkpoint_key
+from producer.checkpoint import Checkpoint
 from producer.position import Position
 from schemas.codec import encode_vsphere
 from schemas.record import KafkaRecord
@@ -17,7 +17,5 @@ def event_record(event: Any, identity: VCenterIdentity) -> KafkaRecord:
     return encode_vsphere(to_go_json(event), event_class_name(event), identity)
 
 
-def checkpoint_record(identity: VCenterIdentity, position: Position) -> KafkaRecord:
-    return KafkaRecord(
-        value=Checkpoint.at(identity, position).encode(), key=checkpoint_key(identity)
-    )
+def checkpoint_record(identity: VCenterIdentity, position: Position, key: bytes) -> KafkaRecord:
+    return KafkaRecord(value=Checkpoint.at(identity, position).encode(), key=key)

@@ -34,6 +34,7 @@ from producer.collector import EventCollector, history_begin
 from producer.compacted import TopicReadTimeout
 from producer.connection import ConfigurationProblem, Session, VCenterUnavailable, classify, connect
 from producer.events import checkpoint_record, event_record
+from producer.identity import CheckpointKeys
 from producer.position import Gap, GapReason, Position, Sequencer, position_of
 from producer.writer import (
     Outgoing,
@@ -66,6 +67,7 @@ class VCenterWorker(threading.Thread):
         settings: Settings,
         stop: threading.Event,
         health: Health,
+        keys: CheckpointKeys,
         session: Session | None = None,
     ) -> None:
         super().__init__(name=f"vcenter-{vcenter.name}", daemon=True)
@@ -80,7 +82,8 @@ class VCenterWorker(threading.Thread):
         health.add(f"kafka:{vcenter.name}", self.kafka_flag)
         self._writer: TransactionalWriter | None = None
         self._position: Position | None = None  # None: read it from the checkpoint topic
-        self._identity_uuid: str | None = None
+        self._keys = keys
+        self._checkpoint_key: str | None = None
 
     # ---- the outer loop: recover from every failure -----------------------------------
 
@@ -172,11 +175,12 @@ class VCenterWorker(threading.Thread):
         session = self.session
         self.vcenter_flag.ok()
         identity = session.identity
-        if self._identity_uuid not in (None, identity.instance_uuid):
+        key = self._keys.key_for(self.vcenter.name, identity.instance_uuid)
+        if self._checkpoint_key not in (None, key):
             # a different vCenter answers at this address: its own writer and position
             log.warning("vCenter %s: new instance UUID %s", identity.name, identity.instance_uuid)
             self._restart_writer()
-        self._identity_uuid = identity.instance_uuid
+        self._checkpoint_key = key
         writer = self._writer_for(session)
         if self._position is None:
             self._position = self._resume_position(session, writer)
@@ -201,7 +205,7 @@ class VCenterWorker(threading.Thread):
             producer = self.settings.producer
             self._writer = TransactionalWriter(
                 self.settings.kafka,
-                f"{producer.transactional_id_prefix}.{session.identity.instance_uuid}",
+                f"{producer.transactional_id_prefix}.{self._checkpoint_key}",
                 producer.transaction_timeout,
                 self.vcenter.name,
                 self.stop,
@@ -209,6 +213,10 @@ class VCenterWorker(threading.Thread):
             )
             self._writer.start()
         return self._writer
+
+    def _key(self) -> bytes:
+        assert self._checkpoint_key is not None
+        return self._checkpoint_key.encode()
 
     def _kafka_state(self, problem: str | None) -> None:
         if problem is None:
@@ -220,7 +228,7 @@ class VCenterWorker(threading.Thread):
         """The committed checkpoint; on a first start, a boundary committed right away."""
         identity = session.identity
         checkpoint = load_checkpoint(
-            self.settings.kafka, self.settings.topics.checkpoints, identity
+            self.settings.kafka, self.settings.topics.checkpoints, identity, self._key()
         )
         if checkpoint is not None:
             log.info(
@@ -235,7 +243,8 @@ class VCenterWorker(threading.Thread):
         begin = history_begin(now, window)
         position = Position.boundary(begin if begin is not None else EPOCH)
         # committed at once, so a restart before the first event keeps this start
-        writer.commit([(self.settings.topics.checkpoints, checkpoint_record(identity, position))])
+        record = checkpoint_record(identity, position, self._key())
+        writer.commit([(self.settings.topics.checkpoints, record)])
         log.info(
             "vCenter %s: no checkpoint; starting at %s (startAt %s)",
             identity.name,
@@ -299,7 +308,7 @@ class VCenterWorker(threading.Thread):
                     session, lambda e=event: alarms.changes_for(session.content, identity, e)
                 )
         records += [(topics.alarm_definitions, record) for record in definitions]
-        records.append((topics.checkpoints, checkpoint_record(identity, last)))
+        records.append((topics.checkpoints, checkpoint_record(identity, last, self._key())))
         writer.commit(records)
         self._position = last
         for event in fresh:

@@ -1,0 +1,310 @@
+"""Helpers for the producer tests: a config file, the producer as a real subprocess, a
+vcsim client that makes events with the real API, and a read_committed topic reader."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from pyVim.connect import Disconnect, SmartConnect
+from pyVmomi import vim
+
+from schemas.record import KafkaRecord
+from vcstream.devenv import LocalKafka, LocalVcsim
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class Topics:
+    events: str
+    checkpoints: str
+    alarm_definitions: str
+
+
+@pytest.fixture
+def topics(topic_name: Callable[[str], str]) -> Topics:
+    return Topics(topic_name("events"), topic_name("checkpoints"), topic_name("alarmdefs"))
+
+
+def vcenter_entry(sim: LocalVcsim, name: str, password: str | None = None) -> str:
+    return f"""
+  - name: {name}
+    url: {sim.url}
+    username: {sim.username}
+    password: {password or sim.password}
+    caFile: {sim.ca_file}"""
+
+
+def write_config(
+    path: Path,
+    bootstrap: str,
+    topics: Topics,
+    vcenters: str,
+    producer: str = "",
+) -> Path:
+    path.write_text(
+        f"""
+kafka:
+  bootstrapServers: "{bootstrap}"
+topics:
+  events: {topics.events}
+  checkpoints: {topics.checkpoints}
+  alarmDefinitions: {topics.alarm_definitions}
+vcenters:{vcenters}
+producer:
+  startAt: earliest
+  transactionalIdPrefix: test-{uuid.uuid4().hex[:8]}
+  reconnect: {{initialDelay: 200ms, maxDelay: 2s}}
+  pollInterval: 1s
+  transactionTimeout: 20s
+{producer}
+metrics:
+  port: 0
+"""
+    )
+    return path
+
+
+class ProducerProcess:
+    """`python -m vcstream produce` as users run it; its log goes to a file."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log_path = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ProducerProcess:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "vcstream", "produce", "--config", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def wait(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    @property
+    def metrics_port(self) -> int:
+        found = wait_for(
+            lambda: re.findall(r"/healthz on port (\d+)", self.log()), 30, "the metrics port"
+        )
+        return int(found[-1])
+
+    def get(self, path: str) -> tuple[int, str]:
+        url = f"http://127.0.0.1:{self.metrics_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample on /metrics (0 when absent)."""
+        _, text = self.get("/metrics")
+        for line in text.splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            if all(f'{key}="{value}"' in line for key, value in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def stop_quietly(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def producer_process(tmp_path: Path) -> Iterator[Callable[[Path], ProducerProcess]]:
+    started: list[ProducerProcess] = []
+
+    def make(config: Path) -> ProducerProcess:
+        process = ProducerProcess(config, tmp_path / f"producer{len(started)}.log").start()
+        started.append(process)
+        return process
+
+    yield make
+    for process in started:
+        process.stop_quietly()
+
+
+class VcsimClient:
+    """Makes events with the real vSphere API (power operations, PostEvent)."""
+
+    def __init__(self, sim: LocalVcsim, password: str | None = None) -> None:
+        self.sim = sim
+        self.si = SmartConnect(
+            host="127.0.0.1",
+            port=sim.port,
+            user=sim.username,
+            pwd=password or sim.password,
+            sslContext=sim.ssl_context(),
+        )
+        self.content = self.si.RetrieveContent()
+        view = self.content.viewManager.CreateContainerView(
+            self.content.rootFolder, [vim.VirtualMachine], True
+        )
+        self.vms = list(view.view)
+        self.datacenter = self.content.rootFolder.childEntity[0]
+
+    def newest_key(self) -> int:
+        collector = self.content.eventManager.CreateCollectorForEvents(vim.event.EventFilterSpec())
+        try:
+            collector.ResetCollector()
+            page = collector.ReadPreviousEvents(1)
+            return int(page[0].key) if page else 0
+        finally:
+            collector.DestroyCollector()
+
+    def post_eventex(self, count: int = 1, type_id: str = "com.example.test") -> None:
+        vm = self.vms[0]
+        for index in range(count):
+            self.content.eventManager.PostEvent(
+                vim.event.EventEx(
+                    eventTypeId=type_id,
+                    createdTime=self.si.CurrentTime(),
+                    userName="",
+                    key=0,
+                    chainId=0,
+                    objectId=vm._moId,
+                    objectType=vim.VirtualMachine,
+                    objectName=vm.name,
+                    message=f"test event {index}",
+                )
+            )
+
+    def post_alarm_status_changed(self, alarm: Any, status: str = "red") -> None:
+        vm = self.vms[0]
+        self.content.eventManager.PostEvent(
+            vim.event.AlarmStatusChangedEvent(
+                createdTime=self.si.CurrentTime(),
+                userName="",
+                key=0,
+                chainId=0,
+                alarm=vim.event.AlarmEventArgument(name=alarm.info.name, alarm=alarm),
+                source=vim.event.ManagedEntityEventArgument(name=vm.name, entity=vm),
+                entity=vim.event.ManagedEntityEventArgument(name=vm.name, entity=vm),
+                vm=vim.event.VmEventArgument(name=vm.name, vm=vm),
+                **{"from": "green"},
+                to=status,
+            )
+        )
+
+    def post_alarm_event(self, kind: str, alarm: Any, name: str) -> None:
+        cls = getattr(vim.event, kind)
+        folder = self.content.rootFolder
+        self.content.eventManager.PostEvent(
+            cls(
+                createdTime=self.si.CurrentTime(),
+                userName="",
+                key=0,
+                chainId=0,
+                alarm=vim.event.AlarmEventArgument(name=name, alarm=alarm),
+                entity=vim.event.ManagedEntityEventArgument(name=folder.name, entity=folder),
+            )
+        )
+
+    def power_cycle(self, vm: Any) -> None:
+        """Power off and on again: real tasks with their own events."""
+        for start in (vm.PowerOffVM_Task, vm.PowerOnVM_Task):
+            task = start()
+
+            def done(task: Any = task) -> bool:
+                return task.info.state in ("success", "error")
+
+            wait_for(done, 30, "a power task")
+
+    def terminate_other_sessions(self) -> int:
+        """Expire every session but this one, as an administrator would."""
+        manager = self.content.sessionManager
+        own = manager.currentSession.key
+        others = [s.key for s in manager.sessionList or [] if s.key != own]
+        if others:
+            manager.TerminateSession(others)
+        return len(others)
+
+    def close(self) -> None:
+        Disconnect(self.si)
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list[KafkaRecord]:
+    """Every committed record of `topic` (isolation.level=read_committed), in order."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions])
+        remaining = set(metadata.partitions)
+        records: list[KafkaRecord] = []
+        deadline = time.monotonic() + timeout
+        while remaining and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    remaining.discard(message.partition())
+                    continue
+                raise AssertionError(error)
+            records.append(KafkaRecord.from_confluent(message))
+        assert not remaining, f"did not reach the end of {topic}"
+        return records
+    finally:
+        consumer.close()
+
+
+def topic_exists(kafka: LocalKafka, topic: str) -> bool:
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": "probe"})
+    try:
+        return topic in consumer.list_topics(timeout=10).topics
+    finally:
+        consumer.close()
