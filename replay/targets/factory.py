@@ -43,7 +43,9 @@ def open_target(
         if resume_at is not None and not path.exists():
             raise ReplayUsageError(f"cannot resume: {path} (the interrupted replay's file) is gone")
         if fmt == "avro":
-            raise ReplayUsageError("--format avro is not available yet: use --format json")
+            from replay.targets.avrofile import AvroFileTarget
+
+            return AvroFileTarget.open(path, resume_at)
         return JsonLinesTarget.file(path, resume_at)
     return _sink_target(to, settings)
 
