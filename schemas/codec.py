@@ -111,6 +111,11 @@ def vsphere_cloudevent(
 
 def encode(event: CloudEvent, key: bytes | str | None = None) -> KafkaRecord:
     """A CloudEvent as a binary-mode Kafka record."""
+    time = event.get_time()
+    if time is not None and (time.tzinfo is None or time.utcoffset()):
+        # RFC 3339 offsets are whole minutes; Python writes historic zones' seconds
+        # (e.g. -00:16:08), which the SDK's own parser then rejects: write UTC
+        event = with_changes(event, time=as_utc(time))
     try:
         message = kafka_binding.to_binary(event, _FORMAT, key_mapper=lambda _: key)
     except TypeError as exc:

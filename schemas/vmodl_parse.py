@@ -34,8 +34,11 @@ def event_from_go_json(class_name: str, data: dict[str, Any]) -> Any:
     return from_go_json(data, cls)
 
 
-def from_go_json(data: Any, cls: type, path: str = "$") -> Any:
-    """`data` (Go JSON) read as vmodl type `cls`."""
+def from_go_json(data: Any, cls: type, path: str = "$", *, zero_is_unset: bool = True) -> Any:
+    """`data` (Go JSON) read as vmodl type `cls`.
+
+    A property's zero value (`""`, Go's zero time) means "unset"; an array item's does not.
+    """
     if data is None:
         return None
     if issubclass(cls, list):
@@ -48,7 +51,7 @@ def from_go_json(data: Any, cls: type, path: str = "$") -> Any:
         return cls(_expect(data, int | float, path))
     if issubclass(cls, datetime):
         text = _expect(data, str, path)
-        if text == GO_ZERO_TIME:
+        if text == GO_ZERO_TIME and zero_is_unset:
             return None
         try:
             return datetime.fromisoformat(_six_digit_fraction(text))
@@ -64,7 +67,7 @@ def from_go_json(data: Any, cls: type, path: str = "$") -> Any:
         return VmomiSupport.UnknownManagedMethod(name) if name else None
     if issubclass(cls, str):
         text = _expect(data, str, path)
-        return cls(text) if text else None
+        return cls(text) if text or not zero_is_unset else None
     if issubclass(cls, VmomiSupport.ManagedObject):
         return _moref(data, path)
     if issubclass(cls, VmomiSupport.DataObject):
@@ -120,7 +123,9 @@ def _array(data: Any, cls: type, path: str) -> Any:
         raw = base64.b64decode(data)
         return cls([b - 256 if b > 127 else b for b in raw])
     items = _expect(data, list, path)
-    return cls([from_go_json(x, item, f"{path}[{i}]") for i, x in enumerate(items)])
+    return cls(
+        [from_go_json(x, item, f"{path}[{i}]", zero_is_unset=False) for i, x in enumerate(items)]
+    )
 
 
 def _moref(data: Any, path: str) -> Any:
