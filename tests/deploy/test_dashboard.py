@@ -143,3 +143,19 @@ def test_every_metric_the_dashboard_names_has_series_in_prometheus(
     names = {name for query in dashboard_queries() for name in metric_names(query.promql)}
     missing = sorted(name for name in names if not prometheus_scraping_every_metric.query(name))
     assert not missing
+
+
+@pytest.mark.integration
+def test_rare_event_panels_read_zero_when_their_metric_has_no_series(
+    prometheus_scraping_every_metric: LocalPrometheus,
+) -> None:
+    # `rare or on (label) 0 * common`: a sink that never dead-lettered shows 0, not "No data"
+    fallbacks = [query for query in dashboard_queries() if " or on (" in query.promql]
+    assert fallbacks
+    for query in fallbacks:
+        primary = query.promql.split(" or on (")[0]
+        [rare] = metric_names(primary)
+        never_seen = query.promql.replace(rare, "vcstream_never_exported_total", 1)
+        result = prometheus_scraping_every_metric.query(never_seen)
+        assert result, query.where
+        assert {float(sample["value"][1]) for sample in result} == {0.0}, query.promql
