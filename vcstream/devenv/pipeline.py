@@ -47,7 +47,8 @@ def local_config(
         "producer": {"startAt": "earliest", "rawTopic": {"partitions": 3}},
         "streams": {"dataDir": str(workdir / "streams-state")},
         "sinks": {
-            "knative": {"url": knative_url, "topics": ["vcenter.events"]},
+            # raw events plus enriched alarms, as VEBA + vsphere-alarm-server deliver them
+            "knative": {"url": knative_url, "topics": ["vcenter.events", "vcenter.alarms"]},
             "slack": {"webhookUrl": slack_url, "topics": ["vcenter.alarms"]},
             "audit": {"files": {"directory": str(workdir / "audit")}},
         },
