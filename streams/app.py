@@ -31,6 +31,7 @@ from streams.api import Processor
 from streams.definitions import DefinitionIndex
 from streams.enrich import AlarmRef, enriched, unenriched
 from streams.pipeline import Output, Pipeline
+from streams.table import topic_global_table
 from streams.transport import broker_urls
 from vcstream.kafka import faust_broker_options
 from vcstream.observability import Flag
@@ -78,20 +79,10 @@ class StreamsApp:
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
         )
-        self.definitions = self.app.GlobalTable(
-            "alarm-definitions",
-            # the compacted topic is the table's changelog: read in full at start (so the
-            # table survives restarts) and followed live, never written by the worker
-            changelog_topic=self.app.topic(
-                settings.topics.alarm_definitions,
-                key_serializer="raw",
-                value_serializer="raw",
-                partitions=definition_partitions,
-            ),
-            partitions=definition_partitions,
-            key_serializer="raw",
-            value_serializer="raw",
-            recovery_buffer_size=1,
+        # the compacted topic is the table's changelog: read in full at start (so the
+        # table survives restarts) and followed live, never written by the worker
+        self.definitions = topic_global_table(
+            self.app, "alarm-definitions", settings.topics.alarm_definitions, definition_partitions
         )
         self.index = DefinitionIndex(self.definitions)
         self.waiting: list[Waiting] = []
@@ -112,7 +103,6 @@ class StreamsApp:
 
     async def handle(self, source: Any, topic: str) -> None:
         started = time.monotonic()
-        self.health.ok()
         record = _record_of(source, topic)
         decoded = self.pipeline.decode(record)
         if isinstance(decoded, Output):
@@ -130,6 +120,18 @@ class StreamsApp:
             event = self._enriched(event, definition)
         await self._emit(source, self._outputs(event, record, topic), started)
 
+    def _report_health(self) -> None:
+        # ready once the definitions are loaded: before that, every alarm event would wait
+        if self.app.in_recovery or not self._recovery().completed.is_set():
+            self.health.down("recovering alarm definitions")
+        elif self.app.rebalancing:
+            self.health.down("rebalancing")
+        elif self.app.crash_reason is None:
+            self.health.ok()
+
+    def _recovery(self) -> Any:
+        return self.app.tables.recovery  # type: ignore[attr-defined]  # not in TableManagerT
+
     def _enriched(self, event: CloudEvent, definition: dict[str, Any]) -> CloudEvent:
         metrics.ENRICHED.inc()
         return enriched(event, definition, self.pipeline.enrichment.type_suffix)
@@ -138,6 +140,7 @@ class StreamsApp:
         return self.pipeline.outputs(event, record, topic)
 
     async def _release_waiting(self) -> None:
+        self._report_health()
         if not self.waiting:
             return
         now = time.monotonic()

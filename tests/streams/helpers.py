@@ -1,0 +1,193 @@
+"""A streams worker as a real process, and Kafka helpers to feed it and read what it wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import Consumer, Producer
+
+import schemas
+from schemas import avro
+from schemas.record import KafkaRecord
+from vcstream.devenv.process import REPO, free_port
+from vcstream.kafka import client_config
+from vcstream.settings import Settings, load_settings
+
+
+def streams_config(
+    tmp_path: Path, bootstrap: str, topic_name: Callable[[str], str], **streams: Any
+) -> Path:
+    """A config file with topics of this test only."""
+    topics = {
+        key: topic_name(key)
+        for key in ("events", "checkpoints", "alarmDefinitions", "alarms", "audit", "deadLetter")
+    }
+    config = {
+        "kafka": {"bootstrapServers": bootstrap},
+        "topics": topics,
+        "producer": {"rawTopic": {"partitions": 2}},
+        "streams": {
+            "appId": topic_name("app"),
+            "dataDir": str(tmp_path / "streams-data"),
+            "commitInterval": "500ms",
+            **streams,
+        },
+        "metrics": {"host": "127.0.0.1", "port": free_port()},
+        "logging": {"level": "INFO"},
+    }
+    path = tmp_path / "vcstream.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class StreamsWorker:
+    """`vcstream streams worker` in its own process group; output in a log file."""
+
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.settings: Settings = load_settings(config)
+        self.log_path = config.parent / "streams-worker.log"
+        self.env = env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> StreamsWorker:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "vcstream", "streams", "worker", "--config", str(self.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, **self.env},
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited {self.process.returncode}:\n{self.log()}")
+            if self.healthy():
+                return self
+            time.sleep(0.2)
+        raise TimeoutError(f"worker not healthy after {timeout}s:\n{self.log()}")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url("/healthz"), timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.settings.metrics.port}{path}"
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """Sum of a metric's samples whose labels include `labels`."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(self.url("/metrics"), timeout=5) as response:
+            text = response.read().decode()
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in (labels or {}).items()
+                ):
+                    total += sample.value
+        return total
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return -9
+
+
+def produce(settings: Settings, topic: str, records: list[KafkaRecord]) -> None:
+    producer = Producer(client_config(settings.kafka, **{"linger.ms": 5}))
+    for record in records:
+        producer.produce(topic, value=record.value, key=record.key, headers=record.headers)
+    assert producer.flush(30) == 0
+
+
+def consume(
+    settings: Settings, topic: str, count: int, timeout: float = 60, settle: float = 0.0
+) -> list[KafkaRecord]:
+    """At least `count` records of a topic from its start (then `settle` s more for extras)."""
+    consumer = Consumer(
+        client_config(
+            settings.kafka,
+            **{
+                "group.id": f"test-{topic}-{time.monotonic_ns()}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            },
+        )
+    )
+    consumer.subscribe([topic])
+    found: list[KafkaRecord] = []
+    deadline = time.monotonic() + timeout
+    extra_until: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            if extra_until is not None and time.monotonic() >= extra_until:
+                break
+            message = consumer.poll(0.2)
+            if message is None or message.error():
+                continue
+            found.append(KafkaRecord.from_confluent(message))
+            if len(found) >= count and extra_until is None:
+                extra_until = time.monotonic() + settle
+    finally:
+        consumer.close()
+    return found
+
+
+def definition_record(
+    vcenter_uuid: str, source: str, alarm: str, name: str, alarm_info: dict[str, Any]
+) -> KafkaRecord:
+    now = datetime.now(UTC)
+    value = avro.encode(
+        "alarm_definition",
+        {
+            "vcenterUuid": vcenter_uuid,
+            "source": source,
+            "alarm": alarm,
+            "name": name,
+            "systemName": None,
+            "description": f"{name} (test)",
+            "enabled": True,
+            "entityType": "Folder",
+            "entityValue": "group-d1",
+            "lastModifiedTime": now,
+            "lastModifiedUser": None,
+            "expressionSummary": [],
+            "alarmInfo": json.dumps(alarm_info),
+        },
+    )
+    return KafkaRecord(value=value, key=f"{vcenter_uuid}/{alarm}".encode())
+
+
+def decoded(records: list[KafkaRecord]) -> list[Any]:
+    return [schemas.decode(record) for record in records]
