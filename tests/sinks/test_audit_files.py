@@ -1,0 +1,207 @@
+"""The audit sink's Avro-file backend: layout, exactly-once storage, tamper evidence, query."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import pytest
+from typer.testing import CliRunner
+
+from schemas import avro, decode
+from schemas.codec import encode_vsphere
+from schemas.record import KafkaRecord
+from schemas.vsphere import VCenterIdentity
+from sinks.audit.files import AuditFiles, read_file
+from sinks.audit.record import audit_record
+from sinks.audit.verify import verify_files
+from sinks.base import SinkEvent
+from tests.sinks.helpers import (
+    VCENTER,
+    make_runner,
+    produce,
+    run_until,
+    settled,
+    sink_settings,
+    vm_event,
+    vm_records,
+)
+from vcstream.cli import app
+
+OTHER_VCENTER = VCenterIdentity(
+    instance_uuid="77aa0000-1111-2222-3333-444455556666",
+    source="https://vc02.example.com:8443/sdk",
+    api_version="8.0.3.0",
+)
+
+
+def located(records: list[KafkaRecord], topic: str = "t", partition: int = 0) -> list[SinkEvent]:
+    return [
+        SinkEvent(
+            decode(r),
+            KafkaRecord(r.value, r.key, r.headers, topic, partition, offset),
+        )
+        for offset, r in enumerate(records)
+    ]
+
+
+def store_records(root: Path, records: list[KafkaRecord], **kw: Any) -> AuditFiles:
+    store = AuditFiles(root, **kw)
+    now = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)
+    store.append("t", 0, [audit_record(item, now) for item in located(records)])
+    return store
+
+
+def rewrite(path: Path, change: Any) -> None:
+    """Rewrite an audit file in place with `change(records)` applied: a tamperer's edit."""
+    records = list(read_file(path))
+    change(records)
+    with path.open("wb") as stream:
+        fastavro.writer(stream, avro.load("audit_record"), records)
+
+
+def audit_config(tmp_path: Path, **files: Any) -> Path:
+    config = tmp_path / "vcstream.yaml"
+    section = {"backend": "files", "files": {"directory": str(tmp_path / "audit"), **files}}
+    config.write_text(json.dumps({"sinks": {"audit": section}, "metrics": {"enabled": False}}))
+    return config
+
+
+@pytest.mark.integration
+def test_audit_files_store_every_record_once_even_when_redelivered(kafka, topic_name, tmp_path):
+    topic, dlq = topic_name("audit"), topic_name("dlq")
+    mixed = [
+        *vm_records(20),
+        *[encode_vsphere(vm_event(k), "VmPoweredOnEvent", OTHER_VCENTER) for k in range(21, 31)],
+    ]
+    produce(kafka.bootstrap_servers, topic, mixed)
+    section = {
+        "topics": [topic],
+        "files": {"directory": str(tmp_path / "audit")},
+        "batch": {"maxRecords": 7, "maxWait": "PT0.05S"},
+    }
+    for group in ("first", "second"):  # the second group re-reads everything
+        settings = sink_settings(kafka.bootstrap_servers, "audit", dlq, groupId=group, **section)
+        runner = make_runner("audit", settings)
+        run_until(runner, settled(runner, 30))
+
+    store = AuditFiles(tmp_path / "audit")
+    offsets = [r["offset"] for f in store.files() for r in read_file(f.path)]
+    assert sorted(offsets) == list(range(30))  # none lost, none twice
+    folders = {f.path.parent.relative_to(store.root).as_posix() for f in store.files()}
+    assert folders == {
+        f"date=2026-11-22/vcenter={VCENTER.instance_uuid}",
+        f"date=2026-11-22/vcenter={OTHER_VCENTER.instance_uuid}",
+    }
+    for audit_file in store.files():  # the name carries the offset range held
+        held = [r["offset"] for r in read_file(audit_file.path)]
+        assert (audit_file.first, audit_file.last) == (min(held), max(held))
+    assert not list(store.root.rglob("*.tmp"))
+    assert verify_files(store).ok
+
+
+def test_audit_files_rotate_by_size(tmp_path):
+    store = store_records(tmp_path, vm_records(12), max_file_bytes=2048)
+    files = store.files()
+    assert len(files) > 1
+    assert [r["offset"] for f in files for r in read_file(f.path)] == list(range(12))
+    assert verify_files(store).ok
+
+
+def test_recover_finishes_a_decided_batch_and_drops_an_undecided_one(tmp_path):
+    store = store_records(tmp_path, vm_records(3))
+    [done] = store.files()
+    decided = done.path.with_name(done.path.name + ".tmp")
+    done.path.rename(decided)  # as if killed between the marker and the rename
+    (tmp_path / ".pending-t+0.json").write_text(json.dumps([[str(decided), str(done.path)]]))
+    undecided = done.path.with_name("t+0+00000000000000000099-00000000000000000099.avro.tmp")
+    undecided.write_bytes(b"half a file")
+
+    store.recover()
+
+    assert [f.path for f in store.files()] == [done.path]
+    assert not undecided.exists() and not (tmp_path / ".pending-t+0.json").exists()
+
+
+def test_tampered_audit_file_fails_verify_and_names_it(tmp_path):
+    store = store_records(tmp_path / "audit", vm_records(6))
+    [audit_file] = store.files()
+
+    def edit(records: list[dict[str, Any]]) -> None:
+        assert "powered on" in records[2]["event"]
+        records[2]["event"] = records[2]["event"].replace("powered on", "powered off")
+
+    rewrite(audit_file.path, edit)
+    result = CliRunner().invoke(app, ["audit", "verify", "-c", str(audit_config(tmp_path))])
+
+    assert result.exit_code == 1
+    assert "modified" in result.output and audit_file.path.name in result.output
+    assert "(offset 2)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("change", "kind", "where"),
+    [
+        (lambda rs: rs.pop(3), "deleted", "(offset 4)"),
+        (lambda rs: rs.insert(1, rs.pop(3)), "reordered", "(offset 3)"),
+        (lambda rs: rs.pop(), "deleted", "name says offsets 0-5, holds 0-4"),
+    ],
+    ids=["deleted-middle", "reordered", "deleted-last"],
+)
+def test_verify_names_deleted_and_reordered_records(tmp_path, change, kind, where):
+    store = store_records(tmp_path, vm_records(6))
+    [audit_file] = store.files()
+    rewrite(audit_file.path, change)
+
+    report = verify_files(AuditFiles(tmp_path))
+
+    assert not report.ok
+    assert any(p.kind == kind and where in str(p) for p in report.problems), report.problems
+
+
+def test_verify_reports_a_corrupt_file(tmp_path):
+    store = store_records(tmp_path, vm_records(4))
+    [audit_file] = store.files()
+    data = bytearray(audit_file.path.read_bytes())
+    data[len(data) // 2 :] = b"\x00" * (len(data) - len(data) // 2)
+    audit_file.path.write_bytes(bytes(data))
+
+    report = verify_files(AuditFiles(tmp_path))
+
+    assert [p.kind for p in report.problems] == ["corrupt"]
+
+
+def test_query_filters_by_type_entity_vcenter_and_time(tmp_path):
+    records = [
+        *vm_records(4, vms=2),
+        encode_vsphere(vm_event(5, vm=9, class_name="VmPoweredOffEvent"), "VmPoweredOffEvent",
+                       OTHER_VCENTER),
+    ]  # fmt: skip
+    store_records(tmp_path / "audit", records)
+    config = str(audit_config(tmp_path))
+
+    def ids(*args: str) -> list[int]:
+        result = CliRunner().invoke(app, ["audit", "query", "-c", config, *args])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line)["data"]["Key"] for line in result.output.splitlines()]
+
+    assert ids() == [1, 2, 3, 4, 5]
+    assert ids("--type", "*VmPoweredOff*") == [5]
+    assert ids("--entity", "vm-1") == [1, 3]
+    assert ids("--entity", "vm0") == [2, 4]  # by name
+    assert ids("--vcenter", "vc02.example.com") == [5]
+    assert ids("--vcenter", VCENTER.instance_uuid) == [1, 2, 3, 4]
+    assert ids("--since", "2026-11-22T12:00:03Z", "--until", "2026-11-22T12:00:05Z") == [3, 4]
+    table = CliRunner().invoke(app, ["audit", "query", "-c", config, "-o", "table"])
+    assert "VmPoweredOffEvent" in table.output and "vm9" in table.output
+
+
+def test_query_rejects_a_bad_time(tmp_path):
+    result = CliRunner().invoke(
+        app, ["audit", "query", "-c", str(audit_config(tmp_path)), "--since", "yesterday"]
+    )
+    assert result.exit_code == 2
+    assert "neither an ISO 8601 time nor an age" in result.output
