@@ -58,6 +58,10 @@ class Processor:
             produced: list[object] = []
         elif isinstance(result, CloudEvent):
             produced = [result]
+        elif isinstance(result, str | bytes | dict):
+            raise ProcessorOutputError(
+                f"processor {self.name} returned {type(result).__name__}, not a CloudEvent"
+            )
         else:
             produced = list(result)
         outputs = []

@@ -26,7 +26,11 @@ from vcstream.settings import Settings, load_settings
 
 
 def streams_config(
-    tmp_path: Path, bootstrap: str, topic_name: Callable[[str], str], **streams: Any
+    tmp_path: Path,
+    bootstrap: str,
+    topic_name: Callable[[str], str],
+    extra: dict[str, Any] | None = None,
+    **streams: Any,
 ) -> Path:
     """A config file with topics of this test only."""
     topics = {
@@ -45,6 +49,7 @@ def streams_config(
         },
         "metrics": {"host": "127.0.0.1", "port": free_port()},
         "logging": {"level": "INFO"},
+        **(extra or {}),
     }
     path = tmp_path / "vcstream.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -127,7 +132,8 @@ class StreamsWorker:
 def produce(settings: Settings, topic: str, records: list[KafkaRecord]) -> None:
     producer = Producer(client_config(settings.kafka, **{"linger.ms": 5}))
     for record in records:
-        producer.produce(topic, value=record.value, key=record.key, headers=record.headers)
+        headers: list[tuple[str, str | bytes | None]] = list(record.headers)
+        producer.produce(topic, value=record.value, key=record.key, headers=headers)
     assert producer.flush(30) == 0
 
 
