@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
@@ -13,7 +14,7 @@ from schemas import decode, encode
 from schemas.codec import encode_event
 from schemas.vmodl_json import event_class_name, to_go_json
 from schemas.vmodl_parse import event_from_go_json
-from schemas.vsphere import VCenterIdentity, as_utc
+from schemas.vsphere import ID_NAMESPACE, VCenterIdentity, as_utc, uuid5
 from tests.schemas.vmodl_strategies import event_classes, events
 
 VCENTER = VCenterIdentity("0ce6e3d4-8d76-4a4e-9a43-5d6a5e8e1a01", "https://vc/sdk", "8.0.3.0")
@@ -44,7 +45,11 @@ def test_go_json_reads_back_into_the_same_event(event: Any) -> None:
 
 
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)  # JSON numbers as Go (and orjson) read them
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
     max_leaves=10,
 )
@@ -89,3 +94,9 @@ def test_any_cloudevent_encode_decode_is_identity(
 
 def without_time(attributes: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attributes.items() if k != "time"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_fast_uuid5_equals_the_standard_library(name: str) -> None:
+    assert uuid5(name) == str(uuid.uuid5(ID_NAMESPACE, name))

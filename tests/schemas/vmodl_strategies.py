@@ -79,6 +79,8 @@ def values_of(cls: type, depth: int, min_items: int = 0) -> st.SearchStrategy[An
         return st.sampled_from(cls.values)  # type: ignore[attr-defined]
     if cls is type:
         return st.sampled_from(_ENTITY_TYPES)
+    if cls is VmomiSupport.ManagedMethod:  # e.g. TaskInfo.name
+        return st.sampled_from([vim.VirtualMachine.PowerOn, vim.HostSystem.EnterMaintenanceMode])
     if issubclass(cls, str):
         return _TEXT
     if issubclass(cls, VmomiSupport.ManagedObject):
