@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from schemas.vsphere import derived_id
-from streams.api import ProcessorOutputError, processor
+from streams.api import ProcessorOutputError, data_of, processor
 from streams.discovery import DiscoveryError, discover
 from streams.processors.vm_power import vm_power
 from streams.testing import run, vsphere_event
@@ -25,12 +25,12 @@ def test_example_vm_power_processor_with_the_helper():
 
     outputs = run(vm_power, on, unrelated, off)
 
-    assert [out.get_data()["powerState"] for out in outputs] == ["poweredOn", "poweredOff"]
+    assert [data_of(out)["powerState"] for out in outputs] == ["poweredOn", "poweredOff"]
     first = outputs[0]
-    assert first.get_data()["vm"] == "web01"
-    assert first.get_data()["moref"] == "vm-42"
-    assert first.get_data()["host"] == "esx01"
-    assert first.get_data()["user"] == "root"
+    assert data_of(first)["vm"] == "web01"
+    assert data_of(first)["moref"] == "vm-42"
+    assert data_of(first)["host"] == "esx01"
+    assert data_of(first)["user"] == "root"
     assert first.get_type() == "com.vmware.vsphere.vcstream.VmPowerStateChanged.v0"
     assert first.get_id() == derived_id(on.get_id(), "vm_power", 0)
     assert first.get_source() == on.get_source()
@@ -78,7 +78,7 @@ def test_discovery_finds_the_example_and_configured_packages(tmp_path, monkeypat
     (package / "alarms.py").write_text(
         textwrap.dedent(
             """
-            from streams.api import processor
+            from streams.api import data_of, processor
 
             @processor(output="acme.alarms", types=["*Alarm*"])
             def acme_alarms(event):
@@ -113,7 +113,7 @@ def test_two_processors_with_one_name_are_refused(tmp_path, monkeypatch):
     twins = tmp_path / "twin_processors"
     twins.mkdir()
     (twins / "__init__.py").write_text("")
-    body = "from streams.api import processor\n\n@processor(output='o', name='vm_power')\n"
+    body = "from streams.api import data_of, processor\n\n@processor(output='o', name='vm_power')\n"
     (twins / "a.py").write_text(body + "def a(event):\n    return event\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(DiscoveryError, match="two processors are named 'vm_power'"):
