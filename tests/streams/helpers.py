@@ -59,17 +59,28 @@ def streams_config(
 class StreamsWorker:
     """`vcstream streams worker` in its own process group; output in a log file."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Path, env: dict[str, str] | None = None, argv: list[str] | None = None
+    ) -> None:
         self.config = config
+        self.argv = argv or [
+            sys.executable,
+            "-m",
+            "vcstream",
+            "streams",
+            "worker",
+            "--config",
+            str(config),
+        ]
         self.settings: Settings = load_settings(config)
         self.log_path = config.parent / "streams-worker.log"
         self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60) -> StreamsWorker:
+    def start(self, timeout: float = 60, wait_healthy: bool = True) -> StreamsWorker:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "vcstream", "streams", "worker", "--config", str(self.config)],
+            self.argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
@@ -77,13 +88,15 @@ class StreamsWorker:
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while wait_healthy and time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited {self.process.returncode}:\n{self.log()}")
             if self.healthy():
                 return self
             time.sleep(0.2)
-        raise TimeoutError(f"worker not healthy after {timeout}s:\n{self.log()}")
+        if wait_healthy:
+            raise TimeoutError(f"worker not healthy after {timeout}s:\n{self.log()}")
+        return self
 
     def healthy(self) -> bool:
         try:
@@ -127,6 +140,16 @@ class StreamsWorker:
         except subprocess.TimeoutExpired:
             self.kill()
             return -9
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def produce(settings: Settings, topic: str, records: list[KafkaRecord]) -> None:
