@@ -1,0 +1,109 @@
+"""Alarm events to Slack through an incoming webhook (slack_sdk's async webhook client).
+
+At most one message per `minInterval` per webhook (Slack allows about one a second); a
+429 is retried after its `Retry-After` by the runtime, so nothing is lost. When more
+than `storm.threshold` alarms arrive within `storm.window`, a batch becomes a single
+digest message instead of one message per alarm. The webhook URL is a secret: it is
+never part of an error, a log line or a dead-letter header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import aiohttp
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from sinks.base import HELD, DeliveryError, Outcome, Sink, SinkEvent
+from sinks.knative import parse_retry_after
+from sinks.slack_messages import alarm_message, digest_message
+from vcstream.settings.sinks import SlackSinkSettings
+
+DEST = "slack webhook"
+
+
+class SlackSink(Sink):
+    kind: ClassVar[str] = "slack"
+    settings: SlackSinkSettings
+
+    def __init__(self, settings: SlackSinkSettings, name: str | None = None) -> None:
+        super().__init__(settings, name)
+        self._url = settings.webhook_url.get_secret_value()
+        self._session: aiohttp.ClientSession | None = None
+        self._client: AsyncWebhookClient | None = None
+        self._send_lock = asyncio.Lock()
+        self._next_send = 0.0
+        self._recent: deque[float] = deque()  # when each recent alarm was handled
+        self.digests = 0
+
+    @property
+    def dest(self) -> str:
+        return DEST
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self._client = AsyncWebhookClient(
+            self._url,
+            timeout=max(1, int(self.settings.delivery.timeout.total_seconds())),
+            session=self._session,
+            retry_handlers=[],  # the runtime retries, with Knative's delivery settings
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _in_storm(self, arriving: int) -> bool:
+        now = time.monotonic()
+        window = self.settings.storm.window.total_seconds()
+        while self._recent and self._recent[0] < now - window:
+            self._recent.popleft()
+        storm = len(self._recent) + arriving > self.settings.storm.threshold
+        self._recent.extend([now] * arriving)
+        return storm
+
+    async def deliver(self, batch: Sequence[SinkEvent]) -> Sequence[Outcome]:
+        if self._in_storm(len(batch)) and len(batch) > 1:
+            error = await self._send(digest_message([item.event for item in batch]))
+            if error is None:
+                self.digests += 1
+            return [error] * len(batch)
+        outcomes: list[Outcome] = []
+        for index, item in enumerate(batch):
+            error = await self._send(alarm_message(item.event))
+            outcomes.append(error)
+            if error is not None:  # keep order: what follows waits for this one
+                outcomes += [HELD] * (len(batch) - index - 1)
+                break
+        return outcomes
+
+    async def _send(self, message: dict[str, Any]) -> DeliveryError | None:
+        if self._client is None:
+            raise RuntimeError("SlackSink.start() was not called")
+        async with self._send_lock:
+            delay = self._next_send - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._next_send = time.monotonic() + self.settings.min_interval.total_seconds()
+            try:
+                response = await self._client.send(**message)
+            except Exception as exc:  # network: worth a retry; the URL stays out of it
+                text = f"{type(exc).__name__}: {exc}".replace(self._url, DEST)
+                return DeliveryError(text, retryable=True, dest=DEST)
+        if 200 <= response.status_code < 300:
+            return None
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if retry_after is not None:  # the webhook is rate limited for every partition
+            wait = min(retry_after, self.settings.delivery.retry_after_max.total_seconds())
+            self._next_send = max(self._next_send, time.monotonic() + wait)
+        return DeliveryError.from_status(
+            response.status_code,
+            dest=DEST,
+            response=(response.body or "").encode()[:1024] or None,
+            retry_after=retry_after,
+        )

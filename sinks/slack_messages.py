@@ -1,0 +1,160 @@
+"""Slack messages for alarm events: one Block Kit message per alarm, or a storm digest.
+
+An enriched alarm event (`AlarmStatusChangedEvent` with `AlarmInfo`) gives the status
+(`To`: red, yellow, green, gray), the alarm's name and description, the entity, the
+vCenter, the time and vCenter's own message. The colour bar needs a legacy attachment
+(Block Kit has no colour), so blocks go inside one; `text` is the plain fallback that
+notifications and screen readers show.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from cloudevents.core.base import BaseCloudEvent
+
+COLOURS = {"red": "#d32f2f", "yellow": "#f9a825", "green": "#2e7d32", "gray": "#9e9e9e"}
+EMOJI = {
+    "red": ":red_circle:",
+    "yellow": ":large_yellow_circle:",
+    "green": ":large_green_circle:",
+    "gray": ":white_circle:",
+}
+SEVERITY = ("red", "yellow", "gray", "green")  # worst first, for a digest's colour
+DIGEST_TOP = 10
+MAX_TEXT = 2900  # Slack cuts section text at 3,000 characters
+
+
+@dataclass(frozen=True)
+class Alarm:
+    status: str
+    previous: str | None
+    name: str
+    description: str
+    entity: str
+    vcenter: str
+    time: datetime | None
+    message: str
+
+    @classmethod
+    def from_event(cls, event: BaseCloudEvent) -> Alarm:
+        data = _mapping(event.get_data())
+        info = _mapping(data.get("AlarmInfo"))
+        alarm_ref = _mapping(data.get("Alarm"))
+        entity = _mapping(data.get("Entity"))
+        status = str(data.get("To") or "gray").lower()
+        time = event.get_attributes().get("time")
+        return cls(
+            status=status if status in COLOURS else "gray",
+            previous=str(data["From"]).lower() if data.get("From") else None,
+            name=str(info.get("Name") or alarm_ref.get("Name") or event.get_subject() or "event"),
+            description=str(info.get("Description") or ""),
+            entity=str(entity.get("Name") or _first_entity_name(data) or "unknown entity"),
+            vcenter=urlsplit(str(event.get_source())).hostname or str(event.get_source()),
+            time=time if isinstance(time, datetime) else None,
+            message=str(data.get("FullFormattedMessage") or ""),
+        )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _first_entity_name(data: dict[str, Any]) -> str | None:
+    for field in ("Vm", "Host", "Ds", "Net", "ComputeResource", "Datacenter"):
+        ref = data.get(field)
+        if isinstance(ref, dict) and ref.get("Name"):
+            return str(ref["Name"])
+    return None
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "unknown"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def alarm_message(event: BaseCloudEvent) -> dict[str, Any]:
+    """`text`, and an attachment with the colour bar and the Block Kit layout."""
+    alarm = Alarm.from_event(event)
+    change = f"{alarm.previous} → {alarm.status}" if alarm.previous else alarm.status
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": _clip(
+                    f"{EMOJI[alarm.status]} *{alarm.name}*"
+                    + (f"\n{alarm.description}" if alarm.description else "")
+                ),
+            },
+        },
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*Status*\n{change}"},
+                {"type": "mrkdwn", "text": f"*Entity*\n{alarm.entity}"},
+                {"type": "mrkdwn", "text": f"*vCenter*\n{alarm.vcenter}"},
+                {"type": "mrkdwn", "text": f"*Time*\n{_when(alarm.time)}"},
+            ],
+        },
+    ]
+    if alarm.message:
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(alarm.message)}]}
+        )
+    text = f"[{alarm.status.upper()}] {alarm.name}: {alarm.entity} on {alarm.vcenter}"
+    if alarm.message:
+        text += f": {alarm.message}"
+    return {
+        "text": _clip(text),
+        "attachments": [
+            {"color": COLOURS[alarm.status], "fallback": _clip(text), "blocks": blocks}
+        ],
+    }
+
+
+def digest_message(events: Sequence[BaseCloudEvent]) -> dict[str, Any]:
+    """One message for an alarm storm: counts by status, the top alarms and entities."""
+    alarms = [Alarm.from_event(event) for event in events]
+    statuses = Counter(alarm.status for alarm in alarms)
+    worst = next(status for status in SEVERITY if statuses[status] or status == "green")
+    times = [alarm.time for alarm in alarms if alarm.time is not None]
+    span = f"{_when(min(times))} to {_when(max(times))}" if times else "unknown time"
+    vcenters = sorted({alarm.vcenter for alarm in alarms})
+    counts = "  ".join(
+        f"{EMOJI[status]} {statuses[status]} {status}" for status in SEVERITY if statuses[status]
+    )
+    names = Counter(alarm.name for alarm in alarms).most_common(DIGEST_TOP)
+    entities = Counter(alarm.entity for alarm in alarms).most_common(DIGEST_TOP)
+    title = f"Alarm storm: {len(alarms)} alarms on {', '.join(vcenters)}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f":rotating_light: *{title}*"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{counts}\n{span}"}},
+        {
+            "type": "section",
+            "fields": [
+                {
+                    "type": "mrkdwn",
+                    "text": _clip("*Alarms*\n" + "\n".join(f"{n} x {name}" for name, n in names)),
+                },
+                {
+                    "type": "mrkdwn",
+                    "text": _clip("*Entities*\n" + "\n".join(f"{n} x {e}" for e, n in entities)),
+                },
+            ],
+        },
+    ]
+    plain = ", ".join(f"{statuses[status]} {status}" for status in SEVERITY if statuses[status])
+    text = f"{title} ({plain}), {span}"
+    return {
+        "text": _clip(text),
+        "attachments": [{"color": COLOURS[worst], "fallback": _clip(text), "blocks": blocks}],
+    }
