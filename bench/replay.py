@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -86,32 +85,21 @@ def preload(bootstrap: str, topic: str, count: int) -> dict[str, float]:
 
 def replay(config: Path, topic: str, target: str, workdir: Path) -> dict[str, Any]:
     report = workdir / f"report-{target.split(':', maxsplit=1)[0]}.json"
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     began = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vcstream",
-            "replay",
-            "--config",
-            str(config),
-            "--topic",
-            topic,
-            "--from-beginning",
-            "--to",
-            target,
-            "--report",
-            str(report),
-            "--state",
-            str(workdir / "state.json"),
-        ],
-        check=True,
+    child = subprocess.Popen(
+        [sys.executable, "-m", "vcstream", "replay", "--config", str(config), "--topic", topic,
+         "--from-beginning", "--to", target, "--report", str(report),
+         "--state", str(workdir / "state.json")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )
+    )  # fmt: skip
+    # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would be the largest child
+    # so far, e.g. the broker's storage tool)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - began
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if child.returncode != 0:
+        raise RuntimeError(f"replay exited {child.returncode}")
     result = json.loads(report.read_text())
     written = result["totals"]["written"]
     return {
@@ -120,8 +108,7 @@ def replay(config: Path, topic: str, target: str, workdir: Path) -> dict[str, An
         "wall_seconds": round(wall, 1),
         "records_per_s": round(written / wall),
         "replay_loop_records_per_s": result["run"]["recordsPerSecond"],
-        # RUSAGE_CHILDREN is the largest child so far: only meaningful if it grew
-        "peak_rss_mb": round(peak_kb / 1024, 1) if peak_kb > before else None,
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "checksum": result["checksum"],
     }
 
