@@ -68,6 +68,7 @@ class StreamsApp:
         options = faust_broker_options(settings.kafka)
         options["broker"] = broker_urls(options["broker"])
         streams = settings.streams
+        session_timeout = streams.session_timeout.total_seconds()
         self.app = faust.App(
             streams.app_id,
             **options,
@@ -77,6 +78,8 @@ class StreamsApp:
             datadir=streams.data_dir,
             broker_commit_interval=streams.commit_interval.total_seconds(),
             consumer_auto_offset_reset="earliest",
+            broker_session_timeout=session_timeout,
+            broker_heartbeat_interval=min(3.0, session_timeout / 3),
             producer_acks=-1,
         )
         # the compacted topic is the table's changelog: read in full at start (so the

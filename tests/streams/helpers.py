@@ -45,6 +45,8 @@ def streams_config(
             "appId": topic_name("app"),
             "dataDir": str(tmp_path / "streams-data"),
             "commitInterval": "500ms",
+            # a killed worker's partitions come back after this, not Kafka's 45 s
+            "sessionTimeout": "6s",
             **streams,
         },
         "metrics": {"host": "127.0.0.1", "port": free_port()},

@@ -92,6 +92,11 @@ class StreamsSettings(ConfigModel):
         timedelta(seconds=1),
         description="How often consumed offsets are committed (after their outputs are written).",
     )
+    session_timeout: Duration = Field(
+        timedelta(seconds=30),
+        description="How long the group waits for a silent worker before its partitions go "
+        "to the others (and how long a restarted worker may wait to get them back).",
+    )
     enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
     routes: list[RouteSettings] | None = Field(
         None,
