@@ -65,20 +65,27 @@ class AuditTable:
         self._dsn = dsn
         self.table = table
         self._timeout = timeout
-        self._conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
+        # one connection per writer: batches of different partitions run concurrently,
+        # and a connection carries one transaction at a time
+        self._conns: dict[str, psycopg.AsyncConnection[dict[str, Any]]] = {}
         self._ident = sql.Identifier(table)
 
-    async def connection(self) -> psycopg.AsyncConnection[dict[str, Any]]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = await psycopg.AsyncConnection.connect(
+    async def connection(self, slot: str = "reader") -> psycopg.AsyncConnection[dict[str, Any]]:
+        conn = self._conns.get(slot)
+        if conn is None or conn.closed or conn.broken:
+            conn = self._conns[slot] = await psycopg.AsyncConnection.connect(
                 self._dsn, connect_timeout=max(1, int(self._timeout)), row_factory=dict_row
             )
-        return self._conn
+        return conn
+
+    async def _drop(self, slot: str) -> None:
+        conn = self._conns.pop(slot, None)
+        if conn is not None:
+            await conn.close()
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        for slot in list(self._conns):
+            await self._drop(slot)
 
     async def create(self) -> None:
         names = {
@@ -91,7 +98,8 @@ class AuditTable:
 
     async def append(self, topic: str, partition: int, records: Sequence[AuditRecord]) -> int:
         """Store the records not stored yet, chained; returns how many were new."""
-        conn = await self.connection()
+        slot = f"{topic}/{partition}"
+        conn = await self.connection(slot)
         try:
             async with conn.transaction():
                 await conn.execute(
@@ -122,7 +130,7 @@ class AuditTable:
                     )
                 return len(fresh)
         except psycopg.OperationalError:
-            await self.close()  # reconnect on the next attempt
+            await self._drop(slot)  # reconnect on the next attempt
             raise
 
     async def partitions(self) -> list[tuple[str, int]]:

@@ -27,6 +27,8 @@ class AuditSink(Sink):
         super().__init__(settings, name)
         self.files: AuditFiles | None = None
         self.table: AuditTable | None = None
+        self._table_lock = asyncio.Lock()
+        self._table_ready = False
         if settings.backend == "files":
             self.files = AuditFiles(settings.files.directory, settings.files.max_file_bytes)
         else:
@@ -69,9 +71,8 @@ class AuditSink(Sink):
 
     async def _append_table(self, topic: str, partition: int, records: list[AuditRecord]) -> None:
         assert self.table is not None
-        if not self._table_ready:
-            await self.table.create()
-            self._table_ready = True
+        async with self._table_lock:  # concurrent first batches create it once
+            if not self._table_ready:
+                await self.table.create()
+                self._table_ready = True
         await self.table.append(topic, partition, records)
-
-    _table_ready = False

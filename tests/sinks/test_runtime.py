@@ -1,0 +1,158 @@
+"""The sink runtime itself: backpressure, shutdown while retrying, metrics, settings errors."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+from typer.testing import CliRunner
+
+from sinks import metrics
+from sinks.delivery import backoff
+from tests.sinks.helpers import (
+    committed,
+    make_runner,
+    produce,
+    run_until,
+    settled,
+    sink_settings,
+    vm_records,
+)
+from tests.sinks.receivers import OK, Fault, Receiver, parse_cloudevent
+from vcstream.cli import app
+from vcstream.settings import ConfigError, load_settings
+from vcstream.settings.sinks import DeliverySettings
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver(parse_cloudevent).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.integration
+def test_slow_receiver_pauses_the_partition_instead_of_buffering(kafka, topic_name, receiver):
+    topic, dlq = topic_name("events"), topic_name("dlq")
+    gate = threading.Event()
+    receiver.plan = lambda _n, _body: OK if gate.is_set() else Fault.http(503)
+    produce(kafka.bootstrap_servers, topic, vm_records(600))
+    settings = sink_settings(
+        kafka.bootstrap_servers,
+        "knative",
+        dlq,
+        topics=[topic],
+        url=receiver.url,
+        delivery={"backoffDelay": "PT0.05S", "backoffPolicy": "linear", "retry": 100},
+        batch={"maxRecords": 20, "maxBuffered": 50},
+    )
+    runner = make_runner("knative", settings)
+    peak_held = 0
+    paused_seen = False
+
+    def observe() -> bool:
+        nonlocal peak_held, paused_seen
+        held = sum(len(s.buffer) + len(s.batch) for s in runner._partitions.values())
+        peak_held = max(peak_held, held)
+        if metrics.PAUSED_PARTITIONS.labels("knative")._value.get() >= 1:
+            paused_seen = True
+            gate.set()  # the receiver recovers once backpressure has kicked in
+        return runner.report.delivered >= 600
+
+    run_until(runner, observe, timeout=90)
+
+    assert paused_seen
+    # bounded: what was buffered when the pause took effect plus one fetch, not 600
+    assert peak_held <= 50 + 20 * 2 + 100, peak_held
+    assert (runner.report.delivered, runner.report.dead_lettered) == (600, 0)
+    assert committed(kafka.bootstrap_servers, "vcstream-sink-knative", topic) == 600
+
+
+@pytest.mark.integration
+def test_sink_stopped_while_retrying_commits_nothing_undelivered(kafka, topic_name, receiver):
+    topic, dlq = topic_name("events"), topic_name("dlq")
+    receiver.plan = lambda _n, _body: Fault.http(503)
+    produce(kafka.bootstrap_servers, topic, vm_records(5, vms=1))
+    section: dict[str, Any] = {
+        "topics": [topic],
+        "url": receiver.url,
+        "delivery": {"backoffDelay": "PT10S", "retry": 3},
+    }
+    settings = sink_settings(kafka.bootstrap_servers, "knative", dlq, **section)
+    runner = make_runner("knative", settings)
+
+    run_until(runner, lambda: receiver.requests >= 1)  # stop during the 10 s back-off
+
+    assert runner.report.dead_lettered == 0
+    assert committed(kafka.bootstrap_servers, "vcstream-sink-knative", topic) < 0  # nothing
+    receiver.plan = lambda _n, _body: OK
+    restarted = make_runner("knative", settings)
+    run_until(restarted, settled(restarted, 5))
+    assert restarted.report.delivered == 5
+    assert committed(kafka.bootstrap_servers, "vcstream-sink-knative", topic) == 5
+
+
+@pytest.mark.integration
+def test_metrics_count_delivered_retried_and_dead_lettered(kafka, topic_name, receiver):
+    topic, dlq = topic_name("events"), topic_name("dlq")
+    receiver.plan = lambda n, _body: {1: Fault.http(503), 3: Fault.http(400)}.get(n, OK)
+    produce(kafka.bootstrap_servers, topic, vm_records(4, vms=1))
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"sink": "knative", **labels}) or 0.0
+
+    before = {
+        "delivered": sample("vcstream_sink_delivered_total"),
+        "retried": sample("vcstream_sink_retried_total"),
+        "dead": sample("vcstream_sink_dead_lettered_total", reason="delivery"),
+        "latency": sample("vcstream_sink_delivery_latency_seconds_count"),
+    }
+    section = {"topics": [topic], "url": receiver.url, "delivery": {"backoffDelay": "PT0.01S"}}
+    runner = make_runner(
+        "knative", sink_settings(kafka.bootstrap_servers, "knative", dlq, **section)
+    )
+    run_until(runner, settled(runner, 4))
+
+    assert sample("vcstream_sink_delivered_total") - before["delivered"] == 3
+    assert sample("vcstream_sink_retried_total") - before["retried"] == 1
+    assert sample("vcstream_sink_dead_lettered_total", reason="delivery") - before["dead"] == 1
+    assert sample("vcstream_sink_delivery_latency_seconds_count") - before["latency"] == 3
+
+
+def test_backoff_follows_knative_policies():
+    exponential = DeliverySettings()  # Knative's defaults: 10 retries, exponential, PT0.2S
+    assert (exponential.retry, exponential.backoff_policy) == (10, "exponential")
+    assert [backoff(exponential, n) for n in (1, 2, 3)] == [0.2, 0.4, 0.8]
+    linear = DeliverySettings(backoffPolicy="linear", backoffDelay="PT0.5S")
+    assert [backoff(linear, n) for n in (1, 2, 3)] == [0.5, 1.0, 1.5]
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("sinks: {knative: {url: ftp://x}}", "sinks.knative.url: url must start with http"),
+        ("sinks: {audit: {backend: postgres}}", "backend postgres needs a `postgres` section"),
+        (
+            "sinks: {knative: {url: http://x, delivery: {retries: 3}}}",
+            "delivery.retries: unknown key",
+        ),
+        ("sinks: {knative: {url: http://x, delivery: {backoffDelay: soon}}}", "not a duration"),
+        ("sinks: {slack: {webhookUrl: {fromEnv: NO_SUCH_VAR_X}}}", "NO_SUCH_VAR_X is not set"),
+    ],
+)
+def test_bad_sink_configuration_names_the_key(tmp_path, yaml_text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(path)
+
+
+def test_sink_command_exits_2_when_the_sink_is_not_configured(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("metrics: {enabled: false}\n")
+    result = CliRunner().invoke(app, ["sink", "knative", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "sinks.knative is not configured" in result.output
