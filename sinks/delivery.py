@@ -15,6 +15,11 @@ dead-letters what still fails or is not worth retrying, and returns only once ev
 record is delivered, filtered or acknowledged by the dead-letter topic. So when it
 returns, the batch's offsets may be committed; when it raises, none may.
 
+Records must carry `topic`, `partition` and `offset` (`KafkaRecord.from_confluent`
+sets them): dead-letter headers name them, and the audit sink is idempotent by them.
+A batch given to `deliver` should come from one partition, in offset order; to deliver
+several partitions at once, call `deliver` concurrently, one batch per partition.
+
 Each event has its own retry count: a batch partly delivered retries only the rest,
 and an event `HELD` behind a failed event of the same key is tried again without
 spending its own retries.
@@ -129,6 +134,9 @@ class BatchDelivery:
 
     async def _attempt(self, pending: list[_Pending], report: BatchReport) -> list[_Pending]:
         outcomes = await self._call_sink(pending)
+        if all(outcome is HELD for outcome in outcomes):  # a connector bug; never spin on it
+            stuck = DeliveryError("the sink held every event of the batch", retryable=True)
+            outcomes = [stuck] * len(outcomes)
         retry: list[_Pending] = []
         wait = 0.0
         for entry, outcome in zip(pending, outcomes, strict=True):

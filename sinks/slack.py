@@ -37,7 +37,8 @@ class SlackSink(Sink):
         self._client: AsyncWebhookClient | None = None
         self._send_lock = asyncio.Lock()
         self._next_send = 0.0
-        self._recent: deque[float] = deque()  # when each recent alarm was handled
+        self._recent: deque[tuple[float, str]] = deque()  # (when, event id) in the window
+        self._counted: set[str] = set()
         self.digests = 0
 
     @property
@@ -58,17 +59,21 @@ class SlackSink(Sink):
             await self._session.close()
             self._session = None
 
-    def _in_storm(self, arriving: int) -> bool:
+    def _in_storm(self, batch: Sequence[SinkEvent]) -> bool:
+        """Counts each alarm once, however often its batch is retried."""
         now = time.monotonic()
         window = self.settings.storm.window.total_seconds()
-        while self._recent and self._recent[0] < now - window:
-            self._recent.popleft()
-        storm = len(self._recent) + arriving > self.settings.storm.threshold
-        self._recent.extend([now] * arriving)
-        return storm
+        while self._recent and self._recent[0][0] < now - window:
+            self._counted.discard(self._recent.popleft()[1])
+        for item in batch:
+            event_id = str(item.event.get_id())
+            if event_id not in self._counted:
+                self._counted.add(event_id)
+                self._recent.append((now, event_id))
+        return len(self._recent) > self.settings.storm.threshold
 
     async def deliver(self, batch: Sequence[SinkEvent]) -> Sequence[Outcome]:
-        if self._in_storm(len(batch)) and len(batch) > 1:
+        if self._in_storm(batch) and len(batch) > 1:
             error = await self._send(digest_message([item.event for item in batch]))
             if error is None:
                 self.digests += 1

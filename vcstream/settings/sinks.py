@@ -117,6 +117,11 @@ class StormSettings(ConfigModel):
     window: Duration = Field(timedelta(minutes=1), description="The storm-detection window.")
 
 
+def _slack_batch() -> BatchSettings:
+    # alarms of one storm gather into one batch, which becomes one digest
+    return BatchSettings(maxRecords=500, maxWait=timedelta(seconds=1))
+
+
 class SlackSinkSettings(SinkCommonSettings):
     """Alarm messages through a Slack incoming webhook (default topics: topics.alarms)."""
 
@@ -125,6 +130,7 @@ class SlackSinkSettings(SinkCommonSettings):
         timedelta(seconds=1), description="At least this long between two messages (Slack: 1/s)."
     )
     storm: StormSettings = Field(default_factory=StormSettings)
+    batch: BatchSettings = Field(default_factory=_slack_batch)
 
 
 class AuditFilesSettings(ConfigModel):

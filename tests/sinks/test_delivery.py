@@ -1,0 +1,119 @@
+"""BatchDelivery's accounting, with small in-process connectors (no Kafka needed: the
+dead letters are collected in memory; the integration tests cover the real topic)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import pytest
+
+from schemas import decode
+from schemas.deadletter import error_context
+from schemas.record import KafkaRecord
+from sinks.base import HELD, DeliveryError, Outcome, Sink, SinkEvent
+from sinks.delivery import BatchDelivery
+from sinks.slack import SlackSink
+from tests.sinks.helpers import vm_records
+from vcstream.settings.sinks import SinkCommonSettings, SlackSinkSettings
+
+Script = Callable[[int, Sequence[SinkEvent]], Sequence[Outcome]]
+
+
+class ScriptedSink(Sink):
+    kind: ClassVar[str] = "scripted"
+
+    def __init__(self, script: Script, **settings: Any) -> None:
+        settings.setdefault("delivery", {"backoffDelay": "PT0.001S", "retry": 2})
+        super().__init__(SinkCommonSettings(**settings))
+        self.script = script
+        self.calls: list[list[int]] = []
+
+    async def deliver(self, batch: Sequence[SinkEvent]) -> Sequence[Outcome]:
+        self.calls.append([item.record.offset or 0 for item in batch])
+        return self.script(len(self.calls), batch)
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.records: list[KafkaRecord] = []
+
+    def send(self, record: KafkaRecord) -> None:
+        self.records.append(record)
+
+    async def flush(self) -> None:
+        return None
+
+
+def located(count: int, vms: int = 4) -> list[KafkaRecord]:
+    return [
+        KafkaRecord(r.value, r.key, r.headers, "t", 0, offset)
+        for offset, r in enumerate(vm_records(count, vms=vms))
+    ]
+
+
+def run(sink: Sink, records: list[KafkaRecord]) -> tuple[Any, Collected]:
+    dead = Collected()
+    report = asyncio.run(BatchDelivery(sink, dead).deliver(records))
+    return report, dead
+
+
+def test_a_partly_failed_batch_retries_only_the_failed_events():
+    boom = DeliveryError("503", retryable=True, status=503)
+    sink = ScriptedSink(
+        lambda call, batch: [boom if call == 1 and i == 1 else None for i, _ in enumerate(batch)]
+    )
+
+    report, _ = run(sink, located(4))
+
+    assert sink.calls == [[0, 1, 2, 3], [1]]
+    assert (report.delivered, report.retried, report.dead_lettered) == (4, 1, 0)
+
+
+def test_held_events_do_not_spend_retries_after_a_dead_letter():
+    bad = DeliveryError("400", retryable=False, status=400)
+    sink = ScriptedSink(lambda call, batch: [bad, HELD] if call == 1 else [None] * len(batch))
+
+    report, dead = run(sink, located(2, vms=1))
+
+    assert sink.calls == [[0, 1], [1]]
+    assert (report.delivered, report.dead_lettered, report.retried) == (1, 1, 0)
+    assert error_context(dead.records[0])["attempts"] == "1"
+
+
+def test_a_connector_holding_everything_is_dead_lettered_not_spun():
+    sink = ScriptedSink(lambda _call, batch: [HELD] * len(batch))
+
+    report, dead = run(sink, located(3))
+
+    assert len(sink.calls) == 3  # first attempt + retry 2
+    assert report.dead_lettered == 3
+    assert {error_context(r)["attempts"] for r in dead.records} == {"3"}
+
+
+def test_a_connector_exception_fails_the_whole_batch_and_is_retried():
+    def script(call: int, batch: Sequence[SinkEvent]) -> Sequence[Outcome]:
+        if call == 1:
+            raise ConnectionResetError("peer reset")
+        return [None] * len(batch)
+
+    report, _ = run(ScriptedSink(script), located(3))
+
+    assert (report.delivered, report.retried, report.dead_lettered) == (3, 3, 0)
+
+
+def test_a_connector_returning_too_few_outcomes_is_an_error():
+    with pytest.raises(RuntimeError, match="returned 1 outcomes for 3 events"):
+        run(ScriptedSink(lambda _call, _batch: [None]), located(3))
+
+
+def test_slack_storm_counts_each_alarm_once_across_retries():
+    settings = SlackSinkSettings(webhookUrl="http://127.0.0.1:9/hook", storm={"threshold": 3})
+    sink = SlackSink(settings)
+    batch = [SinkEvent(decode(r), r) for r in located(2)]
+
+    assert not sink._in_storm(batch)
+    assert not sink._in_storm(batch)  # the same two alarms, retried: still two
+    more = [SinkEvent(decode(r), r) for r in located(4)[2:]]
+    assert sink._in_storm(more)  # four distinct alarms > 3
