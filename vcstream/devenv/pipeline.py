@@ -3,6 +3,8 @@ as docker-compose.yml and Kubernetes run them, each with its own metrics port.""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import urllib.request
 from dataclasses import dataclass, field
@@ -72,12 +74,24 @@ class LocalPipeline:
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
 
+    def vcstream_argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "vcstream", *args, "--config", str(self.config_path)]
+
     def start(self) -> LocalPipeline:
+        # the compose topic-init job: every topic exists before any role subscribes
+        subprocess.run(
+            self.vcstream_argv("topics", "create"),
+            check=True,
+            capture_output=True,
+            env={**os.environ, **self.env},
+            timeout=120,
+        )
         for role, args in self.roles.items():
             port = free_port()
             child = ChildProcess(role, self.workdir / "logs")
-            argv = [sys.executable, "-m", "vcstream", *args, "--config", str(self.config_path)]
-            child.spawn(argv, env={**self.env, "VCSTREAM_METRICS__PORT": str(port)})
+            child.spawn(
+                self.vcstream_argv(*args), env={**self.env, "VCSTREAM_METRICS__PORT": str(port)}
+            )
             self.processes[role] = child
             self.metrics_ports[role] = port
         return self
