@@ -150,7 +150,9 @@ def verify_against_topic(
 
 def verify_text(report: dict[str, Any]) -> str:
     verdict = "OK" if report["ok"] else "MISMATCH"
-    lines = [f"audit store against {report['topic']}: {verdict}"]
+    store = report.get("store", "audit store")
+    lines = [f"{store} against {report['topic']}: {verdict}"]
+    lines += [f"unreadable: {what}" for what in report.get("unreadable", [])]
     for p in report["partitions"]:
         lines.append(
             f"partition {p['partition']} offsets {p['range']['from']}..{p['range']['to']}: "

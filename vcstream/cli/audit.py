@@ -7,11 +7,12 @@ import json
 import sys
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vcstream.cli.common import EXIT_RUNTIME, ConfigOption, load_or_exit
+from vcstream.cli.common import EXIT_CONFIG, EXIT_RUNTIME, ConfigOption, load_or_exit
 from vcstream.settings import Settings, parse_duration
 
 if TYPE_CHECKING:
@@ -39,12 +40,52 @@ def parse_moment(text: str | None) -> datetime | None:
 
 
 @app.command("verify")
-def verify(config: ConfigOption = None) -> None:
+def verify(
+    config: ConfigOption = None,
+    against_topic: Annotated[
+        str | None,
+        typer.Option(help="Instead: check every offset of a range of this topic is stored once."),
+    ] = None,
+    range_from: Annotated[
+        list[str] | None,
+        typer.Option("--from", help="With --against-topic: [PARTITION:]OFFSET or ISO time."),
+    ] = None,
+    range_to: Annotated[
+        list[str] | None,
+        typer.Option("--to", help="With --against-topic: [PARTITION:]OFFSET (inclusive) or time."),
+    ] = None,
+    partition: Annotated[
+        list[int] | None, typer.Option(help="With --against-topic: only this partition.")
+    ] = None,
+    type_glob: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="With --against-topic: only events of this type (glob)."),
+    ] = None,
+    report_file: Annotated[
+        Path | None, typer.Option("--report", help="With --against-topic: JSON report here.")
+    ] = None,
+) -> None:
     """Walk every partition's hash chain; name each modified, deleted or reordered record.
 
-    Exit 0 when intact, 1 when anything is wrong.  Example:  vcstream audit verify -c vcstream.yaml
+    With --against-topic, check instead that every offset of a range of the topic (that
+    the audit sink stores) is present exactly once with its event id, and name each
+    missing, duplicated, wrong-id or unexpected offset.
+
+    Exit 0 when intact, 1 when anything is wrong.  Examples:  vcstream audit verify -c vcstream.yaml
+
+      vcstream audit verify -c vcstream.yaml --against-topic vcenter.audit --from 0:1200 --to 0:2199
     """
     settings = load_or_exit(config)
+    if against_topic is not None:
+        from vcstream.cli.replay import verify_range
+
+        verify_range(
+            settings, against_topic, range_from, range_to, partition, type_glob, report_file
+        )
+        return
+    if range_from or range_to or partition or type_glob or report_file:
+        typer.echo("--from, --to, --partition, --type and --report need --against-topic", err=True)
+        raise typer.Exit(EXIT_CONFIG)
     report = asyncio.run(_verify(settings))
     for problem in report.problems:
         typer.echo(str(problem))

@@ -8,11 +8,14 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from vcstream.cli.common import EXIT_CONFIG, EXIT_RUNTIME, ConfigOption, load_or_exit
+
+if TYPE_CHECKING:
+    from vcstream.settings import Settings
 
 app = typer.Typer()
 
@@ -165,3 +168,35 @@ class _stop_on_sigint:
 
     def __exit__(self, *exc: object) -> None:
         signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+
+
+def verify_range(
+    settings: Settings,
+    topic: str,
+    start: list[str] | None,
+    stop: list[str] | None,
+    partitions: list[int] | None,
+    types: list[str] | None,
+    report: Path | None,
+) -> None:
+    """`vcstream audit verify --against-topic`: lives with replay, whose range words and
+    reports it shares. Exit 0 when every offset is stored once, 1 otherwise, 2 for a
+    range the topic cannot give (the message states the available range)."""
+    from replay.audit_check import range_spec, verify_audit_store
+    from replay.errors import ReplayUsageError
+    from replay.verify import verify_text
+
+    try:
+        spec = range_spec(topic, start or (), stop or (), partitions or (), types or ())
+        result = verify_audit_store(settings, spec)
+    except ReplayUsageError as exc:
+        typer.echo(f"audit verify: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    except Exception as exc:
+        typer.echo(f"audit verify failed: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_RUNTIME) from None
+    if report is not None:
+        report.write_text(json.dumps(result, indent=2) + "\n")
+    typer.echo(verify_text(result))
+    if not result["ok"]:
+        raise typer.Exit(EXIT_RUNTIME)
