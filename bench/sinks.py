@@ -113,13 +113,15 @@ def run_phase(runner: SinkRunner, total: int, feed: threading.Thread | None = No
         stop = asyncio.Event()
 
         async def watch() -> None:
+            if feed is not None:  # produce once partitions are assigned: time the sink,
+                while runner.kafka_health() is not None:  # not the group join
+                    await asyncio.sleep(0.02)
+                feed.start()
             while runner.report.delivered < total:
                 await asyncio.sleep(0.02)
             stop.set()
 
         watcher = asyncio.create_task(watch())
-        if feed is not None:
-            feed.start()
         await runner.run(stop)
         await watcher
 

@@ -114,18 +114,32 @@ class BatchDelivery:
     ) -> BatchReport:
         """Deliver, filter or dead-letter every record; raises if that is not certain."""
         report = BatchReport()
-        started = time.monotonic() if read_at is None else read_at
-        pending: list[_Pending] = []
+        events: list[SinkEvent] = []
         for record in records:
             try:
                 event = decode(record)
             except InvalidRecord as exc:
                 self._dead_letter(record, report, "poison", exc, attempts=0)
                 continue
-            if not self._types.fullmatch(str(event.get_type())):
+            events.append(SinkEvent(event, record))
+        return await self.deliver_decoded(events, read_at, report)
+
+    async def deliver_decoded(
+        self,
+        events: Sequence[SinkEvent],
+        read_at: float | None = None,
+        report: BatchReport | None = None,
+    ) -> BatchReport:
+        """`deliver` for records already decoded (replay decodes them to count and
+        filter): the same type filter, retries and dead letters, without a second decode."""
+        report = report or BatchReport()
+        started = time.monotonic() if read_at is None else read_at
+        pending: list[_Pending] = []
+        for item in events:
+            if not self._types.fullmatch(item.type):
                 self._count(report, "filtered")
                 continue
-            pending.append(_Pending(SinkEvent(event, record), started))
+            pending.append(_Pending(item, started))
         while pending:
             pending = await self._attempt(pending, report)
         metrics.FILTERED.labels(self.sink.name).inc(report.filtered)

@@ -146,12 +146,20 @@ class SinkRunner:
             in_flight += 1
 
     async def _settle_finished(self) -> None:
-        for key, state in list(self._partitions.items()):
-            if state.task is not None and state.task.done():
-                await self._settle(key, state)
+        offsets = [
+            offset
+            for key, state in list(self._partitions.items())
+            if state.task is not None and state.task.done()
+            for offset in self._settle(key, state)
+        ]
+        if offsets:
+            try:
+                await asyncio.to_thread(self._consumer.commit, offsets=offsets, asynchronous=False)
+            except Exception as exc:  # a rebalance in progress: the next owner re-delivers
+                log.warning("sink %s: commit failed: %s", self.sink.name, exc)
 
-    async def _settle(self, key: PartitionKey, state: _Partition) -> None:
-        """Commit a finished batch, or put it back at the head of its buffer."""
+    def _settle(self, key: PartitionKey, state: _Partition) -> list[TopicPartition]:
+        """The offset to commit for a finished batch, or none: it goes back to its buffer."""
         task, batch = state.task, state.batch
         assert task is not None
         state.task, state.batch = None, []
@@ -161,14 +169,10 @@ class SinkRunner:
                 log.error("sink %s: batch on %s[%d] not settled: %s", self.sink.name, *key, error)
             state.buffer.extendleft(reversed(batch))
             state.not_before = time.monotonic() + RETRY_UNSETTLED_AFTER
-            return
+            return []
         last = batch[-1][0].offset
         assert last is not None
-        offsets = [TopicPartition(key[0], key[1], last + 1)]
-        try:
-            await asyncio.to_thread(self._consumer.commit, offsets=offsets, asynchronous=False)
-        except Exception as exc:  # a rebalance in progress: the next owner re-delivers
-            log.warning("sink %s: commit of %s[%d] failed: %s", self.sink.name, *key, exc)
+        return [TopicPartition(key[0], key[1], last + 1)]
 
     def _apply_backpressure(self) -> None:
         for key, state in self._partitions.items():
@@ -188,18 +192,30 @@ class SinkRunner:
         self.kafka_health.ok()
         log.info("sink %s assigned %s", self.sink.name, _names(partitions))
 
-    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Runs in the consumer's thread: finish and commit the revoked partitions' batches."""
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Runs in the consumer's thread: finish the revoked partitions' batches, commit them.
+
+        The commit is made here, in the callback, before the partitions move: a commit
+        from another thread would wait for this callback to return.
+        """
         keys = [(tp.topic, tp.partition) for tp in partitions]
+        offsets: list[TopicPartition] = []
         if self._loop is not None and not self._loop.is_closed():
             future = asyncio.run_coroutine_threadsafe(self._release(keys), self._loop)
             try:
-                future.result(REVOKE_TIMEOUT)
+                offsets = future.result(REVOKE_TIMEOUT)
             except Exception as exc:
                 log.warning("sink %s: revoke did not finish cleanly: %s", self.sink.name, exc)
+        if offsets:
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)
+            except Exception as exc:
+                log.warning("sink %s: commit on revoke failed: %s", self.sink.name, exc)
         log.info("sink %s revoked %s", self.sink.name, _names(partitions))
 
-    async def _release(self, keys: list[PartitionKey]) -> None:
+    async def _release(self, keys: list[PartitionKey]) -> list[TopicPartition]:
+        """Wait for the batches in flight on `keys`; their offsets; forget their buffers."""
+        offsets: list[TopicPartition] = []
         for key in keys:
             state = self._partitions.pop(key, None)
             if state is None or state.task is None:
@@ -209,7 +225,8 @@ class SinkRunner:
             except BaseException:
                 state.task.cancel()
             if state.task.done():
-                await self._settle(key, state)
+                offsets += self._settle(key, state)
+        return offsets
 
     async def _shutdown(self) -> None:
         self._stopping.set()

@@ -94,12 +94,15 @@ class SlackSink(Sink):
             delay = self._next_send - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            self._next_send = time.monotonic() + self.settings.min_interval.total_seconds()
             try:
                 response = await self._client.send(**message)
             except Exception as exc:  # network: worth a retry; the URL stays out of it
                 text = f"{type(exc).__name__}: {exc}".replace(self._url, DEST)
                 return DeliveryError(text, retryable=True, dest=DEST)
+            finally:
+                # spaced from the answer, not the request: a message delayed on the way
+                # can then never arrive closer than minInterval to the next one
+                self._next_send = time.monotonic() + self.settings.min_interval.total_seconds()
         if 200 <= response.status_code < 300:
             return None
         retry_after = parse_retry_after(response.headers.get("Retry-After"))

@@ -31,6 +31,7 @@ class Fault:
     kind: str  # "status", "reset", "hang"
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering (a slow receiver)
 
     @classmethod
     def http(cls, status: int, **headers: str) -> Fault:
@@ -118,6 +119,8 @@ class Receiver:
             return web.Response(status=500)
         if fault.kind == "hang":
             await asyncio.sleep(30)  # well past any client timeout in the tests
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
         if 200 <= fault.status < 300:
             with self._lock:
                 self.accepted.append(parsed)

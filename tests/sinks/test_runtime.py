@@ -156,3 +156,37 @@ def test_sink_command_exits_2_when_the_sink_is_not_configured(tmp_path):
     result = CliRunner().invoke(app, ["sink", "knative", "--config", str(path)])
     assert result.exit_code == 2
     assert "sinks.knative is not configured" in result.output
+
+
+@pytest.mark.integration
+def test_rebalance_to_a_second_member_loses_nothing(kafka, topic_name, receiver):
+    topic, dlq = topic_name("events"), topic_name("dlq")
+    produce(kafka.bootstrap_servers, topic, vm_records(400, vms=40), partitions=4)
+    slow = Fault("status", 202, delay=0.2)
+    receiver.plan = lambda _n, _body: slow  # about 8 s alone: time for a second member
+    section = {
+        "topics": [topic],
+        "url": receiver.url,
+        "batch": {"maxRecords": 10, "maxInFlight": 1},
+        "delivery": {"backoffDelay": "PT0.01S"},
+    }
+    settings = sink_settings(kafka.bootstrap_servers, "knative", dlq, **section)
+    first, second = make_runner("knative", settings), make_runner("knative", settings)
+    unique = lambda: len({e.get_id() for e in receiver.accepted})  # noqa: E731
+    joined = threading.Event()
+    member = threading.Thread(
+        target=lambda: run_until(second, lambda: unique() >= 400, timeout=90), daemon=True
+    )
+
+    def start_second_midway() -> bool:
+        if first.report.delivered >= 40 and not joined.is_set():
+            joined.set()
+            member.start()
+        return unique() >= 400
+
+    run_until(first, start_second_midway, timeout=90)
+    member.join(60)
+
+    assert joined.is_set()
+    assert second.report.delivered > 0  # the second member really took partitions over
+    assert unique() == 400  # at least once: a re-delivery is allowed, a loss is not
