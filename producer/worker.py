@@ -106,8 +106,10 @@ class VCenterWorker(threading.Thread):
                     log.warning("vCenter %s: Kafka unavailable: %s", self.vcenter.name, exc)
                     self._restart_writer()
                     self.stop.wait(1)
-        except Stopped:
-            pass
+        except Stopped as exc:
+            if not self.stop.is_set():  # only a shutdown may stop a worker quietly
+                self.failure = exc
+                log.error("vCenter %s: stopped unexpectedly", self.vcenter.name)
         except BaseException as exc:  # fenced, corrupt checkpoint, a bug: this vCenter stops
             self.failure = exc
             self.vcenter_flag.down(f"stopped: {exc}")

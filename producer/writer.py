@@ -164,7 +164,9 @@ class TransactionalWriter:
         try:
             retrying(self._unless_stopped, step)
         except (_Retry, _Abort):
-            raise Stopped() from None
+            if self._stop.is_set():  # gave up because of shutdown, not of the error
+                raise Stopped() from None
+            raise
 
     def _pause(self, seconds: float) -> None:
         self._stop.wait(seconds)  # a shutdown cuts the backoff short
@@ -212,5 +214,8 @@ class TransactionalWriter:
 
     def close(self) -> None:
         if self._producer is not None:
-            self._producer.flush(1)
-            self._producer = None
+            producer, self._producer = self._producer, None
+            try:
+                producer.flush(1)
+            except KafkaException as exc:  # a failed producer has nothing left to send
+                log.debug("vCenter %s: closing the producer: %s", self._vcenter, exc)

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
+from producer.compacted import read_to_end
 from schemas.record import KafkaRecord
 from vcstream.devenv import LocalKafka, LocalVcsim
 
@@ -79,7 +80,7 @@ producer:
   transactionalIdPrefix: test-{uuid.uuid4().hex[:8]}
   reconnect: {{initialDelay: 200ms, maxDelay: 2s}}
   pollInterval: 1s
-  transactionTimeout: 20s
+  transactionTimeout: 10s
 {producer}
 metrics:
   port: 0
@@ -270,36 +271,8 @@ class VcsimClient:
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list[KafkaRecord]:
     """Every committed record of `topic` (isolation.level=read_committed), in order."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        }
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions])
-        remaining = set(metadata.partitions)
-        records: list[KafkaRecord] = []
-        deadline = time.monotonic() + timeout
-        while remaining and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    remaining.discard(message.partition())
-                    continue
-                raise AssertionError(error)
-            records.append(KafkaRecord.from_confluent(message))
-        assert not remaining, f"did not reach the end of {topic}"
-        return records
-    finally:
-        consumer.close()
+    messages = read_to_end({"bootstrap.servers": bootstrap}, topic, timeout)
+    return [KafkaRecord.from_confluent(message) for message in messages]
 
 
 def topic_exists(kafka: LocalKafka, topic: str) -> bool:
