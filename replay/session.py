@@ -129,7 +129,7 @@ def run_replay(
             state.plan,
             {p: (t.next_offset, t.read) for p, t in state.tallies.items()},
             group=request.group,
-            batch_size=_batch_size(request.rate),
+            batch_size=_batch_size(request.rate, target, state.plan),
         )
     except BaseException:
         target.close()
@@ -189,11 +189,18 @@ def _open(settings: Settings, request: ReplayRequest, state: ReplayState) -> Rep
     return open_target(request.to, request.format, settings, resume_at)
 
 
-def _batch_size(rate: float | None) -> int:
-    if rate is None:
-        return 1000
-    # small batches under a rate limit, so Ctrl-C and the progress line stay responsive
-    return max(1, min(1000, int(rate / 4)))
+MAX_BATCH = 20_000  # records held at once (decoded events are ~5 KB each in memory)
+
+
+def _batch_size(rate: float | None, target: ReplayTarget, plan: Plan) -> int:
+    if rate is not None:
+        # small batches under a rate limit, so Ctrl-C and the progress line stay responsive
+        return max(1, min(1000, int(rate / 4)))
+    # a read batch is split by partition before it reaches the target: read enough that
+    # each partition's share is a full batch of the target's (a sink's batch.maxRecords),
+    # since every batch costs a sink a round trip, a transaction or a file
+    partitions = max(1, sum(1 for r in plan.ranges if not r.empty))
+    return max(1000, min(MAX_BATCH, target.batch_records * partitions))
 
 
 def _progress(request: ReplayRequest, state: ReplayState) -> Progress:

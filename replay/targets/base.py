@@ -38,6 +38,8 @@ class ReplayTarget(abc.ABC):
     """
 
     name: str = "target"
+    # records per batch the target writes best; a sink asks for its own batch size
+    batch_records: int = 1000
 
     def accepts(self, event_type: str) -> bool:
         """The target's own type filter (a sink's `types`); replay counts the rest filtered."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from replay.targets.base import Position, ReplayItem, ReplayTarget
 from schemas.deadletter import error_context
 from schemas.record import KafkaRecord
+from sinks.base import SinkEvent
 
 if TYPE_CHECKING:
     from sinks.base import Sink
@@ -44,6 +45,7 @@ class SinkTarget(ReplayTarget):
 
         self.sink = sink
         self.name = sink.name
+        self.batch_records = sink.settings.batch.max_records
         self._dead_letters = _RecordingDeadLetters(dead_letters)
         self._writer = dead_letters
         self._types = type_matcher(sink.settings.types)
@@ -55,16 +57,17 @@ class SinkTarget(ReplayTarget):
         return self._types.fullmatch(event_type) is not None
 
     def write(self, items: Sequence[ReplayItem]) -> set[Position]:
-        by_partition: dict[int, list[KafkaRecord]] = {}
+        # replay has decoded every record already (to count, filter and checksum it)
+        by_partition: dict[int, list[SinkEvent]] = {}
         for item in items:
-            by_partition.setdefault(item.position[0], []).append(item.record)
+            by_partition.setdefault(item.position[0], []).append(SinkEvent(item.event, item.record))
         self._dead_letters.positions = set()
         self._loop.run(self._deliver(list(by_partition.values())))
         return self._dead_letters.positions
 
-    async def _deliver(self, batches: list[list[KafkaRecord]]) -> None:
+    async def _deliver(self, batches: list[list[SinkEvent]]) -> None:
         # one batch per partition; the sink contract allows partitions concurrently
-        await asyncio.gather(*(self._delivery.deliver(batch) for batch in batches))
+        await asyncio.gather(*(self._delivery.deliver_decoded(batch) for batch in batches))
 
     def close(self) -> None:
         try:
