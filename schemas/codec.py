@@ -6,13 +6,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 import orjson
 from cloudevents.core.bindings import kafka as kafka_binding
+from cloudevents.core.bindings.common import get_event_factory_for_version
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from dateutil.parser import isoparse  # type: ignore[import-untyped]
 
 from schemas.errors import InvalidRecord
 from schemas.record import KafkaRecord
@@ -155,9 +158,8 @@ def decode(record: KafkaRecord) -> CloudEvent:
         raise InvalidRecord("record has no value (a tombstone is not an event)")
     if not record.value:
         raise InvalidRecord("record value is empty: a vcstream event always has data")
-    message = kafka_binding.KafkaMessage(headers=headers, key=None, value=record.value)
     try:
-        event = kafka_binding.from_binary(message, _FORMAT)
+        event = _from_binary(headers, record.value)
     except _DataError as exc:
         raise InvalidRecord(str(exc)) from None
     except Exception as exc:  # the SDK raises several types for bad attributes
@@ -165,6 +167,44 @@ def decode(record: KafkaRecord) -> CloudEvent:
     if not isinstance(event, CloudEvent):
         raise InvalidRecord(f"unsupported CloudEvents spec version {event.get_specversion()}")
     return event
+
+
+# RFC 3339 as every vcstream record writes it (seconds, optional fraction, Z or offset)
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)\Z")
+
+
+def _parse_time(text: str) -> datetime:
+    """The SDK's parse of `ce_time` (dateutil's isoparse), fast for RFC 3339.
+
+    isoparse is general and the largest cost of a decode; the stdlib parses the RFC 3339
+    form to the same instant. Anything else, and any value the stdlib refuses, goes to
+    isoparse, so what is accepted and the errors are the SDK's.
+    """
+    if _RFC3339.match(text):
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    parsed: datetime = isoparse(text)
+    return parsed
+
+
+def _from_binary(headers: dict[str, bytes], value: bytes) -> Any:
+    """`kafka_binding.from_binary` for a record without key (it would only become the
+    `partitionkey` that vcstream drops), with the fast `ce_time` parse: the same
+    attributes, data and validation (the event factory's), at a fraction of the cost."""
+    attributes: dict[str, Any] = {}
+    for header_name, raw in headers.items():
+        text = raw.decode("utf-8")  # every header, as the SDK does (non-UTF-8: invalid)
+        name = header_name.lower()
+        if name.startswith("ce_"):
+            attribute = name[3:]
+            attributes[attribute] = _parse_time(text) if attribute == "time" else text
+        elif name == "content-type":
+            attributes["datacontenttype"] = text
+    factory = get_event_factory_for_version(attributes.get("specversion", "1.0"))
+    data = _FORMAT.read_data(value, attributes.get("datacontenttype"))
+    return factory(attributes, data)
 
 
 def with_changes(
