@@ -98,7 +98,8 @@ def create_topics(settings: Settings, stop: threading.Event) -> None:
     deadline = time.monotonic() + settings.producer.startup_timeout.total_seconds()
     while True:
         try:
-            ensure_topics(settings.kafka, specs, timeout=10)
+            remaining = deadline - time.monotonic()
+            ensure_topics(settings.kafka, specs, timeout=max(1.0, min(10.0, remaining)))
             return
         except KafkaException as exc:
             if time.monotonic() > deadline or stop.is_set():

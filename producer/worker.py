@@ -84,6 +84,7 @@ class VCenterWorker(threading.Thread):
         self._position: Position | None = None  # None: read it from the checkpoint topic
         self._keys = keys
         self._checkpoint_key: str | None = None
+        self._snapshot_for: Session | None = None  # alarms are snapshotted once per login
 
     # ---- the outer loop: recover from every failure -----------------------------------
 
@@ -186,8 +187,9 @@ class VCenterWorker(threading.Thread):
         writer = self._writer_for(session)
         if self._position is None:
             self._position = self._resume_position(session, writer)
-        if self.settings.producer.alarm_definitions:
+        if self.settings.producer.alarm_definitions and self._snapshot_for is not session:
             self._publish_alarm_snapshot(session, writer)
+            self._snapshot_for = session
         begin = None if self._position.time == EPOCH else self._position.time
         if begin is not None and not self._position.is_boundary:
             begin -= RESUME_SLACK
@@ -288,8 +290,8 @@ class VCenterWorker(threading.Thread):
             position = sequencer.last
             if not page and newest_seen is not None and newest_seen > position.time:
                 raise CollectorLost(
-                    f"vCenter {self.vcenter.name}: the event collector returns nothing although "
-                    f"events up to {newest_seen.isoformat()} exist"
+                    "the event collector returns nothing although events up to "
+                    f"{newest_seen.isoformat()} exist"
                 )
             if page:
                 collector.busy()

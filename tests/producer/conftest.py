@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
+import schemas
+from producer.checkpoint import Checkpoint
 from producer.compacted import read_to_end
 from schemas.record import KafkaRecord
 from vcstream.devenv import LocalKafka, LocalVcsim
@@ -273,6 +275,25 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list[KafkaRec
     """Every committed record of `topic` (isolation.level=read_committed), in order."""
     messages = read_to_end({"bootstrap.servers": bootstrap}, topic, timeout)
     return [KafkaRecord.from_confluent(message) for message in messages]
+
+
+def read_topic_if_ready(bootstrap: str, topic: str) -> list[KafkaRecord]:
+    """Like read_topic, but empty while the topic does not exist or its broker restarts."""
+    try:
+        return read_topic(bootstrap, topic)
+    except KafkaException:
+        return []
+
+
+def event_key(record: KafkaRecord) -> int:
+    data: Any = schemas.decode(record).get_data()
+    return int(data["Key"])
+
+
+def committed_up_to(kafka: LocalKafka, topics: Topics, key: int) -> bool:
+    """Whether the producer's checkpoint has reached event `key`."""
+    checkpoints = read_topic_if_ready(kafka.bootstrap_servers, topics.checkpoints)
+    return bool(checkpoints) and Checkpoint.decode(checkpoints[-1].value or b"").position.key >= key
 
 
 def topic_exists(kafka: LocalKafka, topic: str) -> bool:

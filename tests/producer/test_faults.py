@@ -9,16 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaException
 
 import schemas
-from producer.checkpoint import Checkpoint
 from schemas.record import KafkaRecord
 from tests.producer.conftest import (
     Topics,
     VcsimClient,
+    committed_up_to,
     read_topic,
-    topic_exists,
     vcenter_entry,
     wait_for,
     write_config,
@@ -56,16 +54,6 @@ def identities(records: list[KafkaRecord]) -> Counter[tuple[str, int]]:
         data: Any = event.get_data()
         found[(event.get_source(), int(data["Key"]))] += 1
     return found
-
-
-def committed_up_to(kafka: LocalKafka, topics: Topics, key: int) -> bool:
-    if not topic_exists(kafka, topics.checkpoints):  # the producer is still starting
-        return False
-    try:
-        checkpoints = read_topic(kafka.bootstrap_servers, topics.checkpoints)
-    except KafkaException:  # a broker just restarted may not lead its partitions yet
-        return False
-    return bool(checkpoints) and Checkpoint.decode(checkpoints[-1].value or b"").position.key >= key
 
 
 def test_producer_survives_kill_9_ten_times_exactly_once(
