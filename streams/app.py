@@ -27,11 +27,11 @@ from cloudevents.core.v1.event import CloudEvent
 
 from schemas.record import KafkaRecord
 from streams import metrics
+from streams.acks import OrderedAcks, Pending
 from streams.api import Processor
 from streams.definitions import DefinitionIndex
 from streams.enrich import AlarmRef, enriched, unenriched
 from streams.pipeline import Output, Pipeline
-from streams.table import topic_global_table
 from streams.transport import broker_urls
 from vcstream.kafka import faust_broker_options
 from vcstream.observability import Flag
@@ -46,7 +46,7 @@ RELEASE_INTERVAL = 0.1  # seconds between checks of alarm events waiting for a d
 class Waiting:
     """An alarm event read but not yet emitted: its offset stays uncommitted meanwhile."""
 
-    source: Any  # faust Event
+    source: Pending  # the faust Event, tracked for in-order acks
     record: KafkaRecord
     event: CloudEvent
     ref: AlarmRef
@@ -82,19 +82,50 @@ class StreamsApp:
             broker_heartbeat_interval=min(3.0, session_timeout / 3),
             producer_acks=-1,
         )
-        # the compacted topic is the table's changelog: read in full at start (so the
-        # table survives restarts) and followed live, never written by the worker
-        self.definitions = topic_global_table(
-            self.app, "alarm-definitions", settings.topics.alarm_definitions, definition_partitions
+        # Definitions are copied from the producer's compacted topic into a global table
+        # (its own changelog, restored at start, so every worker holds all of them). The
+        # producer's topic cannot be the changelog itself: it is written in transactions,
+        # and Faust's recovery waits for an offset that is a transaction marker, forever.
+        self.definitions = self.app.GlobalTable(
+            "alarm-definitions",
+            partitions=definition_partitions,
+            # the default changelog name (faust's assignor looks tables up by it), with raw
+            # keys and values: the table serializers do not reach the changelog's recovery
+            changelog_topic=self.app.topic(
+                f"{streams.app_id}-alarm-definitions-changelog",
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=definition_partitions,
+                compacting=True,
+                internal=True,
+            ),
+            # the multi-instance recovery-loop workaround faust-streaming documents
+            recovery_buffer_size=1,
+            help="Alarm definitions by <vCenter instance UUID>/<alarm moref>, Avro values.",
         )
+        definitions_topic = self.app.topic(
+            settings.topics.alarm_definitions, key_serializer="raw", value_serializer="raw"
+        )
+        self.app.agent(definitions_topic, name="streams.alarm-definitions")(self._follow)
         self.index = DefinitionIndex(self.definitions)
         self.waiting: list[Waiting] = []
+        self.acks = OrderedAcks()
+        self.app.on_partitions_revoked.connect(self._on_revoked)
         self._topics: dict[str, Any] = {}
         self._crashing: asyncio.Future[Any] | None = None
         for topic in self.pipeline.input_topics:
             channel = self.app.topic(topic, key_serializer="raw", value_serializer="raw")
             self.app.agent(channel, name=f"streams.{topic}")(self._agent_for(topic))
         self.app.timer(RELEASE_INTERVAL, name="streams.release-waiting")(self._release_waiting)
+
+    async def _follow(self, stream: Any) -> None:
+        async for source in stream.events():
+            if source.key is None:
+                continue  # not a definition: the topic is keyed by vCenter + alarm
+            if source.value:
+                self.definitions[source.key] = source.value
+            else:  # tombstone: the alarm was removed
+                self.definitions.pop(source.key, None)
 
     def _agent_for(self, topic: str) -> Any:
         async def consume(stream: Any) -> None:
@@ -104,9 +135,16 @@ class StreamsApp:
         consume.__name__ = consume.__qualname__ = f"consume_{topic.replace('.', '_')}"
         return consume
 
-    async def handle(self, source: Any, topic: str) -> None:
+    async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked = set(args[0] if args else kwargs.get("revoked", ()))
+        self.acks.forget(revoked)
+        self.waiting = [w for w in self.waiting if w.source.source.message.tp not in revoked]
+        metrics.PENDING.set(len(self.waiting))
+
+    async def handle(self, event: Any, topic: str) -> None:
         started = time.monotonic()
-        record = _record_of(source, topic)
+        source = self.acks.track(event)
+        record = _record_of(event, topic)
         decoded = self.pipeline.decode(record)
         if isinstance(decoded, Output):
             await self._emit(source, [decoded], started)
@@ -150,7 +188,7 @@ class StreamsApp:
         assigned = self.app.consumer.assignment()
         still: list[Waiting] = []
         for item in self.waiting:
-            if item.source.message.tp not in assigned:
+            if item.source.source.message.tp not in assigned:
                 continue  # revoked: the partition's new owner reads it again
             definition = self.index.lookup(item.ref)
             if definition is not None:
@@ -167,7 +205,7 @@ class StreamsApp:
         self.waiting = still
         metrics.PENDING.set(len(still))
 
-    async def _emit(self, source: Any, outputs: list[Output], started: float) -> None:
+    async def _emit(self, source: Pending, outputs: list[Output], started: float) -> None:
         futures = []
         for output in outputs:
             channel = self._topic(output.topic)
@@ -201,7 +239,7 @@ class _Delivery:
 
     __slots__ = ("failed", "owner", "remaining", "source", "started")
 
-    def __init__(self, owner: StreamsApp, source: Any, futures: list[Any], started: float):
+    def __init__(self, owner: StreamsApp, source: Pending, futures: list[Any], started: float):
         self.owner = owner
         self.source = source
         self.started = started
@@ -224,7 +262,7 @@ class _Delivery:
             self._complete()
 
     def _complete(self) -> None:
-        self.source.ack()
+        self.owner.acks.finish(self.source)
         metrics.LATENCY.observe(time.monotonic() - self.started)
 
 
