@@ -110,7 +110,8 @@ class StreamsApp:
         self.index = DefinitionIndex(self.definitions)
         self.waiting: list[Waiting] = []
         self.acks = OrderedAcks()
-        self.app.on_partitions_revoked.connect(self._on_revoked)
+        revoked_signal: Any = self.app.on_partitions_revoked
+        revoked_signal.connect(self._on_revoked)
         self._topics: dict[str, Any] = {}
         self._crashing: asyncio.Future[Any] | None = None
         for topic in self.pipeline.input_topics:
