@@ -65,6 +65,10 @@ class ChildProcess:
         return self.process is not None and self.process.poll() is None
 
     @property
+    def returncode(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    @property
     def pid(self) -> int:
         if self.process is None:
             raise RuntimeError(f"{self.name} is not running")
