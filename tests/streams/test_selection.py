@@ -99,3 +99,20 @@ def test_audit_subset_is_configurable(tmp_path):
     audit = Selector.of(routes[1])
     assert audit.matches(vsphere_event("VmPoweredOnEvent"))
     assert not audit.matches(alarm("red"))
+
+
+def test_worker_refuses_a_bad_config_with_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("streams:\n  enrichment:\n    waitForDefinition: soon\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "vcstream", "streams", "worker", "--config", str(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "streams.enrichment.waitForDefinition" in done.stderr
