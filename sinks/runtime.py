@@ -96,18 +96,29 @@ class SinkRunner:
         await self.sink.start()
         self._consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         log.info("sink %s reading %s", self.sink.name, ", ".join(self.topics))
+        fetch: asyncio.Future[list[Any]] | None = None
         try:
             while not stop.is_set():
-                messages = await asyncio.to_thread(
-                    self._consumer.consume, self.batching.max_records, 0.1
-                )
-                self._take(messages)
+                if fetch is None:
+                    fetch = asyncio.ensure_future(
+                        asyncio.to_thread(self._consumer.consume, self.batching.max_records, 0.1)
+                    )
+                # wake on new records or on a finished batch, whichever comes first, so a
+                # commit and the next batch never wait for the poll timeout
+                waiting: list[asyncio.Future[Any]] = [fetch]
+                waiting += [s.task for s in self._partitions.values() if s.task is not None]
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if fetch.done():
+                    messages, fetch = fetch.result(), None
+                    self._take(messages)
+                    if idle is not None and not messages:
+                        idle()
                 await self._settle_finished()
                 self._dispatch()
                 self._apply_backpressure()
-                if idle is not None and not messages:
-                    idle()
         finally:
+            if fetch is not None:
+                self._take(await fetch)  # buffered only; uncommitted, so re-read later
             await self._shutdown()
 
     def _take(self, messages: list[Any]) -> None:
