@@ -10,16 +10,25 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from replay.progress import Progress
 from replay.reader import RangeReader
 from replay.spec import ReplaySpec
 from replay.tally import PartitionTally
-from replay.targets.base import ReplayItem, ReplayTarget
+from replay.targets.base import Position, ReplayItem, ReplayTarget
 from schemas import InvalidRecord, KafkaRecord, decode
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    """A batch handed to the writer thread, not yet counted."""
+
+    classified: list[_Classified]
+    written: Future[tuple[set[Position], int | None]]
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,7 @@ class ReplayLoop:
         progress: Progress,
         stop: threading.Event,
         rate: float | None = None,
-        after_batch: Callable[[], None] = lambda: None,
+        after_batch: Callable[[int | None], None] = lambda marker: None,
     ) -> None:
         self.spec = spec
         self.reader = reader
@@ -52,28 +61,59 @@ class ReplayLoop:
         self.after_batch = after_batch
 
     def run(self) -> bool:
-        """True when the whole range was replayed, False when stopped early."""
+        """True when the whole range was replayed, False when stopped early.
+
+        Two stages overlap: while the target writes batch N (in a worker thread: file
+        I/O, a database, HTTP), the next batch is read and decoded. Writes stay strictly
+        one after another and the next is submitted only once the previous succeeded, so
+        a failed write is never followed by a later one (audit storage skips offsets
+        below the newest it holds: a gap would never be filled on --resume).
+        """
         began = time.monotonic()
         replayed = 0
-        for batch in self.reader.batches():
-            self._replay_batch(batch)
-            replayed += len(batch)
-            self.progress.advance(len(batch))
-            if self.rate:
-                # hold back so the next batch starts no earlier than the rate allows
-                ahead = replayed / self.rate - (time.monotonic() - began)
-                if ahead > 0:
-                    self.stop.wait(ahead)
-            if self.stop.is_set():
-                return self.reader.finished
-        return True
+        in_flight: _InFlight | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="replay-write") as writer:
+            try:
+                for batch in self.reader.batches():
+                    classified = [self._classify(record) for record in batch]
+                    if in_flight is not None:
+                        self._account(in_flight)
+                        in_flight = None
+                    items = [c.item for c in classified if c.item is not None]
+                    in_flight = _InFlight(classified, writer.submit(self._write, items))
+                    replayed += len(batch)
+                    if self.rate:
+                        # hold back so the next batch starts no earlier than the rate allows
+                        ahead = replayed / self.rate - (time.monotonic() - began)
+                        if ahead > 0:
+                            self.stop.wait(ahead)
+                    if self.stop.is_set():
+                        break
+                if in_flight is not None:
+                    self._account(in_flight)
+                    in_flight = None
+            finally:
+                if in_flight is not None:  # reading failed: keep what was written
+                    self._account_if_written(in_flight)
+        return self.reader.finished if self.stop.is_set() else True
 
-    def _replay_batch(self, batch: list[KafkaRecord]) -> None:
-        classified = [self._classify(record) for record in batch]
-        items = [c.item for c in classified if c.item is not None]
+    def _write(self, items: list[ReplayItem]) -> tuple[set[Position], int | None]:
+        """In the writer thread: the batch, then the target's resume marker right after
+        it (taken here, since the next write may move it before the loop saves)."""
         rejected = self.target.write(items) if items else set()
+        return rejected, self.target.resume_marker()
+
+    def _account_if_written(self, in_flight: _InFlight) -> None:
+        try:
+            self._account(in_flight)
+        except Exception:
+            log.exception("the last batch was not written; --resume sends it again")
+
+    def _account(self, in_flight: _InFlight) -> None:
+        """Count a written batch, commit it under --group, save the position."""
+        rejected, marker = in_flight.written.result()
         touched: dict[int, int] = {}
-        for entry in classified:
+        for entry in in_flight.classified:
             record = entry.record
             assert record.partition is not None and record.offset is not None
             tally = self.tallies[record.partition]
@@ -96,7 +136,8 @@ class ReplayLoop:
             tally.next_offset = record.offset + 1
             touched[record.partition] = tally.next_offset
         self.reader.commit(touched)
-        self.after_batch()
+        self.after_batch(marker)
+        self.progress.advance(len(in_flight.classified))
 
     def _classify(self, record: KafkaRecord) -> _Classified:
         try:

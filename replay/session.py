@@ -142,9 +142,9 @@ def run_replay(
         state.elapsed_seconds = elapsed_before + time.monotonic() - began
         state.save(path)
 
-    def after_batch() -> None:
-        # the target's marker moves only with a batch it fully accepted
-        state.target_marker = target.resume_marker()
+    def after_batch(marker: int | None) -> None:
+        # the target's marker as it was right after the batch counted last was written
+        state.target_marker = marker
         save()
 
     complete = False

@@ -53,7 +53,11 @@ def fill_topic(
     Events go round-robin over partitions; every `poison_every`-th record (if set) is
     not a CloudEvent. Returns the record timestamps in produce order.
     """
-    ensure_topics(settings_for(kafka).kafka, [TopicSpec(topic, partitions=partitions)])
+    # the records are dated 2026-01-01: under the broker's default retention (7 days) its
+    # periodic check would delete them mid-test, so these topics keep records forever
+    ensure_topics(
+        settings_for(kafka).kafka, [TopicSpec(topic, partitions=partitions, retention=-1)]
+    )
     producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "linger.ms": 5})
     stamps = []
     for index in range(count):
