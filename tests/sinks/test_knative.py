@@ -89,13 +89,22 @@ def test_knative_delivers_binary_cloudevents_in_key_order_and_commits(kafka, rec
 def test_sink_survives_receiver_503_then_drains_backlog(kafka, receiver, topics):
     receiver.plan = first(15, Fault.http(503))
     produce(kafka.bootstrap_servers, topics[0], vm_records(30))
-    runner = make_runner("knative", knative(kafka, topics, receiver.url))
+    delivery = {"backoffDelay": "PT0.05S"}
+    runner = make_runner("knative", knative(kafka, topics, receiver.url, delivery=delivery))
+    health_seen: set[str | None] = set()
+    done = settled(runner, 30)
 
-    run_until(runner, settled(runner, 30))
+    def watch() -> bool:
+        health_seen.add(runner.delivery_health())
+        return done()
+
+    run_until(runner, watch)
 
     assert (runner.report.delivered, runner.report.dead_lettered) == (30, 0)
     assert len({e.get_id() for e in receiver.accepted}) == 30  # none lost
     assert runner.report.retried >= 15
+    assert "retrying: target answered HTTP 503" in health_seen  # /healthz said why
+    assert runner.delivery_health() is None  # and recovered
 
 
 def test_sink_survives_receiver_down_then_up(kafka, topics):
