@@ -10,6 +10,10 @@ all-or-nothing, the renames are listed first in a pending marker (itself written
 renamed); `recover()` at start finishes a batch whose marker exists and deletes
 temporary files that have none. Idempotence: per partition, records at or below the
 highest stored offset are skipped, so re-delivery never writes a record twice.
+
+One directory belongs to one sink process at a time (a local disk, or one volume per
+consumer group member that never moves): `recover()` takes any temporary file it finds
+for a leftover of a crash.
 """
 
 from __future__ import annotations
