@@ -135,8 +135,10 @@ def test_alarms_enriched_routed_and_bad_records_dead_lettered(
     assert data_of(red_out)["To"] == "red"
     assert audit[3].get_type() == "com.vmware.vsphere.AlarmAcknowledgedEvent.v0.AlarmInfo"
     # the poison record and the input the user processor choked on, unchanged, with context
-    assert [r.value for r in dead] == [poison.value, boom.value]
-    poison_context, boom_context = (error_context(r) for r in dead)
+    # (two partitions: the dead letters' order across them is not defined)
+    by_value = {r.value: error_context(r) for r in dead}
+    assert set(by_value) == {poison.value, boom.value} and len(dead) == 2
+    poison_context, boom_context = by_value[poison.value], by_value[boom.value]
     assert poison_context["reason"] == "poison"
     assert poison_context["topic"] == topics.events
     assert boom_context["reason"] == "processing"
@@ -144,9 +146,13 @@ def test_alarms_enriched_routed_and_bad_records_dead_lettered(
     assert boom_context["exception.class"] == "ValueError"
     assert boom_context["exception.message"] == "boom in a user processor"
     # the example module was discovered too and ran on both power-on events
-    power = decoded(consume(settings, "vcenter.vm-power", 2, timeout=30))
+    # (its output topic is shared by every test on the session broker: look for ours)
     mine = {derived_id(id_of(r), "vm_power", 0) for r in (boom, powered_on)}
-    assert mine <= {e.get_id() for e in power}
+
+    def power_ids() -> set[str]:
+        return {id_of(r) for r in consume(settings, "vcenter.vm-power", 1 << 30, timeout=4)}
+
+    wait_for(lambda: mine <= power_ids(), 40, "the example processor's outputs")
 
     assert worker.metric("vcstream_streams_alarms_enriched_total") == 3
     assert worker.metric("vcstream_streams_dead_lettered_total") == 2
