@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -221,6 +222,8 @@ def main() -> None:
     finally:
         if broker is not None:
             broker.stop()
+        # a million records leave gigabytes of log, audit files and JSON lines behind
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

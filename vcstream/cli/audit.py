@@ -67,9 +67,8 @@ def verify(
 ) -> None:
     """Walk every partition's hash chain; name each modified, deleted or reordered record.
 
-    With --against-topic, check instead that every offset of a range of the topic (that
-    the audit sink stores) is present exactly once with its event id, and name each
-    missing, duplicated, wrong-id or unexpected offset.
+    With --against-topic: check that every offset of a range of it is stored once, with its id.
+    Each missing, duplicated, wrong-id or unexpected offset is named.
 
     Exit 0 when intact, 1 when anything is wrong.  Examples:  vcstream audit verify -c vcstream.yaml
 
