@@ -163,9 +163,19 @@ def produce(settings: Settings, topic: str, records: list[KafkaRecord]) -> None:
 
 
 def consume(
-    settings: Settings, topic: str, count: int, timeout: float = 60, settle: float = 0.0
+    settings: Settings,
+    topic: str,
+    count: int,
+    timeout: float = 60,
+    settle: float = 0.0,
+    until: Callable[[list[KafkaRecord]], bool] | None = None,
 ) -> list[KafkaRecord]:
-    """At least `count` records of a topic from its start (then `settle` s more for extras)."""
+    """At least `count` records of a topic from its start (then `settle` s more for extras).
+
+    With `until`, reading goes on past `count` until `until(records)` holds: a count alone
+    is reached early when the topic holds duplicates, and would stop before the last
+    distinct record arrived.
+    """
     consumer = Consumer(
         client_config(
             settings.kafka,
@@ -188,7 +198,8 @@ def consume(
             if message is None or message.error():
                 continue
             found.append(KafkaRecord.from_confluent(message))
-            if len(found) >= count and extra_until is None:
+            enough = len(found) >= count and (until is None or until(found))
+            if enough and extra_until is None:
                 extra_until = time.monotonic() + settle
     finally:
         consumer.close()
