@@ -74,6 +74,10 @@ class LocalKafka:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
+            # 50 partitions each by default: on a 2-core machine creating them on first use
+            # took long enough for aiokafka's group join to give up; one node needs few
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.num.partitions": "4",
             "auto.create.topics.enable": "false",
             **self.overrides,
         }
