@@ -190,8 +190,12 @@ class StreamsApp:
             return
         now = time.monotonic()
         assigned = self.app.consumer.assignment()
-        still: list[Waiting] = []
-        for item in self.waiting:
+        # Take the list and put back what still waits: the sends below can yield (metadata
+        # of a new topic, a full buffer), and meanwhile the agent adds alarms and a
+        # revocation replaces the list. Writing back a list built before those awaits
+        # dropped every alarm added meanwhile: never emitted, never acked, lost.
+        pending, self.waiting = self.waiting, []
+        for item in pending:
             if item.source.source.message.tp not in assigned:
                 continue  # revoked: the partition's new owner reads it again
             definition = self.index.lookup(item.ref)
@@ -202,12 +206,11 @@ class StreamsApp:
                 log.info("no definition for %s/%s: emitted unenriched", *_ref_text(item.ref))
                 event = unenriched(item.event)
             else:
-                still.append(item)
+                self.waiting.append(item)
                 continue
             outputs = self._outputs(event, item.record, self.pipeline.events_topic)
             await self._emit(item.source, outputs, item.started)
-        self.waiting = still
-        metrics.PENDING.set(len(still))
+        metrics.PENDING.set(len(self.waiting))
 
     async def _emit(self, source: Pending, outputs: list[Output], started: float) -> None:
         # Straight to Faust's producer, not through a faust Topic: the records are bytes
