@@ -6,15 +6,14 @@ from typing import Any
 
 from producer.checkpoint import Checkpoint
 from producer.position import Position
-from schemas.codec import encode_vsphere
+from schemas.codec import encode_event
 from schemas.record import KafkaRecord
-from schemas.vmodl_json import event_class_name, to_go_json
 from schemas.vsphere import VCenterIdentity
 
 
 def event_record(event: Any, identity: VCenterIdentity) -> KafkaRecord:
     """The event as a VEBA-compatible CloudEvent record, keyed by vCenter + entity."""
-    return encode_vsphere(to_go_json(event), event_class_name(event), identity)
+    return encode_event(event, identity)
 
 
 def checkpoint_record(identity: VCenterIdentity, position: Position, key: bytes) -> KafkaRecord:

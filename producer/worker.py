@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -313,7 +314,15 @@ class VCenterWorker(threading.Thread):
                 )
         records += [(topics.alarm_definitions, record) for record in definitions]
         records.append((topics.checkpoints, checkpoint_record(identity, last, self._key())))
+        began = time.perf_counter()
         writer.commit(records)
+        log.debug(
+            "vCenter %s: %d event(s) up to key %d committed in %.0f ms",
+            self.vcenter.name,
+            len(fresh),
+            last.key,
+            (time.perf_counter() - began) * 1000,
+        )
         self._position = last
         for event in fresh:
             metrics.EVENTS.labels(self.vcenter.name, event_class_name(event)).inc()
