@@ -67,6 +67,7 @@ def write_config(
     topics: Topics,
     vcenters: str,
     producer: str = "",
+    transaction_timeout: str = "10s",
 ) -> Path:
     path.write_text(
         f"""
@@ -82,7 +83,7 @@ producer:
   transactionalIdPrefix: test-{uuid.uuid4().hex[:8]}
   reconnect: {{initialDelay: 200ms, maxDelay: 2s}}
   pollInterval: 1s
-  transactionTimeout: 10s
+  transactionTimeout: {transaction_timeout}
 {producer}
 metrics:
   port: 0

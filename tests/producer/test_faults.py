@@ -74,7 +74,7 @@ def test_producer_survives_kill_9_ten_times_exactly_once(
     for _ in range(10):
         producer = producer_process(config)
         # random moments: during start-up, resume, alarm snapshot or mid-stream
-        threading.Event().wait(rng.uniform(0.5, 6.0))
+        threading.Event().wait(rng.uniform(0.5, 4.0))
         producer.kill()
     newest = burst.stop()
     producer = producer_process(config)
@@ -93,8 +93,13 @@ def test_producer_survives_broker_restart_mid_stream(
     kafka_factory, vcsim: LocalVcsim, topics: Topics, tmp_path: Path, producer_process
 ) -> None:
     broker = kafka_factory()
+    # a short transaction timeout: what was in flight when the broker died fails sooner
     config = write_config(
-        tmp_path / "c.yaml", broker.bootstrap_servers, topics, vcenter_entry(vcsim, "sim")
+        tmp_path / "c.yaml",
+        broker.bootstrap_servers,
+        topics,
+        vcenter_entry(vcsim, "sim"),
+        transaction_timeout="5s",
     )
     producer = producer_process(config)
     burst = Burst(vcsim, rate=30)

@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
+from pyVim.connect import Disconnect, SmartConnect
 
-from tests.producer.conftest import Topics, topic_exists, vcenter_entry, write_config
+from tests.producer.conftest import Topics, read_topic, topic_exists, vcenter_entry, write_config
 from vcstream.devenv import LocalKafka, LocalVcsim
 from vcstream.devenv.process import free_port
+from vcstream.kafka import TopicSpec, ensure_topics
+from vcstream.settings.kafka import KafkaSettings
 
 pytestmark = pytest.mark.integration
 
@@ -101,3 +105,32 @@ def test_unreachable_kafka_exits_1_after_startup_timeout(
     producer = producer_process(config)
     assert producer.wait(90) == 1
     assert "Kafka at 127.0.0.1:" in producer.log()
+
+
+def test_corrupt_checkpoint_stops_that_vcenter_without_writing_events(
+    kafka: LocalKafka, vcsim: LocalVcsim, topics: Topics, tmp_path: Path, producer_process
+) -> None:
+    si = SmartConnect(
+        host="127.0.0.1",
+        port=vcsim.port,
+        user=vcsim.username,
+        pwd=vcsim.password,
+        sslContext=vcsim.ssl_context(),
+    )
+    uuid = si.content.about.instanceUuid
+    Disconnect(si)
+    settings = KafkaSettings(bootstrapServers=kafka.bootstrap_servers)
+    ensure_topics(settings, [TopicSpec(topics.checkpoints, compacted=True)])
+    garbage = Producer({"bootstrap.servers": kafka.bootstrap_servers})
+    garbage.produce(topics.checkpoints, key=uuid.encode(), value=b"not avro")
+    garbage.flush(10)
+
+    config = write_config(
+        tmp_path / "c.yaml", kafka.bootstrap_servers, topics, vcenter_entry(vcsim, "sim")
+    )
+    producer = producer_process(config)
+    # resuming from a guess could lose or repeat events: the vCenter stops instead
+    assert producer.wait(60) == 1
+    assert "checkpoint of vCenter sim" in producer.log()
+    assert "is unreadable" in producer.log()
+    assert read_topic(kafka.bootstrap_servers, topics.events) == []
