@@ -113,7 +113,7 @@ class StreamsApp:
         self.app.agent(definitions_topic, name="streams.alarm-definitions")(self._follow)
         self.index = DefinitionIndex(self.definitions)
         self.waiting: list[Waiting] = []
-        self.acks = OrderedAcks()
+        self.acks = OrderedAcks(lambda: self.app.consumer_generation_id)
         revoked_signal: Any = self.app.on_partitions_revoked
         revoked_signal.connect(self._on_revoked)
         self._crashing: asyncio.Future[Any] | None = None
@@ -146,6 +146,8 @@ class StreamsApp:
         metrics.PENDING.set(len(self.waiting))
 
     async def handle(self, event: Any, topic: str) -> None:
+        if self.acks.is_stale(event):
+            return  # read before a rebalance; the partition's owner reads it again
         started = time.monotonic()
         source = self.acks.track(event)
         record = _record_of(event, topic)
