@@ -191,15 +191,17 @@ class StreamsApp:
         if not self.waiting:
             return
         now = time.monotonic()
-        assigned = self.app.consumer.assignment()
         # Take the list and put back what still waits: the sends below can yield (metadata
         # of a new topic, a full buffer), and meanwhile the agent adds alarms and a
         # revocation replaces the list. Writing back a list built before those awaits
         # dropped every alarm added meanwhile: never emitted, never acked, lost.
         pending, self.waiting = self.waiting, []
         for item in pending:
-            if item.source.source.message.tp not in assigned:
-                continue  # revoked: the partition's new owner reads it again
+            # No check of the current assignment here: during a rebalance it is briefly
+            # empty, and dropping an alarm then lost it when the partition came back to
+            # this worker. Revocation purges what it must (`_on_revoked`); anything of a
+            # revoked partition still here is emitted as a harmless duplicate and, being
+            # of an old generation, never acked.
             definition = self.index.lookup(item.ref)
             if definition is not None:
                 event = self._enriched(item.event, definition)
