@@ -79,6 +79,9 @@ def test_producer_survives_kill_9_ten_times_exactly_once(
     newest = burst.stop()
     producer = producer_process(config)
     wait_for(lambda: committed_up_to(kafka, topics, newest), 90, f"event {newest} committed")
+    # the last killed producer may have committed everything already: SIGTERM only once
+    # this one is running, or it lands before its handler exists (the default action)
+    wait_for(lambda: "producing from" in producer.log(), 60, "the producer running")
     assert producer.terminate() == 0
 
     found = identities(read_topic(kafka.bootstrap_servers, topics.events))
