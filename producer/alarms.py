@@ -162,11 +162,17 @@ def snapshot(
     return records
 
 
+def changes_definition(event: Any) -> bool:
+    """Whether `event` creates, reconfigures or removes an alarm (cheap: no vCenter call)."""
+    name = event_class_name(event)
+    return name in CHANGED or name == REMOVED
+
+
 def changes_for(content: Any, identity: VCenterIdentity, event: Any) -> list[KafkaRecord]:
     """The definition record an alarm event calls for (none for other events)."""
-    name = event_class_name(event)
-    if name not in CHANGED and name != REMOVED:
+    if not changes_definition(event):
         return []
+    name = event_class_name(event)
     argument = getattr(event, "alarm", None)
     alarm = getattr(argument, "alarm", None)
     if alarm is None:

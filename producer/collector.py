@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 vim: Any = _vim
 vmodl: Any = _vmodl
 PropertyCollector: Any = vmodl.query.PropertyCollector
+# events in the collector's `latestPage`, which change notifications carry
+DOORBELL_PAGE_SIZE = 1
+# events read between two waits after which the doorbell is replaced rather than drained
+REARM_AFTER_EVENTS = 100
 
 
 class EventCollector:
@@ -40,13 +44,27 @@ class EventCollector:
         if begin_time is not None:
             spec.time = vim.event.EventFilterSpec.ByTime(beginTime=begin_time)
         self._collector = content.eventManager.CreateCollectorForEvents(spec)
+        # `latestPage` is only the doorbell, and every change of it carries the whole
+        # page (vcsim even sends one change per event, 10 events each by default):
+        # one event is enough to know what is new. Set before the first read, so the
+        # read position is untouched (vcsim rebuilds the page list here).
+        self._collector.SetCollectorPageSize(DOORBELL_PAGE_SIZE)
+        self._content = content
         self._property_collector: Any = None
         self._version = ""
         self._poll_interval = poll_interval
         self._idle_delay = 0.05
+        self._read_since_wait = 0
         try:
-            self._property_collector = content.propertyCollector.CreatePropertyCollector()
-            self._property_collector.CreateFilter(
+            self._property_collector = self._doorbell()
+        except vmodl.fault.NotSupported:
+            log.warning("change notifications unavailable: polling every %.1fs", poll_interval)
+
+    def _doorbell(self) -> Any:
+        """A PropertyCollector reporting changes of this collector's `latestPage`."""
+        property_collector = self._content.propertyCollector.CreatePropertyCollector()
+        try:
+            property_collector.CreateFilter(
                 PropertyCollector.FilterSpec(
                     objectSet=[PropertyCollector.ObjectSpec(obj=self._collector)],
                     propSet=[
@@ -57,9 +75,10 @@ class EventCollector:
                 ),
                 True,
             )
-        except vmodl.fault.NotSupported:
-            log.warning("change notifications unavailable: polling every %.1fs", poll_interval)
-            self._property_collector = None
+        except BaseException:
+            property_collector.Destroy()
+            raise
+        return property_collector
 
     @property
     def notifications(self) -> bool:
@@ -67,7 +86,9 @@ class EventCollector:
 
     def read_page(self, page_size: int) -> list[Any]:
         """The next events after the collector's position, oldest first (maybe none)."""
-        return list(self._collector.ReadNextEvents(page_size) or [])
+        page = list(self._collector.ReadNextEvents(page_size) or [])
+        self._read_since_wait += len(page)
+        return page
 
     def wait_for_change(self) -> list[Any] | None:
         """Block until `latestPage` changes or `poll_interval` passes.
@@ -80,6 +101,9 @@ class EventCollector:
             time.sleep(self._idle_delay)
             self._idle_delay = min(self._idle_delay * 2, self._poll_interval)
             return None
+        if self._read_since_wait >= REARM_AFTER_EVENTS:
+            self._rearm()
+        self._read_since_wait = 0
         options = PropertyCollector.WaitOptions(maxWaitSeconds=max(1, int(self._poll_interval)))
         update = self._property_collector.WaitForUpdatesEx(self._version, options)
         if update is None:
@@ -92,6 +116,19 @@ class EventCollector:
                     if change.name == "latestPage" and change.val:
                         page = list(change.val)
         return page
+
+    def _rearm(self) -> None:
+        """A fresh doorbell, instead of the one that reports every change since the last
+        wait: vcsim queues one update per event while nobody waits, and all of them come
+        with the next wait, each to be decoded (they cost as much as the events read).
+        The new one reports the current `latestPage` at once; what is newer than that
+        rings it as usual, so nothing is missed."""
+        old, self._property_collector = self._property_collector, self._doorbell()
+        self._version = ""
+        try:
+            old.Destroy()
+        except Exception as exc:  # it is unreachable now either way
+            log.debug("destroying the old property collector failed: %s", exc)
 
     def busy(self) -> None:
         """Events arrived: the next poll (where polling) comes quickly again."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +35,7 @@ from producer.compacted import TopicReadTimeout
 from producer.connection import ConfigurationProblem, Session, VCenterUnavailable, classify, connect
 from producer.events import checkpoint_record, event_record
 from producer.identity import CheckpointKeys
+from producer.pipeline import MAX_BATCH_EVENTS, Batch, CommitPipeline
 from producer.position import Gap, GapReason, Position, Sequencer, position_of
 from producer.writer import (
     Outgoing,
@@ -44,6 +44,7 @@ from producer.writer import (
     TransactionalWriter,
     TransactionStateUnknown,
 )
+from schemas.record import KafkaRecord
 from schemas.vmodl_json import event_class_name
 from vcstream.observability import Flag, Health
 from vcstream.settings import Settings
@@ -280,54 +281,80 @@ class VCenterWorker(threading.Thread):
     ) -> None:
         page_size = self.settings.producer.page_size
         newest_seen: datetime | None = None  # newest event time the vCenter reported
-        while not self.stop.is_set():
-            page = self._call(session, lambda: collector.read_page(page_size))
-            fresh, gaps = sequencer.accept(page)
-            self._report(gaps)
-            if fresh:
-                self._commit(session, writer, fresh, sequencer.last)
-            if len(page) == page_size:
-                continue  # more may be waiting: read on before waiting
-            position = sequencer.last
-            if not page and newest_seen is not None and newest_seen > position.time:
-                raise CollectorLost(
-                    "the event collector returns nothing although events up to "
-                    f"{newest_seen.isoformat()} exist"
-                )
-            if page:
-                collector.busy()
-            latest = self._call(session, collector.wait_for_change)
-            newest_seen = max((position_of(e).time for e in latest or []), default=None)
+        pipeline = CommitPipeline(writer, self.vcenter.name)
+        gathering = Batch()  # read, not yet committing
+        try:
+            while not self.stop.is_set():
+                page = self._call(session, lambda: collector.read_page(page_size))
+                fresh, gaps = sequencer.accept(page)
+                self._report(gaps)
+                if fresh:
+                    self._gather(session, gathering, fresh)
+                if gathering.events and (
+                    not page or not pipeline.busy or len(gathering.events) >= MAX_BATCH_EVENTS
+                ):
+                    # its transaction starts once the one in flight has committed
+                    last = sequencer.last
+                    checkpoint = checkpoint_record(session.identity, last, self._key())
+                    batch = gathering.close(last, (self.settings.topics.checkpoints, checkpoint))
+                    self._committed(session, pipeline.submit(batch))
+                    gathering = Batch()
+                if page:
+                    # more may have arrived meanwhile: read on, and wait only once a
+                    # read comes back empty (a wait costs a round trip at least and,
+                    # on vcsim, a 20 ms tick)
+                    collector.busy()
+                    continue
+                # nothing to read: the batch in flight finishes before the wait
+                self._committed(session, pipeline.drain())
+                position = sequencer.last
+                if newest_seen is not None and newest_seen > position.time:
+                    raise CollectorLost(
+                        "the event collector returns nothing although events up to "
+                        f"{newest_seen.isoformat()} exist"
+                    )
+                latest = self._call(session, collector.wait_for_change)
+                newest_seen = max((position_of(e).time for e in latest or []), default=None)
+        finally:
+            # never leave a commit running: the writer is used again after this returns;
+            # its error, if any, outranks the one being raised (the writer must restart).
+            # A batch still gathering is dropped: the position has not moved past it.
+            try:
+                self._committed(session, pipeline.drain())
+            finally:
+                pipeline.close()
 
-    def _commit(
-        self, session: Session, writer: TransactionalWriter, fresh: list[Any], last: Position
-    ) -> None:
+    def _gather(self, session: Session, batch: Batch, fresh: list[Any]) -> None:
+        """Encode new events into `batch`, with the alarm definitions they change."""
         identity = session.identity
         topics = self.settings.topics
-        records: list[Outgoing] = []
-        definitions = []
-        for event in fresh:
-            records.append((topics.events, event_record(event, identity)))
-            if self.settings.producer.alarm_definitions:
-                definitions += self._call(
-                    session, lambda e=event: alarms.changes_for(session.content, identity, e)
-                )
+        records: list[Outgoing] = [(topics.events, event_record(e, identity)) for e in fresh]
+        definitions: list[KafkaRecord] = []
+        if self.settings.producer.alarm_definitions:
+            for event in fresh:
+                if alarms.changes_definition(event):
+                    definitions += self._call(
+                        session, lambda e=event: alarms.changes_for(session.content, identity, e)
+                    )
         records += [(topics.alarm_definitions, record) for record in definitions]
-        records.append((topics.checkpoints, checkpoint_record(identity, last, self._key())))
-        began = time.perf_counter()
-        writer.commit(records)
+        batch.add(fresh, records, definitions)
+
+    def _committed(self, session: Session, batch: Batch | None) -> None:
+        """What follows a batch's commit: the position advances, metrics count it."""
+        if batch is None or batch.last is None:
+            return
         log.debug(
             "vCenter %s: %d event(s) up to key %d committed in %.0f ms",
             self.vcenter.name,
-            len(fresh),
-            last.key,
-            (time.perf_counter() - began) * 1000,
+            len(batch.events),
+            batch.last.key,
+            batch.commit_ms,
         )
-        self._position = last
-        for event in fresh:
+        self._position = batch.last
+        for event in batch.events:
             metrics.EVENTS.labels(self.vcenter.name, event_class_name(event)).inc()
-        alarms.count(identity, definitions)
-        metrics.PROGRESS.committed(self.vcenter.name, last.time.timestamp())
+        alarms.count(session.identity, batch.definitions)
+        metrics.PROGRESS.committed(self.vcenter.name, batch.last.time.timestamp())
 
     def _report(self, gaps: list[Gap]) -> None:
         for gap in gaps:
