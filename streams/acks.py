@@ -32,8 +32,13 @@ class Pending:
 
 
 class OrderedAcks:
-    def __init__(self, current_generation: Callable[[], int | None] = lambda: None) -> None:
+    def __init__(
+        self,
+        current_generation: Callable[[], int | None] = lambda: None,
+        ack: Callable[[Any], object] = lambda source: source.ack(),
+    ) -> None:
         self._current = current_generation
+        self._ack = ack
         self._queues: dict[tuple[Any, int | None], deque[Pending]] = {}
 
     def is_stale(self, source: Any) -> bool:
@@ -57,7 +62,7 @@ class OrderedAcks:
         while queue and queue[0].done:
             head = queue.popleft()
             if not stale:
-                head.source.ack()
+                self._ack(head.source)
         if stale and queue is not None and not queue:
             self._queues.pop(key, None)
 

@@ -32,7 +32,7 @@ from streams.api import Processor
 from streams.definitions import DefinitionIndex
 from streams.enrich import AlarmRef, enriched, unenriched
 from streams.pipeline import Output, Pipeline
-from streams.transport import broker_urls
+from streams.transport import Consumer, broker_urls, hold_what_flow_control_clears
 from vcstream.kafka import faust_broker_options
 from vcstream.observability import Flag
 from vcstream.settings import Settings
@@ -86,6 +86,7 @@ class StreamsApp:
             # or two while the event loop is busy, and the socket writes dominate
             producer_linger=PRODUCER_LINGER,
         )
+        hold_what_flow_control_clears(self.app)
         # Definitions are copied from the producer's compacted topic into a global table
         # (its own changelog, restored at start, so every worker holds all of them). The
         # producer's topic cannot be the changelog itself: it is written in transactions,
@@ -113,7 +114,10 @@ class StreamsApp:
         self.app.agent(definitions_topic, name="streams.alarm-definitions")(self._follow)
         self.index = DefinitionIndex(self.definitions)
         self.waiting: list[Waiting] = []
-        self.acks = OrderedAcks(lambda: self.app.consumer_generation_id)
+        self.acks = OrderedAcks(
+            lambda: self.app.consumer_generation_id,
+            lambda source: self._consumer().ack_processed(source.message),
+        )
         revoked_signal: Any = self.app.on_partitions_revoked
         revoked_signal.connect(self._on_revoked)
         self._crashing: asyncio.Future[Any] | None = None
@@ -123,13 +127,21 @@ class StreamsApp:
         self.app.timer(RELEASE_INTERVAL, name="streams.release-waiting")(self._release_waiting)
 
     async def _follow(self, stream: Any) -> None:
-        async for source in stream.events():
-            if source.key is None:
-                continue  # not a definition: the topic is keyed by vCenter + alarm
-            if source.value:
+        consumer = self._consumer()
+        async for source in stream.noack().events():
+            if not consumer.arrived(source.message):
+                continue  # read again later (streams.transport)
+            if source.value and source.key is not None:
                 self.definitions[source.key] = source.value
-            else:  # tombstone: the alarm was removed
+            elif source.key is not None:  # tombstone: the alarm was removed
                 self.definitions.pop(source.key, None)
+            # (a record without a key is not a definition: the topic is keyed by alarm)
+            consumer.ack_processed(source.message)
+
+    def _consumer(self) -> Consumer:
+        consumer = self.app.consumer
+        assert isinstance(consumer, Consumer), "the app runs on streams.transport"
+        return consumer
 
     def _agent_for(self, topic: str) -> Any:
         async def consume(stream: Any) -> None:
@@ -148,6 +160,8 @@ class StreamsApp:
     async def handle(self, event: Any, topic: str) -> None:
         if self.acks.is_stale(event):
             return  # read before a rebalance; the partition's owner reads it again
+        if not self._consumer().arrived(event.message):
+            return  # an earlier record went missing on the way: both are read again
         started = time.monotonic()
         source = self.acks.track(event)
         record = _record_of(event, topic)

@@ -1,0 +1,88 @@
+"""The streams transport never lets a record go unprocessed around Faust's recovery.
+
+faust-streaming's recovery calls `app.flow_control.resume()` several times, and each call
+clears the streams' queues: records already fetched are never handed to an agent, and
+with nothing committed yet no seek brings them back. These tests make that happen on
+purpose, with Faust's own calls, on a real broker and a real Faust app, while an agent is
+slower than the fetcher so its queue holds records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import faust
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.transport import broker_urls, hold_what_flow_control_clears
+
+pytestmark = pytest.mark.integration
+
+RECORDS = 600
+PARTITIONS = 2
+
+
+def preload(bootstrap: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
+        future.result(30)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for number in range(RECORDS):
+        producer.produce(topic, value=str(number).encode(), partition=number % PARTITIONS)
+    assert producer.flush(30) == 0
+
+
+async def read_all(bootstrap: str, topic: str, data_dir: Path, clears: int) -> dict[str, Any]:
+    app = faust.App(
+        f"transport-{uuid.uuid4().hex[:8]}",
+        broker=broker_urls(f"kafka://{bootstrap}"),
+        store="memory://",
+        web_enabled=False,
+        autodiscover=False,
+        datadir=str(data_dir),
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=0.2,
+    )
+    hold_what_flow_control_clears(app)
+    seen: list[int] = []
+
+    async def collect(stream: Any) -> None:
+        consumer = app.consumer
+        async for event in stream.noack().events():  # as streams.app's agents do
+            if consumer.arrived(event.message):
+                seen.append(int(event.value))
+                consumer.ack_processed(event.message)
+            await asyncio.sleep(0.001)  # slower than the fetcher: the queue fills
+
+    app.agent(app.topic(topic, value_serializer="raw"), name="collect")(collect)
+    await app.start()
+    try:
+        deadline = time.monotonic() + 60
+        cleared = 0
+        while len(set(seen)) < RECORDS and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            queued = sum(len(queue._queue) for queue in list(app.flow_control._queues))
+            if cleared < clears and queued:
+                app.flow_control.resume()  # what recovery does, with records queued
+                cleared += 1
+        return {"seen": seen, "cleared": cleared, "held": app.consumer.held_back()}
+    finally:
+        await app.stop()
+
+
+def test_records_in_queues_recovery_clears_are_read_again(kafka, topic_name, tmp_path):
+    topic = topic_name("transport")
+    preload(kafka.bootstrap_servers, topic)
+
+    result = asyncio.run(read_all(kafka.bootstrap_servers, topic, tmp_path, clears=3))
+
+    assert result["cleared"] == 3  # the queues did hold records when they were cleared
+    missing = set(range(RECORDS)) - set(result["seen"])
+    assert missing == set(), f"{len(missing)} records never processed, e.g. {sorted(missing)[:5]}"
+    assert result["held"] == {}  # nothing left waiting to be read again
