@@ -98,19 +98,7 @@ def test_worker_killed_mid_stream_loses_nothing_and_restores_the_table(
         second = events(BATCH + 1, BATCH)
         produce(settings, settings.topics.events, second)
         worker.start()
-        expected = {expected_audit_id(record) for record in first + second}
-        # every expected id, however many repeats come first (a count of 2 * BATCH is
-        # reached while the last distinct events are still on their way)
-        audit = decoded(
-            consume(
-                settings,
-                settings.topics.audit,
-                2 * BATCH,
-                timeout=120,
-                settle=2,
-                until=lambda records: expected <= {audit_id(r) for r in records},
-            )
-        )
+        audit = audit_output(settings, first + second)
     finally:
         worker.stop()
 
@@ -150,22 +138,28 @@ def test_workers_joining_and_dying_mid_stream_lose_nothing(kafka, topic_name, tm
         produce(settings, settings.topics.events, late)
         wait_for(lambda: written(settings, settings.topics.audit) >= BATCH, 60, "more output")
         second.kill()  # and another, once the group notices it is gone
-        expected = {expected_audit_id(record) for record in early + late}
-        audit = decoded(
-            consume(
-                settings,
-                settings.topics.audit,
-                2 * BATCH,
-                timeout=120,
-                settle=2,
-                until=lambda records: expected <= {audit_id(r) for r in records},
-            )
-        )
+        audit = audit_output(settings, early + late)
     finally:
         second.stop()
         first.stop()
 
     assert_all_delivered_once_or_repeated(audit, early + late)
+
+
+def audit_output(settings: Settings, inputs: list[KafkaRecord]) -> list[Any]:
+    """The audit topic's events once every input's output is there (or after 120 s)."""
+    expected = {expected_audit_id(record) for record in inputs}
+    # every expected id, however many repeats come first (a count alone is reached while
+    # the last distinct events are still on their way)
+    records = consume(
+        settings,
+        settings.topics.audit,
+        len(inputs),
+        timeout=120,
+        settle=2,
+        until=lambda records: expected <= {audit_id(r) for r in records},
+    )
+    return decoded(records)
 
 
 def assert_all_delivered_once_or_repeated(audit: list[Any], inputs: list[KafkaRecord]) -> int:
