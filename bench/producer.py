@@ -1,119 +1,65 @@
 """The producer's speed: vcsim events → committed Kafka records.
 
-    .venv/bin/python -m bench.producer [--page-size 100] [--rate 500] [--seconds 10]
+    .venv/bin/python -m bench.producer [--rate 500] [--seconds 20] [--page-size 100]
 
-Starts a private Kafka broker and vcsim, runs `vcstream produce` as a subprocess, and
-measures with a read_committed consumer (a record is seen only once its transaction
-committed):
+Starts a private Kafka broker and vcsim, runs `vcstream produce` as a subprocess, posts
+EventEx through the real API from processes of their own (vcstream.devenv.activity.
+EventFlood), and watches with a read_committed consumer in another process (a record
+is seen only once its transaction committed). Four figures:
 
-- throughput with generation saturated: the producer is paused (SIGSTOP) while a
-  backlog of events is posted (below vcsim's ~1,000-event history), then resumed; the
-  events/s until the whole backlog is committed, best of `--rounds`;
-- latency createdTime → committed (p50/p99) at a steady `--rate` events/s;
-- the producer's peak RSS, and the ratio of throughput to bench.kafka_ceiling's raw
-  produce rate on the same broker.
+- generator: what vcsim and the posting processes manage with the producer paused
+  (SIGSTOP), i.e. the ceiling of everything below; every other rate is bounded by it;
+- drain: a backlog (below vcsim's ~1,000-event history) posted while the producer is
+  paused, then the events/s until all of it is committed, best of `--rounds`;
+- live: `--live-events` posted as fast as the generator goes while the producer runs:
+  the rate both reach together, and whether the producer kept up (events missed);
+- steady: `--rate` events/s for `--seconds`: latency from createdTime to committed
+  (p50/p99/max), and the events missed (the producer's own gap metric).
 
-Prints one JSON object.
+Plus the producer's CPU per event and peak RSS, and the ratio of the drain rate to
+bench.kafka_ceiling's raw produce rate on the same broker. Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import multiprocessing
 import os
 import platform
 import queue
+import re
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+import urllib.request
 import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
-from pyVim.connect import SmartConnect
-from pyVmomi import vim
 
 from bench import kafka_ceiling
 from vcstream.devenv import LocalKafka, LocalVcsim
+from vcstream.devenv.activity import EventFlood, Posted
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class Poster:
-    """Posts EventEx through the real API from a few threads (one session each)."""
-
-    def __init__(self, sim: LocalVcsim, threads: int = 3) -> None:
-        self.clients = [self._connect(sim) for _ in range(threads)]
-
-    @staticmethod
-    def _connect(sim: LocalVcsim) -> tuple[Any, Any]:
-        si = SmartConnect(
-            host="127.0.0.1",
-            port=sim.port,
-            user=sim.username,
-            pwd=sim.password,
-            sslContext=sim.ssl_context(),
-        )
-        content = si.RetrieveContent()
-        view = content.viewManager.CreateContainerView(
-            content.rootFolder, [vim.VirtualMachine], True
-        )
-        return si, view.view[0]
-
-    def post(self, count: int, rate: float | None = None) -> float:
-        """Post `count` events (at `rate`/s overall, or as fast as possible); seconds taken."""
-        began = time.perf_counter()
-        share = [count // len(self.clients)] * len(self.clients)
-        share[0] += count - sum(share)
-
-        def run(client: tuple[Any, Any], n: int) -> None:
-            si, vm = client
-            interval = len(self.clients) / rate if rate else 0.0
-            for index in range(n):
-                if interval:
-                    delay = began + index * interval - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                si.content.eventManager.PostEvent(
-                    vim.event.EventEx(
-                        eventTypeId="com.example.bench",
-                        createdTime=si.CurrentTime(),
-                        userName="",
-                        key=0,
-                        chainId=0,
-                        objectId=vm._moId,
-                        objectType=vim.VirtualMachine,
-                        message=f"bench {index}",
-                    )
-                )
-
-        pairs = zip(self.clients, share, strict=True)
-        threads = [threading.Thread(target=run, args=pair) for pair in pairs]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return time.perf_counter() - began
+BENCH_TYPE = b"com.vmware.vsphere.com.example.bench.v0"
 
 
 def read_committed(bootstrap: str, topic: str, partitions: int, out: Any, halt: Any) -> None:
-    """In its own process, so the posting threads' GIL never delays a timestamp: sends
-    (committed at, created at) for each bench event as it becomes visible."""
+    """In its own process, so no other work delays a timestamp: sends (committed at,
+    created at) for each bench event as it becomes visible."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"bench-{uuid.uuid4().hex}",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
-            "fetch.wait.max.ms": 50,
+            "fetch.wait.max.ms": 20,
         }
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
@@ -123,12 +69,13 @@ def read_committed(bootstrap: str, topic: str, partitions: int, out: Any, halt: 
             if message.error():
                 continue
             headers = dict(message.headers() or [])
-            if headers.get("ce_type") != b"com.vmware.vsphere.com.example.bench.v0":
+            if headers.get("ce_type") != BENCH_TYPE:
                 continue
+            seen_at = time.time()
             raw = headers.get("ce_time") or b""
             stamp = raw.decode() if isinstance(raw, bytes) else raw
             created = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-            batch.append((time.time(), created.timestamp()))
+            batch.append((seen_at, created.timestamp()))
         if batch:
             out.put(batch)
     consumer.close()
@@ -154,17 +101,100 @@ class CommittedReader:
         self.halt.set()
         self.process.join(10)
 
-    def wait_for(self, count: int, timeout: float = 300) -> float:
+    def collect(self, count: int, timeout: float) -> int:
+        """Wait until `count` events were seen in all, or `timeout`; how many were."""
         deadline = time.monotonic() + timeout
         while len(self.seen) < count:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"only {len(self.seen)} of {count} events committed")
+                break
             try:
-                self.seen += self.queue.get(timeout=min(remaining, 1))
+                self.seen += self.queue.get(timeout=min(remaining, 0.5))
             except queue.Empty:
                 continue
-        return self.seen[count - 1][0]
+        return len(self.seen)
+
+    def settle(self, quiet: float = 3.0) -> None:
+        """Take in whatever is still coming, until nothing came for `quiet` seconds."""
+        while True:
+            try:
+                self.seen += self.queue.get(timeout=quiet)
+            except queue.Empty:
+                return
+
+
+class ProducerUnderTest:
+    """`vcstream produce` in a subprocess: paused, resumed, measured, scraped."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.log_path = log
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "vcstream", "produce", "--config", str(config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+        self._metrics_port: int | None = None
+
+    def pause(self) -> None:
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def missed(self) -> float:
+        """Events the producer knows it missed: its own gap metric (0 when none)."""
+        if self._metrics_port is None:
+            found = re.findall(r"/healthz on port (\d+)", self.log_path.read_text())
+            if not found:
+                raise RuntimeError(f"the producer never said its metrics port: {self.log_path}")
+            self._metrics_port = int(found[-1])
+        url = f"http://127.0.0.1:{self._metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith("vcstream_producer_events_missed_total{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def stop(self) -> None:
+        self.resume()
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(60)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU per event of each process taking part, over one phase: where the machine's
+    time goes (two cores are shared by all of them)."""
+
+    def __init__(self, pids: dict[str, list[int]]) -> None:
+        self.pids = pids
+        self.start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.pids.items()}
+
+    def per_event_ms(self, events: int) -> dict[str, float]:
+        now = self._now()
+        return {
+            f"{name}_cpu_ms_per_event": round((now[name] - self.start[name]) * 1000 / events, 3)
+            for name in self.pids
+            if events
+        }
 
 
 def write_config(path: Path, broker: LocalKafka, sim: LocalVcsim, page_size: int) -> Path:
@@ -181,17 +211,10 @@ producer:
   startAt: now
   pageSize: {page_size}
 metrics: {{port: 0}}
-logging: {{level: WARNING}}
+logging: {{level: INFO}}
 """
     )
     return path
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -199,102 +222,163 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def latency_ms(seen: list[tuple[float, float]]) -> dict[str, float]:
+    latencies = [committed - created for committed, created in seen]
+    if not latencies:
+        return {}
+    return {
+        "latency_p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
+        "latency_p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+        "latency_max_ms": round(max(latencies) * 1000, 1),
+    }
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.broker = LocalKafka(workdir / "kafka", heap="1g").start()
+        self.sim = LocalVcsim(workdir / "vcsim").start()
+        config = write_config(workdir / "vcstream.yaml", self.broker, self.sim, args.page_size)
+        self.producer = ProducerUnderTest(config, workdir / "producer.log")
+        self.flood = EventFlood(self.sim, processes=args.posters)
+        self.reader = CommittedReader(self.broker.bootstrap_servers, "vcenter.events", 6)
+        self.expected = 0  # bench events posted so far
+
+    def close(self) -> None:
+        self.reader.stop()
+        self.flood.close()
+        self.producer.stop()
+        self.sim.stop()
+        self.broker.stop()
+
+    def wait_until_streaming(self) -> None:
+        deadline = time.monotonic() + 120
+        while "vcenter.events" not in broker_topics(self.broker):  # made at start
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the producer never started: {self.producer.log_path}")
+            time.sleep(0.5)
+        time.sleep(3)  # resume, alarm snapshot, first WaitForUpdatesEx
+        self.reader.start()
+
+    def cpu_meter(self) -> CpuMeter:
+        return CpuMeter(
+            {
+                "producer": [self.producer.process.pid],
+                "vcsim": [self.sim.child.pid],
+                "generator": self.flood.pids,
+                "kafka": [self.broker.child.pid],
+            }
+        )
+
+    def post(self, events: int, rate: float | None = None) -> Posted:
+        posted = self.flood.post(events, rate)
+        self.expected += events
+        return posted
+
+    def drain_rounds(self) -> dict[str, Any]:
+        drained: list[float] = []
+        generated: list[float] = []
+        generating: dict[str, float] = {}
+        draining: dict[str, float] = {}
+        for _ in range(self.args.rounds):
+            self.producer.pause()
+            try:
+                cpu = self.cpu_meter()
+                generated.append(self.post(self.args.backlog).events_per_s)
+                generating = cpu.per_event_ms(self.args.backlog)
+            finally:
+                resumed = time.time()
+                cpu = self.cpu_meter()
+                self.producer.resume()
+            if self.reader.collect(self.expected, 120) < self.expected:
+                raise TimeoutError(f"backlog not committed: see {self.producer.log_path}")
+            done = self.reader.seen[self.expected - 1][0]
+            draining = cpu.per_event_ms(self.args.backlog)
+            drained.append(self.args.backlog / (done - resumed))
+            print(f"drain round: {drained[-1]:.0f} events/s", file=sys.stderr)
+        return {
+            "generator_alone": {
+                "events_per_s": round(max(generated), 1),
+                **{k: v for k, v in generating.items() if not k.startswith("producer")},
+            },
+            "drain": {
+                "backlog_events": self.args.backlog,
+                "rounds": self.args.rounds,
+                "committed_events_per_s": round(max(drained), 1),
+                "committed_events_per_s_median": round(sorted(drained)[len(drained) // 2], 1),
+                **draining,
+            },
+        }
+
+    def phase(self, events: int, rate: float | None) -> dict[str, Any]:
+        """Post while the producer runs; what was committed, how late, what was missed."""
+        first = len(self.reader.seen)
+        missed_before = self.producer.missed()
+        cpu = self.cpu_meter()
+        posted = self.post(events, rate)
+        self.reader.collect(self.expected, 60)
+        self.reader.settle(quiet=2)
+        seen = self.reader.seen[first:]
+        committed_by = max((at for at, _ in seen), default=posted.began)
+        result = {
+            "events_posted": events,
+            "posted_events_per_s": round(posted.events_per_s, 1),
+            "events_committed": len(seen),
+            "committed_events_per_s": round(len(seen) / (committed_by - posted.began), 1),
+            "events_missed": int(self.producer.missed() - missed_before),
+            **latency_ms(seen),
+            **cpu.per_event_ms(events),
+        }
+        self.expected = len(self.reader.seen)  # a lost event never arrives: count anew
+        return result
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--page-size", type=int, default=100)
-    parser.add_argument("--backlog", type=int, default=900, help="events per saturated round")
+    parser.add_argument("--posters", type=int, default=2, help="posting processes")
+    parser.add_argument("--backlog", type=int, default=900, help="events per drain round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--live-events", type=int, default=5000)
     parser.add_argument("--rate", type=float, default=500, help="steady events/s for latency")
-    parser.add_argument("--seconds", type=float, default=10, help="length of the steady run")
+    parser.add_argument("--seconds", type=float, default=20, help="length of the steady run")
     parser.add_argument("--ceiling-records", type=int, default=50_000)
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-producer-"))
-    broker = LocalKafka(workdir / "kafka", heap="1g").start()
-    sim = LocalVcsim(workdir / "vcsim").start()
-    config = write_config(workdir / "vcstream.yaml", broker, sim, args.page_size)
-    log = (workdir / "producer.log").open("wb")
-    producer = subprocess.Popen(
-        [sys.executable, "-m", "vcstream", "produce", "--config", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
-    reader: CommittedReader | None = None
+    bench = Bench(args, Path(tempfile.mkdtemp(prefix="bench-producer-")))
     try:
-        poster = Poster(sim)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # the producer creates its topic at start
-            if "vcenter.events" in broker_topics(broker):
-                break
-            time.sleep(0.5)
-        time.sleep(3)  # resume, alarm snapshot, first WaitForUpdatesEx
-        reader = CommittedReader(broker.bootstrap_servers, "vcenter.events", 6)
-        reader.start()
-
-        saturated: list[float] = []
-        generated: list[float] = []
-        expected = 0
-        for _ in range(args.rounds):
-            os.kill(producer.pid, signal.SIGSTOP)
-            try:
-                generated.append(args.backlog / poster.post(args.backlog))
-            finally:
-                resumed = time.time()
-                os.kill(producer.pid, signal.SIGCONT)
-            expected += args.backlog
-            done = reader.wait_for(expected)
-            saturated.append(args.backlog / (done - resumed))
-            print(f"saturated round: {saturated[-1]:.0f} events/s", file=sys.stderr)
-
-        steady_count = int(args.rate * args.seconds)
-        posted_in = poster.post(steady_count, rate=args.rate)
-        print(f"steady: posted {steady_count} in {posted_in:.1f}s", file=sys.stderr)
-        # falling behind by more than vcsim keeps loses events: reported, not hidden
-        with contextlib.suppress(TimeoutError):
-            reader.wait_for(expected + steady_count, timeout=60)
-        steady = reader.seen[expected : expected + steady_count]
-        latencies = [committed - created for committed, created in steady]
-        rss = peak_rss_mb(producer.pid)
+        bench.wait_until_streaming()
+        drain = bench.drain_rounds()
+        live = bench.phase(args.live_events, None)
+        print(f"live: {live['committed_events_per_s']:.0f} events/s", file=sys.stderr)
+        steady = bench.phase(int(args.rate * args.seconds), args.rate)
         ceiling = kafka_ceiling.produce(
-            broker.bootstrap_servers,
-            ensure_ceiling_topic(broker),
+            bench.broker.bootstrap_servers,
+            ensure_ceiling_topic(bench.broker),
             args.ceiling_records,
             kafka_ceiling.sample_value(),
         )
-        best = max(saturated)
         result: dict[str, Any] = {
             "benchmark": "producer",
             "page_size": args.page_size,
-            "saturated": {
-                "backlog_events": args.backlog,
-                "rounds": args.rounds,
-                "committed_events_per_s": round(best, 1),
-                "committed_events_per_s_median": round(statistics.median(saturated), 1),
-                "generation_events_per_s": round(statistics.median(generated), 1),
-            },
-            "steady": {
-                "target_events_per_s": args.rate,
-                "achieved_events_per_s": round(steady_count / posted_in, 1),
-                "events": steady_count,
-                "events_committed": len(steady),
-                "latency_p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
-                "latency_p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
-                "latency_max_ms": round(max(latencies) * 1000, 1),
-            },
-            "producer_peak_rss_mb": round(rss, 1),
+            "posters": args.posters,
+            **drain,
+            "live": live,
+            "steady": {"target_events_per_s": args.rate, **steady},
+            "producer_peak_rss_mb": round(bench.producer.peak_rss_mb(), 1),
             "kafka_ceiling_produce_records_per_s": round(ceiling["records_per_s"], 1),
-            "ratio_to_kafka_ceiling": round(best / ceiling["records_per_s"], 4),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "ratio_to_kafka_ceiling": round(
+                drain["drain"]["committed_events_per_s"] / ceiling["records_per_s"], 4
+            ),
+            "machine": {
+                "cpus": os.cpu_count(),
+                "load_average_1m": round(os.getloadavg()[0], 2),
+                "python": platform.python_version(),
+            },
         }
         print(json.dumps(result, indent=2))
     finally:
-        if reader is not None:
-            reader.stop()
-        producer.send_signal(signal.SIGTERM)
-        producer.wait(60)
-        sim.stop()
-        broker.stop()
+        bench.close()
 
 
 def broker_topics(broker: LocalKafka) -> set[str]:

@@ -23,17 +23,15 @@ events arrive.
 
 from __future__ import annotations
 
-import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from producer.position import Position
-from producer.writer import Outgoing, TransactionalWriter
+from producer.writer import Outgoing
 from schemas.record import KafkaRecord
-
-log = logging.getLogger(__name__)
 
 # events per transaction at most: vcsim keeps about 1,000 events, so a producer that
 # needs bigger transactions than that has lost events already
@@ -64,10 +62,16 @@ class Batch:
         return self
 
 
+class Committer(Protocol):
+    """Writes records in one transaction and returns once it committed (TransactionalWriter)."""
+
+    def commit(self, records: Sequence[Outgoing]) -> None: ...
+
+
 class CommitPipeline:
     """Commits batches on one background thread, at most one in flight."""
 
-    def __init__(self, writer: TransactionalWriter, name: str) -> None:
+    def __init__(self, writer: Committer, name: str) -> None:
         self._writer = writer
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"commit-{name}")
         self._in_flight: tuple[Future[None], Batch] | None = None

@@ -1,5 +1,6 @@
-"""Helpers for the producer tests: a config file, the producer as a real subprocess, a
-vcsim client that makes events with the real API, and a read_committed topic reader."""
+"""Helpers for the producer tests: a config file, the producer as a real subprocess and a
+read_committed topic reader. Events are made with vcstream.devenv.activity.VcsimClient
+(re-exported here, as other tests import it from this module)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,13 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaException
-from pyVim.connect import Disconnect, SmartConnect
-from pyVmomi import vim
 
 import schemas
 from producer.checkpoint import Checkpoint
 from producer.compacted import read_to_end
 from schemas.record import KafkaRecord
 from vcstream.devenv import LocalKafka, LocalVcsim
+from vcstream.devenv.activity import VcsimClient  # noqa: F401  (tests/streams imports it here)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,6 +68,7 @@ def write_config(
     vcenters: str,
     producer: str = "",
     transaction_timeout: str = "10s",
+    poll_interval: str = "1s",
 ) -> Path:
     path.write_text(
         f"""
@@ -82,7 +83,7 @@ producer:
   startAt: earliest
   transactionalIdPrefix: test-{uuid.uuid4().hex[:8]}
   reconnect: {{initialDelay: 200ms, maxDelay: 2s}}
-  pollInterval: 1s
+  pollInterval: {poll_interval}
   transactionTimeout: {transaction_timeout}
 {producer}
 metrics:
@@ -171,105 +172,6 @@ def producer_process(tmp_path: Path) -> Iterator[Callable[[Path], ProducerProces
     yield make
     for process in started:
         process.stop_quietly()
-
-
-class VcsimClient:
-    """Makes events with the real vSphere API (power operations, PostEvent)."""
-
-    def __init__(self, sim: LocalVcsim, password: str | None = None) -> None:
-        self.sim = sim
-        self.si = SmartConnect(
-            host="127.0.0.1",
-            port=sim.port,
-            user=sim.username,
-            pwd=password or sim.password,
-            sslContext=sim.ssl_context(),
-        )
-        self.content = self.si.RetrieveContent()
-        view = self.content.viewManager.CreateContainerView(
-            self.content.rootFolder, [vim.VirtualMachine], True
-        )
-        self.vms = list(view.view)
-        self.datacenter = self.content.rootFolder.childEntity[0]
-
-    def newest_key(self) -> int:
-        collector = self.content.eventManager.CreateCollectorForEvents(vim.event.EventFilterSpec())
-        try:
-            collector.ResetCollector()
-            page = collector.ReadPreviousEvents(1)
-            return int(page[0].key) if page else 0
-        finally:
-            collector.DestroyCollector()
-
-    def post_eventex(self, count: int = 1, type_id: str = "com.example.test") -> None:
-        vm = self.vms[0]
-        for index in range(count):
-            self.content.eventManager.PostEvent(
-                vim.event.EventEx(
-                    eventTypeId=type_id,
-                    createdTime=self.si.CurrentTime(),
-                    userName="",
-                    key=0,
-                    chainId=0,
-                    objectId=vm._moId,
-                    objectType=vim.VirtualMachine,
-                    objectName=vm.name,
-                    message=f"test event {index}",
-                )
-            )
-
-    def post_alarm_status_changed(self, alarm: Any, status: str = "red") -> None:
-        vm = self.vms[0]
-        self.content.eventManager.PostEvent(
-            vim.event.AlarmStatusChangedEvent(
-                createdTime=self.si.CurrentTime(),
-                userName="",
-                key=0,
-                chainId=0,
-                alarm=vim.event.AlarmEventArgument(name=alarm.info.name, alarm=alarm),
-                source=vim.event.ManagedEntityEventArgument(name=vm.name, entity=vm),
-                entity=vim.event.ManagedEntityEventArgument(name=vm.name, entity=vm),
-                vm=vim.event.VmEventArgument(name=vm.name, vm=vm),
-                **{"from": "green"},
-                to=status,
-            )
-        )
-
-    def post_alarm_event(self, kind: str, alarm: Any, name: str) -> None:
-        cls = getattr(vim.event, kind)
-        folder = self.content.rootFolder
-        self.content.eventManager.PostEvent(
-            cls(
-                createdTime=self.si.CurrentTime(),
-                userName="",
-                key=0,
-                chainId=0,
-                alarm=vim.event.AlarmEventArgument(name=name, alarm=alarm),
-                entity=vim.event.ManagedEntityEventArgument(name=folder.name, entity=folder),
-            )
-        )
-
-    def power_cycle(self, vm: Any) -> None:
-        """Power off and on again: real tasks with their own events."""
-        for start in (vm.PowerOffVM_Task, vm.PowerOnVM_Task):
-            task = start()
-
-            def done(task: Any = task) -> bool:
-                return task.info.state in ("success", "error")
-
-            wait_for(done, 30, "a power task")
-
-    def terminate_other_sessions(self) -> int:
-        """Expire every session but this one, as an administrator would."""
-        manager = self.content.sessionManager
-        own = manager.currentSession.key
-        others = [s.key for s in manager.sessionList or [] if s.key != own]
-        if others:
-            manager.TerminateSession(others)
-        return len(others)
-
-    def close(self) -> None:
-        Disconnect(self.si)
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list[KafkaRecord]:

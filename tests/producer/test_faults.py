@@ -14,7 +14,6 @@ import schemas
 from schemas.record import KafkaRecord
 from tests.producer.conftest import (
     Topics,
-    VcsimClient,
     committed_up_to,
     read_topic,
     vcenter_entry,
@@ -22,6 +21,7 @@ from tests.producer.conftest import (
     write_config,
 )
 from vcstream.devenv import LocalKafka, LocalVcsim
+from vcstream.devenv.activity import VcsimClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

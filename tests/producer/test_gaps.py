@@ -10,7 +10,6 @@ import pytest
 
 from tests.producer.conftest import (
     Topics,
-    VcsimClient,
     committed_up_to,
     event_key,
     read_topic,
@@ -19,6 +18,7 @@ from tests.producer.conftest import (
     write_config,
 )
 from vcstream.devenv import LocalKafka, LocalVcsim
+from vcstream.devenv.activity import VcsimClient
 
 pytestmark = pytest.mark.integration
 

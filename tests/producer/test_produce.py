@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -13,17 +16,19 @@ from pyVmomi import vim
 
 import schemas
 from producer.checkpoint import Checkpoint
+from producer.collector import REARM_AFTER_EVENTS
 from schemas import avro
 from schemas.record import KafkaRecord
 from tests.producer.conftest import (
     Topics,
-    VcsimClient,
+    committed_up_to,
     read_topic,
     vcenter_entry,
     wait_for,
     write_config,
 )
 from vcstream.devenv import LocalKafka, LocalVcsim
+from vcstream.devenv.activity import VcsimClient
 
 pytestmark = pytest.mark.integration
 
@@ -171,3 +176,41 @@ def test_alarm_definitions_follow_alarm_events(
     assert f"{uuid}/alarm-384".encode() in state
     assert producer.terminate() == 0
     client.close()
+
+
+def test_event_after_a_busy_spell_rings_the_replaced_doorbell(
+    kafka: LocalKafka, vcsim: LocalVcsim, topics: Topics, tmp_path: Path, producer_process
+) -> None:
+    """After a burst the change feed is replaced rather than drained; the next lone
+    event must still wake the producer at once, not after the 30 s poll interval."""
+    client = VcsimClient(vcsim)
+    config = write_config(
+        tmp_path / "c.yaml",
+        kafka.bootstrap_servers,
+        topics,
+        vcenter_entry(vcsim, "sim"),
+        poll_interval="30s",
+    )
+    producer = producer_process(config)
+    wait_for(lambda: "alarm definitions up to date" in producer.log(), 60, "the producer")
+    assert producer.process is not None
+    os.kill(producer.process.pid, signal.SIGSTOP)  # the whole burst is read in one go
+    try:
+        client.post_eventex(REARM_AFTER_EVENTS + 50, "com.example.burst")
+    finally:
+        os.kill(producer.process.pid, signal.SIGCONT)
+    burst_end = client.newest_key()
+    wait_for(lambda: committed_up_to(kafka, topics, burst_end), 60, "the burst")
+    time.sleep(1)  # the producer waits on its new doorbell now
+
+    client.post_eventex(1, "com.example.alone")
+    alone = client.newest_key()
+    began = time.monotonic()
+    wait_for(lambda: committed_up_to(kafka, topics, alone), 25, "the lone event")
+    assert time.monotonic() - began < 5
+    assert "reconnecting" not in producer.log()  # woken by its doorbell, not by recovery
+    first = burst_end - REARM_AFTER_EVENTS - 49
+    keys = event_keys(read_topic(kafka.bootstrap_servers, topics.events))
+    assert len(keys) == len(set(keys))
+    # one VM's events share a partition: all there, once each, in order
+    assert [key for key in keys if first <= key <= alone] == list(range(first, alone + 1))

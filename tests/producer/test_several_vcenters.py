@@ -11,7 +11,6 @@ import schemas
 from producer.checkpoint import Checkpoint
 from tests.producer.conftest import (
     Topics,
-    VcsimClient,
     event_key,
     read_topic,
     read_topic_if_ready,
@@ -20,6 +19,7 @@ from tests.producer.conftest import (
     write_config,
 )
 from vcstream.devenv import LocalKafka
+from vcstream.devenv.activity import VcsimClient
 
 pytestmark = pytest.mark.integration
 

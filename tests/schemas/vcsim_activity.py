@@ -1,53 +1,19 @@
-"""Drive a vcsim through the real vSphere API so that it records events of many kinds."""
+"""Drive a vcsim through the real vSphere API so that it records events of many kinds.
+
+The session helpers are vcstream.devenv.activity's; `connected` is re-exported for the
+conformance test."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
 
-from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
 from vcstream.devenv import LocalVcsim
+from vcstream.devenv.activity import connected, inventory
+from vcstream.devenv.activity import wait_task as wait
 
-
-def wait(task: Any, timeout: float = 30) -> Any:
-    """The task's result once it succeeded (pyVim's WaitForTask trips on vcsim's tasks)."""
-    deadline = time.monotonic() + timeout
-    while (info := task.info).state in ("queued", "running"):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"task {info.key} still {info.state} after {timeout}s")
-        time.sleep(0.02)
-    if info.state != "success":
-        raise RuntimeError(f"task {info.descriptionId} failed: {info.error}")
-    return info.result
-
-
-@contextmanager
-def connected(sim: LocalVcsim) -> Iterator[Any]:
-    """A pyVmomi ServiceInstance logged into `sim` (login and logout are events too)."""
-    si = SmartConnect(
-        host="127.0.0.1",
-        port=sim.port,
-        user=sim.username,
-        pwd=sim.password,
-        sslContext=sim.ssl_context(),
-    )
-    try:
-        yield si
-    finally:
-        Disconnect(si)
-
-
-def inventory(content: Any, kind: type) -> list[Any]:
-    view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
-    try:
-        return list(view.view)
-    finally:
-        view.DestroyView()
+__all__ = ["connected", "make_events"]
 
 
 def make_events(sim: LocalVcsim) -> None:
