@@ -9,7 +9,9 @@ alarm status changes (joined with one of 50 definitions, routed to alarms and au
 the rest VM events (routed to audit, and by the example processor to vm-power).
 Throughput is counted from the worker's readiness to its last audit record. Added
 latency is measured afterwards on a trickle of events at a steady rate: the audit
-record's broker timestamp minus its input's. Prints one JSON object.
+record's broker timestamp minus its input's. The worker's CPU time over the throughput
+phase is reported too (`events_per_cpu_s`): on a shared machine it is the steadier
+figure. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -149,6 +151,13 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    # fields after the command name, which is in parentheses and may hold spaces
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def healthy(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
@@ -198,10 +207,12 @@ def run(bootstrap: str, workdir: Path, events: int, trickle: int) -> dict[str, A
             if worker.poll() is not None:
                 raise RuntimeError((workdir / "worker.log").read_text()[-3000:])
             time.sleep(0.1)
-        ready = time.monotonic()
+        ready, cpu_at_ready = time.monotonic(), cpu_seconds(worker.pid)
         while total_records(settings, topics.audit) < events:
             time.sleep(0.2)
         elapsed = time.monotonic() - ready
+        cpu = cpu_seconds(worker.pid) - cpu_at_ready
+        load = os.getloadavg()[0]
 
         first = events + 1
         produce(settings, topics.events, first, trickle, rate=500)
@@ -231,6 +242,11 @@ def run(bootstrap: str, workdir: Path, events: int, trickle: int) -> dict[str, A
             "p99": round(latencies[int(len(latencies) * 0.99)] * 1000, 1) if latencies else None,
             "trickle_rate_per_s": 500,
         },
+        # the machine is shared: CPU time per event says what the worker costs whatever
+        # else runs, and events per CPU second what one dedicated core would do
+        "worker_cpu_s": round(cpu, 2),
+        "events_per_cpu_s": round(events / cpu) if cpu else None,
+        "load_average_1m": round(load, 2),
         "peak_rss_mb": round(rss, 1),
         "kafka_ceiling_consume_per_s": round(ceiling["records_per_s"]),
         "ratio_to_ceiling": round(rate / ceiling["records_per_s"], 4),

@@ -179,7 +179,8 @@ class StreamsApp:
                 metrics.PENDING.set(len(self.waiting))
                 return
             event = self._enriched(event, definition)
-        await self._emit(source, self._outputs(event, record, topic), started)
+        outputs = self.pipeline.outputs(event, record, topic, unchanged=event is decoded)
+        await self._emit(source, outputs, started)
 
     def _report_health(self) -> None:
         # ready once the definitions are loaded: before that, every alarm event would wait
@@ -196,9 +197,6 @@ class StreamsApp:
     def _enriched(self, event: CloudEvent, definition: dict[str, Any]) -> CloudEvent:
         metrics.ENRICHED.inc()
         return enriched(event, definition, self.pipeline.enrichment.type_suffix)
-
-    def _outputs(self, event: CloudEvent, record: KafkaRecord, topic: str) -> list[Output]:
-        return self.pipeline.outputs(event, record, topic)
 
     async def _release_waiting(self) -> None:
         self._report_health()
@@ -226,7 +224,7 @@ class StreamsApp:
             else:
                 self.waiting.append(item)
                 continue
-            outputs = self._outputs(event, item.record, self.pipeline.events_topic)
+            outputs = self.pipeline.outputs(event, item.record, self.pipeline.events_topic)
             await self._emit(item.source, outputs, item.started)
         metrics.PENDING.set(len(self.waiting))
 

@@ -28,6 +28,9 @@ class DefinitionIndex:
         self._table = table
         self._instances: dict[str, set[str]] = {}
         self._indexed_size = -1
+        # the last decoded definition per key, with the payload it came from: every alarm
+        # event looks one up, and Avro decoding it each time was a visible share of the CPU
+        self._decoded: dict[Any, tuple[bytes, dict[str, Any] | None]] = {}
 
     def lookup(self, ref: AlarmRef) -> dict[str, Any] | None:
         found = self._find(ref)
@@ -38,13 +41,22 @@ class DefinitionIndex:
 
     def _find(self, ref: AlarmRef) -> dict[str, Any] | None:
         for instance in self._instances.get(ref.source, ()):
-            payload = self._table.get(_key(instance, ref.alarm))
+            key = _key(instance, ref.alarm)
+            payload = self._table.get(key)
             if payload is None:
                 continue
-            definition = _decode(payload)
+            definition = self._decode_cached(key, bytes(payload))
             if definition is not None and definition["source"] == ref.source:
                 return definition
         return None
+
+    def _decode_cached(self, key: Any, payload: bytes) -> dict[str, Any] | None:
+        cached = self._decoded.get(key)
+        if cached is not None and cached[0] == payload:
+            return cached[1]
+        definition = _decode(payload)
+        self._decoded[key] = (payload, definition)
+        return definition
 
     def _reindex(self) -> None:
         instances: dict[str, set[str]] = {}
@@ -54,6 +66,7 @@ class DefinitionIndex:
                 instances.setdefault(definition["source"], set()).add(definition["vcenterUuid"])
         self._instances = instances
         self._indexed_size = len(self._table)
+        self._decoded.clear()  # forget definitions since removed
         metrics.DEFINITIONS.set(self._indexed_size)
 
 

@@ -7,16 +7,16 @@ enriched events apart from raw ones and a function reading AlarmInfo works uncha
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any
 
+import orjson
 from cloudevents.core.v1.event import CloudEvent
 
 from schemas.codec import with_changes
 from schemas.vsphere import derived_id
 from streams.api import data_of
+from streams.match import GlobSet
 
 STEP = "enrich_alarms"
 MISSING_EXTENSION = "enrichment"
@@ -31,9 +31,11 @@ class AlarmRef:
     alarm: str
 
 
-def alarm_ref(event: CloudEvent, type_globs: tuple[str, ...]) -> AlarmRef | None:
+def alarm_ref(event: CloudEvent, types: GlobSet | tuple[str, ...]) -> AlarmRef | None:
     """The alarm an event is about, if it is an alarm event to enrich; None otherwise."""
-    if not any(fnmatchcase(event.get_type(), glob) for glob in type_globs):
+    if isinstance(types, tuple):
+        types = GlobSet(types)
+    if not types.matches(event.get_type()):
         return None
     data = event.get_data()
     if not isinstance(data, dict):
@@ -49,7 +51,8 @@ def alarm_ref(event: CloudEvent, type_globs: tuple[str, ...]) -> AlarmRef | None
 def enriched(event: CloudEvent, definition: dict[str, Any], type_suffix: str) -> CloudEvent:
     """The event with data.AlarmInfo from the definition record, type suffixed."""
     data = dict(data_of(event))
-    data["AlarmInfo"] = json.loads(definition["alarmInfo"])
+    # parsed per event, not shared: a processor may change the data it is given
+    data["AlarmInfo"] = orjson.loads(definition["alarmInfo"])
     return with_changes(
         event,
         data=data,

@@ -12,6 +12,35 @@ from cloudevents.core.v1.event import CloudEvent
 from vcstream.settings.streams import EventFilter, FieldCondition
 
 _MISSING = object()
+# distinct strings a GlobSet remembers its answer for: CloudEvent types and subjects come
+# from vSphere's event classes (some 1,800) and EventEx ids, so this holds them all, while
+# a stream of ever-new strings cannot grow memory without bound
+MEMO_LIMIT = 8192
+
+
+class GlobSet:
+    """fnmatch globs, with the answer per tested string remembered.
+
+    Every event is tested against every route's and processor's globs, and the strings
+    tested (types, subjects) repeat endlessly: a lookup is far cheaper than the globs.
+    """
+
+    __slots__ = ("_everything", "_memo", "globs")
+
+    def __init__(self, globs: Sequence[str]) -> None:
+        self.globs = tuple(globs)
+        self._everything = "*" in self.globs
+        self._memo: dict[str, bool] = {}
+
+    def matches(self, text: str) -> bool:
+        if self._everything:
+            return True
+        found = self._memo.get(text)
+        if found is None:
+            found = any(fnmatchcase(text, glob) for glob in self.globs)
+            if len(self._memo) < MEMO_LIMIT:
+                self._memo[text] = found
+        return found
 
 
 def field_value(data: Any, path: str) -> Any:
@@ -48,18 +77,22 @@ class Selector:
     types: Sequence[str] = ("*",)
     subjects: Sequence[str] = ("*",)
     where: Sequence[FieldCondition] = field(default_factory=tuple)
+    _types: GlobSet = field(init=False, repr=False, compare=False)
+    _subjects: GlobSet = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_types", GlobSet(self.types))
+        object.__setattr__(self, "_subjects", GlobSet(self.subjects))
 
     @classmethod
     def of(cls, spec: EventFilter) -> Selector:
         return cls(tuple(spec.types), tuple(spec.subjects), tuple(spec.where))
 
     def matches(self, event: CloudEvent) -> bool:
-        if not any(fnmatchcase(event.get_type(), glob) for glob in self.types):
+        if not self._types.matches(event.get_type()):
             return False
-        if self.subjects != ("*",):
-            subject = event.get_subject() or ""
-            if not any(fnmatchcase(subject, glob) for glob in self.subjects):
-                return False
+        if not self._subjects.matches(event.get_subject() or ""):
+            return False
         if self.where:
             data = event.get_data()
             return all(condition_holds(condition, data) for condition in self.where)

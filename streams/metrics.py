@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_IN = Counter(
@@ -39,3 +41,15 @@ BAD_DEFINITIONS = Counter(
     "vcstream_streams_alarm_definitions_unreadable_total",
     "Alarm definition records that could not be decoded.",
 )
+
+
+# `labels()` hashes and validates its arguments under a lock on every call; the children
+# are looked up once per (processor, type) instead, which the per-event path needs
+@cache
+def events_in(processor: str, event_type: str) -> Counter:
+    return EVENTS_IN.labels(processor, event_type)
+
+
+@cache
+def events_out(processor: str, event_type: str) -> Counter:
+    return EVENTS_OUT.labels(processor, event_type)

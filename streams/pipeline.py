@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from cloudevents.core.v1.event import CloudEvent
 
@@ -18,7 +19,7 @@ from schemas.record import KafkaRecord
 from streams import metrics
 from streams.api import Processor
 from streams.enrich import AlarmRef, alarm_ref
-from streams.match import Selector
+from streams.match import GlobSet, Selector
 from vcstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ class Route:
     topic: str
     selector: Selector
 
+    @cached_property
+    def label(self) -> str:
+        return f"{ROUTE_STEP}:{self.name}"
+
 
 class Pipeline:
     def __init__(self, settings: Settings, processors: Sequence[Processor]) -> None:
@@ -45,7 +50,7 @@ class Pipeline:
         self.events_topic = topics.events
         self.dead_letter_topic = topics.dead_letter
         self.enrichment = settings.streams.enrichment
-        self._enrich_types = tuple(self.enrichment.types)
+        self._enrich_types = GlobSet(self.enrichment.types)
         self.routes = [
             Route(spec.name, spec.topic, Selector.of(spec))
             for spec in settings.streams.effective_routes(topics.alarms, topics.audit)
@@ -80,21 +85,30 @@ class Pipeline:
             return None
         return alarm_ref(event, self._enrich_types)
 
-    def outputs(self, event: CloudEvent, record: KafkaRecord, topic: str) -> list[Output]:
-        """Everything an event (already enriched) makes: routed copies, processor results."""
+    def outputs(
+        self, event: CloudEvent, record: KafkaRecord, topic: str, unchanged: bool = False
+    ) -> list[Output]:
+        """Everything an event (already enriched) makes: routed copies, processor results.
+
+        `unchanged`: the event is the record's own, as decoded; its routed copies are then
+        the record's bytes as read (no encode), which is what most events are.
+        """
         outputs: list[Output] = []
         event_type = event.get_type()
-        if topic == self.events_topic:
+        if topic == self.events_topic and self.routes:
+            routed: KafkaRecord | None = None
             for route in self.routes:
                 if route.selector.matches(event):
-                    label = f"{ROUTE_STEP}:{route.name}"
-                    metrics.EVENTS_IN.labels(label, event_type).inc()
-                    outputs.append(Output(route.topic, schemas.encode(event, record.key)))
-                    metrics.EVENTS_OUT.labels(label, event_type).inc()
+                    if routed is None:  # one record for every route: the same event
+                        routed = _as_read(record) if unchanged else None
+                        routed = routed or schemas.encode(event, record.key)
+                    metrics.events_in(route.label, event_type).inc()
+                    outputs.append(Output(route.topic, routed))
+                    metrics.events_out(route.label, event_type).inc()
         for item in self.processors.get(topic, ()):
             if not item.selector.matches(event):
                 continue
-            metrics.EVENTS_IN.labels(item.name, event_type).inc()
+            metrics.events_in(item.name, event_type).inc()
             try:
                 produced = [schemas.encode(out, record.key) for out in item(event)]
             except Exception as exc:  # a user's bug must not stop the stream
@@ -102,7 +116,7 @@ class Pipeline:
                 outputs.append(self.dead_letter(record, item.name, "processing", exc))
                 continue
             for out in produced:
-                metrics.EVENTS_OUT.labels(item.name, _type_of(out)).inc()
+                metrics.events_out(item.name, _type_of(out)).inc()
                 outputs.append(Output(item.output, out))
         return outputs
 
@@ -119,3 +133,17 @@ class Pipeline:
 def _type_of(record: KafkaRecord) -> str:
     value = record.header("ce_type")
     return value.decode(errors="replace") if value else ""
+
+
+def _as_read(record: KafkaRecord) -> KafkaRecord | None:
+    """The record to write again as is, if its headers are as `schemas.encode` writes them.
+
+    Decoding forgives some forms (upper-case header names, a repeated header: the last
+    wins) that re-encoding would normalise; such a record is encoded afresh instead.
+    """
+    names = [name for name, _ in record.headers]
+    if len(set(names)) != len(names) or any(not name.islower() for name in names):
+        return None
+    if record.value is None:
+        return None
+    return KafkaRecord(value=record.value, key=record.key, headers=list(record.headers))

@@ -86,3 +86,18 @@ def test_unreadable_definition_is_skipped_not_fatal():
     key, value = definition()
     table = {b"x/alarm-1": b"not avro", key: value}
     assert DefinitionIndex(table).lookup(AlarmRef(TEST_VCENTER.source, "alarm-384")) is not None
+
+
+def test_index_sees_a_definition_changed_under_the_same_key():
+    # lookups reuse the decoded definition while the table holds the same payload
+    table: dict[bytes, bytes] = {}
+    index = DefinitionIndex(table)
+    ref = AlarmRef(TEST_VCENTER.source, "alarm-384")
+    key, value = definition()
+    table[key] = value
+    assert (index.lookup(ref) or {}).get("name") == "Host CPU usage"
+    renamed = definition_record(
+        TEST_VCENTER.instance_uuid, TEST_VCENTER.source, "alarm-384", "Renamed", ALARM_INFO
+    )
+    table[key] = renamed.value or b""
+    assert (index.lookup(ref) or {}).get("name") == "Renamed"

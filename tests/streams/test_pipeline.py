@@ -94,3 +94,47 @@ def test_enrichment_applies_to_the_events_topic_only_and_can_be_disabled():
     assert Pipeline(settings(), []).alarm_to_enrich(event, "vcenter.alarms") is None
     disabled = Pipeline(settings(enrichment={"enabled": False}), [])
     assert disabled.alarm_to_enrich(event, "vcenter.events") is None
+
+
+def test_unchanged_event_is_routed_as_the_bytes_read_not_encoded_again():
+    pipeline = Pipeline(settings(), [])
+    event = vsphere_event("VmPoweredOnEvent")
+    record = record_of(event)
+    # a time written with an offset: re-encoding would write it in UTC instead
+    headers = [
+        (n, b"2026-11-22T21:41:57.891+01:00" if n == "ce_time" else v) for n, v in record.headers
+    ]
+    record = KafkaRecord(record.value, record.key, headers, "vcenter.events", 3, 17)
+    decoded = schemas.decode(record)
+    [audit] = pipeline.outputs(decoded, record, "vcenter.events", unchanged=True)
+    assert audit.record.value == record.value
+    assert audit.record.headers == record.headers
+    # the same event, encoded afresh, when the caller does not say it is unchanged
+    [fresh] = pipeline.outputs(decoded, record, "vcenter.events")
+    assert dict(fresh.record.headers)["ce_time"] != b"2026-11-22T21:41:57.891+01:00"
+    assert schemas.decode(fresh.record).get_time() == decoded.get_time()
+
+
+def test_record_with_headers_decode_forgives_is_encoded_again_when_routed():
+    pipeline = Pipeline(settings(), [])
+    event = vsphere_event("VmPoweredOnEvent")
+    record = record_of(event)
+    upper_case = [(n.upper() if n == "ce_subject" else n, v) for n, v in record.headers]
+    repeated = [("ce_id", b"overridden by the later one"), *record.headers]  # the last wins
+    for headers in (upper_case, repeated):
+        read = KafkaRecord(record.value, record.key, headers, "vcenter.events", 3, 17)
+        [audit] = pipeline.outputs(schemas.decode(read), read, "vcenter.events", unchanged=True)
+        names = [name for name, _ in audit.record.headers]
+        assert names == sorted(set(names), key=names.index)  # no repeats
+        assert all(name.islower() for name in names)
+        assert schemas.decode(audit.record).get_id() == event.get_id()
+
+
+def test_changed_event_is_encoded_once_for_every_route_it_takes():
+    pipeline = Pipeline(settings(), [])
+    event = vsphere_event("AlarmStatusChangedEvent", {"To": "red"})
+    changed = schemas.codec.with_changes(event, type=event.get_type() + ".AlarmInfo")
+    outputs = pipeline.outputs(changed, record_of(event), "vcenter.events")
+    assert [o.topic for o in outputs] == ["vcenter.alarms", "vcenter.audit"]
+    assert outputs[0].record is outputs[1].record
+    assert schemas.decode(outputs[0].record).get_type().endswith(".AlarmInfo")

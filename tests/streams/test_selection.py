@@ -116,3 +116,16 @@ def test_worker_refuses_a_bad_config_with_exit_2(tmp_path):
     )
     assert done.returncode == 2
     assert "streams.enrichment.waitForDefinition" in done.stderr
+
+
+def test_glob_answers_are_remembered_per_string_up_to_a_limit(monkeypatch):
+    from streams import match
+
+    monkeypatch.setattr(match, "MEMO_LIMIT", 3)
+    globs = match.GlobSet(["com.vmware.vsphere.Vm*", "*.AlarmInfo"])
+    texts = ["com.vmware.vsphere.VmPoweredOnEvent.v0", "x.AlarmInfo", "other", "more", "x.y"]
+    assert [globs.matches(t) for t in texts] == [True, True, False, False, False]
+    assert len(globs._memo) == 3
+    # asked again, the remembered and the not remembered answer the same
+    assert [globs.matches(t) for t in texts] == [True, True, False, False, False]
+    assert match.GlobSet(["*"]).matches("anything")
