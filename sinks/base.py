@@ -122,6 +122,12 @@ class Sink(abc.ABC):
         """Release connections; called once, after the last `deliver` returned."""
         return None
 
+    def commit_metadata(self, topic: str, partition: int) -> str | None:
+        """Kept by Kafka with the offset committed after a batch of this partition.
+
+        The audit sink puts its chain's head there (`sinks.audit.anchors`)."""
+        return None
+
     @abc.abstractmethod
     async def deliver(self, batch: Sequence[SinkEvent]) -> Sequence[Outcome]:
         """Deliver `batch`; one outcome per event (see the module docstring)."""

@@ -183,7 +183,10 @@ class SinkRunner:
             return []
         last = batch[-1][0].offset
         assert last is not None
-        return [TopicPartition(key[0], key[1], last + 1)]
+        metadata = self.sink.commit_metadata(*key)
+        if metadata is None:
+            return [TopicPartition(key[0], key[1], last + 1)]
+        return [TopicPartition(key[0], key[1], last + 1, metadata=metadata)]
 
     def _apply_backpressure(self) -> None:
         for key, state in self._partitions.items():

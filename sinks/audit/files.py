@@ -124,12 +124,12 @@ class AuditFiles:
         for leftover in self.root.rglob("*" + TMP_SUFFIX):
             leftover.unlink()
 
-    def append(self, topic: str, partition: int, records: list[AuditRecord]) -> int:
-        """Store the records not stored yet (offset order, one partition); returns how many."""
+    def append(self, topic: str, partition: int, records: list[AuditRecord]) -> tuple[int, str]:
+        """Store the records not stored yet (offset order, one partition); the new head."""
         last_offset, last_hash = self.head(topic, partition)
         fresh = [r for r in records if r["offset"] > last_offset]
         if not fresh:
-            return 0
+            return last_offset, last_hash
         linked = list(chain(fresh, last_hash))
         renames = [self._write_tmp(topic, partition, group) for group in self._groups(linked)]
         marker = self.root / f"{PENDING_PREFIX}{topic}+{partition}.json"
@@ -138,9 +138,10 @@ class AuditFiles:
         for tmp, final in renames:
             os.replace(tmp, final)
         marker.unlink()
+        head = (linked[-1]["offset"], linked[-1]["hash"])
         with self._lock:
-            self._heads[(topic, partition)] = (linked[-1]["offset"], linked[-1]["hash"])
-        return len(linked)
+            self._heads[(topic, partition)] = head
+        return head
 
     def _groups(self, records: list[AuditRecord]) -> Iterator[list[AuditRecord]]:
         """Runs of records sharing a date and vCenter, split past `max_file_bytes`."""

@@ -96,8 +96,10 @@ class AuditTable:
         async with conn.transaction():
             await conn.execute(sql.SQL(_DDL).format(table=self._ident, **names))
 
-    async def append(self, topic: str, partition: int, records: Sequence[AuditRecord]) -> int:
-        """Store the records not stored yet, chained; returns how many were new."""
+    async def append(
+        self, topic: str, partition: int, records: Sequence[AuditRecord]
+    ) -> tuple[int, str]:
+        """Store the records not stored yet, chained; the partition's new head."""
         slot = f"{topic}/{partition}"
         conn = await self.connection(slot)
         try:
@@ -117,7 +119,8 @@ class AuditTable:
                 last_offset, last_hash = (head["offset"], head["hash"]) if head else (-1, GENESIS)
                 fresh = [r for r in records if r["offset"] > last_offset]
                 if not fresh:
-                    return 0
+                    return last_offset, last_hash
+                linked = list(chain(fresh, last_hash))
                 insert = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
                     self._ident,
                     sql.SQL(", ").join(sql.Identifier(column) for _, column in COLUMNS),
@@ -126,9 +129,9 @@ class AuditTable:
                 async with conn.cursor() as cur:
                     await cur.executemany(
                         insert,
-                        [tuple(r[name] for name, _ in COLUMNS) for r in chain(fresh, last_hash)],
+                        [tuple(r[name] for name, _ in COLUMNS) for r in linked],
                     )
-                return len(fresh)
+                return linked[-1]["offset"], linked[-1]["hash"]
         except psycopg.OperationalError:
             await self._drop(slot)  # reconnect on the next attempt
             raise

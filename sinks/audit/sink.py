@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import ClassVar
 
+from sinks.audit.anchors import Anchor
 from sinks.audit.files import AuditFiles
 from sinks.audit.postgres import AuditTable
 from sinks.audit.record import AuditRecord, audit_record
@@ -29,6 +30,7 @@ class AuditSink(Sink):
         self.table: AuditTable | None = None
         self._table_lock = asyncio.Lock()
         self._table_ready = False
+        self._heads: dict[tuple[str, int], Anchor] = {}
         if settings.backend == "files":
             self.files = AuditFiles(settings.files.directory, settings.files.max_file_bytes)
         else:
@@ -63,16 +65,23 @@ class AuditSink(Sink):
         timeout = self.settings.delivery.timeout.total_seconds()
         async with asyncio.timeout(timeout):
             if self.files is not None:
-                await asyncio.to_thread(self.files.append, topic, partition, records)
+                head = await asyncio.to_thread(self.files.append, topic, partition, records)
             else:
                 assert self.table is not None
-                await self._append_table(topic, partition, records)
+                head = await self._append_table(topic, partition, records)
+        self._heads[(topic, partition)] = Anchor(*head)
         return [None] * len(batch)
 
-    async def _append_table(self, topic: str, partition: int, records: list[AuditRecord]) -> None:
+    def commit_metadata(self, topic: str, partition: int) -> str | None:
+        head = self._heads.get((topic, partition))
+        return head.text() if head is not None else None
+
+    async def _append_table(
+        self, topic: str, partition: int, records: list[AuditRecord]
+    ) -> tuple[int, str]:
         assert self.table is not None
         async with self._table_lock:  # concurrent first batches create it once
             if not self._table_ready:
                 await self.table.create()
                 self._table_ready = True
-        await self.table.append(topic, partition, records)
+        return await self.table.append(topic, partition, records)

@@ -7,18 +7,20 @@ were **reordered**; one that belongs to no stored record means records were
 **deleted** before it. For files, a file that cannot be read is **corrupt**, and a
 file whose name disagrees with the offsets inside lost records at its start or end.
 
-Known limit: deleting the newest records of a partition leaves a shorter, valid chain;
-for files the file name still betrays it, for PostgreSQL nothing does.
+Deleting the newest records of a partition leaves a shorter, valid chain: given the
+chain heads the sink committed to Kafka with its offsets (`sinks.audit.anchors`), each
+must still be stored, with the same hash, or the records up to it were **deleted**.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from psycopg import sql
 
+from sinks.audit.anchors import Anchor
 from sinks.audit.files import AuditFiles, read_file
 from sinks.audit.postgres import AuditTable
 from sinks.audit.record import GENESIS, AuditRecord, record_hash
@@ -83,8 +85,39 @@ def verify_chain(entries: Iterable[tuple[str, AuditRecord]]) -> list[Problem]:
     return problems
 
 
-def verify_files(store: AuditFiles) -> VerifyReport:
+Anchors = Mapping[tuple[str, int], Anchor]
+
+
+def verify_anchor(
+    where: str, entries: list[tuple[str, AuditRecord]], anchor: Anchor | None
+) -> list[Problem]:
+    """Whether the chain head Kafka kept for this partition is still stored, unchanged."""
+    if anchor is None:
+        return []
+    for location, record in entries:
+        if record["offset"] == anchor.offset:
+            if record["hash"] == anchor.hash:
+                return []
+            detail = "differs from the chain head committed to Kafka for this offset"
+            return [Problem("modified", location, detail)]
+    newest = max((record["offset"] for _, record in entries), default=None)
+    stored = "nothing" if newest is None else f"up to offset {newest}"
+    detail = f"the sink stored up to offset {anchor.offset} and committed that; {stored} is left"
+    return [Problem("deleted", where, detail)]
+
+
+def _unstored(anchors: Anchors, seen: set[tuple[str, int]]) -> list[Problem]:
+    return [
+        problem
+        for (topic, partition), anchor in sorted(anchors.items())
+        if (topic, partition) not in seen
+        for problem in verify_anchor(f"{topic}[{partition}]", [], anchor)
+    ]
+
+
+def verify_files(store: AuditFiles, anchors: Anchors | None = None) -> VerifyReport:
     report = VerifyReport()
+    anchors = anchors or {}
     for topic, partition in store.partitions():
         report.partitions += 1
         entries: list[tuple[str, AuditRecord]] = []
@@ -108,12 +141,18 @@ def verify_files(store: AuditFiles) -> VerifyReport:
             entries += [(f"{name} (offset {r['offset']})", r) for r in records]
         report.records += len(entries)
         report.problems += verify_chain(entries)
+        report.problems += verify_anchor(
+            f"{topic}[{partition}]", entries, anchors.get((topic, partition))
+        )
+    report.problems += _unstored(anchors, set(store.partitions()))
     return report
 
 
-async def verify_table(table: AuditTable) -> VerifyReport:
+async def verify_table(table: AuditTable, anchors: Anchors | None = None) -> VerifyReport:
     report = VerifyReport()
-    for topic, partition in await table.partitions():
+    anchors = anchors or {}
+    stored = await table.partitions()
+    for topic, partition in stored:
         report.partitions += 1
         entries = [
             (f"{table.table} row {topic}/{partition}/{r['offset']}", r)
@@ -121,4 +160,8 @@ async def verify_table(table: AuditTable) -> VerifyReport:
         ]
         report.records += len(entries)
         report.problems += verify_chain(entries)
+        report.problems += verify_anchor(
+            f"{topic}[{partition}]", entries, anchors.get((topic, partition))
+        )
+    report.problems += _unstored(anchors, set(stored))
     return report

@@ -63,10 +63,14 @@ def rewrite(path: Path, change: Any) -> None:
         fastavro.writer(stream, avro.load("audit_record"), records)
 
 
-def audit_config(tmp_path: Path, **files: Any) -> Path:
+def audit_config(tmp_path: Path, bootstrap: str | None = None, **files: Any) -> Path:
+    """A config for the audit commands; `verify` also reads the sink's commits in Kafka."""
     config = tmp_path / "vcstream.yaml"
     section = {"backend": "files", "files": {"directory": str(tmp_path / "audit"), **files}}
-    config.write_text(json.dumps({"sinks": {"audit": section}, "metrics": {"enabled": False}}))
+    document: dict[str, Any] = {"sinks": {"audit": section}, "metrics": {"enabled": False}}
+    if bootstrap is not None:
+        document["kafka"] = {"bootstrapServers": bootstrap}
+    config.write_text(json.dumps(document))
     return config
 
 
@@ -126,7 +130,8 @@ def test_recover_finishes_a_decided_batch_and_drops_an_undecided_one(tmp_path):
     assert not undecided.exists() and not (tmp_path / ".pending-t+0.json").exists()
 
 
-def test_tampered_audit_file_fails_verify_and_names_it(tmp_path):
+@pytest.mark.integration
+def test_tampered_audit_file_fails_verify_and_names_it(kafka, tmp_path):
     store = store_records(tmp_path / "audit", vm_records(6))
     [audit_file] = store.files()
 
@@ -135,7 +140,8 @@ def test_tampered_audit_file_fails_verify_and_names_it(tmp_path):
         records[2]["event"] = records[2]["event"].replace("powered on", "powered off")
 
     rewrite(audit_file.path, edit)
-    result = CliRunner().invoke(app, ["audit", "verify", "-c", str(audit_config(tmp_path))])
+    config = audit_config(tmp_path, kafka.bootstrap_servers)
+    result = CliRunner().invoke(app, ["audit", "verify", "-c", str(config)])
 
     assert result.exit_code == 1
     assert "modified" in result.output and audit_file.path.name in result.output

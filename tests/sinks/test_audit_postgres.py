@@ -45,10 +45,12 @@ def execute(dsn: str, query: sql.Composed | sql.SQL, params: tuple[Any, ...] = (
         return cursor.fetchall() if cursor.description else []
 
 
-def config_file(tmp_path: Path, postgres: Any, table: str) -> str:
+def config_file(tmp_path: Path, postgres: Any, table: str, kafka: Any) -> str:
     path = tmp_path / "vcstream.yaml"
     section = {"backend": "postgres", "postgres": {"dsn": postgres.dsn, "table": table}}
-    path.write_text(json.dumps({"sinks": {"audit": section}, "metrics": {"enabled": False}}))
+    kafka_section = {"bootstrapServers": kafka.bootstrap_servers}  # verify reads commits too
+    config = {"kafka": kafka_section, "sinks": {"audit": section}, "metrics": {"enabled": False}}
+    path.write_text(json.dumps(config))
     return str(path)
 
 
@@ -134,7 +136,7 @@ def test_tampered_audit_row_fails_verify_and_names_it(postgres, tmp_path, table,
     execute(postgres.dsn, sql.SQL('DELETE FROM {} WHERE "offset" = 4').format(ident))
 
     result = CliRunner().invoke(
-        app, ["audit", "verify", "-c", config_file(tmp_path, postgres, table)]
+        app, ["audit", "verify", "-c", config_file(tmp_path, postgres, table, kafka)]
     )
 
     assert result.exit_code == 1
@@ -151,7 +153,7 @@ def test_postgres_query_filters(postgres, tmp_path, table, kafka, topic_name):
     )
     runner = make_runner("audit", settings)
     run_until(runner, settled(runner, 6))
-    config = config_file(tmp_path, postgres, table)
+    config = config_file(tmp_path, postgres, table, kafka)
 
     def keys(*args: str) -> list[int]:
         result = CliRunner().invoke(app, ["audit", "query", "-c", config, *args])

@@ -18,7 +18,7 @@ from vcstream.settings import Settings, parse_duration
 if TYPE_CHECKING:
     from sinks.audit.query import AuditQuery
     from sinks.audit.record import AuditRecord
-    from sinks.audit.verify import VerifyReport
+    from sinks.audit.verify import Anchors, VerifyReport
 
 app = typer.Typer(help="Audit storage: verify and query.", no_args_is_help=True)
 
@@ -85,7 +85,8 @@ def verify(
     if range_from or range_to or partition or type_glob or report_file:
         typer.echo("--from, --to, --partition, --type and --report need --against-topic", err=True)
         raise typer.Exit(EXIT_CONFIG)
-    report = asyncio.run(_verify(settings))
+    anchors = _committed_anchors(settings)
+    report = asyncio.run(_verify(settings, anchors))
     for problem in report.problems:
         typer.echo(str(problem))
     summary = f"{report.records} records in {report.partitions} partitions"
@@ -95,18 +96,38 @@ def verify(
     typer.echo(f"ok: {summary}, hash chains intact")
 
 
-async def _verify(settings: Settings) -> VerifyReport:
+def _committed_anchors(settings: Settings) -> Anchors:
+    """The chain heads the audit sink committed to Kafka; none if Kafka cannot be read."""
+    from confluent_kafka import KafkaException
+
+    from sinks.audit.anchors import committed_anchors
+    from sinks.registry import group_id, source_topics
+
+    group = group_id("audit", settings)
+    try:
+        topics = source_topics("audit", settings)
+        return committed_anchors(settings.kafka, group, topics, timeout=5)
+    except KafkaException as exc:
+        typer.echo(
+            f"warning: chain heads not checked (Kafka, group {group}): {exc}; deleting the "
+            "newest records of a partition goes unnoticed without them",
+            err=True,
+        )
+        return {}
+
+
+async def _verify(settings: Settings, anchors: Anchors) -> VerifyReport:
     from sinks.audit.files import AuditFiles
     from sinks.audit.postgres import AuditTable
     from sinks.audit.verify import verify_files, verify_table
 
     audit = settings.sinks.audit
     if audit.backend == "files":
-        return verify_files(AuditFiles(audit.files.directory))
+        return verify_files(AuditFiles(audit.files.directory), anchors)
     assert audit.postgres is not None
     table = AuditTable(audit.postgres.dsn.get_secret_value(), audit.postgres.table)
     try:
-        return await verify_table(table)
+        return await verify_table(table, anchors)
     finally:
         await table.close()
 
