@@ -83,15 +83,7 @@ def test_worker_killed_mid_stream_loses_nothing_and_restores_the_table(
     settings = worker.settings
     try:
         worker.start()
-        info = {"Name": "cpu", "Alarm": {"Type": "Alarm", "Value": "alarm-7"}}
-        produce(
-            settings,
-            settings.topics.alarm_definitions,
-            [definition_record(VC.instance_uuid, VC.source, "alarm-7", "cpu", info)],
-        )
-        first = events(1, BATCH)
-        produce(settings, settings.topics.events, first)
-        wait_for(lambda: written(settings, settings.topics.audit) >= 100, 60, "some output")
+        first = feed_first_batch(settings, output_before_going_on=100)
         worker.kill()
         done_before_kill = written(settings, settings.topics.audit)
 
@@ -124,15 +116,7 @@ def test_workers_joining_and_dying_mid_stream_lose_nothing(kafka, topic_name, tm
     settings = first.settings
     try:
         first.start()
-        info = {"Name": "cpu", "Alarm": {"Type": "Alarm", "Value": "alarm-7"}}
-        produce(
-            settings,
-            settings.topics.alarm_definitions,
-            [definition_record(VC.instance_uuid, VC.source, "alarm-7", "cpu", info)],
-        )
-        early = events(1, BATCH)
-        produce(settings, settings.topics.events, early)
-        wait_for(lambda: written(settings, settings.topics.audit) >= 50, 60, "some output")
+        early = feed_first_batch(settings, output_before_going_on=50)
         second.start()  # a rebalance while the first worker is mid-stream
         late = events(BATCH + 1, BATCH)
         produce(settings, settings.topics.events, late)
@@ -144,6 +128,24 @@ def test_workers_joining_and_dying_mid_stream_lose_nothing(kafka, topic_name, tm
         first.stop()
 
     assert_all_delivered_once_or_repeated(audit, early + late)
+
+
+def feed_first_batch(settings: Settings, output_before_going_on: int) -> list[KafkaRecord]:
+    """alarm-7's definition and BATCH events, once some of their output is written."""
+    info = {"Name": "cpu", "Alarm": {"Type": "Alarm", "Value": "alarm-7"}}
+    produce(
+        settings,
+        settings.topics.alarm_definitions,
+        [definition_record(VC.instance_uuid, VC.source, "alarm-7", "cpu", info)],
+    )
+    batch = events(1, BATCH)
+    produce(settings, settings.topics.events, batch)
+    wait_for(
+        lambda: written(settings, settings.topics.audit) >= output_before_going_on,
+        60,
+        "some output",
+    )
+    return batch
 
 
 def audit_output(settings: Settings, inputs: list[KafkaRecord]) -> list[Any]:
