@@ -31,6 +31,7 @@ from streams.acks import OrderedAcks, Pending
 from streams.api import Processor
 from streams.definitions import DefinitionIndex
 from streams.enrich import AlarmRef, enriched, unenriched
+from streams.partitioner import KeyPartitioner
 from streams.pipeline import Output, Pipeline
 from streams.transport import Consumer, broker_urls, hold_what_flow_control_clears
 from vcstream.kafka import faust_broker_options
@@ -40,7 +41,8 @@ from vcstream.settings import Settings
 log = logging.getLogger(__name__)
 
 RELEASE_INTERVAL = 0.1  # seconds between checks of alarm events waiting for a definition
-PRODUCER_LINGER = 0.005  # seconds
+PRODUCER_LINGER = 0.01  # seconds
+PRODUCER_MAX_BATCH_BYTES = 512 * 1024
 
 
 @dataclass(slots=True)
@@ -85,6 +87,8 @@ class StreamsApp:
             # a few ms of batching: with none, aiokafka sends a produce request per record
             # or two while the event loop is busy, and the socket writes dominate
             producer_linger=PRODUCER_LINGER,
+            producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+            producer_partitioner=KeyPartitioner(),
         )
         hold_what_flow_control_clears(self.app)
         # Definitions are copied from the producer's compacted topic into a global table

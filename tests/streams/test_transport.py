@@ -86,3 +86,60 @@ def test_records_in_queues_recovery_clears_are_read_again(kafka, topic_name, tmp
     missing = set(range(RECORDS)) - set(result["seen"])
     assert missing == set(), f"{len(missing)} records never processed, e.g. {sorted(missing)[:5]}"
     assert result["held"] == {}  # nothing left waiting to be read again
+
+
+async def read_through_small_buffer(bootstrap: str, topic: str, data_dir: Path) -> dict[str, Any]:
+    app = faust.App(
+        f"transport-{uuid.uuid4().hex[:8]}",
+        broker=broker_urls(f"kafka://{bootstrap}"),
+        store="memory://",
+        web_enabled=False,
+        autodiscover=False,
+        datadir=str(data_dir),
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=8,  # full most of the time: hand-overs must wait for room
+    )
+    hold_what_flow_control_clears(app)
+    seen: dict[int, list[int]] = {}
+    paths: list[bool] = []
+
+    async def collect(stream: Any) -> None:
+        consumer = app.consumer
+        async for event in stream.noack().events():
+            if consumer.arrived(event.message):
+                seen.setdefault(event.message.partition, []).append(int(event.value))
+                consumer.ack_processed(event.message)
+            await asyncio.sleep(0.0005)
+
+    app.agent(app.topic(topic, value_serializer="raw"), name="collect")(collect)
+    await app.start()
+    consumer: Any = app.consumer
+    decide = consumer._hand_over_cannot_block
+
+    def recorded(tp: Any) -> bool:
+        paths.append(decide(tp))
+        return paths[-1]
+
+    consumer._hand_over_cannot_block = recorded
+    try:
+        deadline = time.monotonic() + 60
+        while sum(map(len, seen.values())) < RECORDS and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return {"seen": seen, "direct": paths.count(True), "waited": paths.count(False)}
+    finally:
+        await app.stop()
+
+
+def test_hand_over_to_a_full_stream_buffer_waits_and_loses_nothing(kafka, topic_name, tmp_path):
+    # records are handed to a stream directly when its buffer has room, and through
+    # Faust's interruptible wait when it is full: both happen here, and every record
+    # arrives once, in offset order per partition
+    topic = topic_name("transport-full")
+    preload(kafka.bootstrap_servers, topic)
+
+    result = asyncio.run(read_through_small_buffer(kafka.bootstrap_servers, topic, tmp_path))
+
+    assert result["direct"] > 0 and result["waited"] > 0
+    for partition in range(PARTITIONS):
+        expected = list(range(partition, RECORDS, PARTITIONS))
+        assert result["seen"].get(partition) == expected
