@@ -1,9 +1,11 @@
 """One vCenter's stream into Kafka, on its own thread, surviving whatever fails.
 
-The loop: read a page of events; keep the new ones (Sequencer); write them, any alarm
-definitions they change and the checkpoint in one transaction; when nothing is left to
-read, wait for the vCenter to report a change. The position in memory only advances
-after a commit, so after any failure the worker starts again from it:
+The loop: read a page of events; keep the new ones (Sequencer) and encode them; write
+them, any alarm definitions they change and the checkpoint in one transaction, which
+commits on a thread of its own while the next pages are read (CommitPipeline: one
+transaction in flight, the pages read meanwhile gathered into the next); when a read
+comes back empty, wait for the vCenter to report a change. The position in memory only
+advances after a commit, so after any failure the worker starts again from it:
 
 - vCenter gone, session expired, vCenter restarted: log in again (with backoff) and
   recreate the collector from the position;
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -351,8 +354,8 @@ class VCenterWorker(threading.Thread):
             batch.commit_ms,
         )
         self._position = batch.last
-        for event in batch.events:
-            metrics.EVENTS.labels(self.vcenter.name, event_class_name(event)).inc()
+        for class_name, count in Counter(map(event_class_name, batch.events)).items():
+            metrics.EVENTS.labels(self.vcenter.name, class_name).inc(count)
         alarms.count(session.identity, batch.definitions)
         metrics.PROGRESS.committed(self.vcenter.name, batch.last.time.timestamp())
 

@@ -79,11 +79,11 @@ def to_go_json(obj: Any, max_version: str | None = None) -> Any:
 def go_time(moment: datetime) -> str:
     """RFC 3339 in UTC with Go's RFC3339Nano fraction (trailing zeros trimmed)."""
     if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if moment.microsecond:
-        text += f".{moment.microsecond:06d}".rstrip("0")
-    return text + "Z"
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    # isoformat (C) writes the fraction only when there is one, as 6 digits: trimming
+    # its zeros gives Go's; it also pads years below 1000 to 4 digits, as Go does
+    text = moment.isoformat()
+    return (text.rstrip("0") if moment.microsecond else text) + "Z"
 
 
 def go_field_name(vmodl_name: str) -> str:
