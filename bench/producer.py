@@ -197,7 +197,9 @@ class CpuMeter:
         }
 
 
-def write_config(path: Path, broker: LocalKafka, sim: LocalVcsim, page_size: int) -> Path:
+def write_config(
+    path: Path, broker: LocalKafka, sim: LocalVcsim, page_size: int, log_level: str
+) -> Path:
     path.write_text(
         f"""
 kafka: {{bootstrapServers: "{broker.bootstrap_servers}"}}
@@ -211,7 +213,7 @@ producer:
   startAt: now
   pageSize: {page_size}
 metrics: {{port: 0}}
-logging: {{level: INFO}}
+logging: {{level: {log_level}}}
 """
     )
     return path
@@ -238,7 +240,9 @@ class Bench:
         self.args = args
         self.broker = LocalKafka(workdir / "kafka", heap="1g").start()
         self.sim = LocalVcsim(workdir / "vcsim").start()
-        config = write_config(workdir / "vcstream.yaml", self.broker, self.sim, args.page_size)
+        config = write_config(
+            workdir / "vcstream.yaml", self.broker, self.sim, args.page_size, args.log_level
+        )
         self.producer = ProducerUnderTest(config, workdir / "producer.log")
         self.flood = EventFlood(self.sim, processes=args.posters)
         self.reader = CommittedReader(self.broker.bootstrap_servers, "vcenter.events", 6)
@@ -343,9 +347,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500, help="steady events/s for latency")
     parser.add_argument("--seconds", type=float, default=20, help="length of the steady run")
     parser.add_argument("--ceiling-records", type=int, default=50_000)
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO"], help="DEBUG: commit timings"
+    )
     args = parser.parse_args()
 
     bench = Bench(args, Path(tempfile.mkdtemp(prefix="bench-producer-")))
+    print(f"producer log: {bench.producer.log_path}", file=sys.stderr)
     try:
         bench.wait_until_streaming()
         drain = bench.drain_rounds()
