@@ -124,6 +124,15 @@ def test_times_are_utc_with_go_fraction() -> None:
     assert go_time(datetime(2024, 1, 1, 0, 0, 0, 120000, tzinfo=UTC)) == "2024-01-01T00:00:00.12Z"
 
 
+def test_years_below_1000_are_padded_as_go_does() -> None:
+    # Go's zero time, the text govmomi writes for a time never set, is
+    # "0001-01-01T00:00:00Z"; str() of Python's datetime would give "1-01-01 ..."
+    assert go_time(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00Z"
+    assert go_time(datetime(999, 12, 31, 23, 59, 59, 500, tzinfo=UTC)) == (
+        "0999-12-31T23:59:59.0005Z"
+    )
+
+
 def test_unsupported_value_is_a_clear_error() -> None:
     with pytest.raises(TypeError, match="no Go JSON encoding for a set"):
         to_go_json({1, 2})
