@@ -126,7 +126,7 @@ def test_times_are_utc_with_go_fraction() -> None:
 
 def test_years_below_1000_are_padded_as_go_does() -> None:
     # Go's zero time, the text govmomi writes for a time never set, is
-    # "0001-01-01T00:00:00Z"; str() of Python's datetime would give "1-01-01 ..."
+    # "0001-01-01T00:00:00Z", where strftime("%Y") gives "1-01-01..." on Linux
     assert go_time(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00Z"
     assert go_time(datetime(999, 12, 31, 23, 59, 59, 500, tzinfo=UTC)) == (
         "0999-12-31T23:59:59.0005Z"
