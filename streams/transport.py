@@ -126,14 +126,13 @@ class Consumer(faust_aiokafka.Consumer):
             self.diag.unset_flag(CONSUMER_FETCHING)
 
     def _hand_over_cannot_block(self, tp: TP) -> bool:
-        # Faust's on_message waits for flow control, for its producer buffer to ebb and
-        # for room in the buffer of each stream reading the partition
-        app = self.app
-        if self.suspend_flow.is_set() or not app.flow_control.is_active():
+        # Faust's on_message waits for flow control and for room in the buffer of each
+        # stream reading the partition. (It may also flush Faust's producer buffer, which
+        # only table writes fill: a wait that ends by itself, left out of this check,
+        # whose settings lookup cost more than the check itself.)
+        if self.suspend_flow.is_set() or not self.app.flow_control.is_active():
             return False
-        if app.producer.buffer.size > app.producer.buffer.max_messages:
-            return False
-        channels = app.topics._tp_index.get(tp, ())  # type: ignore[attr-defined]
+        channels = self.app.topics._tp_index.get(tp, ())  # type: ignore[attr-defined]
         return not any(channel.queue.full() for channel in channels)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
