@@ -20,12 +20,18 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.transport import broker_urls, hold_what_flow_control_clears
+from streams.transport import Consumer, broker_urls, hold_what_flow_control_clears
 
 pytestmark = pytest.mark.integration
 
 RECORDS = 600
 PARTITIONS = 2
+
+
+def stream_consumer(app: faust.App) -> Consumer:
+    consumer = app.consumer
+    assert isinstance(consumer, Consumer)
+    return consumer
 
 
 def preload(bootstrap: str, topic: str) -> None:
@@ -53,7 +59,7 @@ async def read_all(bootstrap: str, topic: str, data_dir: Path, clears: int) -> d
     seen: list[int] = []
 
     async def collect(stream: Any) -> None:
-        consumer = app.consumer
+        consumer = stream_consumer(app)
         async for event in stream.noack().events():  # as streams.app's agents do
             if consumer.arrived(event.message):
                 seen.append(int(event.value))
@@ -67,11 +73,11 @@ async def read_all(bootstrap: str, topic: str, data_dir: Path, clears: int) -> d
         cleared = 0
         while len(set(seen)) < RECORDS and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-            queued = sum(len(queue._queue) for queue in list(app.flow_control._queues))
+            queued = sum(queue.qsize() for queue in list(app.flow_control._queues))
             if cleared < clears and queued:
                 app.flow_control.resume()  # what recovery does, with records queued
                 cleared += 1
-        return {"seen": seen, "cleared": cleared, "held": app.consumer.held_back()}
+        return {"seen": seen, "cleared": cleared, "held": stream_consumer(app).held_back()}
     finally:
         await app.stop()
 
@@ -104,7 +110,7 @@ async def read_through_small_buffer(bootstrap: str, topic: str, data_dir: Path) 
     paths: list[bool] = []
 
     async def collect(stream: Any) -> None:
-        consumer = app.consumer
+        consumer = stream_consumer(app)
         async for event in stream.noack().events():
             if consumer.arrived(event.message):
                 seen.setdefault(event.message.partition, []).append(int(event.value))

@@ -11,8 +11,9 @@ import yaml
 from pyVmomi import vim
 
 from streams.api import data_of
-from tests.producer.conftest import ProducerProcess, VcsimClient
+from tests.producer.conftest import ProducerProcess
 from tests.streams.helpers import StreamsWorker, consume, decoded, streams_config, wait_for
+from vcstream.devenv.activity import VcsimClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
