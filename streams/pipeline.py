@@ -110,13 +110,14 @@ class Pipeline:
                 continue
             metrics.events_in(item.name, event_type).inc()
             try:
-                produced = [schemas.encode(out, record.key) for out in item(event)]
+                results = item(event)
+                produced = [(out.get_type(), schemas.encode(out, record.key)) for out in results]
             except Exception as exc:  # a user's bug must not stop the stream
                 log.warning("processor %s failed on %s: %r", item.name, event.get_id(), exc)
                 outputs.append(self.dead_letter(record, item.name, "processing", exc))
                 continue
-            for out in produced:
-                metrics.events_out(item.name, _type_of(out)).inc()
+            for out_type, out in produced:
+                metrics.events_out(item.name, out_type).inc()
                 outputs.append(Output(item.output, out))
         return outputs
 
@@ -128,11 +129,6 @@ class Pipeline:
             self.dead_letter_topic,
             dead_letter(record, stage=f"streams:{step}", reason=reason, error=error),
         )
-
-
-def _type_of(record: KafkaRecord) -> str:
-    value = record.header("ce_type")
-    return value.decode(errors="replace") if value else ""
 
 
 def _as_read(record: KafkaRecord) -> KafkaRecord | None:
