@@ -44,7 +44,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from bench import kafka_ceiling
 from vcstream.devenv import LocalKafka, LocalVcsim
-from vcstream.devenv.activity import EventFlood, Posted
+from vcstream.devenv.event_flood import EventFlood, Posted
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_TYPE = b"com.vmware.vsphere.com.example.bench.v0"
