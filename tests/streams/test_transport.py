@@ -44,7 +44,8 @@ def preload(bootstrap: str, topic: str) -> None:
     assert producer.flush(30) == 0
 
 
-async def read_all(bootstrap: str, topic: str, data_dir: Path, clears: int) -> dict[str, Any]:
+def faust_app(bootstrap: str, data_dir: Path, **options: Any) -> faust.App:
+    """A Faust app on vcstream's transport, set up as streams.app sets up its own."""
     app = faust.App(
         f"transport-{uuid.uuid4().hex[:8]}",
         broker=broker_urls(f"kafka://{bootstrap}"),
@@ -53,9 +54,14 @@ async def read_all(bootstrap: str, topic: str, data_dir: Path, clears: int) -> d
         autodiscover=False,
         datadir=str(data_dir),
         consumer_auto_offset_reset="earliest",
-        broker_commit_interval=0.2,
+        **options,
     )
     hold_what_flow_control_clears(app)
+    return app
+
+
+async def read_all(bootstrap: str, topic: str, data_dir: Path, clears: int) -> dict[str, Any]:
+    app = faust_app(bootstrap, data_dir, broker_commit_interval=0.2)
     seen: list[int] = []
 
     async def collect(stream: Any) -> None:
@@ -95,17 +101,8 @@ def test_records_in_queues_recovery_clears_are_read_again(kafka, topic_name, tmp
 
 
 async def read_through_small_buffer(bootstrap: str, topic: str, data_dir: Path) -> dict[str, Any]:
-    app = faust.App(
-        f"transport-{uuid.uuid4().hex[:8]}",
-        broker=broker_urls(f"kafka://{bootstrap}"),
-        store="memory://",
-        web_enabled=False,
-        autodiscover=False,
-        datadir=str(data_dir),
-        consumer_auto_offset_reset="earliest",
-        stream_buffer_maxsize=8,  # full most of the time: hand-overs must wait for room
-    )
-    hold_what_flow_control_clears(app)
+    # a buffer full most of the time: hand-overs must wait for room
+    app = faust_app(bootstrap, data_dir, stream_buffer_maxsize=8)
     seen: dict[int, list[int]] = {}
     paths: list[bool] = []
 

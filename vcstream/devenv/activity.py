@@ -12,13 +12,14 @@ environment's demo, the tests and the benchmarks.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import count
-from typing import Any
+from typing import Any, Protocol
 
 from vcstream.devenv.vcsim import LocalVcsim
 
@@ -27,7 +28,19 @@ log = logging.getLogger(__name__)
 # pyVmomi is imported where it is used: `vcstream` starts without loading it
 
 
-def connect(vcsim: LocalVcsim, password: str | None = None) -> Any:
+class VcsimLogin(Protocol):
+    """Where and as whom to log in: a LocalVcsim, or what a posting process gets of one."""
+
+    @property
+    def port(self) -> int: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def password(self) -> str: ...
+    def ssl_context(self) -> ssl.SSLContext: ...
+
+
+def connect(vcsim: VcsimLogin, password: str | None = None) -> Any:
     """A pyVmomi ServiceInstance logged into `vcsim` (a login is an event too)."""
     from pyVim.connect import SmartConnect
 
@@ -50,6 +63,23 @@ def connected(vcsim: LocalVcsim) -> Iterator[Any]:
         yield si
     finally:
         Disconnect(si)
+
+
+def vm_eventex(vm: Any, type_id: str, message: str) -> Any:
+    """An EventEx about `vm`, to post (vcsim sets its key, chainId and createdTime)."""
+    from pyVmomi import vim
+
+    return vim.event.EventEx(
+        eventTypeId=type_id,
+        createdTime=datetime.now(UTC),
+        userName="",
+        key=0,
+        chainId=0,
+        objectId=vm._moId,
+        objectType=vim.VirtualMachine,
+        objectName=vm.name,
+        message=message,
+    )
 
 
 def wait_task(task: Any, timeout: float = 30) -> Any:
@@ -124,22 +154,9 @@ class VcsimClient:
             collector.DestroyCollector()
 
     def post_eventex(self, count: int = 1, type_id: str = "com.example.test") -> None:
-        vim = self.vim
-        vm = self.vms[0]
         for index in range(count):
-            self.content.eventManager.PostEvent(
-                vim.event.EventEx(
-                    eventTypeId=type_id,
-                    createdTime=datetime.now(UTC),
-                    userName="",
-                    key=0,
-                    chainId=0,
-                    objectId=vm._moId,
-                    objectType=vim.VirtualMachine,
-                    objectName=vm.name,
-                    message=f"test event {index}",
-                )
-            )
+            event = vm_eventex(self.vms[0], type_id, f"test event {index}")
+            self.content.eventManager.PostEvent(event)
 
     def post_alarm_status_changed(self, alarm: Any, status: str = "red") -> None:
         """An AlarmStatusChangedEvent (green to `status`) for the first VM."""

@@ -14,11 +14,10 @@ import ssl
 import time
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
-from vcstream.devenv.activity import inventory
+from vcstream.devenv.activity import connect, inventory, vm_eventex
 from vcstream.devenv.vcsim import LocalVcsim
 
 
@@ -123,29 +122,12 @@ def _flood_worker(address: VcsimAddress, connection: Connection) -> None:
 
 class _PreparedPostEvent:
     def __init__(self, address: VcsimAddress) -> None:
-        from pyVim.connect import SmartConnect
         from pyVmomi import vim
 
-        si = SmartConnect(
-            host="127.0.0.1",
-            port=address.port,
-            user=address.username,
-            pwd=address.password,
-            sslContext=address.ssl_context(),
-        )
+        si = connect(address)
         content = si.RetrieveContent()
         vm = inventory(content, vim.VirtualMachine)[0]
-        event = vim.event.EventEx(
-            eventTypeId="com.example.bench",
-            createdTime=datetime.now(UTC),
-            userName="",
-            key=0,
-            chainId=0,
-            objectId=vm._moId,
-            objectType=vim.VirtualMachine,
-            objectName=vm.name,
-            message="bench event",
-        )
+        event = vm_eventex(vm, "com.example.bench", "bench event")
         manager = content.eventManager
         stub = si._stub
         method = type(manager)._GetMethodInfo("PostEvent")
