@@ -35,7 +35,7 @@ from vcstream.settings import Settings
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 VC = VCenterIdentity("99999999-2222-3333-4444-555555555555", "https://vc.crash/sdk", "8.0.3.0")
-BATCH = 800
+BATCH = 2000  # the worker reads ~1,500/s: enough for the kill to land mid-batch
 
 
 def events(first_key: int, count: int) -> list[KafkaRecord]:
@@ -94,10 +94,12 @@ def test_worker_killed_mid_stream_loses_nothing_and_restores_the_table(
     finally:
         worker.stop()
 
-    duplicates = assert_all_delivered_once_or_repeated(audit, first + second)
-    # repeats only from the uncommitted tail before the kill, each with the same id
+    repeats = assert_all_delivered_once_or_repeated(audit, first + second)
     assert done_before_kill < BATCH  # the kill did land mid-stream
-    assert duplicates <= done_before_kill
+    # Repeats carry the same id (checked above). An event is written at most three
+    # times: before the kill, after the restart, and once more when the killed member's
+    # session expires, a rebalance that re-reads what the new worker had not committed.
+    assert max(repeats.values()) <= 3
     # after the restart alarms are still enriched: the table came back from the topic
     alarms_after_restart = [
         event for event in audit[done_before_kill:] if "AlarmStatusChangedEvent" in event.get_type()
@@ -164,8 +166,10 @@ def audit_output(settings: Settings, inputs: list[KafkaRecord]) -> list[Any]:
     return decoded(records)
 
 
-def assert_all_delivered_once_or_repeated(audit: list[Any], inputs: list[KafkaRecord]) -> int:
-    """Every input reached the output (by derived id), nothing else did; the repeats."""
+def assert_all_delivered_once_or_repeated(
+    audit: list[Any], inputs: list[KafkaRecord]
+) -> Counter[str]:
+    """Every input reached the output (by derived id), nothing else did; times per id."""
     expected = {expected_audit_id(record) for record in inputs}
     seen = Counter(event.get_id() for event in audit)
     by_id = {expected_audit_id(record): schemas.decode(record) for record in inputs}
@@ -174,4 +178,4 @@ def assert_all_delivered_once_or_repeated(audit: list[Any], inputs: list[KafkaRe
         (by_id[i].get_subject(), data_of(by_id[i])["Key"], by_id[i].get_id()) for i in lost
     ]
     assert set(seen) == expected  # nothing made up
-    return sum(count - 1 for count in seen.values())
+    return seen
