@@ -9,7 +9,6 @@ transaction as that event, so the definition is never behind the events that cha
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -21,6 +20,7 @@ from producer import metrics
 from producer.compacted import read_compacted
 from producer.position import as_utc_micros
 from schemas import avro
+from schemas.alarm_definition import alarm_info_text
 from schemas.record import KafkaRecord
 from schemas.vmodl_json import event_class_name, moref, to_go_json
 from schemas.vsphere import VCenterIdentity
@@ -105,7 +105,7 @@ def definition_record(identity: VCenterIdentity, info: Any) -> KafkaRecord:
             "lastModifiedTime": as_utc_micros(info.lastModifiedTime),
             "lastModifiedUser": info.lastModifiedUser or None,
             "expressionSummary": summarize(info.expression),
-            "alarmInfo": json.dumps(to_go_json(info), separators=(",", ":")),
+            "alarmInfo": alarm_info_text(to_go_json(info)),
         },
     )
     return KafkaRecord(value=value, key=definition_key(identity, alarm_id))

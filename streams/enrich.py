@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from cloudevents.core.v1.event import CloudEvent
 
+from schemas.alarm_definition import alarm_info
 from schemas.codec import with_changes
 from schemas.vsphere import derived_id
 from streams.api import data_of
@@ -52,7 +52,7 @@ def enriched(event: CloudEvent, definition: dict[str, Any], type_suffix: str) ->
     """The event with data.AlarmInfo from the definition record, type suffixed."""
     data = dict(data_of(event))
     # parsed per event, not shared: a processor may change the data it is given
-    data["AlarmInfo"] = orjson.loads(definition["alarmInfo"])
+    data["AlarmInfo"] = alarm_info(definition)
     return with_changes(
         event,
         data=data,
