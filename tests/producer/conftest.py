@@ -25,7 +25,7 @@ from producer.checkpoint import Checkpoint
 from producer.compacted import read_to_end
 from schemas.record import KafkaRecord
 from vcstream.devenv import LocalKafka, LocalVcsim
-from vcstream.devenv.activity import VcsimClient  # noqa: F401  (tests/streams imports it here)
+from vcstream.devenv.activity import VcsimClient
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -205,3 +205,22 @@ def topic_exists(kafka: LocalKafka, topic: str) -> bool:
         return topic in consumer.list_topics(timeout=10).topics
     finally:
         consumer.close()
+
+
+def producer_on_vcsim(
+    start: Callable[[Path], ProducerProcess],
+    kafka: LocalKafka,
+    topics: Topics,
+    vcsim: LocalVcsim,
+    config_path: Path,
+    first_events: int = 10,
+    type_id: str = "com.example.test",
+) -> tuple[ProducerProcess, VcsimClient]:
+    """A producer for one vcsim ("sim"), once it has committed `first_events` EventEx."""
+    config = write_config(config_path, kafka.bootstrap_servers, topics, vcenter_entry(vcsim, "sim"))
+    producer = start(config)
+    client = VcsimClient(vcsim)
+    client.post_eventex(first_events, type_id)
+    newest = client.newest_key()
+    wait_for(lambda: committed_up_to(kafka, topics, newest), 60, "first events")
+    return producer, client

@@ -15,6 +15,7 @@ from schemas.record import KafkaRecord
 from tests.producer.conftest import (
     Topics,
     committed_up_to,
+    producer_on_vcsim,
     read_topic,
     vcenter_entry,
     wait_for,
@@ -131,13 +132,9 @@ def test_producer_survives_broker_restart_mid_stream(
 def test_producer_recovers_from_expired_session(
     kafka: LocalKafka, vcsim: LocalVcsim, topics: Topics, tmp_path: Path, producer_process
 ) -> None:
-    config = write_config(
-        tmp_path / "c.yaml", kafka.bootstrap_servers, topics, vcenter_entry(vcsim, "sim")
+    producer, client = producer_on_vcsim(
+        producer_process, kafka, topics, vcsim, tmp_path / "c.yaml"
     )
-    producer = producer_process(config)
-    client = VcsimClient(vcsim)
-    client.post_eventex(10)
-    wait_for(lambda: committed_up_to(kafka, topics, client.newest_key()), 60, "first events")
     assert client.terminate_other_sessions() >= 1  # the producer's session is gone
     client.post_eventex(10)
     newest = client.newest_key()
@@ -154,13 +151,9 @@ def test_producer_recovers_from_expired_session(
 def test_producer_recovers_from_vcsim_restart(
     kafka: LocalKafka, vcsim: LocalVcsim, topics: Topics, tmp_path: Path, producer_process
 ) -> None:
-    config = write_config(
-        tmp_path / "c.yaml", kafka.bootstrap_servers, topics, vcenter_entry(vcsim, "sim")
+    producer, client = producer_on_vcsim(
+        producer_process, kafka, topics, vcsim, tmp_path / "c.yaml", type_id="com.example.before"
     )
-    producer = producer_process(config)
-    client = VcsimClient(vcsim)
-    client.post_eventex(10, "com.example.before")
-    wait_for(lambda: committed_up_to(kafka, topics, client.newest_key()), 60, "first events")
     vcsim.restart()  # same address and instance UUID, a fresh history counting from 1
     client = VcsimClient(vcsim)
     client.post_eventex(10, "com.example.after")

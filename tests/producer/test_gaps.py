@@ -12,13 +12,11 @@ from tests.producer.conftest import (
     Topics,
     committed_up_to,
     event_key,
+    producer_on_vcsim,
     read_topic,
-    vcenter_entry,
     wait_for,
-    write_config,
 )
 from vcstream.devenv import LocalKafka, LocalVcsim
-from vcstream.devenv.activity import VcsimClient
 
 pytestmark = pytest.mark.integration
 
@@ -26,13 +24,9 @@ pytestmark = pytest.mark.integration
 def test_producer_reports_events_pruned_while_it_was_stalled(
     kafka: LocalKafka, vcsim: LocalVcsim, topics: Topics, tmp_path: Path, producer_process
 ) -> None:
-    config = write_config(
-        tmp_path / "c.yaml", kafka.bootstrap_servers, topics, vcenter_entry(vcsim, "sim")
+    producer, client = producer_on_vcsim(
+        producer_process, kafka, topics, vcsim, tmp_path / "c.yaml", first_events=5
     )
-    producer = producer_process(config)
-    client = VcsimClient(vcsim)
-    client.post_eventex(5)
-    wait_for(lambda: committed_up_to(kafka, topics, client.newest_key()), 60, "first events")
     assert producer.process is not None
     # the producer stalls (SIGSTOP) while 1,200 events pass: vcsim keeps ~1,000
     os.kill(producer.process.pid, signal.SIGSTOP)
