@@ -9,12 +9,22 @@ What the confluent-kafka transaction API says about an error decides what happen
 - abortable: the transaction is aborted and the whole batch sent again;
 - fatal (fenced, or the producer's state is lost): the outcome of the last commit is
   unknown, so the caller must re-read its checkpoint from Kafka before going on.
+
+"Fenced" is ambiguous: librdkafka reports it both when another producer took the
+transactional.id over and when the coordinator aborted our own transaction for outliving
+transaction.timeout.ms (it bumps the epoch; a broker restart mid-transaction does this).
+The coordinator's clock for a transaction starts after our begin_transaction, so a
+transaction fenced while younger than the timeout can only have been taken over: that
+stops the worker. An older one is treated as timed out: the worker starts over from its
+checkpoint, and if a second producer does exist, it is that one's next, young
+transaction that gets fenced and stops.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
@@ -49,6 +59,10 @@ class ProducerFenced(TransactionStateUnknown):
     """Another producer with this vCenter's transactional.id has taken over."""
 
 
+class TransactionTimedOut(TransactionStateUnknown):
+    """The coordinator aborted a transaction that outlived transaction.timeout.ms."""
+
+
 class _Retry(Exception):
     """A retriable error: the same step runs again after a backoff."""
 
@@ -81,6 +95,7 @@ class TransactionalWriter:
         self._stop = stop
         self._on_kafka_state = on_kafka_state
         self._producer: Producer | None = None
+        self._began: float | None = None  # monotonic time of the open transaction's begin
 
     def start(self) -> None:
         """Create the producer and initialise transactions (fencing any predecessor).
@@ -89,6 +104,7 @@ class TransactionalWriter:
         checkpoint read after it is the committed truth.
         """
         self.close()
+        self._began = None
         timeout_ms = int(self._timeout_s * 1000)
         self._producer = Producer(
             client_config(
@@ -114,6 +130,7 @@ class TransactionalWriter:
         self._on_kafka_state(None)
 
     def _attempt(self, records: Sequence[Outgoing]) -> None:
+        self._began = time.monotonic()
         self._retry(lambda: self._call(lambda p: p.begin_transaction()))
         try:
             for topic, record in records:
@@ -190,6 +207,12 @@ class TransactionalWriter:
         """
         error: KafkaError = exc.args[0]
         reason = error.str()
+        if error.code() in _FENCED_CODES and self._outlived_timeout():
+            self._on_kafka_state(f"transaction timed out: {reason}")
+            raise TransactionTimedOut(
+                f"vCenter {self._vcenter}: the transaction outlived transaction.timeout.ms "
+                f"({self._timeout_s:g}s) and the coordinator aborted it: {reason}"
+            ) from None
         if error.code() in _FENCED_CODES:
             self._on_kafka_state(f"fenced: {reason}")
             raise ProducerFenced(
@@ -206,6 +229,9 @@ class TransactionalWriter:
         if error.retriable():
             raise _Retry() from exc
         raise TransactionStateUnknown(f"vCenter {self._vcenter}: {reason}") from None
+
+    def _outlived_timeout(self) -> bool:
+        return self._began is not None and time.monotonic() - self._began >= self._timeout_s
 
     def _require(self) -> Producer:
         if self._producer is None:

@@ -13,6 +13,7 @@ import pytest
 import schemas
 from schemas.record import KafkaRecord
 from tests.producer.conftest import (
+    ProducerProcess,
     Topics,
     committed_up_to,
     producer_on_vcsim,
@@ -105,19 +106,18 @@ def test_producer_survives_broker_restart_mid_stream(
         vcenter_entry(vcsim, "sim"),
         transaction_timeout="5s",
     )
-    producer = producer_process(config)
+    producer: ProducerProcess = producer_process(config)
     burst = Burst(vcsim, rate=30)
     burst.start()
     wait_for(lambda: committed_up_to(broker, topics, 80), 60, "events before the restart")
+
+    def committed() -> float:
+        return producer.metric("vcstream_producer_transactions_committed_total", vcenter="sim")
+
+    before = committed()
     broker.kill()  # the harshest restart: no controlled shutdown
     broker.start()
-    wait_for(
-        lambda: (
-            producer.metric("vcstream_producer_transactions_committed_total", vcenter="sim") > 0
-        ),
-        30,
-        "metrics",
-    )
+    wait_for(lambda: committed() > before, 60, "a transaction committed after the restart")
     threading.Event().wait(3)  # events keep coming after the broker is back
     newest = burst.stop()
     wait_for(lambda: committed_up_to(broker, topics, newest), 90, f"event {newest} committed")
@@ -127,6 +127,25 @@ def test_producer_survives_broker_restart_mid_stream(
     duplicated = [identity for identity, n in found.items() if n > 1]
     lost = set(range(1, newest + 1)) - {key for _, key in found}
     assert (len(duplicated), len(lost)) == (0, 0), (duplicated[:20], sorted(lost)[:20])
+
+
+def test_a_second_producer_for_the_same_vcenter_takes_over(
+    kafka: LocalKafka, vcsim: LocalVcsim, topics: Topics, tmp_path: Path, producer_process
+) -> None:
+    first, client = producer_on_vcsim(producer_process, kafka, topics, vcsim, tmp_path / "c.yaml")
+    second = producer_process(tmp_path / "c.yaml")  # same vCenter, same transactional.id
+    wait_for(lambda: "resuming after event" in second.log(), 60, "the second producer resuming")
+    client.post_eventex(20)
+    newest = client.newest_key()
+    wait_for(lambda: committed_up_to(kafka, topics, newest), 60, f"event {newest} committed")
+    # the first one's next transaction is fenced: its only vCenter stops, so it exits
+    assert first.wait(60) == 1
+    assert "another producer uses transactional.id" in first.log()
+    assert second.terminate() == 0
+
+    found = identities(read_topic(kafka.bootstrap_servers, topics.events))
+    assert [n for n in found.values() if n > 1] == []
+    assert set(range(1, newest + 1)) <= {key for _, key in found}
 
 
 def test_producer_recovers_from_expired_session(
