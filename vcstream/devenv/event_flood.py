@@ -13,7 +13,7 @@ import multiprocessing
 import ssl
 import time
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -27,7 +27,7 @@ class VcsimAddress:
 
     port: int
     username: str
-    password: str
+    password: str = field(repr=False)  # a benchmark's output may be shared
     ca_file: str | None
 
     @classmethod
