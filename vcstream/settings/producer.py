@@ -64,14 +64,18 @@ class ProducerSettings(ConfigModel):
     )
     transaction_timeout: Duration = Field(
         timedelta(seconds=60),
-        description="Kafka transaction timeout; an open transaction older than this is aborted.",
+        description=(
+            "Kafka transaction timeout; an open transaction older than this (say, across a "
+            "broker restart) is aborted, and the producer resumes from its checkpoint."
+        ),
     )
     transactional_id_prefix: str = Field(
         "vcstream-producer",
         min_length=1,
         description=(
             "Prefix of the Kafka transactional.id; the vCenter instance UUID is appended, so "
-            "a second producer for the same vCenter fences the first instead of duplicating."
+            "a second producer for the same vCenter fences the first instead of duplicating; "
+            "the first stops producing from that vCenter."
         ),
     )
     request_timeout: Duration = Field(
