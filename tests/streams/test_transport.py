@@ -14,12 +14,14 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import faust
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from faust.types import TP
 
 from streams.transport import Consumer, broker_urls, hold_what_flow_control_clears
 
@@ -77,6 +79,20 @@ def lose_one_queued(app: faust.App) -> bool:
             items.popleft()
             return True
     return False
+
+
+def hold_a_partition_revoked_meanwhile(topic: str) -> Callable[[faust.App], bool]:
+    """A queued record of a partition this worker no longer has, dropped by a clear."""
+
+    def disturb(app: faust.App) -> bool:
+        consumer = stream_consumer(app)
+        if not consumer.assignment():
+            return False
+        gone = SimpleNamespace(message=SimpleNamespace(tp=TP(topic, PARTITIONS), offset=0))
+        consumer.hold_dropped([gone])
+        return True
+
+    return disturb
 
 
 async def read_all(
@@ -137,6 +153,28 @@ def test_a_record_lost_on_the_way_is_noticed_by_the_next_and_read_again(
     result = asyncio.run(read_all(kafka.bootstrap_servers, topic, tmp_path, lose_one_queued, 3))
 
     assert result["disturbed"] == 3
+    assert_each_record_once_in_order(result["seen"])
+    assert result["held"] == {}
+
+
+def test_a_held_partition_revoked_before_its_reread_is_left_to_its_next_owner(
+    kafka, topic_name, tmp_path
+):
+    # seeking a partition that is not assigned would fail the fetcher; it is skipped
+    topic = topic_name("transport-revoked")
+    preload(kafka.bootstrap_servers, topic)
+
+    result = asyncio.run(
+        read_all(
+            kafka.bootstrap_servers,
+            topic,
+            tmp_path,
+            hold_a_partition_revoked_meanwhile(topic),
+            1,
+        )
+    )
+
+    assert result["disturbed"] == 1
     assert_each_record_once_in_order(result["seen"])
     assert result["held"] == {}
 
