@@ -112,13 +112,18 @@ async def read_all(
     app.agent(app.topic(topic, value_serializer="raw"), name="collect")(collect)
     await app.start()
     try:
+        consumer = stream_consumer(app)
         deadline = time.monotonic() + 60
         disturbed = 0
-        while sum(map(len, seen.values())) < RECORDS and time.monotonic() < deadline:
+        # what is held is let go at the fetcher's next round, which may come after the
+        # last record reached the agent
+        while time.monotonic() < deadline and (
+            sum(map(len, seen.values())) < RECORDS or consumer.held_back()
+        ):
             await asyncio.sleep(0.05)
             if disturbed < times and disturb(app):
                 disturbed += 1
-        return {"seen": seen, "disturbed": disturbed, "held": stream_consumer(app).held_back()}
+        return {"seen": seen, "disturbed": disturbed, "held": consumer.held_back()}
     finally:
         await app.stop()
 
