@@ -155,7 +155,10 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def produce(settings: Settings, topic: str, records: list[KafkaRecord]) -> None:
-    producer = Producer(client_config(settings.kafka, **{"linger.ms": 5}))
+    # in produce order per partition even when a send is retried
+    producer = Producer(
+        client_config(settings.kafka, **{"linger.ms": 5, "enable.idempotence": True})
+    )
     for record in records:
         headers: list[tuple[str, str | bytes | None]] = list(record.headers)
         producer.produce(topic, value=record.value, key=record.key, headers=headers)

@@ -41,7 +41,10 @@ def preload(bootstrap: str, topic: str) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
         future.result(30)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    # in produce order per partition even when a send is retried: the tests check order
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True}
+    )
     for number in range(RECORDS):
         producer.produce(topic, value=str(number).encode(), partition=number % PARTITIONS)
     assert producer.flush(30) == 0
