@@ -31,19 +31,16 @@ Brokers are addressed as `vcstream-kafka://host:port`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from faust.transport import drivers
-from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
 SCHEME = "vcstream-kafka"
-YIELD_EVERY = 100  # records handed over between turns given to the event loop, as Faust
 
 log = logging.getLogger(__name__)
 
@@ -64,84 +61,22 @@ class Consumer(faust_aiokafka.Consumer):
         self._resets: Counter[TP] = Counter()  # bumped when one partition is sought
         self._held: dict[TP, int] = {}  # where to read again from, per partition
         self._in_transit: dict[TP, deque[int]] = {}  # handed to streams, not yet taken
+        self._position: dict[TP, int] = {}  # after the last record processed in order
+        self._handed: dict[TP, int] = {}  # the last record handed over, per partition
+        self._past_markers: set[TP] = set()  # handed records since the position was read
         self._acking = False
 
     def _new_consumer_thread(self) -> ReadCommittedConsumerThread:
         return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    async def _drain_messages(self, fetcher: Any) -> None:
-        """Faust's fetch loop (its Fetcher calls this), without a task per record.
-
-        faust-streaming 0.15 hands every fetched record to the streams inside
-        `wait_first(on_message(record), suspend_flow.wait())`: four tasks and an
-        asyncio.wait per record, which profiling put among the largest costs of the
-        worker. The wait exists so that a hand-over blocked on a full stream buffer or on
-        paused flow control gives way to a rebalance. A hand-over that cannot block is
-        awaited directly here; any other goes through `wait_first` as in Faust. What a
-        record goes through otherwise is Faust's: records before the read offset are
-        dropped, a gap in offsets is recorded for the commit, `broker_commit_every` holds.
-        """
-        stopped = self._stopped.is_set
-        fetcher_stopped = fetcher._stopped.is_set
-        read_offset = self._read_offset
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        since_yield = 0
-        try:
-            while not (stopped() or fetcher_stopped()):
-                self.diag.set_flag(CONSUMER_FETCHING)
-                records = self.getmany(timeout=1.0)
-                await asyncio.sleep(0)  # getmany may return at once, again and again
-                if self.should_stop:
-                    continue
-                async for tp, message in records:
-                    since_yield += 1
-                    if since_yield > YIELD_EVERY:
-                        since_yield = 0
-                        await asyncio.sleep(0)
-                    offset, last = message.offset, read_offset[tp]
-                    if last is not None and offset < last:
-                        continue  # read before: Faust drops these as well
-                    if last and offset - last > 1 and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, last + 1, offset)
-                    if self._commit_every is not None and self._n_acked >= self._commit_every:
-                        self._n_acked = 0
-                        await self.commit()
-                    if self._hand_over_cannot_block(tp):
-                        await self.callback(message)
-                    else:
-                        await self.wait_first(self.callback(message), self.suspend_flow.wait())
-                    read_offset[tp] = offset
-                self.diag.unset_flag(CONSUMER_FETCHING)
-        except self.consumer_stopped_errors:
-            if not self.transport.app.should_stop:
-                raise
-            log.info("broker stopped the consumer, shutting down")
-        except asyncio.CancelledError:
-            if not self.transport.app.should_stop:
-                raise
-        except Exception:
-            log.exception("fetching records failed")
-            raise
-        finally:
-            self.diag.unset_flag(CONSUMER_FETCHING)
-
-    def _hand_over_cannot_block(self, tp: TP) -> bool:
-        # Faust's on_message waits for flow control and for room in the buffer of each
-        # stream reading the partition. (It may also flush Faust's producer buffer, which
-        # only table writes fill: a wait that ends by itself, left out of this check,
-        # whose settings lookup cost more than the check itself.)
-        if self.suspend_flow.is_set() or not self.app.flow_control.is_active():
-            return False
-        channels = self.app.topics._tp_index.get(tp, ())  # type: ignore[attr-defined]
-        return not any(channel.queue.full() for channel in channels)
-
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         if self._held and self.app.flow_control.is_active():
             for tp, offset in list(self._held.items()):
                 await self._read_again(tp, offset)
+        await self._move_past_markers()
         all_reset, resets = self._all_reset, self._resets.copy()
         async for tp, message in super().getmany(timeout):
-            if self._is_changelog_tp(tp):
+            if self._changelog(tp):
                 yield tp, message  # table recovery reads these while streams wait
                 continue
             if self._all_reset != all_reset or self._resets[tp] != resets[tp]:
@@ -157,12 +92,35 @@ class Consumer(faust_aiokafka.Consumer):
             if held is not None and message.offset == held:
                 del self._held[tp]
             self._in_transit.setdefault(tp, deque()).append(message.offset)
+            self._handed[tp] = message.offset
+            self._past_markers.add(tp)
             yield tp, message
+
+    async def _move_past_markers(self) -> None:
+        """Let the commit pass the transaction markers after a partition's last record.
+
+        A marker is not a record: the position after the last record processed stops
+        short of it, and a partition whose last transaction is fully processed would
+        show a lag of one until more records came. Between two fetches aiokafka's
+        position is past everything it returned, markers included; once every record
+        handed over is processed, the records before that position are all done.
+        """
+        for tp in list(self._past_markers):
+            processed = self._position.get(tp)
+            if processed is None or processed != self._handed.get(tp, -1) + 1:
+                continue  # records still on their way: later ones move it
+            self._past_markers.discard(tp)
+            if tp not in self.assignment() or tp in self._held:
+                continue
+            position = await self.position(tp)
+            # a seek meanwhile only goes back (to a committed or held offset)
+            if position is not None and position > self._position.get(tp, position):
+                self._position[tp] = position
 
     def arrived(self, message: Message) -> bool:
         """Whether an agent may process this record now; if not, it is read again later."""
         tp = message.tp
-        if self._is_changelog_tp(tp):
+        if self._changelog(tp):
             return True
         transit = self._in_transit.get(tp)
         if transit and transit[0] == message.offset:
@@ -171,11 +129,15 @@ class Consumer(faust_aiokafka.Consumer):
         if transit and transit[0] < message.offset:
             self._hold(tp, transit[0])  # handed over before this one, never taken
         # else handed over before the partition's position was reset: read again
-        self._unacked_messages.discard(message)  # not to be waited for at a rebalance
         return False
 
     def ack_processed(self, message: Message) -> bool:
-        """Ack a record an agent has processed: the only acks that move commits."""
+        """Ack a record an agent has processed: the only acks that move commits.
+
+        Called in offset order per partition (streams.acks): every record read before
+        this one has been processed, so the partition may be committed up to it.
+        """
+        self._position[message.tp] = message.offset + 1
         self._acking = True
         try:
             return super().ack(message)
@@ -183,11 +145,27 @@ class Consumer(faust_aiokafka.Consumer):
             self._acking = False
 
     def ack(self, message: Message) -> bool:
-        if self._acking or self._is_changelog_tp(message.tp):
+        if self._acking or self._changelog(message.tp):
             return super().ack(message)
-        # a record a stream skipped: Faust acks it and would commit past it
-        self._unacked_messages.discard(message)
-        return False
+        return False  # a record a stream skipped: Faust acks it and would commit past it
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """Where to commit a partition: after the last record processed in offset order.
+
+        Replaces faust-streaming 0.15's arithmetic, which keeps every acked offset in a
+        list and commits the first unbroken run of it, filling gaps in offsets (the
+        commit markers of transactional input) from intervals its fetch loop records.
+        Those intervals include the offset of the record that revealed the gap, which
+        is then acked as well: the duplicate breaks the run, so each commit stopped at
+        the next transaction marker. Under the producer's steady input that was one
+        transaction per commit interval, while the lists of acked offsets and gaps grew
+        without bound. Acks arrive in offset order here, so one position per partition
+        is the whole state; what Faust recorded is dropped.
+        """
+        self._acked[tp].clear()
+        self._acked_index[tp].clear()
+        self._gap.pop(tp, None)
+        return self._position.get(tp)
 
     async def _read_again(self, tp: TP, offset: int) -> None:
         del self._held[tp]
@@ -205,8 +183,11 @@ class Consumer(faust_aiokafka.Consumer):
                 self._hold(tp, batch[0].offset)
         return records, active
 
+    def _changelog(self, tp: TP) -> bool:
+        return tp.topic in self.app.tables.changelog_topics
+
     def _buffered_or_changelog(self, tp: TP) -> bool:
-        return tp in self._buffered_partitions or self._is_changelog_tp(tp)
+        return tp in self._buffered_partitions or self._changelog(tp)
 
     def _hold(self, tp: TP, offset: int) -> None:
         # Read again from the first record handed over but not taken yet, too: once a
@@ -223,7 +204,7 @@ class Consumer(faust_aiokafka.Consumer):
         """Faust is about to drop these queued events: read them again later."""
         for event in queued:
             message = getattr(event, "message", None)
-            if message is not None and not self._is_changelog_tp(message.tp):
+            if message is not None and not self._changelog(message.tp):
                 self._hold(message.tp, message.offset)
 
     async def perform_seek(self) -> None:
@@ -233,6 +214,7 @@ class Consumer(faust_aiokafka.Consumer):
     async def seek(self, partition: TP, offset: int) -> None:
         self._resets[partition] += 1
         self._in_transit.pop(partition, None)
+        self._handed.pop(partition, None)
         await super().seek(partition, offset)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
@@ -240,6 +222,9 @@ class Consumer(faust_aiokafka.Consumer):
         # was held or on its way is read again from there
         self._held.clear()
         self._in_transit.clear()
+        self._position.clear()  # a new generation acks afresh, from the committed offsets
+        self._handed.clear()
+        self._past_markers.clear()
         await super().on_partitions_assigned(assigned, generation_id)
 
     def held_back(self) -> Mapping[TP, int]:
