@@ -17,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaProducer
 from cloudevents.core.v1.event import CloudEvent
+from faust.app.base import BootStrategy
 
 from schemas.record import KafkaRecord
 from streams import metrics
@@ -38,6 +39,7 @@ from streams.partitioner import KeyPartitioner
 from streams.pipeline import Output, Pipeline
 from streams.transport import Consumer, broker_urls, hold_what_flow_control_clears
 from vcstream.kafka import faust_broker_options
+from vcstream.logging import logging_config
 from vcstream.observability import Flag
 from vcstream.settings import Settings
 
@@ -79,7 +81,7 @@ class StreamsApp:
         options["broker"] = broker_urls(options["broker"])
         streams = settings.streams
         session_timeout = streams.session_timeout.total_seconds()
-        self.app = faust.App(
+        self.app = _App(
             streams.app_id,
             **options,
             store="memory://",
@@ -95,7 +97,15 @@ class StreamsApp:
             producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
             producer_partitioner=KeyPartitioner(),
             monitor=QuietMonitor(),
+            # Stopping commits what the agents finished (`_write_and_commit`) and leaves
+            # the rest to the partition's next owner. Waiting for every record handed to
+            # a stream instead (Faust's default) waits on a backlog, and on records the
+            # transport refused and will never ack: SIGTERM then hung until SIGKILL.
+            stream_wait_empty=False,
+            logging_config=logging_config(settings.logging),
         )
+        self.app.on_before_shutdown.connect(self._write_and_commit)
+        self.app.shutdown_grace = streams.shutdown_grace.total_seconds()
         hold_what_flow_control_clears(self.app)
         # Definitions are copied from the producer's compacted topic into a global table
         # (its own changelog, restored at start, so every worker holds all of them). The
@@ -161,6 +171,15 @@ class StreamsApp:
 
         consume.__name__ = consume.__qualname__ = f"consume_{topic.replace('.', '_')}"
         return consume
+
+    async def _write_and_commit(
+        self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any
+    ) -> None:
+        # The consumer has stopped handing over records: wait for Kafka to acknowledge
+        # the outputs already sent, ack their inputs, and commit those before exiting.
+        await self.app.producer.flush()
+        self.deliveries.settle()
+        await self._consumer().commit()
 
     async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         revoked = set(args[0] if args else kwargs.get("revoked", ()))
@@ -241,32 +260,23 @@ class StreamsApp:
         metrics.PENDING.set(len(self.waiting))
 
     async def _emit(self, source: Pending, outputs: list[Output], started: float) -> None:
-        # Straight to the aiokafka producer under Faust's, not through a faust Topic: the
-        # records are bytes already, and Topic.send wraps each one in a FutureMessage,
-        # sensor calls and a callback task, Faust's Producer.send in signals and type
-        # checks, which profiling showed cost more than the rest of the event. It is still
-        # Faust's producer, so the flush before each offset commit covers these records.
-        producer = await self._kafka_producer()
-        futures = [
-            await producer.send(
+        # Faust's producer, not a faust Topic: the records are bytes already, and
+        # Topic.send wraps each one in a FutureMessage with sensor calls and a callback
+        # task. Faust flushes this producer before each offset commit.
+        send = self.app.producer.send
+        futures: list[Any] = [
+            await send(
                 output.topic,
+                output.record.key,
                 output.record.value,
-                key=output.record.key,
-                headers=output.record.headers,
+                None,
+                None,
+                output.record.headers,
             )
             for output in outputs
         ]
         self.deliveries.add(source, futures, started)
         self.deliveries.settle()
-
-    async def _kafka_producer(self) -> AIOKafkaProducer:
-        # looked up each time, not kept: whichever aiokafka producer Faust's has now
-        faust_producer: Any = self.app.producer
-        producer: AIOKafkaProducer | None = faust_producer._producer
-        if producer is None:
-            await self.app.maybe_start_producer()
-            producer = faust_producer._ensure_producer()
-        return producer
 
     def _finished(self, source: Pending, started: float) -> None:
         self.acks.finish(source)
@@ -278,6 +288,35 @@ class StreamsApp:
         log.error("could not write to Kafka, stopping the worker: %r", error)
         self.health.down(f"kafka write failed: {type(error).__name__}")
         self._crashing = asyncio.ensure_future(self.app.crash(error))
+
+
+class _Boot(BootStrategy):
+    # vcstream serves /metrics and /healthz itself (vcstream.observability); Faust's own
+    # web server stays off however the worker is started (`faust ... worker` turns it on)
+    enable_web = False
+
+
+class _App(faust.App):
+    """Faust's app, with a bound on how long stopping may take."""
+
+    BootStrategy = _Boot
+    shutdown_grace: float = 10.0
+
+    async def on_stop(self) -> None:
+        # Stopping waits on Kafka (flush, commit) and on Faust's services; an unreachable
+        # broker would keep a stopping worker alive until the orchestrator's SIGKILL.
+        # Past the grace the process ends itself: what it had not committed is read
+        # again by the partition's next owner, as after a crash.
+        watchdog = threading.Timer(self.shutdown_grace, _stopped_too_late, [self.shutdown_grace])
+        watchdog.daemon = True
+        watchdog.start()
+        await super().on_stop()
+
+
+def _stopped_too_late(grace: float) -> None:
+    log.error("the worker did not stop within streams.shutdownGrace (%.0f s): exiting", grace)
+    logging.shutdown()
+    os._exit(1)
 
 
 def _record_of(source: Any, topic: str) -> KafkaRecord:
@@ -314,11 +353,21 @@ def build(settings: Settings, health: Flag | None = None) -> StreamsApp:
 
 def __getattr__(name: str) -> Any:
     # `faust -A streams.app worker`: the app is built on first access, from the file
-    # named by VCSTREAM_CONFIG (and VCSTREAM_* overrides), like the vcstream command does
+    # named by VCSTREAM_CONFIG (and VCSTREAM_* overrides), like the vcstream command does:
+    # the same secrets redacted from logs, /metrics and /healthz served
     if name != "app":
         raise AttributeError(name)
+    from vcstream.logging import register_secrets, secrets_of
+    from vcstream.observability import Health, ObservabilityServer
     from vcstream.settings import load_settings
 
-    built = build(load_settings(os.environ.get("VCSTREAM_CONFIG"))).app
+    settings = load_settings(os.environ.get("VCSTREAM_CONFIG"))
+    register_secrets(secrets_of(settings))
+    flag = Flag("starting")
+    if settings.metrics.enabled:
+        health = Health()
+        health.add("streams", flag)
+        ObservabilityServer(settings.metrics, health).start()
+    built = build(settings, flag).app
     globals()["app"] = built
     return built

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
+import logging.config
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
@@ -68,12 +69,32 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+def logging_config(settings: LoggingSettings) -> dict[str, Any]:
+    """The logging setup as a `logging.config.dictConfig` dictionary.
+
+    One description for every way a role starts: `vcstream <role>` applies it, and the
+    streams app hands it to Faust, whose own command (`faust -A streams.app worker`)
+    otherwise installs its logging at level WARN.
+    """
+    quiet = max(logging.WARNING, logging.getLevelName(settings.level))
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "vcstream": {"()": RedactingFormatter, "json_lines": settings.format == "json"}
+        },
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "vcstream",
+            }
+        },
+        "root": {"level": settings.level, "handlers": ["stderr"]},
+        # pyvmomi and aiokafka are chatty at INFO; their warnings still come through
+        "loggers": {name: {"level": quiet} for name in ("aiokafka", "faust", "mode", "urllib3")},
+    }
+
+
 def configure_logging(settings: LoggingSettings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter(settings.format == "json"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.level)
-    # pyvmomi and aiokafka are chatty at INFO; their warnings still come through
-    for noisy in ("aiokafka", "faust", "mode", "urllib3"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.config.dictConfig(logging_config(settings))

@@ -97,6 +97,12 @@ class StreamsSettings(ConfigModel):
         description="How long the group waits for a silent worker before its partitions go "
         "to the others (and how long a restarted worker may wait to get them back).",
     )
+    shutdown_grace: Duration = Field(
+        timedelta(seconds=10),
+        description="How long a stopping worker (SIGTERM) may take to write what is on its "
+        "way and commit what it processed; past it the worker exits 1 at once, and the "
+        "records after its last commit are read again by the next owner.",
+    )
     enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
     routes: list[RouteSettings] | None = Field(
         None,
