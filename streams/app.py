@@ -1,5 +1,6 @@
-"""The Faust app: one agent per input topic, the alarm-definitions global table, a timer
-that releases alarm events waiting for their definition.
+"""The Faust app: one agent per input topic, the alarm definitions (read by every worker
+from the producer's topic), a timer that releases alarm events waiting for their
+definition.
 
 Delivery is at least once without Faust's `exactly_once`: the stream does not ack an
 event until Kafka has acknowledged every record made from it (outputs or dead letter),
@@ -32,6 +33,7 @@ from streams import metrics
 from streams.acks import OrderedAcks, Pending
 from streams.api import Processor
 from streams.definitions import DefinitionIndex
+from streams.definitions_reader import DefinitionsReader
 from streams.delivery import Deliveries
 from streams.enrich import AlarmRef, enriched, unenriched
 from streams.monitor import QuietMonitor
@@ -107,32 +109,9 @@ class StreamsApp:
         self.app.on_before_shutdown.connect(self._write_and_commit)
         self.app.shutdown_grace = streams.shutdown_grace.total_seconds()
         hold_what_flow_control_clears(self.app)
-        # Definitions are copied from the producer's compacted topic into a global table
-        # (its own changelog, restored at start, so every worker holds all of them). The
-        # producer's topic cannot be the changelog itself: it is written in transactions,
-        # and Faust's recovery waits for an offset that is a transaction marker, forever.
-        self.definitions = self.app.GlobalTable(
-            "alarm-definitions",
-            partitions=definition_partitions,
-            # the default changelog name (faust's assignor looks tables up by it), with raw
-            # keys and values: the table serializers do not reach the changelog's recovery
-            changelog_topic=self.app.topic(
-                f"{streams.app_id}-alarm-definitions-changelog",
-                key_serializer="raw",
-                value_serializer="raw",
-                partitions=definition_partitions,
-                compacting=True,
-                internal=True,
-            ),
-            # the multi-instance recovery-loop workaround faust-streaming documents
-            recovery_buffer_size=1,
-            help="Alarm definitions by <vCenter instance UUID>/<alarm moref>, Avro values.",
-        )
-        definitions_topic = self.app.topic(
-            settings.topics.alarm_definitions, key_serializer="raw", value_serializer="raw"
-        )
-        self.app.agent(definitions_topic, name="streams.alarm-definitions")(self._follow)
-        self.index = DefinitionIndex(self.definitions)
+        self.definitions = DefinitionsReader(settings, definition_partitions)
+        self.app.task(self._read_definitions)
+        self.index = DefinitionIndex(self.definitions.table)
         self.waiting: list[Waiting] = []
         self.acks = OrderedAcks(
             lambda: self.app.consumer_generation_id,
@@ -147,17 +126,8 @@ class StreamsApp:
             self.app.agent(channel, name=f"streams.{topic}")(self._agent_for(topic))
         self.app.timer(RELEASE_INTERVAL, name="streams.release-waiting")(self._release_waiting)
 
-    async def _follow(self, stream: Any) -> None:
-        consumer = self._consumer()
-        async for source in stream.noack().events():
-            if not consumer.arrived(source.message):
-                continue  # read again later (streams.transport)
-            if source.value and source.key is not None:
-                self.definitions[source.key] = source.value
-            elif source.key is not None:  # tombstone: the alarm was removed
-                self.definitions.pop(source.key, None)
-            # (a record without a key is not a definition: the topic is keyed by alarm)
-            consumer.ack_processed(source.message)
+    async def _read_definitions(self) -> None:
+        self.definitions.start(asyncio.get_running_loop())
 
     def _consumer(self) -> Consumer:
         consumer = self.app.consumer
@@ -177,6 +147,7 @@ class StreamsApp:
     ) -> None:
         # The consumer has stopped handing over records: wait for Kafka to acknowledge
         # the outputs already sent, ack their inputs, and commit those before exiting.
+        self.definitions.stop()
         await self.app.producer.flush()
         self.deliveries.settle()
         await self._consumer().commit()
@@ -202,7 +173,7 @@ class StreamsApp:
         event = decoded
         ref = self.pipeline.alarm_to_enrich(event, topic)
         if ref is not None:
-            definition = self.index.lookup(ref)
+            definition = self._definition(ref)
             if definition is None:
                 wait = self.pipeline.enrichment.wait_for_definition.total_seconds()
                 self.waiting.append(Waiting(source, record, event, ref, started + wait, started))
@@ -214,15 +185,19 @@ class StreamsApp:
 
     def _report_health(self) -> None:
         # ready once the definitions are loaded: before that, every alarm event would wait
-        if self.app.in_recovery or not self._recovery().completed.is_set():
-            self.health.down("recovering alarm definitions")
+        if not self.definitions.loaded.is_set():
+            self.health.down("loading alarm definitions")
+        elif self.app.in_recovery:
+            self.health.down("recovering tables")
         elif self.app.rebalancing:
             self.health.down("rebalancing")
         elif self.app.crash_reason is None:
             self.health.ok()
 
-    def _recovery(self) -> Any:
-        return self.app.tables.recovery  # type: ignore[attr-defined]  # not in TableManagerT
+    def _definition(self, ref: AlarmRef) -> dict[str, Any] | None:
+        # none until every definition is read: a partly read topic may still hold an
+        # alarm's older definition, not yet compacted away
+        return self.index.lookup(ref) if self.definitions.loaded.is_set() else None
 
     def _enriched(self, event: CloudEvent, definition: dict[str, Any]) -> CloudEvent:
         metrics.ENRICHED.inc()
@@ -245,10 +220,10 @@ class StreamsApp:
             # this worker. Revocation purges what it must (`_on_revoked`); anything of a
             # revoked partition still here is emitted as a harmless duplicate and, being
             # of an old generation, never acked.
-            definition = self.index.lookup(item.ref)
+            definition = self._definition(item.ref)
             if definition is not None:
                 event = self._enriched(item.event, definition)
-            elif now >= item.deadline:
+            elif now >= item.deadline and self.definitions.loaded.is_set():
                 metrics.ENRICHMENT_MISSING.inc()
                 log.info("no definition for %s/%s: emitted unenriched", *_ref_text(item.ref))
                 event = unenriched(item.event)

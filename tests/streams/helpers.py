@@ -165,6 +165,22 @@ def produce(settings: Settings, topic: str, records: list[KafkaRecord]) -> None:
     assert producer.flush(30) == 0
 
 
+def produce_in_transactions(
+    settings: Settings, topic: str, records: list[KafkaRecord], size: int
+) -> None:
+    """`size` records per committed transaction, as the producer writes: a marker after each."""
+    producer = Producer(
+        client_config(settings.kafka, **{"transactional.id": f"test-{topic}-{time.time_ns()}"})
+    )
+    producer.init_transactions(30)
+    for start in range(0, len(records), size):
+        producer.begin_transaction()
+        for record in records[start : start + size]:
+            headers: list[tuple[str, str | bytes | None]] = list(record.headers)
+            producer.produce(topic, value=record.value, key=record.key, headers=headers)
+        producer.commit_transaction(30)
+
+
 def consume(
     settings: Settings,
     topic: str,

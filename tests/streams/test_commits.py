@@ -12,12 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from schemas.codec import encode_vsphere
 from schemas.record import KafkaRecord
 from schemas.vsphere import VCenterIdentity
-from tests.streams.helpers import StreamsWorker, consume, streams_config, wait_for
+from tests.streams.helpers import (
+    StreamsWorker,
+    consume,
+    produce_in_transactions,
+    streams_config,
+    wait_for,
+)
 from vcstream.kafka import client_config
 from vcstream.settings import Settings
 
@@ -36,22 +42,6 @@ def events(first_key: int, count: int) -> list[KafkaRecord]:
         )
         for key in range(first_key, first_key + count)
     ]
-
-
-def produce_in_transactions(settings: Settings, records: list[KafkaRecord], size: int) -> None:
-    """`size` records per transaction, each transaction committed: a marker after each."""
-    producer = Producer(
-        client_config(settings.kafka, **{"transactional.id": f"test-commits-{id(records)}"})
-    )
-    producer.init_transactions(30)
-    for start in range(0, len(records), size):
-        producer.begin_transaction()
-        for record in records[start : start + size]:
-            headers: list[tuple[str, str | bytes | None]] = list(record.headers)
-            producer.produce(
-                settings.topics.events, value=record.value, key=record.key, headers=headers
-            )
-        producer.commit_transaction(30)
 
 
 def log_ends(settings: Settings, topic: str) -> dict[int, int]:
@@ -82,7 +72,7 @@ def test_commits_reach_the_log_end_of_transactional_input(kafka, topic_name, tmp
     records = events(1, TRANSACTIONS * PER_TRANSACTION)
     try:
         worker.start()
-        produce_in_transactions(settings, records, PER_TRANSACTION)
+        produce_in_transactions(settings, settings.topics.events, records, PER_TRANSACTION)
         consume(settings, settings.topics.audit, len(records), timeout=120)
         # (a partition nothing was written to has nothing to commit)
         ends = {p: end for p, end in log_ends(settings, settings.topics.events).items() if end}
