@@ -24,12 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import faust
 from cloudevents.core.v1.event import CloudEvent
 from faust.app.base import BootStrategy
 
 from schemas.record import KafkaRecord
-from streams import metrics
+from streams import metrics, transport
 from streams.acks import OrderedAcks, Pending
 from streams.api import Processor
 from streams.definitions import DefinitionIndex
@@ -39,7 +38,7 @@ from streams.enrich import AlarmRef, enriched, unenriched
 from streams.monitor import QuietMonitor
 from streams.partitioner import KeyPartitioner
 from streams.pipeline import Output, Pipeline
-from streams.transport import Consumer, broker_urls, hold_what_flow_control_clears
+from streams.transport import Consumer, broker_urls
 from vcstream.kafka import faust_broker_options
 from vcstream.logging import logging_config
 from vcstream.observability import Flag
@@ -108,7 +107,6 @@ class StreamsApp:
         )
         self.app.on_before_shutdown.connect(self._write_and_commit)
         self.app.shutdown_grace = streams.shutdown_grace.total_seconds()
-        hold_what_flow_control_clears(self.app)
         self.definitions = DefinitionsReader(settings, definition_partitions)
         self.app.task(self._read_definitions)
         self.index = DefinitionIndex(self.definitions.table)
@@ -122,7 +120,10 @@ class StreamsApp:
         revoked_signal.connect(self._on_revoked)
         self._crashing: asyncio.Future[Any] | None = None
         for topic in self.pipeline.input_topics:
-            channel = self.app.topic(topic, key_serializer="raw", value_serializer="raw")
+            # no Faust acks: commits follow what the agents processed (streams.transport)
+            channel = self.app.topic(
+                topic, key_serializer="raw", value_serializer="raw", acks=False
+            )
             self.app.agent(channel, name=f"streams.{topic}")(self._agent_for(topic))
         self.app.timer(RELEASE_INTERVAL, name="streams.release-waiting")(self._release_waiting)
 
@@ -271,7 +272,7 @@ class _Boot(BootStrategy):
     enable_web = False
 
 
-class _App(faust.App):
+class _App(transport.App):
     """Faust's app, with a bound on how long stopping may take."""
 
     BootStrategy = _Boot

@@ -1,4 +1,5 @@
-"""Faust's aiokafka transport, reading committed data only, and never skipping a record unread.
+"""Faust's aiokafka transport: read committed data, commit where processing got to, and
+never skip a record unread.
 
 **read_committed.** The producer writes events inside Kafka transactions; a consumer
 reading uncommitted data would process events of aborted transactions, which the
@@ -6,25 +7,32 @@ producer then writes again. faust-streaming reads committed data only in its
 `exactly_once` mode, which vcstream does not use (open bugs), so this transport sets the
 isolation level itself.
 
+**Commits.** Agents process each partition's records in offset order and report each
+one done with `ack_processed(message)`, in that order too (streams.acks); the commit
+position of a partition is simply the offset after the last record done, moved past the
+transaction markers that follow it. The input topics are declared without Faust's acks
+(`acks=False`): Faust's own bookkeeping (a list of acked offsets per partition, gaps
+filled from intervals its fetch loop records) stalled on transactional input, one
+transaction per commit interval, and grew without bound (`committable_offsets`).
+
 **No record skipped.** faust-streaming 0.15 loses records around table recovery (at
 start, after a rebalance), which a kill -9 test showed about one run in four:
 - `flow_control.resume()`, which recovery calls several times, clears the streams'
   queues, and the records in them never reach an agent;
-- its getmany leaves out records of partitions paused meanwhile, and its streams skip
-  (and ack) records taken while flow control is suspended;
+- its getmany leaves out records it fetched for partitions paused meanwhile, and the
+  rest of a batch when flow stops or the generation changes;
+- its streams skip records taken while flow control is suspended;
 - it counts on seeking back to the committed offsets afterwards, but aiokafka seeks only
   partitions with a committed offset above 0 (not a new group, not a topic's first
   records), and the batch being fetched when the seek lands goes on being delivered,
   after which Faust's read offset discards the records fetched again.
-Faust's commit, whose gap check is one offset short, then moves past them.
 
 So this consumer keeps, per partition, the offsets it handed to the streams that no
 agent has taken yet. An agent asks `arrived(message)` before processing a record: only
-the next record handed over passes. A record that went missing on the way, one dropped
-before it was handed over, or what a batch still carries after a partition's position
+the next record handed over passes. A record that went missing on the way, one fetched
+and never handed over, or what a batch still carries after every partition's position
 was reset, is held: the consumer seeks back to the first held offset before handing over
-anything later from that partition. Acks count only for records an agent processed
-(`ack_processed`); Faust's acks of records its streams skipped are ignored.
+anything later from that partition.
 
 Brokers are addressed as `vcstream-kafka://host:port`.
 """
@@ -36,9 +44,11 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
+import faust
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
+from mode.utils.queues import ThrowableQueue
 
 SCHEME = "vcstream-kafka"
 
@@ -46,10 +56,12 @@ log = logging.getLogger(__name__)
 
 
 class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    # Private touch point (faust-streaming 0.15.3, aiokafka 0.14.0): Faust builds the
+    # aiokafka consumer without exposing its isolation level, and aiokafka takes the
+    # level in its constructor only, handing it to its fetcher at start().
+    # Guard: tests/streams/test_worker.py (an aborted transaction's event is not read)
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        # aiokafka takes the level in its constructor only and hands it to its fetcher
-        # at start(); Faust builds the consumer without exposing the argument
         consumer._isolation_level = "read_committed"
         return consumer
 
@@ -61,11 +73,14 @@ class Consumer(faust_aiokafka.Consumer):
         self._resets: Counter[TP] = Counter()  # bumped when one partition is sought
         self._held: dict[TP, int] = {}  # where to read again from, per partition
         self._in_transit: dict[TP, deque[int]] = {}  # handed to streams, not yet taken
+        self._fetched: dict[TP, list[int]] = {}  # offsets of the batch being handed over
         self._position: dict[TP, int] = {}  # after the last record processed in order
+        self._committing: dict[TP, int] = {}  # the positions handed to the last commit
         self._handed: dict[TP, int] = {}  # the last record handed over, per partition
         self._past_markers: set[TP] = set()  # handed records since the position was read
-        self._acking = False
 
+    # Private touch point (faust-streaming 0.15.3): the only way to give the consumer
+    # a thread of another class. Guard: the read_committed test (its thread's consumer).
     def _new_consumer_thread(self) -> ReadCommittedConsumerThread:
         return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -75,26 +90,58 @@ class Consumer(faust_aiokafka.Consumer):
                 await self._read_again(tp, offset)
         await self._move_past_markers()
         all_reset, resets = self._all_reset, self._resets.copy()
-        async for tp, message in super().getmany(timeout):
-            if self._changelog(tp):
-                yield tp, message  # table recovery reads these while streams wait
-                continue
-            if self._all_reset != all_reset or self._resets[tp] != resets[tp]:
-                self._hold(tp, message.offset)  # fetched from before the seek
-                continue
-            if not self.app.flow_control.is_active():
-                self._hold(tp, message.offset)  # a stream would skip it now
-                continue
-            held = self._held.get(tp)
-            if held is not None and message.offset > held:
-                await self._read_again(tp, held)  # the rest of this batch is stale
-                continue
-            if held is not None and message.offset == held:
-                del self._held[tp]
-            self._in_transit.setdefault(tp, deque()).append(message.offset)
-            self._handed[tp] = message.offset
-            self._past_markers.add(tp)
-            yield tp, message
+        generation = self.app.consumer_generation_id
+        seen: dict[TP, int] = {}
+        try:
+            async for tp, message in super().getmany(timeout):
+                seen[tp] = message.offset
+                if self._changelog(tp):
+                    yield tp, message  # table recovery reads these while streams wait
+                    continue
+                if self._all_reset != all_reset:
+                    # aiokafka may have left this partition where it was: read again
+                    self._hold(tp, message.offset)
+                    continue
+                if self._resets[tp] != resets[tp]:
+                    continue  # sought since it was fetched: it is fetched again
+                if not self.app.flow_control.is_active():
+                    self._hold(tp, message.offset)  # a stream would skip it now
+                    continue
+                held = self._held.get(tp)
+                if held is not None and message.offset > held:
+                    await self._read_again(tp, held)  # the rest of this batch is stale
+                    continue
+                if held is not None and message.offset == held:
+                    del self._held[tp]
+                self._in_transit.setdefault(tp, deque()).append(message.offset)
+                self._handed[tp] = message.offset
+                self._past_markers.add(tp)
+                yield tp, message
+        finally:
+            if self.app.consumer_generation_id == generation:
+                self._hold_left_out(seen, all_reset, resets)
+
+    def _hold_left_out(self, seen: Mapping[TP, int], all_reset: int, resets: Counter[TP]) -> None:
+        # Records aiokafka returned that Faust's getmany did not hand over (a partition
+        # paused meanwhile, flow stopped, the batch abandoned): aiokafka's position is
+        # past them, so nothing would read them again
+        for tp, offsets in self._fetched.items():
+            if self._changelog(tp) or (
+                self._resets[tp] != resets[tp] and all_reset == self._all_reset
+            ):
+                continue  # sought meanwhile: read again from there
+            last = seen.get(tp, -1)
+            missing = next((offset for offset in offsets if offset > last), None)
+            if missing is not None:
+                self._hold(tp, missing)
+        self._fetched = {}
+
+    # Private touch point (faust-streaming 0.15.3): the raw batch, to see what getmany
+    # leaves out. Guard: tests/streams/test_transport.py (paused while fetched)
+    async def _wait_next_records(self, timeout: float) -> Any:
+        records, active = await super()._wait_next_records(timeout)
+        self._fetched = {tp: [r.offset for r in batch] for tp, batch in (records or {}).items()}
+        return records, active
 
     async def _move_past_markers(self) -> None:
         """Let the commit pass the transaction markers after a partition's last record.
@@ -131,41 +178,33 @@ class Consumer(faust_aiokafka.Consumer):
         # else handed over before the partition's position was reset: read again
         return False
 
-    def ack_processed(self, message: Message) -> bool:
-        """Ack a record an agent has processed: the only acks that move commits.
-
-        Called in offset order per partition (streams.acks): every record read before
-        this one has been processed, so the partition may be committed up to it.
-        """
+    def ack_processed(self, message: Message) -> None:
+        """A record an agent has processed, reported in offset order per partition
+        (streams.acks): every record read before it is done, so the partition may be
+        committed up to it."""
         self._position[message.tp] = message.offset + 1
-        self._acking = True
-        try:
-            return super().ack(message)
-        finally:
-            self._acking = False
 
-    def ack(self, message: Message) -> bool:
-        if self._acking or self._changelog(message.tp):
-            return super().ack(message)
-        return False  # a record a stream skipped: Faust acks it and would commit past it
+    def committable_offsets(self) -> dict[TP, int]:
+        """Positions that moved since the last commit, of partitions still assigned."""
+        assigned = self.assignment()
+        return {
+            tp: position
+            for tp, position in self._position.items()
+            if tp in assigned and self._committing.get(tp) != position
+        }
 
-    def _new_offset(self, tp: TP) -> int | None:
-        """Where to commit a partition: after the last record processed in offset order.
-
-        Replaces faust-streaming 0.15's arithmetic, which keeps every acked offset in a
-        list and commits the first unbroken run of it, filling gaps in offsets (the
-        commit markers of transactional input) from intervals its fetch loop records.
-        Those intervals include the offset of the record that revealed the gap, which
-        is then acked as well: the duplicate breaks the run, so each commit stopped at
-        the next transaction marker. Under the producer's steady input that was one
-        transaction per commit interval, while the lists of acked offsets and gaps grew
-        without bound. Acks arrive in offset order here, so one position per partition
-        is the whole state; what Faust recorded is dropped.
-        """
-        self._acked[tp].clear()
-        self._acked_index[tp].clear()
-        self._gap.pop(tp, None)
-        return self._position.get(tp)
+    # Private touch point (faust-streaming 0.15.3): where Faust's commit (every
+    # commit interval, at a rebalance, at a stop) takes its offsets. Faust's own
+    # arithmetic (`_new_offset`) is left to topics with Faust acks, none of vcstream's:
+    # it fills offset gaps from intervals that include the record that revealed the
+    # gap, which is then acked too, and the duplicate stopped each commit at the next
+    # transaction marker. Guard: tests/streams/test_commits.py
+    def _filter_committable_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        offsets = dict(super()._filter_committable_offsets(tps))
+        ours = self.committable_offsets()
+        self._committing.update(ours)
+        offsets.update(ours)
+        return offsets
 
     async def _read_again(self, tp: TP, offset: int) -> None:
         del self._held[tp]
@@ -174,20 +213,8 @@ class Consumer(faust_aiokafka.Consumer):
         log.info("reading %s[%s] again from offset %s", tp.topic, tp.partition, offset)
         await self.seek(tp, offset)
 
-    async def _wait_next_records(self, timeout: float) -> Any:
-        records, active = await super()._wait_next_records(timeout)
-        # Faust's getmany silently leaves out records of partitions paused meanwhile
-        for tp, batch in (records or {}).items():
-            paused = active is not None and tp not in active
-            if paused and batch and not self._buffered_or_changelog(tp):
-                self._hold(tp, batch[0].offset)
-        return records, active
-
     def _changelog(self, tp: TP) -> bool:
         return tp.topic in self.app.tables.changelog_topics
-
-    def _buffered_or_changelog(self, tp: TP) -> bool:
-        return tp in self._buffered_partitions or self._changelog(tp)
 
     def _hold(self, tp: TP, offset: int) -> None:
         # Read again from the first record handed over but not taken yet, too: once a
@@ -223,6 +250,7 @@ class Consumer(faust_aiokafka.Consumer):
         self._held.clear()
         self._in_transit.clear()
         self._position.clear()  # a new generation acks afresh, from the committed offsets
+        self._committing.clear()
         self._handed.clear()
         self._past_markers.clear()
         await super().on_partitions_assigned(assigned, generation_id)
@@ -232,20 +260,39 @@ class Consumer(faust_aiokafka.Consumer):
         return dict(self._held)
 
 
-def hold_what_flow_control_clears(app: Any) -> None:
-    """Make `app.flow_control` hand the events it is about to clear to the consumer."""
-    flow_control = app.flow_control
-    clear = flow_control.clear
+class HoldingQueue(ThrowableQueue[Any]):
+    """A stream's queue that hands what flow control clears from it to the consumer.
 
-    def clear_and_hold() -> None:
-        consumer = app.consumer
+    faust-streaming's recovery calls `flow_control.resume()`, which clears every
+    stream's queue: the events in it would never reach an agent.
+    """
+
+    def __init__(self, *args: Any, app: faust.App, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._app = app
+
+    def clear(self) -> None:
+        dropped = []
+        while not self.empty():
+            dropped.append(self.get_nowait())
+        consumer = self._app.consumer
         if isinstance(consumer, Consumer):
-            for queue in list(flow_control._queues):
-                consumer.hold_dropped(list(queue._queue))
-        clear()
+            consumer.hold_dropped(dropped)
+        super().clear()
 
-    # resume() calls self.clear(): an attribute of the instance is found first
-    flow_control.clear = clear_and_hold
+
+class App(faust.App):
+    """A Faust app whose streams' queues hold what flow control clears (HoldingQueue)."""
+
+    def FlowControlQueue(  # Faust's name for the queue factory
+        self, maxsize: int | None = None, *, clear_on_resume: bool = False
+    ) -> HoldingQueue:
+        return HoldingQueue(
+            maxsize=maxsize,
+            flow_control=self.flow_control,
+            clear_on_resume=clear_on_resume,
+            app=self,
+        )
 
 
 class Transport(faust_aiokafka.Transport):
