@@ -9,6 +9,7 @@ makes, without its per-call cost.
 from __future__ import annotations
 
 import http.client
+import math
 import multiprocessing
 import ssl
 import time
@@ -50,23 +51,42 @@ class Posted:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
-class EventFlood:
-    """EventEx for one VM, posted through the real API from `processes` processes.
+def entity_for(index: int, hot_share: float, others: int) -> int:
+    """Which entity event `index` is about: 0, the hot one, for `hot_share` of any run of
+    events, else 1..`others` in turn. Spread evenly rather than drawn at random, so a
+    short run already has the asked skew and two runs post the same sequence."""
+    if others == 0 or hot_share >= 1:
+        return 0
+    hot_before = math.floor(index * hot_share)
+    if math.floor((index + 1) * hot_share) > hot_before:
+        return 0
+    return 1 + (index - hot_before) % others
 
-    Each process logs in once and has pyVmomi serialise one PostEvent request, which it
-    then sends again and again over one kept-alive TLS connection: vcsim gives every
-    copy its own key and createdTime. That is the same SOAP call pyVmomi makes, at a
-    fraction of the client's CPU, so the figures measure vcsim and what reads it, not
+
+class EventFlood:
+    """EventEx posted through the real API from `processes` processes: all about the
+    first VM, or with `hot_share` below 1 that share about it and the rest spread over
+    the other VMs (the record key is vCenter + entity, so this is how hot one partition
+    of the raw topic runs).
+
+    Each process logs in once and has pyVmomi serialise one PostEvent request per VM,
+    which it then sends again and again over one kept-alive TLS connection: vcsim gives
+    every copy its own key and createdTime. That is the same SOAP call pyVmomi makes, at
+    a fraction of the client's CPU, so the figures measure vcsim and what reads it, not
     the generator (which reports its own rate, to be honest about it).
     """
 
-    def __init__(self, vcsim: LocalVcsim, processes: int = 2) -> None:
+    def __init__(self, vcsim: LocalVcsim, processes: int = 2, hot_share: float = 1.0) -> None:
+        if not 0 <= hot_share <= 1:
+            raise ValueError(f"hot_share must be between 0 and 1, not {hot_share}")
         context = multiprocessing.get_context("spawn")  # no inherited threads or sockets
         address = VcsimAddress.of(vcsim)
         self._workers: list[tuple[Any, Connection]] = []
         for _ in range(processes):
             ours, theirs = context.Pipe()
-            process = context.Process(target=_flood_worker, args=(address, theirs), daemon=True)
+            process = context.Process(
+                target=_flood_worker, args=(address, hot_share, theirs), daemon=True
+            )
             process.start()
             self._workers.append((process, ours))
         for _, connection in self._workers:
@@ -94,6 +114,9 @@ class EventFlood:
             with suppress(OSError):
                 connection.send(None)
             process.join(10)
+            if process.is_alive():  # still posting (a caller gave up waiting): no orphan
+                process.terminate()
+                process.join(5)
         self._workers = []
 
     def __enter__(self) -> EventFlood:
@@ -110,9 +133,9 @@ def _answer(connection: Connection) -> Any:
     return value
 
 
-def _flood_worker(address: VcsimAddress, connection: Connection) -> None:
+def _flood_worker(address: VcsimAddress, hot_share: float, connection: Connection) -> None:
     try:
-        post = _PreparedPostEvent(address)
+        post = _PreparedPostEvent(address, hot_share)
         connection.send(("ok", None))
         while (command := connection.recv()) is not None:
             connection.send(("ok", post.repeat(*command)))
@@ -121,17 +144,25 @@ def _flood_worker(address: VcsimAddress, connection: Connection) -> None:
 
 
 class _PreparedPostEvent:
-    def __init__(self, address: VcsimAddress) -> None:
+    def __init__(self, address: VcsimAddress, hot_share: float = 1.0) -> None:
         from pyVmomi import vim
 
         si = connect(address)
         content = si.RetrieveContent()
-        vm = inventory(content, vim.VirtualMachine)[0]
-        event = vm_eventex(vm, "com.example.bench", "bench event")
+        vms = inventory(content, vim.VirtualMachine)
+        if hot_share >= 1:
+            vms = vms[:1]
         manager = content.eventManager
         stub = si._stub
         method = type(manager)._GetMethodInfo("PostEvent")
-        self._body = stub.SerializeRequest(manager, method, [event, None])
+        self._bodies = [
+            stub.SerializeRequest(
+                manager, method, [vm_eventex(vm, "com.example.bench", "bench event"), None]
+            )
+            for vm in vms
+        ]
+        self._hot_share = hot_share
+        self._sent = 0  # over every `repeat`: a soak posts in many short ones
         self._headers = {
             "Cookie": stub.cookie,
             "SOAPAction": stub.versionId,
@@ -152,19 +183,21 @@ class _PreparedPostEvent:
                 ahead = start_at + index / rate - time.time()
                 if ahead > 0:
                     time.sleep(ahead)
-            self._send()
+            self._send(entity_for(self._sent, self._hot_share, len(self._bodies) - 1))
+            self._sent += 1
         return began, time.time()
 
-    def _send(self) -> None:
+    def _send(self, entity: int) -> None:
+        body = self._bodies[entity]
         try:
-            status, payload = self._exchange()
+            status, payload = self._exchange(body)
         except (http.client.RemoteDisconnected, ConnectionError):
             self._connection.close()  # an idle keep-alive closed by vcsim: once more
-            status, payload = self._exchange()
+            status, payload = self._exchange(body)
         if status != 200:
             raise RuntimeError(f"PostEvent: HTTP {status}: {payload[:300]!r}")
 
-    def _exchange(self) -> tuple[int, bytes]:
-        self._connection.request("POST", "/sdk", self._body, self._headers)
+    def _exchange(self, body: bytes) -> tuple[int, bytes]:
+        self._connection.request("POST", "/sdk", body, self._headers)
         response = self._connection.getresponse()
         return response.status, response.read()

@@ -86,15 +86,25 @@ class LocalPipeline:
             env={**os.environ, **self.env},
             timeout=120,
         )
-        for role, args in self.roles.items():
-            port = free_port()
-            child = ChildProcess(role, self.workdir / "logs")
-            child.spawn(
-                self.vcstream_argv(*args), env={**self.env, "VCSTREAM_METRICS__PORT": str(port)}
-            )
-            self.processes[role] = child
-            self.metrics_ports[role] = port
+        for role in self.roles:
+            self.start_role(role)
         return self
+
+    def start_role(self, role: str) -> ChildProcess:
+        """Start one role (again, after `stop_role`: same metrics port, same log file)."""
+        port = self.metrics_ports.get(role) or free_port()
+        child = ChildProcess(role, self.workdir / "logs")
+        child.spawn(
+            self.vcstream_argv(*self.roles[role]),
+            env={**self.env, "VCSTREAM_METRICS__PORT": str(port)},
+        )
+        self.processes[role] = child
+        self.metrics_ports[role] = port
+        return child
+
+    def stop_role(self, role: str, timeout: float = 30) -> int | None:
+        """SIGTERM one role; its exit code (-9: it outlived `timeout` and was killed)."""
+        return self.processes[role].stop(timeout)
 
     def wait_healthy(self, timeout: float = 90) -> None:
         for role in self.processes:

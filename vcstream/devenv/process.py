@@ -74,15 +74,17 @@ class ChildProcess:
             raise RuntimeError(f"{self.name} is not running")
         return self.process.pid
 
-    def stop(self, timeout: float = 20) -> None:
+    def stop(self, timeout: float = 20) -> int | None:
+        """SIGTERM, SIGKILL after `timeout`; the exit code (-9 when it had to be killed)."""
         if not self.alive():
-            return
+            return self.returncode
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+        return self.returncode
 
     def kill(self) -> None:
         if self.alive():

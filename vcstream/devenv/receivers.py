@@ -19,9 +19,11 @@ Printer = Callable[[str], None]
 class _Receiver:
     """A threaded HTTP server that hands each POST body to `accept`."""
 
-    def __init__(self, port: int, printer: Printer | None) -> None:
+    def __init__(self, port: int, printer: Printer | None, retain: bool = True) -> None:
         self.printer = printer
+        self.retain = retain  # False for long runs: only `count` grows
         self.received: list[Any] = []
+        self.count = 0
         self._lock = threading.Lock()
         receiver = self
 
@@ -53,7 +55,9 @@ class _Receiver:
 
     def keep(self, item: Any) -> None:
         with self._lock:
-            self.received.append(item)
+            self.count += 1
+            if self.retain:
+                self.received.append(item)
 
     @property
     def url(self) -> str:
