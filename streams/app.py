@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import faust
 from cloudevents.core.v1.event import CloudEvent
 from faust.app.base import BootStrategy
 
@@ -104,6 +105,7 @@ class StreamsApp:
             # transport refused and will never ack: SIGTERM then hung until SIGKILL.
             stream_wait_empty=False,
             logging_config=logging_config(settings.logging),
+            Worker=_Worker,
         )
         self.app.on_before_shutdown.connect(self._write_and_commit)
         self.app.shutdown_grace = streams.shutdown_grace.total_seconds()
@@ -272,6 +274,13 @@ class _Boot(BootStrategy):
     enable_web = False
 
 
+class _Worker(faust.Worker):
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        # Faust's terminal spinner would set the log handler to the command line's level
+        # (`faust ... worker` defaults to WARN); the level is vcstream's logging setting
+        return None
+
+
 class _App(transport.App):
     """Faust's app, with a bound on how long stopping may take."""
 
@@ -333,12 +342,13 @@ def __getattr__(name: str) -> Any:
     # the same secrets redacted from logs, /metrics and /healthz served
     if name != "app":
         raise AttributeError(name)
-    from vcstream.logging import register_secrets, secrets_of
+    from vcstream.logging import configure_logging, register_secrets, secrets_of
     from vcstream.observability import Health, ObservabilityServer
     from vcstream.settings import load_settings
 
     settings = load_settings(os.environ.get("VCSTREAM_CONFIG"))
     register_secrets(secrets_of(settings))
+    configure_logging(settings.logging)  # Faust's command sets up its logging later
     flag = Flag("starting")
     if settings.metrics.enabled:
         health = Health()
