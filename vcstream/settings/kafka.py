@@ -36,7 +36,17 @@ class KafkaSettings(ConfigModel):
     ssl: SslSettings | None = Field(None, description="TLS files, for SSL and SASL_SSL.")
     client_properties: dict[str, str] = Field(
         default_factory=dict,
-        description="Extra librdkafka properties passed through to every client unchanged.",
+        description="Extra librdkafka properties passed through to every client unchanged. "
+        "The streams worker (Faust on aiokafka) translates those it has an equivalent for: "
+        "`client.id`, `request.timeout.ms`, `max.poll.interval.ms`, "
+        "`max.partition.fetch.bytes`, `metadata.max.age.ms`, `connections.max.idle.ms`, "
+        "`message.max.bytes`, `compression.type`, `check.crcs`, `group.instance.id`, and "
+        "the connection's `security.protocol`, `sasl.mechanism`, `sasl.username`, "
+        "`sasl.password`, `ssl.ca.location`, `ssl.certificate.location`, "
+        "`ssl.key.location`, `ssl.key.password`, `ssl.endpoint.identification.algorithm`, "
+        "`enable.ssl.certificate.verification`. Any other property stops the worker at "
+        "start with an error naming it, unless it only says what the worker does anyway "
+        "(e.g. `acks: all`).",
     )
 
     @model_validator(mode="after")
