@@ -68,8 +68,13 @@ def sink(
             loop.add_signal_handler(signum, stop.set)
         await runner.run(stop)
 
+    from vcstream.kafka import KafkaLoginRejected
+
     try:
         asyncio.run(main())
+    except KafkaLoginRejected as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_CONFIG) from None
     except Exception as exc:
         log.exception("sink %s failed: %s", kind.value, exc)
         raise typer.Exit(EXIT_RUNTIME) from None
