@@ -2,9 +2,10 @@
 
 Start-up is strict, so a mistake shows at once and nothing is written: wrong
 credentials (vCenter or Kafka) or an untrusted certificate exit 2; a vCenter or Kafka
-that cannot be reached within `startupTimeout` exits 1. When some vCenters answer and others do not,
-the producer starts with those that do and keeps trying the rest. After start-up,
-every outage is retried forever, and one vCenter's trouble never stops another's.
+that cannot be reached within `startupTimeout` exits 1. When some vCenters answer and
+others do not, the producer starts with those that do and keeps trying the rest. After
+start-up, every outage is retried forever, and one vCenter's trouble never stops
+another's.
 
 SIGTERM/SIGINT: each worker finishes or aborts its open transaction and the process
 exits 0.

@@ -44,6 +44,7 @@ def sink(
     settings = load_or_exit(config)
     from sinks import registry
     from sinks.runtime import SinkRunner
+    from vcstream.kafka import KafkaLoginRejected
 
     try:
         connector = registry.create_sink(kind.value, settings)
@@ -67,8 +68,6 @@ def sink(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await runner.run(stop)
-
-    from vcstream.kafka import KafkaLoginRejected
 
     try:
         asyncio.run(main())
