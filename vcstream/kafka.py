@@ -90,7 +90,7 @@ def _refuse_rejected_login(
 
 def login_rejected(kafka: KafkaSettings, detail: str) -> KafkaLoginRejected:
     """The error for a refused login, naming the settings the credentials came from."""
-    config = _canonical(librdkafka_properties(kafka))
+    config = {key: value for key, (_, value) in _canonical(librdkafka_properties(kafka)).items()}
 
     def setting(key: str, typed: str) -> str:
         return f"kafka.clientProperties.{key}" if key in kafka.client_properties else typed
@@ -153,10 +153,11 @@ _CONNECTION = {
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")  # what aiokafka logs in with
 
 
-def _canonical(properties: dict[str, str]) -> dict[str, str]:
-    config: dict[str, str] = {}
+def _canonical(properties: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Each property under its canonical name: (the name as written, its value)."""
+    config: dict[str, tuple[str, str]] = {}
     for key, value in properties.items():
-        config[_ALIASES.get(key, key)] = value  # the later wins, as in librdkafka
+        config[_ALIASES.get(key, key)] = (key, value)  # the later wins, as in librdkafka
     return config
 
 
@@ -231,9 +232,10 @@ _WORKER_DECIDES: dict[str, tuple[frozenset[str], str]] = {
     ),
     "isolation.level": (frozenset({"read_committed"}), "it reads committed records only"),
     "acks": (frozenset({"all", "-1"}), "it writes with acks=all (at least once)"),
-    "linger.ms": (frozenset(), "it sets its own producer batching"),
-    "batch.size": (frozenset(), "it sets its own producer batching"),
-    "batch.num.messages": (frozenset(), "it sets its own producer batching"),
+    **dict.fromkeys(
+        ("linger.ms", "batch.size", "batch.num.messages"),
+        (frozenset(), "it sets its own producer batching"),
+    ),
 }
 
 
@@ -243,14 +245,15 @@ def faust_broker_options(kafka: KafkaSettings) -> dict[str, Any]:
 
     Raises WorkerPropertyError naming every property the worker cannot apply.
     """
-    config = _canonical(librdkafka_properties(kafka))
+    written = _canonical(librdkafka_properties(kafka))
+    config = {key: value for key, (_, value) in written.items()}
     problems: list[str] = []
     options: dict[str, Any] = {"broker": _faust_brokers(config["bootstrap.servers"])}
     credentials = _faust_credentials(kafka, config, problems)
     if credentials is not None:
         options["broker_credentials"] = credentials
-    for key, value in config.items():
-        where = f"kafka.clientProperties.{key}"
+    for key, (name, value) in written.items():
+        where = f"kafka.clientProperties.{name}"
         if key in _CONNECTION:
             continue
         if key in _FAUST_SETTINGS:
@@ -327,7 +330,8 @@ def _ssl_context(config: dict[str, str]) -> ssl.SSLContext:
 
 
 def check_faust_login(kafka: KafkaSettings, timeout: float = 10) -> None:
-    """Raise KafkaLoginRejected if the brokers refuse the worker's SASL login.
+    """Raise KafkaLoginRejected if the brokers refuse the worker's SASL login (and
+    WorkerPropertyError, before connecting, if faust_broker_options would).
 
     Faust logs aiokafka's refusal and then fails with "Unable to bootstrap", as for a
     broker that is down; one connection made first, with the same credentials, tells the

@@ -121,7 +121,7 @@ def test_every_property_the_worker_cannot_apply_is_named() -> None:
             "session.timeout.ms": "6000",
             "acks": "1",
             "linger.ms": "5",
-            "compression.type": "brotli",
+            "compression.codec": "brotli",  # named as written, not as its canonical alias
             "connections.max.idle.ms": "0",
             "max.poll.interval.ms": "soon",
         }
@@ -131,7 +131,7 @@ def test_every_property_the_worker_cannot_apply_is_named() -> None:
         "kafka.clientProperties.session.timeout.ms",
         "kafka.clientProperties.acks",
         "kafka.clientProperties.linger.ms",
-        "kafka.clientProperties.compression.type",
+        "kafka.clientProperties.compression.codec",
         "kafka.clientProperties.connections.max.idle.ms",
         "kafka.clientProperties.max.poll.interval.ms",
     ]
