@@ -1,10 +1,11 @@
 """`vcstream produce`: start-up checks, one worker per vCenter, clean shutdown.
 
 Start-up is strict, so a mistake shows at once and nothing is written: wrong
-credentials or an untrusted certificate exit 2; a vCenter or Kafka that cannot be
-reached within `startupTimeout` exits 1. When some vCenters answer and others do not,
-the producer starts with those that do and keeps trying the rest. After start-up,
-every outage is retried forever, and one vCenter's trouble never stops another's.
+credentials (vCenter or Kafka) or an untrusted certificate exit 2; a vCenter or Kafka
+that cannot be reached within `startupTimeout` exits 1. When some vCenters answer and
+others do not, the producer starts with those that do and keeps trying the rest. After
+start-up, every outage is retried forever, and one vCenter's trouble never stops
+another's.
 
 SIGTERM/SIGINT: each worker finishes or aborts its open transaction and the process
 exits 0.
@@ -24,7 +25,7 @@ from confluent_kafka import KafkaException
 from producer.connection import ConfigurationProblem, Session, VCenterUnavailable, connect
 from producer.identity import CheckpointKeys
 from producer.worker import VCenterWorker
-from vcstream.kafka import ensure_topics
+from vcstream.kafka import KafkaLoginRejected, ensure_topics
 from vcstream.observability import Health, ObservabilityServer
 from vcstream.settings import Settings
 from vcstream.settings.vcenter import VCenterSettings
@@ -101,6 +102,8 @@ def create_topics(settings: Settings, stop: threading.Event) -> None:
             remaining = deadline - time.monotonic()
             ensure_topics(settings.kafka, specs, timeout=max(1.0, min(10.0, remaining)))
             return
+        except KafkaLoginRejected as exc:  # retrying cannot make a password right
+            raise StartupFailed(str(exc), EXIT_CONFIG) from None
         except KafkaException as exc:
             if time.monotonic() > deadline or stop.is_set():
                 raise StartupFailed(

@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from replay.errors import ReplayUsageError
 from replay.spec import ReplaySpec
+from vcstream.kafka import list_topics
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class OffsetOracle:
         self.timeout = timeout
 
     def partitions(self) -> list[int]:
-        metadata = self.admin.list_topics(topic=self.topic, timeout=self.timeout)
+        metadata = list_topics(self.admin, self.timeout, self.topic)
         described = metadata.topics.get(self.topic)
         if described is None or described.error is not None:
             others = sorted(t for t in metadata.topics if not t.startswith("__"))

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from confluent_kafka.admin import AdminClient
 
-from vcstream.kafka import TopicSpec, client_config, ensure_topics
+from vcstream.kafka import TopicSpec, client_config, ensure_topics, list_topics
 from vcstream.settings import Settings
 from vcstream.topics import pipeline_topics
 
@@ -30,7 +30,7 @@ def prepare_topics(settings: Settings, outputs: Iterable[str], timeout: float = 
 
 def partition_count(settings: Settings, topic: str, timeout: float = 30) -> int:
     admin = AdminClient(client_config(settings.kafka))
-    metadata = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
+    metadata = list_topics(admin, timeout, topic).topics.get(topic)
     if metadata is None or metadata.error is not None or not metadata.partitions:
         raise RuntimeError(f"topic {topic} does not exist or has no partitions")
     return len(metadata.partitions)

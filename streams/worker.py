@@ -6,18 +6,31 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from vcstream.kafka import KafkaLoginRejected, WorkerPropertyError, check_faust_login
 from vcstream.observability import Flag, Health
 from vcstream.settings import Settings
 
 log = logging.getLogger(__name__)
 
+EXIT_RUNTIME = 1
+EXIT_CONFIG = 2
+
 
 def run_worker(settings: Settings, observe: Callable[[Health], Any]) -> int:
-    """Serve until stopped (SIGTERM/SIGINT: 0) or crashed (1)."""
+    """Serve until stopped (SIGTERM/SIGINT: 0) or crashed (1); 2 when the Kafka settings
+    cannot work: a client property the worker cannot apply, a login the brokers refuse."""
     from faust.worker import Worker
 
     from streams.app import build
 
+    try:
+        # before anything else connects, and with aiokafka, so what is checked is what
+        # the worker's own clients will do
+        check_faust_login(settings.kafka)
+    except (WorkerPropertyError, KafkaLoginRejected) as exc:
+        for line in str(exc).splitlines():
+            log.error("configuration error: %s", line)
+        return EXIT_CONFIG
     health = Health()
     flag = Flag("starting")
     health.add("streams", flag)
@@ -26,7 +39,7 @@ def run_worker(settings: Settings, observe: Callable[[Health], Any]) -> int:
         streams = build(settings, flag)
     except Exception as exc:
         log.error("streams worker cannot start: %s", exc)
-        return 1
+        return EXIT_RUNTIME
     worker = Worker(
         streams.app,
         loglevel=logging.getLevelName(logging.getLogger().level),

@@ -2,6 +2,8 @@
 
 - `kafka`: one KRaft broker for the whole session (topics are named per test).
 - `kafka_factory`: a private broker, for tests that stop, kill or restart it.
+- `sasl_kafka`: one broker for the session whose clients log in: SASL_PLAINTEXT with
+  SCRAM-SHA-256 at `sasl_bootstrap_servers`, as user `sasl_kafka.sasl`.
 - `vcsim` / `vcsim_factory`: govmomi's simulator over TLS (a fresh one per test by
   default: vcsim keeps 1,000 events and 32 collectors, so tests must not share one).
 - `postgres`: one PostgreSQL server for the session.
@@ -15,12 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from vcstream.devenv import LocalKafka, LocalPostgres, LocalVcsim
+from vcstream.devenv import LocalKafka, LocalPostgres, LocalVcsim, ScramUser
 
 
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     broker = LocalKafka(tmp_path_factory.mktemp("kafka")).start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def sasl_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    user = ScramUser("vcstream", "sasl-" + uuid.uuid4().hex[:12])
+    broker = LocalKafka(tmp_path_factory.mktemp("sasl-kafka"), sasl=user).start()
     yield broker
     broker.stop()
 

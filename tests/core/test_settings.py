@@ -179,3 +179,35 @@ def test_durations(given: object, seconds: float) -> None:
 def test_bad_duration_is_named() -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration("soon")
+
+
+@pytest.mark.parametrize(
+    ("kafka", "named"),
+    [
+        (
+            "sasl: {username: svc, password: pw}",
+            "kafka: sasl is set but securityProtocol is PLAINTEXT",
+        ),
+        ("securityProtocol: SASL_SSL", "kafka: securityProtocol SASL_SSL needs sasl"),
+        ("ssl: {caLocation: /etc/ca.pem}", "kafka: ssl is set but securityProtocol is PLAINTEXT"),
+        (
+            "securityProtocol: SASL_PLAINTEXT\n  sasl: {username: svc, password: pw}\n"
+            "  ssl: {caLocation: /etc/ca.pem}",
+            "kafka: ssl is set but securityProtocol is SASL_PLAINTEXT",
+        ),
+    ],
+)
+def test_credentials_the_security_protocol_would_ignore_are_an_error(
+    tmp_path: Path, kafka: str, named: str
+) -> None:
+    # librdkafka ignores them: the role would connect without the login the file asks for
+    with pytest.raises(ConfigError, match=named):
+        load_settings(write_config(tmp_path, f"kafka:\n  {kafka}\n"))
+
+
+def test_security_protocol_from_client_properties_counts(tmp_path: Path) -> None:
+    body = (
+        "kafka:\n  sasl: {username: svc, password: pw}\n"
+        "  clientProperties: {security.protocol: sasl_ssl}\n"
+    )
+    assert load_settings(write_config(tmp_path, body)).kafka.sasl is not None

@@ -98,6 +98,7 @@ def replay(
     from replay.errors import ReplayUsageError
     from replay.session import ReplayRequest, run_replay
     from replay.spec import ReplaySpec, parse_offset, parse_time
+    from vcstream.kafka import KafkaLoginRejected
 
     try:
         if output_format not in ("json", "avro"):
@@ -122,6 +123,9 @@ def replay(
             outcome = run_replay(settings, request, stop)
     except ReplayUsageError as exc:
         typer.echo(f"replay: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    except KafkaLoginRejected as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
     except KeyboardInterrupt:
         typer.echo("replay: aborted; the position of the last completed batch is saved", err=True)

@@ -44,6 +44,7 @@ def sink(
     settings = load_or_exit(config)
     from sinks import registry
     from sinks.runtime import SinkRunner
+    from vcstream.kafka import KafkaLoginRejected
 
     try:
         connector = registry.create_sink(kind.value, settings)
@@ -70,6 +71,9 @@ def sink(
 
     try:
         asyncio.run(main())
+    except KafkaLoginRejected as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_CONFIG) from None
     except Exception as exc:
         log.exception("sink %s failed: %s", kind.value, exc)
         raise typer.Exit(EXIT_RUNTIME) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vcstream.cli.common import EXIT_RUNTIME, ConfigOption, load_or_exit, start_observability
+from vcstream.cli.common import ConfigOption, load_or_exit, start_observability
 
 app = typer.Typer(help="Stream processors (Faust).", no_args_is_help=True)
 
@@ -20,4 +20,4 @@ def worker(config: ConfigOption = None) -> None:
 
     code = run_worker(settings, lambda health: start_observability(settings, health))
     if code:
-        raise typer.Exit(EXIT_RUNTIME)
+        raise typer.Exit(code)  # 1 crashed, 2 configuration (a property, a refused login)

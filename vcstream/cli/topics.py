@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from vcstream.cli.common import EXIT_RUNTIME, ConfigOption, load_or_exit
+from vcstream.cli.common import EXIT_CONFIG, EXIT_RUNTIME, ConfigOption, load_or_exit
 
 app = typer.Typer(help="Kafka topics of the pipeline.", no_args_is_help=True)
 
@@ -19,13 +19,16 @@ def create(
     """Create the topics that do not exist yet (existing ones are left as they are)."""
     from confluent_kafka import KafkaException
 
-    from vcstream.kafka import ensure_topics
+    from vcstream.kafka import KafkaLoginRejected, ensure_topics
     from vcstream.topics import pipeline_topics
 
     settings = load_or_exit(config)
     specs = pipeline_topics(settings)
     try:
         ensure_topics(settings.kafka, specs, timeout=timeout)
+    except KafkaLoginRejected as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
     except KafkaException as exc:
         typer.echo(f"cannot create topics: {exc.args[0].str()}", err=True)
         raise typer.Exit(EXIT_RUNTIME) from None

@@ -5,8 +5,8 @@ govmomi's vcsim and a PostgreSQL server. Used by `vcstream dev up` and by the te
 them, each on ports chosen by the caller or free ones, with their data in a work dir.
 """
 
-from vcstream.devenv.kafka import LocalKafka
+from vcstream.devenv.kafka import LocalKafka, ScramUser
 from vcstream.devenv.postgres import LocalPostgres
 from vcstream.devenv.vcsim import LocalVcsim
 
-__all__ = ["LocalKafka", "LocalPostgres", "LocalVcsim"]
+__all__ = ["LocalKafka", "LocalPostgres", "LocalVcsim", "ScramUser"]

@@ -1,10 +1,17 @@
-"""A single-node KRaft Kafka broker (combined broker + controller) run with plain Java."""
+"""A single-node KRaft Kafka broker (combined broker + controller) run with plain Java.
+
+With `sasl=ScramUser(...)` the broker also listens with SASL_PLAINTEXT and SCRAM (as a
+production cluster would authenticate clients), next to its PLAINTEXT listener: that one
+stays the broker's own (inter-broker traffic and the readiness probe), so a test points
+the roles at `sasl_bootstrap_servers` only and every one of them must authenticate.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from vcstream.devenv.process import REPO, ChildProcess, cache_dir, free_port, wait_until
@@ -19,6 +26,21 @@ def kafka_classpath() -> str:
     return f"{libs}/*"
 
 
+@dataclass(frozen=True)
+class ScramUser:
+    """The one user of a SASL listener, created in the metadata log when storage is formatted."""
+
+    username: str
+    password: str
+    mechanism: str = "SCRAM-SHA-256"
+
+    def storage_argument(self) -> str:
+        # kafka-storage's own syntax; a quote or comma inside would need its escaping
+        if any(char in self.username + self.password for char in '",[]='):
+            raise ValueError('a local SCRAM user name or password cannot hold ", [ ] or =')
+        return f"{self.mechanism}=[name={self.username},password={self.password}]"
+
+
 class LocalKafka:
     def __init__(
         self,
@@ -27,10 +49,14 @@ class LocalKafka:
         controller_port: int | None = None,
         heap: str = "512m",
         overrides: dict[str, str] | None = None,
+        sasl: ScramUser | None = None,
+        sasl_port: int | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.controller_port = controller_port or free_port()
+        self.sasl = sasl
+        self.sasl_port = (sasl_port or free_port()) if sasl is not None else None
         self.heap = heap
         self.overrides = overrides or {}
         self.child = ChildProcess("kafka", workdir)
@@ -39,6 +65,12 @@ class LocalKafka:
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        if self.sasl_port is None:
+            raise RuntimeError("this broker was started without a SASL listener")
+        return f"127.0.0.1:{self.sasl_port}"
 
     def _java(self, main: str, *args: str) -> list[str]:
         return [
@@ -53,18 +85,39 @@ class LocalKafka:
             *args,
         ]
 
+    def _listeners(self) -> dict[str, str]:
+        plain = f"PLAINTEXT://127.0.0.1:{self.port}"
+        controller = f"CONTROLLER://127.0.0.1:{self.controller_port}"
+        if self.sasl is None:
+            return {
+                "listeners": f"{plain},{controller}",
+                "advertised.listeners": plain,
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            }
+        sasl = f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
+        mechanism = self.sasl.mechanism.lower()
+        return {
+            "listeners": f"{plain},{sasl},{controller}",
+            "advertised.listeners": f"{plain},{sasl}",
+            "listener.security.protocol.map": (
+                "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT"
+            ),
+            # the broker talks to itself over PLAINTEXT, so only clients authenticate
+            "inter.broker.listener.name": "PLAINTEXT",
+            "sasl.enabled.mechanisms": self.sasl.mechanism,
+            f"listener.name.sasl_plaintext.{mechanism}.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+        }
+
     def _write_properties(self) -> Path:
         data = self.workdir / "data"
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
-            "listeners": (
-                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
-            ),
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            **self._listeners(),
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(data),
             "num.partitions": "1",
             # a single node: every internal topic has one replica, or transactions never start
@@ -94,6 +147,9 @@ class LocalKafka:
             capture_output=True,
             text=True,
         ).stdout.split()[-1]
+        # SCRAM credentials live in the metadata log: written at format time, the user
+        # exists before the broker accepts its first connection
+        scram = ["--add-scram", self.sasl.storage_argument()] if self.sasl else []
         subprocess.run(
             self._java(
                 "kafka.tools.StorageTool",
@@ -104,6 +160,7 @@ class LocalKafka:
                 cluster_id,
                 "-c",
                 str(properties),
+                *scram,
             ),
             check=True,
             capture_output=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from vcstream.settings.base import ConfigModel, Secret
 
@@ -36,8 +36,38 @@ class KafkaSettings(ConfigModel):
     ssl: SslSettings | None = Field(None, description="TLS files, for SSL and SASL_SSL.")
     client_properties: dict[str, str] = Field(
         default_factory=dict,
-        description="Extra librdkafka properties passed through to every client unchanged.",
+        description="Extra librdkafka properties passed through to every client unchanged. "
+        "The streams worker (Faust on aiokafka) translates those it has an equivalent for: "
+        "`client.id`, `request.timeout.ms`, `max.poll.interval.ms`, "
+        "`max.partition.fetch.bytes`, `metadata.max.age.ms`, `connections.max.idle.ms`, "
+        "`message.max.bytes`, `compression.type`, `check.crcs`, `group.instance.id`, and "
+        "the connection's `security.protocol`, `sasl.mechanism`, `sasl.username`, "
+        "`sasl.password`, `ssl.ca.location`, `ssl.certificate.location`, "
+        "`ssl.key.location`, `ssl.key.password`, `ssl.endpoint.identification.algorithm`, "
+        "`enable.ssl.certificate.verification`. Any other property stops the worker at "
+        "start with an error naming it, unless it only says what the worker does anyway "
+        "(e.g. `acks: all`).",
     )
+
+    @model_validator(mode="after")
+    def _security_matches_protocol(self) -> KafkaSettings:
+        # librdkafka ignores credentials its protocol does not use, so a forgotten
+        # securityProtocol would connect without them; said here, before any connection
+        protocol = self.client_properties.get("security.protocol", self.security_protocol)
+        protocol = protocol.upper()
+        if self.sasl is not None and not protocol.startswith("SASL_"):
+            raise ValueError(
+                f"sasl is set but securityProtocol is {protocol}: SASL_PLAINTEXT or SASL_SSL "
+                "would use it"
+            )
+        sasl_elsewhere = any(key.startswith("sasl.") for key in self.client_properties)
+        if protocol.startswith("SASL_") and self.sasl is None and not sasl_elsewhere:
+            raise ValueError(f"securityProtocol {protocol} needs sasl (username, password)")
+        if self.ssl is not None and protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError(
+                f"ssl is set but securityProtocol is {protocol}: SSL or SASL_SSL would use it"
+            )
+        return self
 
 
 class TopicsSettings(ConfigModel):

@@ -1,0 +1,93 @@
+"""A SASL login the brokers refuse is an error naming the settings to check, for librdkafka
+clients and the worker's aiokafka alike, instead of retries without end."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaError
+from confluent_kafka.admin import AdminClient
+
+from vcstream.devenv import LocalKafka
+from vcstream.devenv.process import free_port
+from vcstream.kafka import KafkaLoginRejected, check_faust_login, client_config, list_topics
+from vcstream.settings.kafka import KafkaSettings
+
+pytestmark = pytest.mark.integration
+
+
+def settings(broker: LocalKafka, password: str | None = None, **kafka: Any) -> KafkaSettings:
+    assert broker.sasl is not None
+    return KafkaSettings.model_validate(
+        {
+            "bootstrapServers": broker.sasl_bootstrap_servers,
+            "securityProtocol": "SASL_PLAINTEXT",
+            "sasl": {
+                "mechanism": broker.sasl.mechanism,
+                "username": broker.sasl.username,
+                "password": password or broker.sasl.password,
+            },
+            **kafka,
+        }
+    )
+
+
+def test_the_right_password_logs_in(sasl_kafka: LocalKafka) -> None:
+    admin = AdminClient(client_config(settings(sasl_kafka)))
+    assert list_topics(admin, timeout=30).brokers
+    check_faust_login(settings(sasl_kafka))
+
+
+def test_metadata_request_with_a_wrong_password_names_the_password_setting(
+    sasl_kafka: LocalKafka,
+) -> None:
+    admin = AdminClient(client_config(settings(sasl_kafka, "wrong")))
+    with pytest.raises(KafkaLoginRejected) as raised:
+        list_topics(admin, timeout=60)
+    message = str(raised.value)
+    assert message.startswith(f"kafka.sasl.password: Kafka at {sasl_kafka.sasl_bootstrap_servers}")
+    assert "SCRAM-SHA-256 login of user 'vcstream'" in message
+    assert "wrong" not in message  # the password itself is never in the message
+
+
+def test_consumer_with_a_wrong_password_stops_and_its_own_error_callback_sees_why(
+    sasl_kafka: LocalKafka,
+) -> None:
+    seen: list[KafkaError] = []
+    kafka = settings(sasl_kafka, "wrong")
+    consumer = Consumer(
+        client_config(kafka, **{"group.id": f"g-{uuid.uuid4().hex}", "error_cb": seen.append})
+    )
+    consumer.subscribe(["anything"])
+    try:
+        with pytest.raises(KafkaLoginRejected, match=r"^kafka\.sasl\.password: "):
+            for _ in range(120):  # consume serves the callback; the first refusal ends it
+                consumer.consume(10, 0.5)
+    finally:
+        consumer.close()
+    assert any(error.code() == KafkaError._AUTHENTICATION for error in seen)
+
+
+def test_credentials_given_as_client_properties_are_named_as_such(
+    sasl_kafka: LocalKafka,
+) -> None:
+    kafka = settings(sasl_kafka, clientProperties={"sasl.password": "rotated-wrong"})
+    admin = AdminClient(client_config(kafka))
+    with pytest.raises(KafkaLoginRejected, match=r"^kafka\.clientProperties\.sasl\.password: "):
+        list_topics(admin, timeout=60)
+
+
+def test_worker_login_with_a_wrong_password_names_the_password_setting(
+    sasl_kafka: LocalKafka,
+) -> None:
+    with pytest.raises(KafkaLoginRejected, match=r"^kafka\.sasl\.password: .*SaslAuthentication"):
+        check_faust_login(settings(sasl_kafka, "wrong"))
+
+
+def test_worker_login_check_leaves_an_unreachable_broker_to_the_worker(
+    sasl_kafka: LocalKafka,
+) -> None:
+    nowhere = settings(sasl_kafka, bootstrapServers=f"127.0.0.1:{free_port()}")
+    check_faust_login(nowhere)  # nothing refused the login: Faust's start reports the rest
