@@ -38,7 +38,7 @@ from tenacity import (
 
 from producer import metrics
 from schemas.record import KafkaRecord
-from vcstream.kafka import client_config
+from vcstream.kafka import producer_config
 from vcstream.settings.kafka import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class TransactionalWriter:
         self._began = None
         timeout_ms = int(self._timeout_s * 1000)
         self._producer = Producer(
-            client_config(
+            producer_config(
                 self._kafka,
                 **{
                     "transactional.id": self._transactional_id,
@@ -115,7 +115,6 @@ class TransactionalWriter:
                     "transaction.timeout.ms": timeout_ms,
                     "message.timeout.ms": timeout_ms,
                     "linger.ms": 5,
-                    "compression.type": "lz4",
                 },
             ),
             logger=logging.getLogger("librdkafka"),

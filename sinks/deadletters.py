@@ -9,7 +9,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Producer
 
 from schemas.record import KafkaRecord
-from vcstream.kafka import client_config
+from vcstream.kafka import producer_config
 from vcstream.settings.kafka import KafkaSettings
 
 
@@ -28,7 +28,7 @@ class DeadLetterWriter:
         self.topic = topic
         self.flush_timeout = flush_timeout
         self._producer = Producer(
-            client_config(kafka, **{"enable.idempotence": True, "linger.ms": 5})
+            producer_config(kafka, **{"enable.idempotence": True, "linger.ms": 5})
         )
         self._errors: list[str] = []
         self._lock = threading.Lock()

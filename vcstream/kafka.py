@@ -74,6 +74,16 @@ def client_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+def producer_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
+    """`client_config` for a producer: compressed with `kafka.compression` unless the
+    client properties name a codec (only producers take the property: a consumer given
+    it logs a warning)."""
+    config = client_config(kafka, **overrides)
+    if "compression.type" not in config and "compression.codec" not in config:
+        config["compression.type"] = kafka.compression
+    return config
+
+
 def _refuse_rejected_login(
     kafka: KafkaSettings, then: Callable[[KafkaError], None] | None
 ) -> Callable[[KafkaError], None]:
@@ -275,6 +285,7 @@ def faust_broker_options(kafka: KafkaSettings) -> dict[str, Any]:
             )
     if problems:
         raise WorkerPropertyError("\n".join(problems))
+    options.setdefault("producer_compression_type", _compression(kafka.compression))
     return options
 
 

@@ -34,6 +34,12 @@ class KafkaSettings(ConfigModel):
     )
     sasl: SaslSettings | None = Field(None, description="SASL credentials, if the brokers ask.")
     ssl: SslSettings | None = Field(None, description="TLS files, for SSL and SASL_SSL.")
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "lz4",
+        description="How every producer compresses what it writes: the producer, the "
+        "streams worker's outputs, dead letters (`compression.type` in `clientProperties` "
+        "takes precedence).",
+    )
     client_properties: dict[str, str] = Field(
         default_factory=dict,
         description="Extra librdkafka properties passed through to every client unchanged. "
