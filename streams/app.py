@@ -40,7 +40,7 @@ from streams.monitor import QuietMonitor
 from streams.partitioner import KeyPartitioner
 from streams.pipeline import Output, Pipeline
 from streams.transport import Consumer, broker_urls
-from vcstream.kafka import faust_broker_options
+from vcstream.faust_kafka import faust_broker_options
 from vcstream.logging import logging_config
 from vcstream.observability import Flag
 from vcstream.settings import Settings

@@ -15,7 +15,8 @@ from sinks.deadletters import DeadLetterWriter
 from tests.streams.helpers import StreamsWorker, consume, produce, streams_config
 from tests.streams.test_worker import vsphere
 from vcstream.devenv.kafka import LocalKafka
-from vcstream.kafka import client_config, faust_broker_options, producer_config
+from vcstream.faust_kafka import faust_broker_options
+from vcstream.kafka import client_config, producer_config
 from vcstream.settings.kafka import KafkaSettings
 
 CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}

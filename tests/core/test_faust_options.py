@@ -14,7 +14,7 @@ import yaml
 from faust.auth import SASLCredentials, SSLCredentials
 
 from vcstream.devenv.process import REPO
-from vcstream.kafka import WorkerPropertyError, faust_broker_options
+from vcstream.faust_kafka import WorkerPropertyError, faust_broker_options
 from vcstream.settings.kafka import KafkaSettings
 
 SASL = {"mechanism": "SCRAM-SHA-512", "username": "svc", "password": "secret"}
@@ -31,7 +31,10 @@ def refused(**kafka: Any) -> list[str]:
 
 
 def test_plaintext_brokers_without_credentials() -> None:
-    assert options(bootstrapServers="a:9092, b:9093") == {"broker": "kafka://a:9092;kafka://b:9093"}
+    assert options(bootstrapServers="a:9092, b:9093") == {
+        "broker": "kafka://a:9092;kafka://b:9093",
+        "producer_compression_type": "lz4",  # kafka.compression's default
+    }
 
 
 def test_sasl_plaintext_logs_in_without_tls() -> None:

@@ -12,7 +12,8 @@ from confluent_kafka.admin import AdminClient
 
 from vcstream.devenv import LocalKafka
 from vcstream.devenv.process import free_port
-from vcstream.kafka import KafkaLoginRejected, check_faust_login, client_config, list_topics
+from vcstream.faust_kafka import check_faust_login
+from vcstream.kafka import KafkaLoginRejected, client_config, list_topics
 from vcstream.settings.kafka import KafkaSettings
 
 pytestmark = pytest.mark.integration
