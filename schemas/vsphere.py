@@ -16,6 +16,10 @@ _NAMESPACE_BYTES = ID_NAMESPACE.bytes
 
 EventClassKind = Literal["event", "eventex", "extendedevent"]
 
+# The extension a stream processor sets on an event it keeps from the alerting routes
+# (the value says why: `storm`, `maintenance`); the audit route still takes it, marked.
+SUPPRESSED_EXTENSION = "suppressed"
+
 
 @dataclass(frozen=True, slots=True)
 class VCenterIdentity:

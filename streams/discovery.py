@@ -1,5 +1,5 @@
-"""Finding user processors: every module of `streams.processors` and of the configured
-packages is imported, and each module-level `Processor` in it is registered."""
+"""Finding processors: every module of `streams.processors` and of the configured packages
+is imported, and each module-level `Processor` or `Inline` in it is registered."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import logging
 import pkgutil
 from types import ModuleType
 
-from streams.api import Processor
-from vcstream.settings.streams import ProcessorsSettings
+from streams.api import AnyProcessor, Inline, Processor
+from streams.state import StateError, tables_by_input
+from vcstream.settings.streams import ProcessorsSettings, StreamsSettings
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,22 @@ def _modules(package_name: str) -> list[ModuleType]:
     return modules
 
 
-def discover(settings: ProcessorsSettings) -> list[Processor]:
-    found: dict[str, Processor] = {}
+def processors_for(settings: StreamsSettings, events_topic: str) -> list[AnyProcessor]:
+    """Every processor the worker runs, its tables' names checked."""
+    found = discover(settings.processors)
+    try:
+        tables_by_input(found, events_topic)
+    except StateError as exc:
+        raise DiscoveryError(str(exc)) from None
+    return found
+
+
+def discover(settings: ProcessorsSettings) -> list[AnyProcessor]:
+    found: dict[str, AnyProcessor] = {}
     for package_name in [BUILTIN_PACKAGE, *settings.packages]:
         for module in _modules(package_name):
             for value in vars(module).values():
-                if not isinstance(value, Processor) or value.name in settings.disabled:
+                if not isinstance(value, Processor | Inline) or value.name in settings.disabled:
                     continue
                 other = found.get(value.name)
                 if other is not None and other is not value:
@@ -54,5 +65,8 @@ def discover(settings: ProcessorsSettings) -> list[Processor]:
                     )
                 found[value.name] = value
     for item in found.values():
-        log.info("processor %s -> %s", item.name, item.output)
+        if isinstance(item, Processor):
+            log.info("processor %s -> %s", item.name, item.output)
+        else:
+            log.info("inline processor %s", item.name)
     return list(found.values())

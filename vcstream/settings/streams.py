@@ -55,6 +55,12 @@ class EventFilter(ConfigModel):
 class RouteSettings(EventFilter):
     name: str = Field(description="Label for metrics and dead letters, e.g. `alarms`.")
     topic: str = Field(description="Output topic the matching events are written to.")
+    include_suppressed: bool = Field(
+        False,
+        description="Also take events a stream processor suppressed (alarms of a storm or "
+        "of a host in maintenance, marked with the extension `suppressed`); the default "
+        "audit route does.",
+    )
 
 
 class EnrichmentSettings(ConfigModel):
@@ -101,7 +107,7 @@ class StreamsSettings(ConfigModel):
     routes: list[RouteSettings] | None = Field(
         None,
         description="Where events go. Unset: alarm status changes to yellow/red go to "
-        "`topics.alarms` and every event to `topics.audit`.",
+        "`topics.alarms` and every event to `topics.audit` (suppressed ones too).",
     )
     audit: EventFilter = Field(
         default_factory=EventFilter,
@@ -113,7 +119,7 @@ class StreamsSettings(ConfigModel):
         """The configured routes, or the two defaults."""
         if self.routes is not None:
             return self.routes
-        return [
+        routes = [
             RouteSettings.model_validate(
                 {
                     "name": "alarms",
@@ -121,8 +127,10 @@ class StreamsSettings(ConfigModel):
                     "types": [ALARM_STATUS_CHANGED],
                     "where": [{"field": "To", "in": ["red", "yellow"]}],
                 }
-            ),
-            RouteSettings.model_validate(
-                {"name": "audit", "topic": audit_topic, **self.audit.model_dump(by_alias=True)}
-            ),
+            )
         ]
+        audit = {"name": "audit", "topic": audit_topic, "includeSuppressed": True}
+        routes.append(
+            RouteSettings.model_validate({**audit, **self.audit.model_dump(by_alias=True)})
+        )
+        return routes
