@@ -1,5 +1,6 @@
 """Finding processors: every module of `streams.processors` and of the configured packages
-is imported, and each module-level `Processor` or `Inline` in it is registered."""
+is imported, and each module-level `Processor` or `Inline` in it is registered; the
+built-in inline processors the configuration switches on come first."""
 
 from __future__ import annotations
 
@@ -40,9 +41,33 @@ def _modules(package_name: str) -> list[ModuleType]:
     return modules
 
 
+def builtin(settings: StreamsSettings) -> list[Inline]:
+    """The built-in inline processors switched on, in the order they run: repeats are
+    dropped before anything counts them, alarms silenced before they count to a storm."""
+    from streams.processors.dedup import duplicates
+    from streams.processors.maintenance import maintenance
+    from streams.processors.storm import alarm_storm
+
+    found = []
+    if settings.duplicates.enabled:
+        found.append(duplicates(settings.duplicates))
+    if settings.maintenance.enabled:
+        found.append(maintenance(settings.maintenance))
+    if settings.alarm_storm.enabled:
+        found.append(alarm_storm(settings.alarm_storm))
+    for item in found:
+        log.info("inline processor %s (built in)", item.name)
+    return found
+
+
 def processors_for(settings: StreamsSettings, events_topic: str) -> list[AnyProcessor]:
-    """Every processor the worker runs, its tables' names checked."""
-    found = discover(settings.processors)
+    """Every processor the worker runs: the built-in ones switched on, then those found."""
+    found: list[AnyProcessor] = [*builtin(settings), *discover(settings.processors)]
+    names: dict[str, AnyProcessor] = {}
+    for item in found:
+        if item.name in names:
+            raise DiscoveryError(f"a processor is named {item.name!r} like a built-in one")
+        names[item.name] = item
     try:
         tables_by_input(found, events_topic)
     except StateError as exc:
