@@ -191,3 +191,61 @@ def test_stateful_processors_carry_on_after_a_worker_killed_mid_window(
     assert by_entity["vm-1"] == [1, 2, 3, 4, 5]  # the user's table came back too
     assert by_entity["vm-4"] == [1]  # counted when the timer released it
     assert TopicReader(settings, topics.dead_letter).read(quiet=1) == []
+
+
+def test_records_read_again_after_a_kill_get_the_decisions_they_got_before(
+    kafka, topic_name, tmp_path: Path
+):
+    # nothing is committed before the kill: the restarted worker reads every record again,
+    # on the state the first run left in the changelogs
+    config = streams_config(
+        tmp_path,
+        kafka.bootstrap_servers,
+        topic_name,
+        commitInterval="10m",
+        alarmStorm={"enabled": True, "threshold": THRESHOLD, "window": "1h"},
+        duplicates={"enabled": True, "window": "1h"},
+    )
+    worker = StreamsWorker(config)
+    settings = worker.settings
+    app_id, topics = settings.streams.app_id, settings.topics
+    storm = [alarm(vm("vm-1"), Vm=vm("vm-1")) for _ in range(5)]
+    power_on = record("VmPoweredOnEvent", Vm=vm("vm-2"))
+    storm_id = derived_id(id_of(storm[THRESHOLD]), "alarm_storm", 1)
+
+    worker.start()
+    audit = TopicReader(settings, topics.audit)
+    try:
+        produce(settings, topics.alarm_definitions, [definition("alarm-1")])
+        produce(settings, topics.events, [*storm, power_on, copy(power_on, 1)])
+        first = {*(enriched_id(item) for item in storm), id_of(power_on)}
+        wait_for(lambda: first <= audit.ids(), 60, "every record's outputs")
+        # the first run's state is in the changelogs: the four alarms counted, every claim
+        storms = TopicReader(settings, f"{app_id}-alarm-storms-changelog")
+        claims = TopicReader(settings, f"{app_id}-duplicates-seen-changelog")
+        wait_for(lambda: len(storms.read()) >= THRESHOLD + 1, 30, "the storm's state written")
+        wait_for(lambda: len(claims.read()) >= len(storm) + 1, 30, "the claims written")
+        storms.close()
+        claims.close()
+        assert not committed_through(settings, topics.events)
+        worker.kill()
+
+        worker.start()
+        wait_for(lambda: len(audit.read()) >= 2 * len(first), 60, "the records read again")
+        audit_records = audit.read(quiet=1)
+        alarm_events = decoded(TopicReader(settings, topics.alarms).read(quiet=1))
+    finally:
+        worker.stop()
+        audit.close()
+
+    events = decoded(audit_records)
+    for index, item in enumerate(storm):
+        marks = {suppressed(e) for e in events if e.get_id() == enriched_id(item)}
+        assert marks == {None if index < THRESHOLD else "storm"}, index
+    assert {e.get_id() for e in alarm_events} == {
+        *(enriched_id(item) for item in storm[:THRESHOLD]),
+        storm_id,
+    }
+    # the original passed both times (its outputs might not have been written), the copy never
+    assert sum(e.get_id() == id_of(power_on) for e in events) == 2
+    assert [r for r in audit_records if r.header("test-copy") is not None] == []
