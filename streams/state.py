@@ -1,6 +1,7 @@
 """State for processors: Faust tables, declared by a processor module, made by the app.
 
     from datetime import timedelta
+    from schemas.codec import with_changes
     from streams.api import data_of, processor
     from streams.state import Table
 
@@ -132,8 +133,9 @@ class Table:
         self._backing: Any = None
 
     def tumbling(self, size: Seconds, expires: Seconds | None = None) -> Table:
-        """Faust's `.tumbling(size, expires)`; windows are kept `expires` (default: two
-        sizes; Faust's default keeps them forever) and so is their changelog."""
+        """Faust's `.tumbling(size, expires)`. A window is in record time (the Kafka
+        timestamp); it is dropped `expires` after it by the wall clock (default: two
+        sizes; Faust's default keeps every window forever), its changelog likewise."""
         length = seconds(size)
         kept = seconds(expires) if expires is not None else 2 * length
         return self._windowed(Window("tumbling", length, length, kept))
@@ -204,8 +206,11 @@ class GlobalTable(Table):
 
 
 def tables_by_input(processors: Sequence[Any], events_topic: str) -> dict[str, list[Table]]:
-    """The tables of these processors by input topic; one name, one table (DiscoveryError
-    semantics: a clash is refused before anything starts)."""
+    """The tables of these processors by the input topic they are co-partitioned with.
+
+    One name is one table: two declarations of a name, or one table used by processors
+    of two input topics, are refused before anything starts.
+    """
     found: dict[str, tuple[Table, str]] = {}
     for item in processors:
         topic = getattr(item, "topic", None) or events_topic

@@ -28,10 +28,11 @@ NAME = "duplicates"
 def duplicates(settings: DuplicatesSettings) -> Inline:
     """The processor for these settings (its window is part of its table)."""
     size = settings.window.total_seconds()
-    # kept three windows: the current one and the one before are read, and Faust's
-    # cleanup drops a window once it is `expires` older than the current one's start
+    # The current window and the one before are read. Faust's cleanup drops windows by
+    # the wall clock, not by record time: two sizes keep one more, for a worker a window
+    # behind (catching up), at the cost of memory (an id per event checked per window).
     seen = Table("duplicates-seen", help="Offset of the record that claimed an event id.")
-    seen = seen.tumbling(size, expires=3 * size)
+    seen = seen.tumbling(size, expires=2 * size)
 
     @inline(name=NAME, types=settings.types, tables=[seen])
     def drop_duplicates(event: CloudEvent) -> CloudEvent | None:

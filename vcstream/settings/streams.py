@@ -147,7 +147,8 @@ class DuplicatesSettings(ConfigModel):
     window: Duration = Field(
         timedelta(minutes=10),
         description="How far apart in record time (the Kafka timestamp) a repeat is still "
-        "caught: at least this, at most twice this. Costs a table write per event checked.",
+        "caught: at least this, at most twice this. Costs a table write per event checked, "
+        "and memory for the ids of three windows.",
     )
     types: list[str] = Field(
         default_factory=lambda: ["*"], description="Globs on `type` of the events checked."
