@@ -72,6 +72,24 @@ def test_a_co_partitioned_table_shows_each_record_its_own_partitions_state():
     assert [value for _, _, value in runner.changelog("power-ons-per-host")] == [1, 1, 2, 2]
 
 
+def test_a_hopping_window_counts_each_event_in_every_window_it_falls_in():
+    recent = Table("recent-power-ons", default=int).hopping(timedelta(minutes=10), 300)
+
+    @processor(output="counts", tables=[recent])
+    def count(event: CloudEvent) -> CloudEvent:
+        recent["all"] += 1
+        # the latest window holding the event, and the one that started a step earlier
+        counts = {"latest": recent["all"].current(), "earlier": recent["all"].delta(300)}
+        return with_changes(event, data=counts, type="com.example.Count.v0")
+
+    runner = Runner(count, partitions=1)
+    out = runner.run(power_on("vm-1", minutes=1), power_on("vm-2", minutes=6))
+    assert [data_of(e) for e in out] == [
+        {"latest": 1, "earlier": 1},  # 10:01 is in the windows from 9:55 and from 10:00
+        {"latest": 1, "earlier": 2},  # 10:06: from 10:05 (itself), from 10:00 (both)
+    ]
+
+
 def test_run_starts_with_empty_tables_each_time():
     assert run(busy_hosts, power_on("vm-1"), power_on("vm-2")) == []
     assert run(busy_hosts, power_on("vm-3")) == []
