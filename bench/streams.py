@@ -3,6 +3,7 @@ pre-loaded, p99 added latency, peak RSS, and the ratio to bench.kafka_ceiling's 
 consume rate on the same topic.
 
     .venv/bin/python -m bench.streams [--events 20000] [--trickle 1000] [--bootstrap HOST:PORT]
+                                      [--stateful]
 
 One worker process (`vcstream streams worker`) reads a pre-loaded raw topic: a quarter
 alarm status changes (joined with one of 50 definitions, routed to alarms and audit),
@@ -11,7 +12,9 @@ Throughput is counted from the worker's readiness to its last audit record. Adde
 latency is measured afterwards on a trickle of events at a steady rate: the audit
 record's broker timestamp minus its input's. The worker's CPU time over the throughput
 phase is reported too (`events_per_cpu_s`): on a shared machine it is the steadier
-figure. Prints one JSON object.
+figure. `--stateful` switches on the three built-in stateful processors (duplicates,
+maintenance, alarmStorm): a table write per event, the cost of state. Prints one JSON
+object.
 """
 
 from __future__ import annotations
@@ -166,7 +169,16 @@ def healthy(port: int) -> bool:
         return False
 
 
-def run(bootstrap: str, workdir: Path, events: int, trickle: int) -> dict[str, Any]:
+STATEFUL = {
+    "duplicates": {"enabled": True},
+    "maintenance": {"enabled": True},
+    "alarmStorm": {"enabled": True},
+}
+
+
+def run(
+    bootstrap: str, workdir: Path, events: int, trickle: int, stateful: bool = False
+) -> dict[str, Any]:
     suffix = uuid.uuid4().hex[:8]
     port = free_port()
     config = {
@@ -177,7 +189,8 @@ def run(bootstrap: str, workdir: Path, events: int, trickle: int) -> dict[str, A
         }
         | {"deadLetter": f"bench.dlq.{suffix}"},
         "producer": {"rawTopic": {"partitions": PARTITIONS}},
-        "streams": {"appId": f"bench-{suffix}", "dataDir": str(workdir / "data")},
+        "streams": {"appId": f"bench-{suffix}", "dataDir": str(workdir / "data")}
+        | (STATEFUL if stateful else {}),
         "metrics": {"host": "127.0.0.1", "port": port},
         "logging": {"level": "WARNING"},
     }
@@ -227,13 +240,21 @@ def run(bootstrap: str, workdir: Path, events: int, trickle: int) -> dict[str, A
         rss = peak_rss_mb(worker.pid)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(30)
+        try:
+            worker.wait(30)
+            stopped = True
+        except subprocess.TimeoutExpired:
+            # the figures are taken: report a worker that does not stop, do not lose them
+            stopped = False
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(10)
     rate = events / elapsed
     return {
         "benchmark": "streams",
         "events": events,
         "partitions": PARTITIONS,
         "alarm_share": 0.25,
+        "stateful": stateful,
         "events_per_s": round(rate),
         "elapsed_s": round(elapsed, 2),
         "added_latency_ms": {
@@ -248,6 +269,7 @@ def run(bootstrap: str, workdir: Path, events: int, trickle: int) -> dict[str, A
         "events_per_cpu_s": round(events / cpu) if cpu else None,
         "load_average_1m": round(load, 2),
         "peak_rss_mb": round(rss, 1),
+        "stopped_within_30s_of_sigterm": stopped,
         "kafka_ceiling_consume_per_s": round(ceiling["records_per_s"]),
         "ratio_to_ceiling": round(rate / ceiling["records_per_s"], 4),
         "python": platform.python_version(),
@@ -265,15 +287,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--trickle", type=int, default=1000)
     parser.add_argument("--bootstrap", help="an existing broker; default: a private one")
+    parser.add_argument("--stateful", action="store_true", help="the built-in stateful ones on")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-streams-") as tmp:
         workdir = Path(tmp)
         if args.bootstrap:
-            result = run(args.bootstrap, workdir, args.events, args.trickle)
+            result = run(args.bootstrap, workdir, args.events, args.trickle, args.stateful)
         else:
             broker = LocalKafka(workdir / "kafka").start()
             try:
-                result = run(broker.bootstrap_servers, workdir, args.events, args.trickle)
+                bootstrap = broker.bootstrap_servers
+                result = run(bootstrap, workdir, args.events, args.trickle, args.stateful)
             finally:
                 broker.stop()
     print(json.dumps(result, indent=2))

@@ -16,6 +16,14 @@ _NAMESPACE_BYTES = ID_NAMESPACE.bytes
 
 EventClassKind = Literal["event", "eventex", "extendedevent"]
 
+# Events vcstream itself makes, under VEBA's prefix so a Trigger on `com.vmware.vsphere.*`
+# sees them; the data of each is described where it is made (streams/processors/).
+VCSTREAM_TYPE_PREFIX = TYPE_PREFIX + "vcstream."
+ALARM_STORM_TYPE = VCSTREAM_TYPE_PREFIX + "AlarmStorm.v0"
+# The extension a stream processor sets on an event it keeps from the alerting routes
+# (the value says why: `storm`, `maintenance`); the audit route still takes it, marked.
+SUPPRESSED_EXTENSION = "suppressed"
+
 
 @dataclass(frozen=True, slots=True)
 class VCenterIdentity:

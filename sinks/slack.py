@@ -3,8 +3,10 @@
 At most one message per `minInterval` per webhook (Slack allows about one a second); a
 429 is retried after its `Retry-After` by the runtime, so nothing is lost. When more
 than `storm.threshold` alarms arrive within `storm.window`, a batch becomes a single
-digest message instead of one message per alarm. The webhook URL is a secret: it is
-never part of an error, a log line or a dead-letter header.
+digest message instead of one message per alarm (a digest of one batch only: the streams
+worker's `alarmStorm` summarises a storm on one entity however it is batched, as an
+AlarmStorm event rendered here). The webhook URL is a secret: it is never part of an
+error, a log line or a dead-letter header.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from sinks.base import HELD, DeliveryError, Outcome, Sink, SinkEvent
 from sinks.knative import parse_retry_after
-from sinks.slack_messages import alarm_message, digest_message
+from sinks.slack_messages import digest_message, message_for
 from vcstream.settings.sinks import SlackSinkSettings
 
 DEST = "slack webhook"
@@ -80,7 +82,7 @@ class SlackSink(Sink):
             return [error] * len(batch)
         outcomes: list[Outcome] = []
         for index, item in enumerate(batch):
-            error = await self._send(alarm_message(item.event))
+            error = await self._send(message_for(item.event))
             outcomes.append(error)
             if error is not None:  # keep order: what follows waits for this one
                 outcomes += [HELD] * (len(batch) - index - 1)

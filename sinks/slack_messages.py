@@ -1,4 +1,5 @@
-"""Slack messages for alarm events: one Block Kit message per alarm, or a storm digest.
+"""Slack messages for alarm events: one Block Kit message per alarm, or a storm digest,
+and one for an AlarmStorm event (the streams worker's summary of a storm on one entity).
 
 An enriched alarm event (`AlarmStatusChangedEvent` with `AlarmInfo`) gives the status
 (`To`: red, yellow, green, gray), the alarm's name and description, the entity, the
@@ -17,6 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cloudevents.core.base import BaseCloudEvent
+
+from schemas.vsphere import ALARM_STORM_TYPE
 
 COLOURS = {"red": "#d32f2f", "yellow": "#f9a825", "green": "#2e7d32", "gray": "#9e9e9e"}
 EMOJI = {
@@ -44,6 +47,8 @@ class Alarm:
     @classmethod
     def from_event(cls, event: BaseCloudEvent) -> Alarm:
         data = _mapping(event.get_data())
+        if event.get_type() == ALARM_STORM_TYPE:
+            return cls._of_storm(event, data)
         info = _mapping(data.get("AlarmInfo"))
         alarm_ref = _mapping(data.get("Alarm"))
         entity = _mapping(data.get("Entity"))
@@ -58,6 +63,22 @@ class Alarm:
             vcenter=urlsplit(str(event.get_source())).hostname or str(event.get_source()),
             time=time if isinstance(time, datetime) else None,
             message=str(data.get("FullFormattedMessage") or ""),
+        )
+
+    @classmethod
+    def _of_storm(cls, event: BaseCloudEvent, data: dict[str, Any]) -> Alarm:
+        """A storm summary as one line of a digest."""
+        worst = str(data.get("worst") or "gray")
+        time = event.get_attributes().get("time")
+        return cls(
+            status=worst if worst in COLOURS else "gray",
+            previous=None,
+            name=f"Alarm storm ({data.get('count')} alarms)",
+            description="",
+            entity=str(_mapping(data.get("entity")).get("name") or "unknown entity"),
+            vcenter=urlsplit(str(event.get_source())).hostname or str(event.get_source()),
+            time=time if isinstance(time, datetime) else None,
+            message=str(data.get("message") or ""),
         )
 
 
@@ -79,6 +100,61 @@ def _when(moment: datetime | None) -> str:
 
 def _clip(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def message_for(event: BaseCloudEvent) -> dict[str, Any]:
+    """The message of one event: an AlarmStorm summary, or an alarm."""
+    if event.get_type() == ALARM_STORM_TYPE:
+        return storm_message(event)
+    return alarm_message(event)
+
+
+def storm_message(event: BaseCloudEvent) -> dict[str, Any]:
+    """An AlarmStorm event: the entity, how many alarms of which, until when it is held."""
+    data = _mapping(event.get_data())
+    storm = Alarm.from_event(event)
+    entity = _mapping(data.get("entity"))
+    statuses = _mapping(data.get("statuses"))
+    counts = "  ".join(
+        f"{EMOJI[status]} {statuses[status]} {status}"
+        for status in SEVERITY
+        if isinstance(statuses.get(status), int) and statuses[status]
+    )
+    alarms = [item for item in data.get("alarms") or [] if isinstance(item, dict)]
+    top = "\n".join(f"{item.get('count')} x {item.get('name')}" for item in alarms[:DIGEST_TOP])
+    kind = f" ({entity['type']})" if entity.get("type") else ""
+    until = _moment(data.get("windowEnd"))
+    title = f"Alarm storm on {storm.entity}: more than {data.get('threshold')} alarms"
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f":rotating_light: *{title}*"}},
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*Entity*\n{storm.entity}{kind}"},
+                {"type": "mrkdwn", "text": f"*vCenter*\n{storm.vcenter}"},
+                {"type": "mrkdwn", "text": f"*Alarms*\n{counts or data.get('count')}"},
+                {"type": "mrkdwn", "text": f"*Held back until*\n{_when(until)}"},
+            ],
+        },
+    ]
+    if top:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _clip(top)}})
+    text = f"[STORM] {title} on {storm.vcenter}; the rest held back until {_when(until)}"
+    return {
+        "text": _clip(text),
+        "attachments": [
+            {"color": COLOURS[storm.status], "fallback": _clip(text), "blocks": blocks}
+        ],
+    }
+
+
+def _moment(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def alarm_message(event: BaseCloudEvent) -> dict[str, Any]:

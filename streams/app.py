@@ -31,14 +31,15 @@ from faust.app.base import BootStrategy
 from schemas.record import KafkaRecord
 from streams import metrics, transport
 from streams.acks import OrderedAcks, Pending
-from streams.api import Processor
+from streams.api import AnyProcessor
 from streams.definitions import DefinitionIndex
 from streams.definitions_reader import DefinitionsReader
 from streams.delivery import Deliveries
 from streams.enrich import AlarmRef, enriched, unenriched
 from streams.monitor import QuietMonitor
 from streams.partitioner import KeyPartitioner
-from streams.pipeline import Output, Pipeline
+from streams.pipeline import Inlined, Output, Pipeline
+from streams.state import create_faust_tables, faust_current_event, tables_by_input
 from streams.transport import Consumer, broker_urls
 from vcstream.faust_kafka import faust_broker_options
 from vcstream.logging import logging_config
@@ -66,15 +67,17 @@ class Waiting:
     ref: AlarmRef
     deadline: float
     started: float
+    inlined: Inlined | None = None  # what inline processors made of it, as it was read
 
 
 class StreamsApp:
     def __init__(
         self,
         settings: Settings,
-        processors: Sequence[Processor],
+        processors: Sequence[AnyProcessor],
         definition_partitions: int = 1,
         health: Flag | None = None,
+        input_partitions: dict[str, int] | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = Pipeline(settings, processors)
@@ -112,6 +115,9 @@ class StreamsApp:
         self.definitions = DefinitionsReader(settings, definition_partitions)
         self.app.task(self._read_definitions)
         self.index = DefinitionIndex(self.definitions.table)
+        # processors' tables (streams.state), co-partitioned with their input topics
+        tables = tables_by_input(processors, settings.topics.events)
+        self.tables = create_faust_tables(self.app, tables, input_partitions or {})
         self.waiting: list[Waiting] = []
         self.acks = OrderedAcks(
             lambda: self.app.consumer_generation_id,
@@ -173,17 +179,23 @@ class StreamsApp:
         if isinstance(decoded, Output):
             await self._emit(source, [decoded], started)
             return
-        event = decoded
+        # Inline processors run here, as the record is read: in offset order, with the
+        # record as Faust's current event (a table write goes to its partition), also for
+        # an alarm that then waits for its definition.
+        inlined = self.pipeline.inline(decoded, record, topic)
+        event = inlined.event
         ref = self.pipeline.alarm_to_enrich(event, topic)
-        if ref is not None:
+        if ref is not None and event is not None:
             definition = self._definition(ref)
             if definition is None:
                 wait = self.pipeline.enrichment.wait_for_definition.total_seconds()
-                self.waiting.append(Waiting(source, record, event, ref, started + wait, started))
+                waiting = Waiting(source, record, event, ref, started + wait, started, inlined)
+                self.waiting.append(waiting)
                 metrics.PENDING.set(len(self.waiting))
                 return
             event = self._enriched(event, definition)
-        outputs = self.pipeline.outputs(event, record, topic, unchanged=event is decoded)
+        unchanged = event is decoded
+        outputs = self.pipeline.outputs(event, record, topic, unchanged, inlined)
         await self._emit(source, outputs, started)
 
     def _report_health(self) -> None:
@@ -233,7 +245,10 @@ class StreamsApp:
             else:
                 self.waiting.append(item)
                 continue
-            outputs = self.pipeline.outputs(event, item.record, self.pipeline.events_topic)
+            # the record as Faust's current event, as in its agent: processors' tables
+            with faust_current_event(item.source.source):
+                topic = self.pipeline.events_topic
+                outputs = self.pipeline.outputs(event, item.record, topic, inlined=item.inlined)
             await self._emit(item.source, outputs, item.started)
         metrics.PENDING.set(len(self.waiting))
 
@@ -326,14 +341,17 @@ def _ref_text(ref: AlarmRef) -> tuple[str, str]:
 
 def build(settings: Settings, health: Flag | None = None) -> StreamsApp:
     """The app for these settings, with topics created and user processors discovered."""
-    from streams.discovery import discover
+    from streams.discovery import processors_for
     from streams.topics import partition_count, prepare_topics
 
-    processors = discover(settings.streams.processors)
+    processors = processors_for(settings.streams, settings.topics.events)
     pipeline = Pipeline(settings, processors)
     prepare_topics(settings, pipeline.output_topics + pipeline.input_topics)
     partitions = partition_count(settings, settings.topics.alarm_definitions)
-    return StreamsApp(settings, processors, partitions, health)
+    # a processor's table has a changelog partition per partition of its input topic
+    stateful = tables_by_input(processors, settings.topics.events)
+    inputs = {topic: partition_count(settings, topic) for topic in stateful}
+    return StreamsApp(settings, processors, partitions, health, inputs)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,6 @@
-"""Finding user processors: every module of `streams.processors` and of the configured
-packages is imported, and each module-level `Processor` in it is registered."""
+"""Finding processors: every module of `streams.processors` and of the configured packages
+is imported, and each module-level `Processor` or `Inline` in it is registered; the
+built-in inline processors the configuration switches on come first."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import logging
 import pkgutil
 from types import ModuleType
 
-from streams.api import Processor
-from vcstream.settings.streams import ProcessorsSettings
+from streams.api import AnyProcessor, Inline, Processor
+from streams.state import StateError, tables_by_input
+from vcstream.settings.streams import ProcessorsSettings, StreamsSettings
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +41,46 @@ def _modules(package_name: str) -> list[ModuleType]:
     return modules
 
 
-def discover(settings: ProcessorsSettings) -> list[Processor]:
-    found: dict[str, Processor] = {}
+def builtin(settings: StreamsSettings) -> list[Inline]:
+    """The built-in inline processors switched on, in the order they run: repeats are
+    dropped before anything counts them, alarms silenced before they count to a storm."""
+    from streams.processors.dedup import duplicates
+    from streams.processors.maintenance import maintenance
+    from streams.processors.storm import alarm_storm
+
+    found = []
+    if settings.duplicates.enabled:
+        found.append(duplicates(settings.duplicates))
+    if settings.maintenance.enabled:
+        found.append(maintenance(settings.maintenance))
+    if settings.alarm_storm.enabled:
+        found.append(alarm_storm(settings.alarm_storm))
+    for item in found:
+        log.info("inline processor %s (built in)", item.name)
+    return found
+
+
+def processors_for(settings: StreamsSettings, events_topic: str) -> list[AnyProcessor]:
+    """Every processor the worker runs: the built-in ones switched on, then those found."""
+    found: list[AnyProcessor] = [*builtin(settings), *discover(settings.processors)]
+    names: dict[str, AnyProcessor] = {}
+    for item in found:
+        if item.name in names:
+            raise DiscoveryError(f"a processor is named {item.name!r} like a built-in one")
+        names[item.name] = item
+    try:
+        tables_by_input(found, events_topic)
+    except StateError as exc:
+        raise DiscoveryError(str(exc)) from None
+    return found
+
+
+def discover(settings: ProcessorsSettings) -> list[AnyProcessor]:
+    found: dict[str, AnyProcessor] = {}
     for package_name in [BUILTIN_PACKAGE, *settings.packages]:
         for module in _modules(package_name):
             for value in vars(module).values():
-                if not isinstance(value, Processor) or value.name in settings.disabled:
+                if not isinstance(value, Processor | Inline) or value.name in settings.disabled:
                     continue
                 other = found.get(value.name)
                 if other is not None and other is not value:
@@ -54,5 +90,8 @@ def discover(settings: ProcessorsSettings) -> list[Processor]:
                     )
                 found[value.name] = value
     for item in found.values():
-        log.info("processor %s -> %s", item.name, item.output)
+        if isinstance(item, Processor):
+            log.info("processor %s -> %s", item.name, item.output)
+        else:
+            log.info("inline processor %s", item.name)
     return list(found.values())

@@ -16,6 +16,16 @@ EVENTS_OUT = Counter(
     "Events a processor wrote, by processor and CloudEvent type.",
     ["processor", "type"],
 )
+DROPPED = Counter(
+    "vcstream_streams_events_dropped_total",
+    "Events an inline processor dropped (duplicates), by processor.",
+    ["processor"],
+)
+SUPPRESSED = Counter(
+    "vcstream_streams_events_suppressed_total",
+    "Events an inline processor kept from the alerting routes, by processor and reason.",
+    ["processor", "reason"],
+)
 ENRICHED = Counter(
     "vcstream_streams_alarms_enriched_total", "Alarm events joined with their definition."
 )

@@ -1,4 +1,5 @@
-"""What happens to one record, without Kafka: decode, route, run processors, dead-letter.
+"""What happens to one record, without Kafka: decode, inline processors, route, run
+processors, dead-letter.
 
 The Faust app (`streams.app`) feeds records in and writes the outputs; everything that
 decides what is written where lives here, so it is testable on its own.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from cloudevents.core.v1.event import CloudEvent
@@ -17,9 +18,10 @@ import schemas
 from schemas.deadletter import Reason, dead_letter
 from schemas.record import KafkaRecord
 from streams import metrics
-from streams.api import Processor
+from streams.api import AnyProcessor, Inline, Processor, suppressed
 from streams.enrich import AlarmRef, alarm_ref
 from streams.match import GlobSet, Selector
+from streams.state import processing
 from vcstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,11 +35,21 @@ class Output:
     record: KafkaRecord
 
 
+@dataclass(frozen=True, slots=True)
+class Inlined:
+    """What the inline processors made of a record's event."""
+
+    event: CloudEvent | None  # the event as it goes on; None: dropped
+    added: list[CloudEvent] = field(default_factory=list)  # made besides (a storm summary)
+    dead: list[Output] = field(default_factory=list)  # an inline processor failed on it
+
+
 @dataclass(frozen=True)
 class Route:
     name: str
     topic: str
     selector: Selector
+    include_suppressed: bool = False
 
     @cached_property
     def label(self) -> str:
@@ -45,19 +57,21 @@ class Route:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, processors: Sequence[Processor]) -> None:
+    def __init__(self, settings: Settings, processors: Sequence[AnyProcessor]) -> None:
         topics = settings.topics
         self.events_topic = topics.events
         self.dead_letter_topic = topics.dead_letter
         self.enrichment = settings.streams.enrichment
         self._enrich_types = GlobSet(self.enrichment.types)
         self.routes = [
-            Route(spec.name, spec.topic, Selector.of(spec))
+            Route(spec.name, spec.topic, Selector.of(spec), spec.include_suppressed)
             for spec in settings.streams.effective_routes(topics.alarms, topics.audit)
         ]
+        self.inline_processors = [item for item in processors if isinstance(item, Inline)]
         self.processors: dict[str, list[Processor]] = {}
         for item in processors:
-            self.processors.setdefault(item.topic or topics.events, []).append(item)
+            if isinstance(item, Processor):
+                self.processors.setdefault(item.topic or topics.events, []).append(item)
         self.processors.setdefault(topics.events, [])
 
     @property
@@ -80,24 +94,88 @@ class Pipeline:
             )
             return self.dead_letter(record, "decode", "poison", exc)
 
-    def alarm_to_enrich(self, event: CloudEvent, topic: str) -> AlarmRef | None:
-        if not self.enrichment.enabled or topic != self.events_topic:
+    def inline(self, event: CloudEvent, record: KafkaRecord, topic: str) -> Inlined:
+        """The inline processors on a record's event, as it is read (before enrichment).
+
+        A processor that raises is passed by: the event goes on as it came to it (a bug in
+        a filter must not lose alarms) and the record is dead-lettered naming it.
+        """
+        if topic != self.events_topic or not self.inline_processors:
+            return Inlined(event)
+        current: CloudEvent | None = event
+        added: list[CloudEvent] = []
+        dead: list[Output] = []
+        with processing(record):
+            for item in self.inline_processors:
+                if current is None:
+                    break
+                if not item.selector.matches(current):
+                    continue
+                event_type = current.get_type()
+                metrics.events_in(item.name, event_type).inc()
+                try:
+                    kept, extra = item(current)
+                    # encoded here, not when routed: an event the wire format cannot carry
+                    # is this processor's failure, not one that stops the stream later
+                    for out in [kept, *extra] if kept is not current else extra:
+                        if out is not None:
+                            schemas.encode(out, record.key)
+                except Exception as exc:  # a user's bug must not stop the stream
+                    log.warning("processor %s failed on %s: %r", item.name, current.get_id(), exc)
+                    dead.append(self.dead_letter(record, item.name, "processing", exc))
+                    continue
+                if kept is None:
+                    metrics.DROPPED.labels(item.name).inc()
+                else:
+                    reason = suppressed(kept)
+                    if reason is not None and suppressed(current) is None:
+                        metrics.SUPPRESSED.labels(item.name, reason).inc()
+                    metrics.events_out(item.name, kept.get_type()).inc()
+                for out in extra:
+                    metrics.events_out(item.name, out.get_type()).inc()
+                current = kept
+                added += extra
+        return Inlined(current, added, dead)
+
+    def alarm_to_enrich(self, event: CloudEvent | None, topic: str) -> AlarmRef | None:
+        if event is None or not self.enrichment.enabled or topic != self.events_topic:
             return None
         return alarm_ref(event, self._enrich_types)
 
     def outputs(
-        self, event: CloudEvent, record: KafkaRecord, topic: str, unchanged: bool = False
+        self,
+        event: CloudEvent | None,
+        record: KafkaRecord,
+        topic: str,
+        unchanged: bool = False,
+        inlined: Inlined | None = None,
     ) -> list[Output]:
-        """Everything an event (already enriched) makes: routed copies, processor results.
+        """Everything a record makes: routed copies of its event (already enriched; None
+        when an inline processor dropped it) and of the events inline processors added,
+        processor results, dead letters.
 
         `unchanged`: the event is the record's own, as decoded; its routed copies are then
         the record's bytes as read (no encode), which is what most events are.
         """
+        with processing(record):  # for the processors' tables (streams.state)
+            outputs = self._outputs(event, record, topic, unchanged) if event is not None else []
+            if inlined is not None:
+                for added in inlined.added:
+                    outputs += self._outputs(added, record, topic)
+                outputs += inlined.dead
+        return outputs
+
+    def _outputs(
+        self, event: CloudEvent, record: KafkaRecord, topic: str, unchanged: bool = False
+    ) -> list[Output]:
         outputs: list[Output] = []
         event_type = event.get_type()
         if topic == self.events_topic and self.routes:
             routed: KafkaRecord | None = None
+            held = suppressed(event) is not None
             for route in self.routes:
+                if held and not route.include_suppressed:
+                    continue
                 if route.selector.matches(event):
                     if routed is None:  # one record for every route: the same event
                         routed = _as_read(record) if unchanged else None

@@ -14,7 +14,7 @@ import pytest
 from schemas import decode
 from schemas.codec import encode_vsphere
 from schemas.record import KafkaRecord
-from sinks.slack_messages import COLOURS, alarm_message, digest_message
+from sinks.slack_messages import COLOURS, alarm_message, digest_message, message_for
 from tests.sinks.helpers import (
     BASE_TIME,
     VCENTER,
@@ -200,3 +200,33 @@ def test_digest_counts_statuses_alarms_and_entities():
     assert message["attachments"][0]["color"] == COLOURS["red"]
     fields = message["attachments"][0]["blocks"][2]["fields"]
     assert "4 x VM CPU usage" in fields[0]["text"] and "1 x Host memory" in fields[0]["text"]
+
+
+def test_the_workers_alarm_storm_event_is_rendered_as_one_message():
+    # the event as the streams worker's alarmStorm processor makes it
+    from streams.api import data_of
+    from streams.processors.storm import alarm_storm
+    from streams.testing import Runner
+    from vcstream.settings.streams import AlarmStormSettings
+
+    storm = alarm_storm(AlarmStormSettings.model_validate({"enabled": True, "threshold": 2}))
+    events = [decode(r) for r in alarm_records(9)]
+    events = [e for e in events if data_of(e)["Entity"]["Name"] == "vm1"]  # one entity
+    summary = next(e for e in Runner(storm).run(*events) if e.get_type().endswith("AlarmStorm.v0"))
+
+    message = message_for(summary)
+    assert message["text"].startswith(
+        "[STORM] Alarm storm on vm1: more than 2 alarms on vc01.example.com; the rest held back"
+    )
+    attachment = message["attachments"][0]
+    assert attachment["color"] == COLOURS["red"]
+    fields = attachment["blocks"][1]["fields"]
+    assert fields[0]["text"] == "*Entity*\nvm1 (VirtualMachine)"
+    assert fields[2]["text"] == "*Alarms*\n:red_circle: 3 red"
+    assert attachment["blocks"][2]["text"]["text"] == "3 x VM CPU usage"
+    # an alarm is still an alarm message; in a batch digest the storm is one line
+    assert message_for(events[0]) == alarm_message(events[0])
+    digest = digest_message([summary, events[0]])
+    assert (
+        "1 x Alarm storm (3 alarms)" in digest["attachments"][0]["blocks"][2]["fields"][0]["text"]
+    )

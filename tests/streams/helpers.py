@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 import schemas
 from schemas import avro
@@ -161,7 +161,11 @@ def produce(settings: Settings, topic: str, records: list[KafkaRecord]) -> None:
     )
     for record in records:
         headers: list[tuple[str, str | bytes | None]] = list(record.headers)
-        producer.produce(topic, value=record.value, key=record.key, headers=headers)
+        # the record's own timestamp where it has one (0: the client's clock)
+        timestamp = record.timestamp_ms or 0
+        producer.produce(
+            topic, value=record.value, key=record.key, headers=headers, timestamp=timestamp
+        )
     assert producer.flush(30) == 0
 
 
@@ -179,6 +183,22 @@ def produce_in_transactions(
             headers: list[tuple[str, str | bytes | None]] = list(record.headers)
             producer.produce(topic, value=record.value, key=record.key, headers=headers)
         producer.commit_transaction(30)
+
+
+def committed_through(settings: Settings, topic: str) -> bool:
+    """Whether the worker's group has committed every record of the topic."""
+    consumer = Consumer(client_config(settings.kafka, **{"group.id": settings.streams.app_id}))
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        partitions = [TopicPartition(topic, p) for p in metadata.partitions]
+        committed = consumer.committed(partitions, timeout=10)
+        for done in committed:
+            _, high = consumer.get_watermark_offsets(done, timeout=10)
+            if high > 0 and done.offset < high:
+                return False
+        return True
+    finally:
+        consumer.close()
 
 
 def consume(
@@ -223,6 +243,38 @@ def consume(
     finally:
         consumer.close()
     return found
+
+
+class TopicReader:
+    """Every record of a topic from its start, read as far as it is written each time it
+    is asked (assigned, not subscribed: no group to join, nothing committed)."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        from confluent_kafka import OFFSET_BEGINNING
+
+        self.records: list[KafkaRecord] = []
+        self._consumer = Consumer(
+            client_config(settings.kafka, **{"group.id": "reader", "enable.auto.commit": False})
+        )
+        metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
+        self._consumer.assign(
+            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
+        )
+
+    def read(self, quiet: float = 0.3) -> list[KafkaRecord]:
+        """What was written so far (until nothing came for `quiet` seconds)."""
+        while True:
+            message = self._consumer.poll(quiet)
+            if message is None:
+                return self.records
+            if not message.error():
+                self.records.append(KafkaRecord.from_confluent(message))
+
+    def ids(self) -> set[str]:
+        return {schemas.decode(record).get_id() for record in self.read()}
+
+    def close(self) -> None:
+        self._consumer.close()
 
 
 def definition_record(

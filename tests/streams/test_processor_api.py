@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from schemas.vsphere import derived_id
-from streams.api import ProcessorOutputError, data_of, processor
+from streams.api import Processor, ProcessorOutputError, data_of, processor
 from streams.discovery import DiscoveryError, discover
 from streams.processors.vm_power import vm_power
 from streams.testing import run, vsphere_event
@@ -88,7 +88,7 @@ def test_discovery_finds_the_example_and_configured_packages(tmp_path, monkeypat
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     found = discover(ProcessorsSettings(packages=["acme_processors"]))
-    assert {p.name: p.output for p in found} == {
+    assert {p.name: p.output for p in found if isinstance(p, Processor)} == {
         "vm_power": "vcenter.vm-power",
         "acme_alarms": "acme.alarms",
     }
