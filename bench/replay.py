@@ -1,12 +1,20 @@
-"""Replay throughput: records/s replayed from a pre-loaded topic into audit files (and
-into JSON lines, for comparison), peak RSS of the replay process, and the ratio to the
-raw consume ceiling of bench.kafka_ceiling on the same topic.
+"""Replay throughput, side by side with the tools it is measured against, in ONE run on
+one pre-loaded topic (distinct keys over several partitions, VEBA-shaped records):
 
-    .venv/bin/python -m bench.replay [--records 1000000] [--partitions 6] [--bootstrap H:P]
+- `kcat -C -e` writing the values into a file (the ceiling: librdkafka in C),
+- a bare confluent-kafka consume loop in Python (the ceiling for any Python stage),
+- `vcstream replay --to file:` and `--to audit` (files backend), each with one
+  process and with `--workers N`.
 
-The replay runs as the real command (`python -m vcstream replay ...`) in a child
-process, so the RSS is the command's own. Without --bootstrap a private local broker
-is started (deploy/local/install.sh first). Prints one JSON object.
+    .venv/bin/python -m bench.replay [--records 200000] [--partitions 6] [--workers 2]
+        [--stages kcat,consume,file,audit] [--bootstrap HOST:PORT]
+
+Every stage runs as a child process (the real command for replay), so its figures are
+its own: records/s over the wall time (start-up included, as for kcat), events per
+CPU-second (the tree's user + system time), the peak RSS of every process, and the
+1-minute load average as it ended (a loaded machine is slower: read it next to the
+rates). Each rate is also given as a ratio to kcat's. Without --bootstrap a private
+local broker is started (deploy/local/install.sh first). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -16,7 +24,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +35,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bench.kafka_ceiling import consume
+from bench.processes import Measured, run_measured
 from schemas import VCenterIdentity
 from schemas.codec import encode_vsphere
 from vcstream.devenv import LocalKafka
@@ -46,12 +54,14 @@ def templates() -> list[Template]:
     made: list[Template] = []
     for key in range(TEMPLATES):
         created = start + timedelta(seconds=key)
+        # a different entity per template: record keys spread over every partition
+        vm = {"Type": "VirtualMachine", "Value": f"vm-{key}"}
         data = {
             "Key": key,
             "ChainId": key,
             "CreatedTime": created.isoformat().replace("+00:00", "Z"),
             "UserName": "VSPHERE.LOCAL\\Administrator",
-            "Vm": {"Name": f"web-{key % 50}", "Vm": {"Type": "VirtualMachine", "Value": "vm-1"}},
+            "Vm": {"Name": f"web-{key % 500}", "Vm": vm},
             "FullFormattedMessage": "Virtual machine powered on " + "x" * 700,
         }
         record = encode_vsphere(data, "VmPoweredOnEvent", VCENTER)
@@ -84,104 +94,80 @@ def preload(bootstrap: str, topic: str, count: int) -> dict[str, float]:
     return {"seconds": round(elapsed, 1), "records_per_s": round(count / elapsed)}
 
 
-def stage_costs(count: int = 5000) -> dict[str, float]:
-    """Microseconds per record of each stage a replay into audit files runs, in this
-    process on the bench's records: where a replay's time goes, without a profiler."""
-    import io
-    from dataclasses import replace
-
-    import fastavro
-
-    from replay.tally import record_digest
-    from schemas import KafkaRecord, avro, decode
-    from sinks.audit.record import GENESIS, audit_record, chain
-    from sinks.base import SinkEvent
-
-    made = templates()
-    records = []
-    for offset in range(count):
-        value, key, headers = made[offset % TEMPLATES]
-        raw = [(name, text) for name, text in headers if isinstance(text, bytes)]
-        record = KafkaRecord(value, key, raw)
-        records.append(replace(record, topic="t", partition=0, offset=offset, timestamp_ms=0))
-    costs: dict[str, float] = {}
-
-    def timed(name: str, stage: Any) -> Any:
-        began = time.perf_counter()
-        result = stage()
-        costs[name] = round((time.perf_counter() - began) / count * 1e6, 1)
-        return result
-
-    events = timed("decode", lambda: [decode(r) for r in records])
-    now = datetime.now(UTC)
-    rows = timed(
-        "audit_record",
-        lambda: [audit_record(SinkEvent(e, r), now) for e, r in zip(events, records, strict=True)],
-    )
-    linked = timed("hash_chain", lambda: list(chain(rows, GENESIS)))
-    timed(
-        "avro_deflate",
-        lambda: fastavro.writer(io.BytesIO(), avro.load("audit_record"), linked, codec="deflate"),
-    )
-    timed(
-        "report_checksum",
-        lambda: [record_digest(0, i, str(e.get_id())) for i, e in enumerate(events)],
-    )
-    return costs
+def _figures(name: str, measured: Measured, records: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "stage": name,
+        "records": records,
+        "wall_seconds": round(measured.wall_seconds, 2),
+        "records_per_s": round(records / measured.wall_seconds),
+        "events_per_cpu_second": round(records / max(measured.cpu_seconds, 1e-9)),
+        "cpu_seconds": round(measured.cpu_seconds, 2),
+        "peak_rss_mb_per_process": sorted(measured.peak_rss_mb.values(), reverse=True),
+        "load_average_1m": round(measured.load_1m, 2),
+        **extra,
+    }
 
 
-def _high_water_kb(pid: int) -> int:
-    """VmHWM of a live process (its peak resident set since exec), 0 once it is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
+def kcat(bootstrap: str, topic: str, records: int, workdir: Path) -> dict[str, Any]:
+    out = workdir / "kcat.out"
+    with out.open("wb") as stream:
+        measured = run_measured(
+            ["kcat", "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q",
+             "-X", "isolation.level=read_committed"],
+            stdout=stream,
+        )  # fmt: skip
+    return _figures("kcat", measured, records, bytes=out.stat().st_size)
 
 
-def replay(config: Path, topic: str, target: str, workdir: Path) -> dict[str, Any]:
-    report = workdir / f"report-{target.split(':', maxsplit=1)[0]}.json"
-    began = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "vcstream", "replay", "--config", str(config), "--topic", topic,
-         "--from-beginning", "--to", target, "--report", str(report),
-         "--state", str(workdir / "state.json")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def bare_consume(bootstrap: str, topic: str, partitions: int, records: int) -> dict[str, Any]:
+    measured = run_measured(
+        [sys.executable, "-m", "bench.replay", "--consume-only", "--bootstrap", bootstrap,
+         "--topic", topic, "--partitions", str(partitions), "--records", str(records)]
     )  # fmt: skip
-    # the peak RSS is the child's own VmHWM, read while it runs: wait4's ru_maxrss
-    # carries over the high-water mark of the forked parent (this process, holding the
-    # preloaded producer's buffers) across exec, and reported the parent's size
-    peak_kb = 0
-    while child.poll() is None:
-        peak_kb = max(peak_kb, _high_water_kb(child.pid))
-        time.sleep(0.2)
-    wall = time.perf_counter() - began
-    if child.returncode != 0:
-        raise RuntimeError(f"replay exited {child.returncode}")
+    return _figures("confluent_kafka_consume", measured, records)
+
+
+def replay(
+    config: Path, topic: str, target: str, workers: int, workdir: Path, records: int
+) -> dict[str, Any]:
+    name = target.split(":", maxsplit=1)[0]
+    report = workdir / f"report-{name}-{workers}.json"
+    measured = run_measured(
+        [sys.executable, "-m", "vcstream", "replay", "--config", str(config), "--topic", topic,
+         "--from-beginning", "--to", target, "--report", str(report), "--workers", str(workers),
+         "--state", str(workdir / f"state-{name}-{workers}.json")]
+    )  # fmt: skip
     result = json.loads(report.read_text())
     written = result["totals"]["written"]
-    return {
-        "target": target.split(":", maxsplit=1)[0],
-        "written": written,
-        "wall_seconds": round(wall, 1),
-        "records_per_s": round(written / wall),
-        "replay_loop_records_per_s": result["run"]["recordsPerSecond"],
-        "peak_rss_mb": round(peak_kb / 1024, 1),
-        "checksum": result["checksum"],
-    }
+    if written != records:
+        raise RuntimeError(f"replay --to {name} wrote {written} of {records} records")
+    return _figures(
+        f"replay_{name}_workers_{workers}",
+        measured,
+        written,
+        replay_loop_records_per_s=result["run"]["recordsPerSecond"],
+        checksum=result["checksum"],
+    )
+
+
+def _consume_only(args: argparse.Namespace) -> None:
+    """The bare consume loop, in a child process of its own (see `bare_consume`)."""
+    consume(args.bootstrap, args.topic, args.partitions, args.records)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--workers", type=int, default=2, help="N for the --workers runs")
+    parser.add_argument("--stages", default="kcat,consume,file,audit")
     parser.add_argument("--bootstrap", help="an existing broker; default: start a local one")
-    parser.add_argument("--targets", default="audit,file", help="comma-separated: audit, file")
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
+    parser.add_argument("--consume-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.consume_only:
+        _consume_only(args)
+        return
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-replay-"))
     broker = None
@@ -201,28 +187,35 @@ def main() -> None:
             f"sinks:\n  audit:\n    backend: files\n    files:\n"
             f"      directory: {workdir / 'audit'}\n"
         )
+        stages = args.stages.split(",")
         result: dict[str, Any] = {
             "benchmark": "replay",
             "records": args.records,
             "partitions": args.partitions,
             "preload": preload(bootstrap, topic, args.records),
+            "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         }
-        ceiling = consume(bootstrap, topic, args.partitions, args.records)
-        result["kafka_ceiling_consume_records_per_s"] = round(ceiling["records_per_s"])
-        runs = []
-        for name in args.targets.split(","):
-            target = "audit" if name == "audit" else f"file:{workdir / 'replay.jsonl'}"
-            run = replay(config, topic, target, workdir)
-            run["ratio_to_ceiling"] = round(run["records_per_s"] / ceiling["records_per_s"], 3)
-            runs.append(run)
-        result["replays"] = runs
-        result["stage_us_per_record"] = stage_costs()
+        runs: list[dict[str, Any]] = []
+        if "kcat" in stages:
+            runs.append(kcat(bootstrap, topic, args.records, workdir))
+        if "consume" in stages:
+            runs.append(bare_consume(bootstrap, topic, args.partitions, args.records))
+        for name in ("file", "audit"):
+            if name not in stages:
+                continue
+            for workers in sorted({1, args.workers}):
+                target = "audit" if name == "audit" else f"file:{workdir / 'replay.jsonl'}"
+                shutil.rmtree(workdir / "audit", ignore_errors=True)
+                runs.append(replay(config, topic, target, workers, workdir, args.records))
+        ceiling = next((r["records_per_s"] for r in runs if r["stage"] == "kcat"), None)
+        for run in runs:
+            run["ratio_to_kcat"] = round(run["records_per_s"] / ceiling, 3) if ceiling else None
+        result["stages"] = runs
         result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
         print(json.dumps(result, indent=2))
     finally:
         if broker is not None:
             broker.stop()
-        # a million records leave gigabytes of log, audit files and JSON lines behind
         shutil.rmtree(workdir, ignore_errors=True)
 
 

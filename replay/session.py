@@ -45,6 +45,7 @@ class ReplayRequest:
     rate: float | None = None
     state_path: Path | None = None
     progress_stream: IO[str] | None = None
+    workers: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def command(self, settings: Settings) -> dict[str, Any]:
@@ -63,6 +64,8 @@ class ReplayRequest:
             "target": self.to,
             "format": self.format,
             "dryRun": self.dry_run,
+            # only when given, so the resume files of one-process replays keep their names
+            **({"workers": self.workers} if self.workers > 1 else {}),
         }
 
 
@@ -118,11 +121,36 @@ def run_replay(
     settings: Settings, request: ReplayRequest, stop: threading.Event | None = None
 ) -> ReplayOutcome:
     check_target(request.to, request.format)
+    if request.workers > 1:
+        from replay.workers import check_workers, run_workers
+
+        check_workers(request)
     stop = stop or threading.Event()
     command = request.command(settings)
     path = request.state_path or default_state_path(fingerprint(command))
     state = _initial_state(settings, request, command, path)
-    target = _open(settings, request, state)
+    if request.workers > 1:
+        complete = run_workers(settings, request, state, path, stop)
+    else:
+        complete = replay_range(settings, request, state, path, stop)
+    if complete:
+        path.unlink(missing_ok=True)
+    report = build_report(state, complete=complete, target=request.to, dry_run=request.dry_run)
+    return ReplayOutcome(complete, report, state, path)
+
+
+def replay_range(
+    settings: Settings,
+    request: ReplayRequest,
+    state: ReplayState,
+    path: Path,
+    stop: threading.Event,
+    progress: Progress | None = None,
+    recovered: bool = False,
+) -> bool:
+    """Replay what `state` has left of its plan, saving `state` to `path` after every
+    batch; True when the whole plan was replayed. One process (or one worker's share)."""
+    target = _open(settings, request, state, recovered)
     try:
         reader = RangeReader(
             settings.kafka,
@@ -134,7 +162,7 @@ def run_replay(
     except BaseException:
         target.close()
         raise
-    progress = _progress(request, state)
+    progress = progress or _progress(request, state)
     began = time.monotonic()
     elapsed_before = state.elapsed_seconds
 
@@ -164,11 +192,9 @@ def run_replay(
         progress.close()
         reader.close()
         target.close()
+        state.complete = complete
         save()
-    if complete:
-        path.unlink(missing_ok=True)
-    report = build_report(state, complete=complete, target=request.to, dry_run=request.dry_run)
-    return ReplayOutcome(complete, report, state, path)
+    return complete
 
 
 class _NoTarget(ReplayTarget):
@@ -180,16 +206,21 @@ class _NoTarget(ReplayTarget):
         return set()
 
 
-def _open(settings: Settings, request: ReplayRequest, state: ReplayState) -> ReplayTarget:
+def _open(
+    settings: Settings, request: ReplayRequest, state: ReplayState, recovered: bool
+) -> ReplayTarget:
     if request.dry_run:
         return _NoTarget()
     resume_at = None
     if request.resume and request.to.startswith("file:"):
         resume_at = state.target_marker or 0
-    return open_target(request.to, request.format, settings, resume_at)
+    return open_target(request.to, request.format, settings, resume_at, recovered)
 
 
-MAX_BATCH = 20_000  # records held at once (decoded events are ~5 KB each in memory)
+# records read at once: a batch is held twice (one written while the next is decoded),
+# and a decoded event with its audit record takes ~8 KB: 2,000 keep a replay process
+# (librdkafka and imports ~120 MB of it) near 150 MB RSS
+MAX_BATCH = 2_000
 
 
 def _batch_size(rate: float | None, target: ReplayTarget, plan: Plan) -> int:

@@ -40,6 +40,8 @@ class ReplayState:
     target_marker: int | None = None
     runs: int = 1
     elapsed_seconds: float = 0.0
+    # a worker's range fully replayed (its state is kept until the coordinator merged it)
+    complete: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -52,6 +54,7 @@ class ReplayState:
             "targetMarker": self.target_marker,
             "runs": self.runs,
             "elapsedSeconds": self.elapsed_seconds,
+            "complete": self.complete,
         }
 
     @classmethod
@@ -67,6 +70,7 @@ class ReplayState:
             target_marker=data.get("targetMarker"),
             runs=int(data.get("runs", 1)),
             elapsed_seconds=float(data.get("elapsedSeconds", 0.0)),
+            complete=bool(data.get("complete", False)),
         )
 
     def save(self, path: Path) -> None:

@@ -33,8 +33,15 @@ def check_target(to: str, fmt: Format) -> None:
 
 
 def open_target(
-    to: str, fmt: Format, settings: Settings, resume_at: int | None = None
+    to: str,
+    fmt: Format,
+    settings: Settings,
+    resume_at: int | None = None,
+    recovered: bool = False,
 ) -> ReplayTarget:
+    """`recovered`: a sink's start-up recovery already ran (in the coordinator of
+    `--workers`); a worker must not run it, as it would take its peers' files in flight
+    for leftovers of a crash."""
     check_target(to, fmt)
     if to == "stdout":
         return JsonLinesTarget.stdout()
@@ -47,10 +54,10 @@ def open_target(
 
             return AvroFileTarget.open(path, resume_at)
         return JsonLinesTarget.file(path, resume_at)
-    return _sink_target(to, settings)
+    return _sink_target(to, settings, start=not recovered)
 
 
-def _sink_target(kind: str, settings: Settings) -> ReplayTarget:
+def _sink_target(kind: str, settings: Settings, start: bool = True) -> ReplayTarget:
     from replay.targets.sink import SinkTarget
     from sinks.deadletters import DeadLetterWriter
     from sinks.registry import SinkNotConfigured, create_sink, dead_letter_topic
@@ -60,4 +67,4 @@ def _sink_target(kind: str, settings: Settings) -> ReplayTarget:
         topic = dead_letter_topic(kind, settings)
     except SinkNotConfigured as exc:
         raise ReplayUsageError(f"--to {kind}: {exc}") from None
-    return SinkTarget(sink, DeadLetterWriter(settings.kafka, topic))
+    return SinkTarget(sink, DeadLetterWriter(settings.kafka, topic), start=start)

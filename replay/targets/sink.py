@@ -40,7 +40,7 @@ class _RecordingDeadLetters:
 
 
 class SinkTarget(ReplayTarget):
-    def __init__(self, sink: Sink, dead_letters: DeadLetterWriter) -> None:
+    def __init__(self, sink: Sink, dead_letters: DeadLetterWriter, start: bool = True) -> None:
         from sinks.delivery import BatchDelivery, type_matcher
 
         self.sink = sink
@@ -51,7 +51,8 @@ class SinkTarget(ReplayTarget):
         self._types = type_matcher(sink.settings.types)
         self._delivery = BatchDelivery(sink, self._dead_letters)
         self._loop = asyncio.Runner()
-        self._loop.run(sink.start())
+        if start:
+            self._loop.run(sink.start())
 
     def accepts(self, event_type: str) -> bool:
         return self._types.fullmatch(event_type) is not None

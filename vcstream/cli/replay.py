@@ -78,6 +78,13 @@ def replay(
     report: Annotated[
         Path | None, typer.Option(help="Also write the report as JSON to this file.")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Processes, each replaying a share of the partitions (file: JSON lines, "
+            "audit and --dry-run; a resumed replay needs the same number)."
+        ),
+    ] = 1,
     config: ConfigOption = None,
 ) -> None:
     """Replay a topic from an offset or a time, for audit. Never joins a consumer group.
@@ -116,7 +123,16 @@ def replay(
             type_globs=tuple(type_glob or ()),
         )
         request = ReplayRequest(
-            spec, to, fmt, dry_run, resume, group, rate, state, progress_stream=sys.stderr
+            spec,
+            to,
+            fmt,
+            dry_run,
+            resume,
+            group,
+            rate,
+            state,
+            progress_stream=sys.stderr,
+            workers=workers,
         )
         stop = threading.Event()
         with _stop_on_sigint(stop):

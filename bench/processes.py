@@ -1,0 +1,84 @@
+"""Run a command as a child and measure it: wall time, CPU seconds (its own and its
+reaped children's, as wait4 reports them) and the peak RSS of every process in its
+tree, each read from its own VmHWM while it runs.
+
+`ru_maxrss` alone would not do: it is one number for the tree's largest process, and
+it carries the forked parent's high-water mark across exec.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+
+@dataclass
+class Measured:
+    returncode: int
+    wall_seconds: float
+    cpu_seconds: float
+    # pid -> peak resident set in MB, for the command and every descendant seen
+    peak_rss_mb: dict[int, float] = field(default_factory=dict)
+    load_1m: float = 0.0  # the 1-minute load average when the command ended
+
+    @property
+    def max_rss_mb(self) -> float:
+        return max(self.peak_rss_mb.values(), default=0.0)
+
+
+def _status_kb(pid: int, field_name: str) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith(field_name):
+            return int(line.split()[1])
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        try:
+            tasks = Path(f"/proc/{current}/task").iterdir()
+            for task in tasks:
+                children = (task / "children").read_text().split()
+                stack.extend(int(child) for child in children)
+        except OSError:
+            continue
+    return found
+
+
+def run_measured(
+    command: list[str], stdout: IO[bytes] | int | None = subprocess.DEVNULL
+) -> Measured:
+    began = time.perf_counter()
+    child = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE)
+    peaks: dict[int, int] = {}
+    while True:
+        waited_pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if waited_pid == child.pid:
+            break
+        for pid in _descendants(child.pid):
+            peaks[pid] = max(peaks.get(pid, 0), _status_kb(pid, "VmHWM:"))
+        time.sleep(0.1)
+    wall = time.perf_counter() - began
+    child.returncode = os.waitstatus_to_exitcode(status)
+    stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
+    if child.returncode != 0:
+        raise RuntimeError(f"{command[:4]} exited {child.returncode}: {stderr[-2000:]}")
+    return Measured(
+        returncode=child.returncode,
+        wall_seconds=wall,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        peak_rss_mb={pid: round(kb / 1024, 1) for pid, kb in peaks.items() if kb},
+        load_1m=os.getloadavg()[0],
+    )
