@@ -3,7 +3,9 @@ clients and the worker's aiokafka alike, instead of retries without end."""
 
 from __future__ import annotations
 
+import gc
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +19,15 @@ from vcstream.kafka import KafkaLoginRejected, client_config, list_topics
 from vcstream.settings.kafka import KafkaSettings
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def free_refused_clients() -> Iterator[None]:
+    # A client whose login was refused retries for as long as it exists, logging each
+    # refusal; the error's traceback (kept by pytest.raises) holds it in a reference
+    # cycle, which only the cycle collector frees. Free it before the next test.
+    yield
+    gc.collect()
 
 
 def settings(broker: LocalKafka, password: str | None = None, **kafka: Any) -> KafkaSettings:
