@@ -5,9 +5,11 @@
 A private local broker, and one receiver in its own process (`bench.sinks`' aiohttp
 receiver, answering 202). Every phase runs in a process of its own, so its CPU time and
 peak RSS are its own:
-- bare: aiohttp posting the same records' binary-mode requests (built beforehand, no
-  Kafka) over `--connections` keep-alive connections: what the library and the
-  receiver allow, the ceiling the sink is measured against;
+- bare: the sink's HTTP client (`sinks.http_client`) posting the same records'
+  binary-mode requests (built beforehand, no Kafka) over `--connections` keep-alive
+  connections: what the library and the receiver allow, the ceiling the sink is
+  measured against; and aiohttp doing the same, for reference (the sink's former
+  client);
 - sink: the Knative sink (`SinkRunner`) reading `--events` records already in the
   topic and posting them to the same receiver; events/s from the first delivery to the
   last, and events per CPU-second of the sink's process over the same span;
@@ -40,6 +42,7 @@ from schemas.codec import encode_vsphere
 from schemas.record import KafkaRecord
 from schemas.vsphere import VCenterIdentity
 from sinks import registry
+from sinks.http_client import HTTPClient
 from sinks.runtime import SinkRunner
 from vcstream.devenv import LocalKafka
 from vcstream.devenv.process import free_port, wait_until
@@ -99,26 +102,41 @@ def usage() -> dict[str, float]:
 # -- the phases, each in its own process ------------------------------------------------
 
 
-async def bare(url: str, count: int, connections: int) -> dict[str, Any]:
-    """aiohttp alone: prebuilt requests, `connections` workers on as many connections."""
+async def bare(url: str, count: int, connections: int, library: str) -> dict[str, Any]:
+    """A client alone: prebuilt requests, `connections` workers on as many connections.
+
+    `library` is the sink's own client (`sinks.http_client`), or aiohttp for reference."""
     requests = [r.cloudevent().http_binary() for r in records(count)]
-    connector = aiohttp.TCPConnector(limit=connections, keepalive_timeout=60)
-    options: dict[str, Any] = {"cookie_jar": aiohttp.DummyCookieJar(), "auto_decompress": False}
-    async with aiohttp.ClientSession(connector=connector, **options) as session:
-        work = iter(requests)
+    if library == "aiohttp":
+        connector = aiohttp.TCPConnector(limit=connections, keepalive_timeout=60)
+        options: dict[str, Any] = {"cookie_jar": aiohttp.DummyCookieJar(), "auto_decompress": False}
+        session = aiohttp.ClientSession(connector=connector, **options)
 
-        async def worker() -> None:
-            for headers, body in work:
-                async with session.post(url, data=body, headers=headers) as answer:
-                    await answer.read()
-                    if answer.status != 202:
-                        raise RuntimeError(f"receiver answered {answer.status}")
+        async def post(headers: dict[str, str], body: bytes) -> int:
+            async with session.post(url, data=body, headers=headers) as answer:
+                await answer.read()
+                return answer.status
 
-        async with session.post(url, data=b"{}") as answer:  # connect before the clock
-            await answer.read()
-        cpu, began = usage()["cpu_s"], time.monotonic()
-        await asyncio.gather(*(worker() for _ in range(connections)))
-        elapsed, cpu = time.monotonic() - began, usage()["cpu_s"] - cpu
+        close = session.close
+    else:
+        client = HTTPClient(url, connections=connections, timeout=30)
+
+        async def post(headers: dict[str, str], body: bytes) -> int:
+            return (await client.post(headers, body)).status
+
+        close = client.close
+    work = iter(requests)
+
+    async def worker() -> None:
+        for headers, body in work:
+            if (status := await post(headers, body)) != 202:
+                raise RuntimeError(f"receiver answered {status}")
+
+    await post({}, b"{}")  # connect before the clock starts
+    cpu, began = usage()["cpu_s"], time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed, cpu = time.monotonic() - began, usage()["cpu_s"] - cpu
+    await close()
     return {"events_per_s": count / elapsed, "events_per_cpu_s": count / cpu, **usage()}
 
 
@@ -200,15 +218,16 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--rate", type=float, default=2000, help="events/s, latency phase")
     parser.add_argument("--seconds", type=float, default=10, help="length of the latency phase")
-    parser.add_argument("--phase", choices=["bare", "sink", "latency", "produce"])
+    parser.add_argument("--phase", choices=["bare", "aiohttp", "sink", "latency", "produce"])
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase == "produce":
         produce(args.bootstrap, args.topic, records(args.events, start=10**6), args.rate)
-    elif args.phase == "bare":
-        print(json.dumps(asyncio.run(bare(args.url, args.events, args.connections))))
+    elif args.phase in ("bare", "aiohttp"):
+        result = asyncio.run(bare(args.url, args.events, args.connections, args.phase))
+        print(json.dumps(result))
     elif args.phase == "sink":
         print(json.dumps(sink(args.bootstrap, args.url, args.topic, args)))
     elif args.phase == "latency":
@@ -238,6 +257,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         )
         produce(bootstrap, backlog, records(args.events))
         bare_result = run_child("bare", args, url=url)
+        aiohttp_result = run_child("aiohttp", args, url=url)
         sink_result = run_child("sink", args, url=url, bootstrap=bootstrap, topic=backlog)
         latency_result = run_child("latency", args, url=url, bootstrap=bootstrap, topic=paced)
     finally:
@@ -251,6 +271,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         "partitions": args.partitions,
         "machine": {"cpus": os.cpu_count()},
         "bare_client": bare_result,
+        "aiohttp_client": aiohttp_result,
         "sink": sink_result,
         "sink_to_bare_ratio": round(sink_result["events_per_s"] / bare_result["events_per_s"], 3),
         "latency": latency_result,

@@ -6,8 +6,9 @@ headers (`schemas.cloudevent.CloudEventView.http_binary`); in structured mode th
 is inserted into the JSON envelope without being re-encoded. Nothing is decoded into an
 SDK object on the way (the runtime only checks each record: `Sink.decodes`).
 
-Requests go over one keep-alive connection pool (aiohttp) with up to `concurrency`
-requests in flight, each key's events in order (`deliver_per_key`). 2xx is delivered;
+Requests go over a pool of up to `concurrency` keep-alive connections
+(`sinks.http_client`, which says why not aiohttp), each key's events in order
+(`deliver_per_key`). 2xx is delivered;
 404, 408, 409, 429 and 5xx are retried (honouring `Retry-After`); any other status is
 dead-lettered at once.
 
@@ -23,11 +24,9 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import ClassVar
 
-import aiohttp
-from yarl import URL
-
 from schemas.cloudevent import CloudEventView
 from sinks.base import DeliveryError, Outcome, Sink, SinkEvent, deliver_per_key
+from sinks.http_client import HTTPClient, InvalidHeader
 from vcstream.settings.sinks import KnativeSinkSettings
 
 EVENT_ROUTER_TYPE = "com.vmware.event.router/"
@@ -70,9 +69,8 @@ class KnativeSink(Sink):
 
     def __init__(self, settings: KnativeSinkSettings, name: str | None = None) -> None:
         super().__init__(settings, name)
-        self._session: aiohttp.ClientSession | None = None
+        self._client: HTTPClient | None = None
         self._headers: dict[str, str] = {}
-        self._url = URL(settings.url)  # parsed once, not per request
         self._event_router = settings.type_format == "event-router"
         self._structured = settings.content_mode == "structured"
         if settings.auth is not None:
@@ -83,22 +81,16 @@ class KnativeSink(Sink):
         return self.settings.url
 
     async def start(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.settings.delivery.timeout.total_seconds())
-        connector = aiohttp.TCPConnector(limit=self.settings.concurrency, keepalive_timeout=60)
-        self._session = aiohttp.ClientSession(
-            timeout=timeout,
-            connector=connector,
-            # a broker sets no cookies worth keeping, and its answers are not compressed:
-            # both cost time on every request
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            skip_auto_headers=("Accept-Encoding",),
+        self._client = HTTPClient(
+            self.settings.url,
+            connections=self.settings.concurrency,
+            timeout=self.settings.delivery.timeout.total_seconds(),
         )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     def request_for(self, view: CloudEventView) -> tuple[dict[str, str], bytes]:
         """Headers and body of an event's POST, per `typeFormat` and `contentMode`."""
@@ -115,17 +107,18 @@ class KnativeSink(Sink):
         return await deliver_per_key(batch, self._post, self.settings.concurrency)
 
     async def _post(self, item: SinkEvent) -> None:
-        if self._session is None:
+        if self._client is None:
             raise RuntimeError("KnativeSink.start() was not called")
         headers, body = self.request_for(item.view)
-        async with self._session.post(self._url, data=body, headers=headers) as r:
-            if 200 <= r.status < 300:
-                await r.read()  # the connection goes back to the pool once read
-                return
-            error_body = (await r.content.read(MAX_ERROR_BODY)) or None
-            raise DeliveryError.from_status(
-                r.status,
-                dest=self.settings.url,
-                response=error_body,
-                retry_after=parse_retry_after(r.headers.get("Retry-After")),
-            )
+        try:
+            answer = await self._client.post(headers, body)
+        except InvalidHeader as exc:  # the record would split the request: no retry helps
+            raise DeliveryError(str(exc), retryable=False, dest=self.settings.url) from None
+        if 200 <= answer.status < 300:
+            return
+        raise DeliveryError.from_status(
+            answer.status,
+            dest=self.settings.url,
+            response=answer.body[:MAX_ERROR_BODY] or None,
+            retry_after=parse_retry_after(answer.headers.get("retry-after")),
+        )

@@ -353,3 +353,26 @@ def test_event_router_rewrite_equals_the_sdk_reference(class_name: str) -> None:
     if class_name != "VmPoweredOnEvent":
         assert headers["ce-subject"] == data["EventTypeId"]
         assert headers["ce-type"] == f"com.vmware.event.router/{class_name.lower()}"
+
+
+def test_a_header_value_that_would_split_the_request_is_not_retried():
+    import asyncio
+
+    from sinks.base import SinkEvent
+    from sinks.knative import KnativeSink
+    from vcstream.settings.sinks import KnativeSinkSettings
+
+    [record] = vm_records(1)
+    evil = [(k, v) for k, v in record.headers if k != "content-type"]
+    evil.append(("content-type", b"application/json; x=1\r\nX-Evil: 1"))
+    split = KafkaRecord(record.value, record.key, evil)
+    split.cloudevent().check()  # decode accepts it too: only HTTP cannot carry it
+    sink = KnativeSink(KnativeSinkSettings(url=f"http://127.0.0.1:{free_port()}/"))
+
+    async def deliver() -> list[object]:
+        async with sink:
+            return list(await sink.deliver([SinkEvent(None, split)]))
+
+    [outcome] = asyncio.run(deliver())
+    assert outcome is not None and not outcome.retryable  # type: ignore[attr-defined]
+    assert "line break" in str(outcome)
