@@ -89,6 +89,7 @@ class Timing:
 
     def __init__(self, runner: SinkRunner) -> None:
         self.latencies: list[float] = []
+        self.appended_ms: list[int] = []  # the records' timestamps (LogAppendTime)
         self.first: float | None = None
         self.last = 0.0
         deliver = runner.sink.deliver
@@ -101,6 +102,7 @@ class Timing:
             for item, outcome in zip(batch, outcomes, strict=True):
                 if outcome is None and item.record.timestamp_ms:
                     self.latencies.append(now - item.record.timestamp_ms / 1000)
+                    self.appended_ms.append(item.record.timestamp_ms)
             return outcomes
 
         runner.sink.deliver = timed  # type: ignore[method-assign]

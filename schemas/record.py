@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from schemas.cloudevent import CloudEventView
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +26,12 @@ class KafkaRecord:
             if key == name:
                 found = value
         return found
+
+    def cloudevent(self) -> CloudEventView:
+        """The record's CloudEvent read lazily from its bytes (`schemas.cloudevent`)."""
+        from schemas.cloudevent import CloudEventView  # it builds on this module
+
+        return CloudEventView(self)
 
     def with_headers(self, extra: list[tuple[str, bytes]]) -> KafkaRecord:
         return KafkaRecord(

@@ -50,6 +50,10 @@ class DeadLetterWriter:
                 self._errors.append(str(error))
 
     async def flush(self) -> None:
+        if len(self._producer) == 0 and not self._errors:
+            # nothing queued or awaiting its report: skip the thread hop, which every
+            # batch paid (most send nothing; at low rates batches are a record or two)
+            return
         remaining = await asyncio.to_thread(self._producer.flush, self.flush_timeout)
         with self._lock:
             errors, self._errors = self._errors, []

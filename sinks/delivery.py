@@ -7,7 +7,8 @@ This is the documented way to use a sink outside a consumer group (replay does):
     async with sink:
         report = await BatchDelivery(sink, dead_letters).deliver(records)
 
-`deliver` decodes each record (`schemas.decode`; poison → dead letter at once), skips
+`deliver` decodes each record (`schemas.decode`; poison → dead letter at once), or for
+a sink that reads the record's bytes only checks it (`CloudEventView.check`), skips
 events whose type matches none of the sink's `types` globs, hands the rest to the
 sink, retries what failed per the sink's `delivery` settings (Knative's DeliverySpec:
 `retry`, `backoffPolicy`, `backoffDelay`, `Retry-After` capped by `retryAfterMax`),
@@ -123,11 +124,15 @@ class BatchDelivery:
         events: list[SinkEvent] = []
         for record in records:
             try:
-                event = decode(record)
+                if self.sink.decodes:
+                    item = SinkEvent(decode(record), record)
+                else:
+                    item = SinkEvent(None, record)
+                    item.view.check()
             except InvalidRecord as exc:
                 self._dead_letter(record, report, "poison", exc, attempts=0)
                 continue
-            events.append(SinkEvent(event, record))
+            events.append(item)
         return await self.deliver_decoded(events, read_at, report)
 
     async def deliver_decoded(

@@ -1,10 +1,16 @@
 """CloudEvents over HTTP to a Knative Broker (or any CloudEvents receiver).
 
-Each event is one POST, built with the cloudevents SDK's HTTP binding (binary mode by
-default, structured as an option), over one keep-alive connection pool; keys are
-delivered concurrently up to `concurrency`, each key's events in order. 2xx is
-delivered; 404, 408, 409, 429 and 5xx are retried (honouring `Retry-After`); any other
-status is dead-lettered at once.
+Each event is one POST carrying the record as Kafka holds it: in binary mode (the
+default) its value is the body, byte for byte, and its `ce_*` headers are the `ce-`
+headers (`schemas.cloudevent.CloudEventView.http_binary`); in structured mode the data
+is inserted into the JSON envelope without being re-encoded. Nothing is decoded into an
+SDK object on the way (the runtime only checks each record: `Sink.decodes`).
+
+Requests go over a pool of up to `concurrency` keep-alive connections
+(`sinks.http_client`, which says why not aiohttp), each key's events in order
+(`deliver_per_key`). 2xx is delivered;
+404, 408, 409, 429 and 5xx are retried (honouring `Retry-After`); any other status is
+dead-lettered at once.
 
 `typeFormat: event-router` serves Triggers written for VEBA up to v0.7: `type` becomes
 `com.vmware.event.router/event` (`/eventex`, `/extendedevent`) and `subject` the event
@@ -16,19 +22,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import aiohttp
-from cloudevents.core.base import BaseCloudEvent
-from cloudevents.core.bindings import http as http_binding
-from cloudevents.core.formats.json import JSONFormat
-
-from schemas.codec import with_changes
+from schemas.cloudevent import CloudEventView
 from sinks.base import DeliveryError, Outcome, Sink, SinkEvent, deliver_per_key
+from sinks.http_client import HTTPClient, InvalidHeader
 from vcstream.settings.sinks import KnativeSinkSettings
 
 EVENT_ROUTER_TYPE = "com.vmware.event.router/"
-_FORMAT = JSONFormat()
 MAX_ERROR_BODY = 1024
 
 
@@ -48,28 +49,30 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def as_event_router(event: BaseCloudEvent) -> BaseCloudEvent:
-    """The event as VEBA's v0.7 event router typed it (`com.vmware.event.router/event`)."""
-    attributes = event.get_attributes()
-    kind = str(attributes.get("eventclass") or "event")
-    data = event.get_data()
-    subject = attributes.get("subject")
-    if kind != "event" and isinstance(data, dict) and data.get("EventTypeId"):
-        subject = data["EventTypeId"]
-    changes: dict[str, Any] = {"type": EVENT_ROUTER_TYPE + kind}
-    if subject:
-        changes["subject"] = subject
-    return with_changes(event, **changes)  # type: ignore[arg-type]
+def event_router_changes(view: CloudEventView) -> dict[str, str]:
+    """The attributes VEBA's v0.7 event router would have set (`com.vmware.event.router/…`).
+
+    Data is parsed only for EventEx and ExtendedEvent, whose subject is their eventTypeId."""
+    kind = view.get("eventclass") or "event"
+    changes = {"type": EVENT_ROUTER_TYPE + kind}
+    if kind != "event":
+        data = view.data()
+        if isinstance(data, dict) and data.get("EventTypeId"):
+            changes["subject"] = str(data["EventTypeId"])
+    return changes
 
 
 class KnativeSink(Sink):
     kind: ClassVar[str] = "knative"
+    decodes: ClassVar[bool] = False
     settings: KnativeSinkSettings
 
     def __init__(self, settings: KnativeSinkSettings, name: str | None = None) -> None:
         super().__init__(settings, name)
-        self._session: aiohttp.ClientSession | None = None
+        self._client: HTTPClient | None = None
         self._headers: dict[str, str] = {}
+        self._event_router = settings.type_format == "event-router"
+        self._structured = settings.content_mode == "structured"
         if settings.auth is not None:
             self._headers[settings.auth.name] = settings.auth.value.get_secret_value()
 
@@ -78,39 +81,44 @@ class KnativeSink(Sink):
         return self.settings.url
 
     async def start(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.settings.delivery.timeout.total_seconds())
-        connector = aiohttp.TCPConnector(limit=self.settings.concurrency, keepalive_timeout=60)
-        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+        self._client = HTTPClient(
+            self.settings.url,
+            connections=self.settings.concurrency,
+            timeout=self.settings.delivery.timeout.total_seconds(),
+        )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
-    def request_for(self, event: BaseCloudEvent) -> http_binding.HTTPMessage:
-        """The HTTP message for an event, per `typeFormat` and `contentMode`."""
-        if self.settings.type_format == "event-router":
-            event = as_event_router(event)
-        if self.settings.content_mode == "structured":
-            return http_binding.to_structured(event, _FORMAT)
-        return http_binding.to_binary(event, _FORMAT)
+    def request_for(self, view: CloudEventView) -> tuple[dict[str, str], bytes]:
+        """Headers and body of an event's POST, per `typeFormat` and `contentMode`."""
+        changes = event_router_changes(view) if self._event_router else None
+        if self._structured:
+            headers, body = view.http_structured(changes)
+        else:
+            headers, body = view.http_binary(changes)
+        if self._headers:
+            headers.update(self._headers)
+        return headers, body
 
     async def deliver(self, batch: Sequence[SinkEvent]) -> Sequence[Outcome]:
         return await deliver_per_key(batch, self._post, self.settings.concurrency)
 
     async def _post(self, item: SinkEvent) -> None:
-        if self._session is None:
+        if self._client is None:
             raise RuntimeError("KnativeSink.start() was not called")
-        message = self.request_for(item.event)
-        headers = {**message.headers, **self._headers}
-        async with self._session.post(self.settings.url, data=message.body, headers=headers) as r:
-            if 200 <= r.status < 300:
-                await r.read()
-                return
-            body = (await r.content.read(MAX_ERROR_BODY)) or None
-            raise DeliveryError.from_status(
-                r.status,
-                dest=self.settings.url,
-                response=body,
-                retry_after=parse_retry_after(r.headers.get("Retry-After")),
-            )
+        headers, body = self.request_for(item.view)
+        try:
+            answer = await self._client.post(headers, body)
+        except InvalidHeader as exc:  # the record would split the request: no retry helps
+            raise DeliveryError(str(exc), retryable=False, dest=self.settings.url) from None
+        if 200 <= answer.status < 300:
+            return
+        raise DeliveryError.from_status(
+            answer.status,
+            dest=self.settings.url,
+            response=answer.body[:MAX_ERROR_BODY] or None,
+            retry_after=parse_retry_after(answer.headers.get("retry-after")),
+        )

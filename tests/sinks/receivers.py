@@ -66,6 +66,7 @@ class Receiver:
         self.rejected: list[str] = []
         self.requests = 0
         self.request_headers: list[dict[str, str]] = []
+        self.bodies: list[bytes] = []  # as received, byte for byte
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -112,6 +113,7 @@ class Receiver:
             self.requests += 1
             number = self.requests
             self.request_headers.append(headers)
+            self.bodies.append(body)
         fault = self.plan(number, parsed)
         if fault.kind == "reset":
             assert request.transport is not None

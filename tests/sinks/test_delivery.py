@@ -9,10 +9,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from schemas import decode
+from schemas import InvalidRecord, decode
 from schemas.deadletter import error_context
 from schemas.record import KafkaRecord
-from sinks.base import HELD, DeliveryError, Outcome, Sink, SinkEvent
+from sinks.base import HELD, DeliveryError, Outcome, Sink, SinkEvent, deliver_per_key
 from sinks.delivery import BatchDelivery
 from sinks.slack import SlackSink
 from tests.sinks.helpers import vm_records
@@ -117,3 +117,69 @@ def test_slack_storm_counts_each_alarm_once_across_retries():
     assert not sink._in_storm(batch)  # the same two alarms, retried: still two
     more = [SinkEvent(decode(r), r) for r in located(4)[2:]]
     assert sink._in_storm(more)  # four distinct alarms > 3
+
+
+class ViewSink(ScriptedSink):
+    """A connector that reads records' bytes: the runtime checks them, decodes none."""
+
+    decodes: ClassVar[bool] = False
+
+
+def test_a_bytes_connector_gets_checked_records_and_poison_is_dead_lettered():
+    seen: list[SinkEvent] = []
+
+    def script(_call: int, batch: Sequence[SinkEvent]) -> Sequence[Outcome]:
+        seen.extend(batch)
+        return [None] * len(batch)
+
+    good = located(2)
+    poison = KafkaRecord(b"{}", b"k", [("ce_id", b"1")], "t", 0, 2)
+    bad_time = KafkaRecord(
+        good[0].value,
+        good[0].key,
+        [(k, b"soon" if k == "ce_time" else v) for k, v in good[0].headers],
+        "t",
+        0,
+        3,
+    )
+
+    report, dead = run(ViewSink(script), [*good, poison, bad_time])
+
+    assert (report.delivered, report.dead_lettered) == (2, 2)
+    assert [error_context(r)["reason"] for r in dead.records] == ["poison", "poison"]
+    assert all(item._event is None for item in seen)  # never decoded on the way
+    assert [item.type for item in seen] == [decode(r).get_type() for r in good]
+
+
+def test_a_sink_event_decodes_lazily_and_a_bad_record_raises_on_first_use():
+    bad = KafkaRecord(b"{}", b"k", [("ce_id", b"1")])
+    item = SinkEvent(None, bad)
+    with pytest.raises(InvalidRecord, match="missing header"):
+        _ = item.event
+    good = located(1)[0]
+    assert SinkEvent(None, good).event.get_id() == decode(good).get_id()
+
+
+def test_deliver_per_key_keeps_key_order_with_few_workers_and_holds_after_a_failure():
+    records = located(12, vms=4)
+    batch = [SinkEvent(None, r) for r in records]
+    order: list[int] = []
+    failing = records[5].offset  # key vm-1: its later events are held
+
+    async def deliver_one(item: SinkEvent) -> None:
+        await asyncio.sleep(0.001 * (item.record.offset or 0) % 3)
+        order.append(item.record.offset or 0)
+        if item.record.offset == failing:
+            raise ConnectionResetError("peer reset")
+
+    outcomes = asyncio.run(deliver_per_key(batch, deliver_one, concurrency=2))
+
+    for key in {r.key for r in records}:
+        offsets = [r.offset for r in records if r.key == key]
+        assert [o for o in order if o in offsets] == offsets[
+            : len([o for o in order if o in offsets])
+        ]
+    assert isinstance(outcomes[5], DeliveryError) and outcomes[5].retryable
+    assert outcomes[9] is HELD  # same key, after the failure: not tried
+    assert 9 not in order
+    assert [o for i, o in enumerate(outcomes) if i not in (5, 9)] == [None] * 10

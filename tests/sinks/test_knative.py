@@ -10,10 +10,16 @@ from typing import Any
 
 import pytest
 import yaml
+from cloudevents.core.base import BaseCloudEvent
+from cloudevents.core.bindings import http as http_binding
+from cloudevents.core.formats.json import JSONFormat
 
+from schemas import decode
+from schemas.codec import encode_vsphere, with_changes
 from schemas.record import KafkaRecord
-from sinks.knative import as_event_router, parse_retry_after
+from sinks.knative import event_router_changes, parse_retry_after
 from tests.sinks.helpers import (
+    VCENTER,
     committed,
     dead_letter_contexts,
     make_runner,
@@ -21,6 +27,7 @@ from tests.sinks.helpers import (
     run_until,
     settled,
     sink_settings,
+    vm_event,
     vm_records,
 )
 from tests.sinks.receivers import (
@@ -289,19 +296,83 @@ def test_parse_retry_after_reads_seconds_and_http_dates():
     assert parse_retry_after(None) is None
 
 
-def test_event_router_subject_of_eventex_is_its_type_id():
-    from cloudevents.core.v1.event import CloudEvent
-
-    event = CloudEvent(
-        attributes={
-            "id": "1",
-            "source": "https://vc/sdk",
-            "type": "com.vmware.vsphere.com.vmware.cl.CreateLibraryEvent.v0",
-            "subject": "EventEx",
-            "eventclass": "eventex",
-        },
-        data={"EventTypeId": "com.vmware.cl.CreateLibraryEvent"},
+def test_knative_posts_the_kafka_value_byte_for_byte_and_the_sdks_headers(kafka, receiver, topics):
+    """Binary mode: the body is the record's value unchanged, the headers what the SDK's
+    `to_binary` writes for the same event, including a value needing percent-encoding."""
+    odd = vm_event(9)
+    odd["FullFormattedMessage"] = 'vm "ünï" 100% on\u2028'
+    records = [*vm_records(3), encode_vsphere(odd, "VmPoweredOnEvent", VCENTER)]
+    # an attribute with characters the HTTP binding percent-encodes
+    records[0] = KafkaRecord(
+        records[0].value,
+        records[0].key,
+        [*records[0].headers, ("ce_subject", 'Vm "ünï" 100%'.encode())],
     )
-    rewritten = as_event_router(event)
-    assert rewritten.get_type() == "com.vmware.event.router/eventex"
-    assert rewritten.get_subject() == "com.vmware.cl.CreateLibraryEvent"
+    produce(kafka.bootstrap_servers, topics[0], records)
+    runner = make_runner("knative", knative(kafka, topics, receiver.url))
+
+    run_until(runner, settled(runner, 4))
+
+    assert runner.report.delivered == 4 and receiver.rejected == []
+    by_id = {
+        h["ce-id"]: (h, body)
+        for h, body in zip(receiver.request_headers, receiver.bodies, strict=True)
+    }
+    for record in records:
+        headers, body = by_id[dict(record.headers)["ce_id"].decode()]
+        assert body == record.value
+        sdk = http_binding.to_binary(decode(record), JSONFormat()).headers
+        sent = {k: v for k, v in headers.items() if k.startswith("ce-") or k == "content-type"}
+        assert sent == sdk
+    assert by_id[ids(records)[0]][0]["ce-subject"] == "Vm%20%22%C3%BCn%C3%AF%22%20100%25"
+    subjects = {e.get_id(): e.get_subject() for e in receiver.accepted}
+    assert subjects[ids(records)[0]] == 'Vm "ünï" 100%'  # the SDK reads it back
+
+
+def sdk_event_router(event: BaseCloudEvent) -> BaseCloudEvent:
+    """The reference: the event router's rewrite done on the SDK's decoded event."""
+    attributes = event.get_attributes()
+    kind = str(attributes.get("eventclass") or "event")
+    data = event.get_data()
+    changes: dict[str, Any] = {"type": "com.vmware.event.router/" + kind}
+    if kind != "event" and isinstance(data, dict) and data.get("EventTypeId"):
+        changes["subject"] = data["EventTypeId"]
+    return with_changes(event, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("class_name", ["VmPoweredOnEvent", "EventEx", "ExtendedEvent"])
+def test_event_router_rewrite_equals_the_sdk_reference(class_name: str) -> None:
+    data = {**vm_event(7), "EventTypeId": "com.vmware.cl.CreateLibraryEvent"}
+    if class_name == "ExtendedEvent":
+        data["EventTypeId"] = "com.vmware.vc.extended"
+    record = encode_vsphere(data, class_name, VCENTER)
+    expected = sdk_event_router(decode(record))
+    changes = event_router_changes(record.cloudevent())
+    headers, _ = record.cloudevent().http_binary(changes)
+    assert headers == http_binding.to_binary(expected, JSONFormat()).headers
+    if class_name != "VmPoweredOnEvent":
+        assert headers["ce-subject"] == data["EventTypeId"]
+        assert headers["ce-type"] == f"com.vmware.event.router/{class_name.lower()}"
+
+
+def test_a_header_value_that_would_split_the_request_is_not_retried():
+    import asyncio
+
+    from sinks.base import SinkEvent
+    from sinks.knative import KnativeSink
+    from vcstream.settings.sinks import KnativeSinkSettings
+
+    [record] = vm_records(1)
+    evil = [(k, v) for k, v in record.headers if k != "content-type"]
+    evil.append(("content-type", b"application/json; x=1\r\nX-Evil: 1"))
+    split = KafkaRecord(record.value, record.key, evil)
+    split.cloudevent().check()  # decode accepts it too: only HTTP cannot carry it
+    sink = KnativeSink(KnativeSinkSettings(url=f"http://127.0.0.1:{free_port()}/"))
+
+    async def deliver() -> list[object]:
+        async with sink:
+            return list(await sink.deliver([SinkEvent(None, split)]))
+
+    [outcome] = asyncio.run(deliver())
+    assert outcome is not None and not outcome.retryable  # type: ignore[attr-defined]
+    assert "line break" in str(outcome)

@@ -1,0 +1,263 @@
+"""A lean HTTP/1.1 client for POSTs to one origin, over a pool of keep-alive connections.
+
+Why not aiohttp, which this replaced for the Knative sink: profiled (py-spy, bench.knative),
+aiohttp's per-request machinery (a ClientRequest, a payload writer, a response object
+with a stream reader, connector bookkeeping) was most of the sink's CPU time per event,
+and the sink needs none of it: it POSTs prebuilt headers and a small body and reads a
+status, a few headers and a small answer. Here a request is one `transport.write` and
+the answer is parsed from the bytes as they arrive, in the connection's protocol.
+
+Scope, on purpose: HTTP/1.1, one origin (http or https), one request at a time per
+connection (no pipelining), answers delimited by Content-Length, chunked encoding, or
+the connection's close. A connection is reused unless the answer said `Connection:
+close` or ended at close; one idle longer than `IDLE_SECONDS` is dropped rather than
+reused, so as not to race the server closing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+IDLE_SECONDS = 15.0  # below the idle timeouts of common servers (Go's and nginx's: 60+)
+MAX_HEAD_BYTES = 64 * 1024
+
+
+class InvalidHeader(ValueError):
+    """A header name or value that would break the request (CR, LF or NUL in it)."""
+
+
+class ProtocolError(ConnectionError):
+    """The server's answer is not HTTP/1.x as this client reads it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: dict[str, str]  # names lowercased; a repeated header: the last wins
+    body: bytes
+
+
+class _Answer:
+    """Incremental parse of one response from a connection's bytes."""
+
+    def __init__(self) -> None:
+        self.head: tuple[int, dict[str, str]] | None = None
+        self.body = bytearray()
+        self.length: int | None = None  # Content-Length; None: chunked or until close
+        self.chunked = False
+
+    def feed(self, buffer: bytearray) -> Response | None:
+        """A complete response taken from the front of `buffer`, or None for more bytes."""
+        while self.head is None:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > MAX_HEAD_BYTES:
+                    raise ProtocolError("response head larger than 64 KiB")
+                return None
+            status, headers = _parse_head(bytes(buffer[:end]))
+            del buffer[: end + 4]
+            if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
+                continue
+            self.head = (status, headers)
+            if status in (204, 304):
+                self.length = 0
+            elif "chunked" in headers.get("transfer-encoding", "").lower():
+                self.chunked = True
+            elif "content-length" in headers:
+                try:
+                    self.length = int(headers["content-length"])
+                except ValueError:
+                    raise ProtocolError("invalid Content-Length") from None
+        if self.chunked:
+            return self._chunks(buffer)
+        if self.length is None:
+            return None  # delimited by the close: `finish` completes it
+        if len(buffer) < self.length:
+            return None
+        self.body += buffer[: self.length]
+        del buffer[: self.length]
+        return self._response()
+
+    def _chunks(self, buffer: bytearray) -> Response | None:
+        while True:
+            line_end = buffer.find(b"\r\n")
+            if line_end < 0:
+                return None
+            try:
+                size = int(bytes(buffer[:line_end]).split(b";")[0], 16)
+            except ValueError:
+                raise ProtocolError("invalid chunk size") from None
+            if size == 0:
+                trailer_end = buffer.find(b"\r\n\r\n", line_end)
+                if trailer_end < 0:
+                    return None
+                del buffer[: trailer_end + 4]
+                return self._response()
+            if len(buffer) < line_end + 2 + size + 2:
+                return None
+            self.body += buffer[line_end + 2 : line_end + 2 + size]
+            del buffer[: line_end + 2 + size + 2]
+
+    def finish(self, buffer: bytearray) -> Response | None:
+        """At the connection's close: the response if it was delimited by the close."""
+        if self.head is not None and self.length is None and not self.chunked:
+            self.body += buffer
+            return self._response()
+        return None
+
+    def _response(self) -> Response:
+        assert self.head is not None
+        return Response(self.head[0], self.head[1], bytes(self.body))
+
+
+def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.reusable = True
+        self.idle_since = time.monotonic()
+        self._buffer = bytearray()
+        self._answer: _Answer | None = None
+        self._waiter: asyncio.Future[Response] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if self._answer is None or self._waiter is None or self._waiter.done():
+            return
+        try:
+            response = self._answer.feed(self._buffer)
+        except ProtocolError as exc:
+            self._fail(exc)
+            return
+        if response is not None:
+            self.reusable = response.headers.get("connection", "").lower() != "close"
+            self._answer = None
+            self._waiter.set_result(response)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.reusable = False
+        if self._waiter is None or self._waiter.done() or self._answer is None:
+            return
+        response = self._answer.finish(self._buffer)
+        if response is not None:
+            self._waiter.set_result(response)
+        else:
+            self._fail(exc or ConnectionResetError("server closed the connection"))
+
+    def _fail(self, exc: Exception) -> None:
+        self.reusable = False
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(exc)
+        self.close()
+
+    async def request(self, data: bytes) -> Response:
+        if self.transport is None or self.closed:
+            raise ConnectionResetError("connection closed before the request")
+        self._answer = _Answer()
+        self._waiter = asyncio.get_running_loop().create_future()
+        self._buffer.clear()
+        self.transport.write(data)
+        return await self._waiter
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class HTTPClient:
+    """POSTs to `url` over at most `connections` keep-alive connections."""
+
+    def __init__(self, url: str, *, connections: int, timeout: float) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url}")
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        host = parts.netloc.rpartition("@")[2]  # never credentials in the Host header
+        self._start = f"POST {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: vcstream\r\n"
+        self._timeout = timeout
+        self._slots = asyncio.Semaphore(connections)
+        self._idle: list[_Connection] = []
+        self._open: set[_Connection] = set()
+
+    def head(self, headers: dict[str, str], length: int) -> bytes:
+        """The request's start line and headers; refuses values that would split it."""
+        lines = [self._start]
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value or "\0" in value or not name.isprintable():
+                raise InvalidHeader(f"header {name!r} has a line break or NUL in its value")
+            lines.append(f"{name}: {value}\r\n")
+        lines.append(f"Content-Length: {length}\r\n\r\n")
+        return "".join(lines).encode("utf-8")
+
+    async def post(self, headers: dict[str, str], body: bytes) -> Response:
+        data = self.head(headers, len(body)) + body
+        async with self._slots:
+            async with asyncio.timeout(self._timeout):
+                connection = self._take_idle() or await self._connect()
+                try:
+                    response = await connection.request(data)
+                except BaseException:  # a reset, a timeout, a cancel: never reuse it
+                    connection.close()
+                    self._open.discard(connection)
+                    raise
+        if connection.reusable and not connection.closed:
+            connection.idle_since = time.monotonic()
+            self._idle.append(connection)
+        else:
+            connection.close()
+            self._open.discard(connection)
+        return response
+
+    def _take_idle(self) -> _Connection | None:
+        now = time.monotonic()
+        while self._idle:
+            connection = self._idle.pop()  # the most recent: the least likely to be stale
+            if not connection.closed and now - connection.idle_since < IDLE_SECONDS:
+                return connection
+            connection.close()
+            self._open.discard(connection)
+        return None
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        _, connection = await loop.create_connection(
+            _Connection,
+            self._host,
+            self._port,
+            ssl=self._ssl,
+            server_hostname=self._host if self._ssl else None,
+        )
+        self._open.add(connection)
+        return connection
+
+    async def close(self) -> None:
+        for connection in self._open:
+            connection.close()
+        self._open.clear()
+        self._idle.clear()

@@ -1,0 +1,138 @@
+"""`sinks.http_client` against raw servers that answer with canned bytes: every way an
+HTTP/1.1 answer can be delimited, and every way it can go wrong."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from sinks.http_client import HTTPClient, InvalidHeader, ProtocolError, Response
+
+# request number → bytes to send (None: hang up; ending in CLOSE: send, then hang up)
+Answer = Callable[[int], bytes | None]
+CLOSE = b"\0close"
+
+
+async def serve(
+    answer: Answer, post: Callable[[HTTPClient], Awaitable[list[Response]]]
+) -> tuple[list[Response], list[bytes], int]:
+    """Run `post` against a server answering request n with `answer(n)`; returns the
+    responses, the requests as received and how many connections were opened."""
+    received: list[bytes] = []
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            received.append(head + await reader.readexactly(length))
+            data = answer(len(received))
+            if data is None:
+                break
+            writer.write(data.removesuffix(CLOSE))
+            await writer.drain()
+            if data.endswith(CLOSE):
+                break
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = HTTPClient(f"http://127.0.0.1:{port}/in?x=1", connections=2, timeout=2)
+    try:
+        responses = await post(client)
+    finally:
+        await client.close()
+        server.close()
+    return responses, received, connections
+
+
+def run(answer: Answer, count: int = 2) -> tuple[list[Response], list[bytes], int]:
+    async def post(client: HTTPClient) -> list[Response]:
+        return [await client.post({"ce-id": str(n)}, b'{"n":%d}' % n) for n in range(count)]
+
+    return asyncio.run(serve(answer, post))
+
+
+def test_content_length_answers_reuse_one_connection_and_requests_are_exact():
+    responses, received, connections = run(
+        lambda n: b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nRetry-After: 3\r\n\r\nok"
+    )
+    assert [(r.status, r.body, r.headers["retry-after"]) for r in responses] == [
+        (202, b"ok", "3")
+    ] * 2
+    assert connections == 1
+    assert received[0].startswith(b"POST /in?x=1 HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"\r\nce-id: 0\r\nContent-Length: 7\r\n\r\n" in received[0]
+    assert received[0].endswith(b'{"n":0}')
+
+
+def test_chunked_answers_and_interim_100_continue_are_read():
+    body = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\n\r\n"
+    body += b"4;ext=1\r\nbusy\r\n3\r\n!!!\r\n0\r\nX-Trailer: 1\r\n\r\n"
+    responses, _, connections = run(lambda n: body)
+    assert [(r.status, r.body) for r in responses] == [(503, b"busy!!!")] * 2
+    assert connections == 1
+
+
+def test_an_answer_ended_by_close_is_read_and_the_connection_not_reused():
+    responses, _, connections = run(lambda n: b"HTTP/1.1 400 Bad\r\n\r\nno such thing" + CLOSE)
+    assert [(r.status, r.body) for r in responses] == [(400, b"no such thing")] * 2
+    assert connections == 2
+
+
+def test_connection_close_header_opens_a_new_connection_next_time():
+    responses, _, connections = run(
+        lambda n: b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+    )
+    assert [r.status for r in responses] == [204, 204]
+    assert connections == 2
+
+
+def test_a_hang_up_before_the_answer_is_a_connection_error():
+    with pytest.raises(ConnectionResetError):
+        run(lambda n: None, count=1)
+
+
+def test_garbage_instead_of_http_is_a_protocol_error():
+    with pytest.raises(ProtocolError, match="status line"):
+        run(lambda n: b"SSH-2.0-OpenSSH\r\n\r\n", count=1)
+
+
+def test_an_invalid_content_length_is_a_protocol_error():
+    with pytest.raises(ProtocolError, match="Content-Length"):
+        run(lambda n: b"HTTP/1.1 200 OK\r\nContent-Length: lots\r\n\r\n", count=1)
+
+
+def test_a_silent_server_is_a_timeout_and_the_connection_is_dropped():
+    async def post(client: HTTPClient) -> list[Response]:
+        with pytest.raises(TimeoutError):
+            await client.post({}, b"{}")
+        assert client._idle == []
+        return []
+
+    async def silent_then(answer: Answer) -> None:
+        await serve(answer, post)
+
+    asyncio.run(silent_then(lambda n: b""))
+
+
+def test_a_header_value_with_a_line_break_is_refused_before_sending():
+    async def post(client: HTTPClient) -> list[Response]:
+        with pytest.raises(InvalidHeader):
+            await client.post({"content-type": "application/json\r\nX-Evil: 1"}, b"{}")
+        return []
+
+    _, received, connections = asyncio.run(serve(lambda n: None, post))
+    assert (received, connections) == ([], 0)
+
+
+def test_only_http_urls_are_accepted():
+    with pytest.raises(ValueError, match="not an http"):
+        HTTPClient("ftp://host/x", connections=1, timeout=1)
