@@ -37,8 +37,7 @@ from typing import Any
 import aiohttp
 from confluent_kafka import Producer
 
-from bench.sinks import percentile, run_phase
-from schemas.codec import encode_vsphere
+from bench.sinks import percentile, powered_on, run_phase
 from schemas.record import KafkaRecord
 from schemas.vsphere import VCenterIdentity
 from sinks import registry
@@ -54,20 +53,9 @@ VCENTER = VCenterIdentity("5a1b1f6c-0c4d-4a8e-9b43-3e2f7c9d0a11", "https://vc01/
 
 def records(count: int, start: int = 0) -> list[KafkaRecord]:
     """VmPoweredOnEvents over 500 VMs (so 500 keys), about VEBA's size."""
-    made = []
-    for index in range(start, start + count):
-        vm = index % 500
-        data = {
-            "Key": index,
-            "ChainId": index,
-            "CreatedTime": f"2026-11-22T12:{index // 60 % 60:02d}:{index % 60:02d}Z",
-            "UserName": "VSPHERE.LOCAL\\Administrator",
-            "FullFormattedMessage": f"Virtual machine vm{vm} on esx01 in dc1 is powered on",
-            "Vm": {"Name": f"vm{vm}", "Vm": {"Type": "VirtualMachine", "Value": f"vm-{vm}"}},
-            "Host": {"Name": "esx01", "Host": {"Type": "HostSystem", "Value": "host-19"}},
-        }
-        made.append(encode_vsphere(data, "VmPoweredOnEvent", VCENTER))
-    return made
+    host = {"Name": "esx01", "Host": {"Type": "HostSystem", "Value": "host-19"}}
+    message = "Virtual machine vm{vm} on esx01 in dc1 is powered on"
+    return [powered_on(index, message, VCENTER, Host=host) for index in range(start, start + count)]
 
 
 def produce(bootstrap: str, topic: str, batch: list[KafkaRecord], rate: float = 0) -> None:

@@ -32,6 +32,7 @@ from confluent_kafka import Producer
 
 from bench.kafka_ceiling import consume as ceiling_consume
 from schemas.codec import encode_vsphere
+from schemas.record import KafkaRecord
 from schemas.vsphere import VCenterIdentity
 from sinks import registry
 from sinks.runtime import SinkRunner
@@ -55,20 +56,29 @@ def receiver_main(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
+def powered_on(
+    index: int, message: str, vcenter: VCenterIdentity = VCENTER, **more: Any
+) -> KafkaRecord:
+    """The index-th VmPoweredOnEvent, of one of 500 VMs (so 500 keys); `{vm}` in the
+    message is the VM's number."""
+    vm = index % 500
+    data = {
+        "Key": index,
+        "ChainId": index,
+        "CreatedTime": f"2026-11-22T12:{index // 60 % 60:02d}:{index % 60:02d}Z",
+        "UserName": "VSPHERE.LOCAL\\Administrator",
+        "FullFormattedMessage": message.format(vm=vm),
+        "Vm": {"Name": f"vm{vm}", "Vm": {"Type": "VirtualMachine", "Value": f"vm-{vm}"}},
+        **more,
+    }
+    return encode_vsphere(data, "VmPoweredOnEvent", vcenter)
+
+
 def produce(bootstrap: str, topic: str, count: int, start: int = 0, rate: float = 0) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5 if not rate else 0})
     began = time.monotonic()
     for index in range(start, start + count):
-        vm = index % 500
-        data = {
-            "Key": index,
-            "ChainId": index,
-            "CreatedTime": f"2026-11-22T12:{index // 60 % 60:02d}:{index % 60:02d}Z",
-            "UserName": "VSPHERE.LOCAL\\Administrator",
-            "FullFormattedMessage": f"vm-{vm} powered on " + "x" * 600,
-            "Vm": {"Name": f"vm{vm}", "Vm": {"Type": "VirtualMachine", "Value": f"vm-{vm}"}},
-        }
-        record = encode_vsphere(data, "VmPoweredOnEvent", VCENTER)
+        record = powered_on(index, "vm-{vm} powered on " + "x" * 600)
         headers: list[tuple[str, str | bytes | None]] = list(record.headers)
         while True:
             try:

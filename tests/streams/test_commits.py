@@ -14,9 +14,6 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from schemas.codec import encode_vsphere
-from schemas.record import KafkaRecord
-from schemas.vsphere import VCenterIdentity
 from tests.streams.helpers import (
     StreamsWorker,
     consume,
@@ -24,24 +21,14 @@ from tests.streams.helpers import (
     streams_config,
     wait_for,
 )
+from tests.streams.test_worker import vsphere
 from vcstream.kafka import client_config
 from vcstream.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-VC = VCenterIdentity("77777777-2222-3333-4444-555555555555", "https://vc.commits/sdk", "8.0.3.0")
-VM = {"Name": "busy", "Vm": {"Type": "VirtualMachine", "Value": "vm-1"}}  # one key: one partition
 TRANSACTIONS = 200
 PER_TRANSACTION = 3
-
-
-def events(first_key: int, count: int) -> list[KafkaRecord]:
-    return [
-        encode_vsphere(
-            {"Key": key, "CreatedTime": "2025-03-01T10:00:00Z", "Vm": VM}, "VmPoweredOnEvent", VC
-        )
-        for key in range(first_key, first_key + count)
-    ]
 
 
 def log_ends(settings: Settings, topic: str) -> dict[int, int]:
@@ -69,7 +56,8 @@ def test_commits_reach_the_log_end_of_transactional_input(kafka, topic_name, tmp
     config = streams_config(tmp_path, kafka.bootstrap_servers, topic_name)
     worker = StreamsWorker(config)
     settings = worker.settings
-    records = events(1, TRANSACTIONS * PER_TRANSACTION)
+    # one VM: one key, one partition, as the producer's busiest partition under load
+    records = [vsphere("VmPoweredOnEvent") for _ in range(TRANSACTIONS * PER_TRANSACTION)]
     try:
         worker.start()
         produce_in_transactions(settings, settings.topics.events, records, PER_TRANSACTION)
