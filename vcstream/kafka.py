@@ -131,8 +131,6 @@ def list_topics(
                 raise
 
 
-# --- the streams worker: Faust on aiokafka -------------------------------------------------
-
 # librdkafka's other names for the same property
 _ALIASES = {
     "metadata.broker.list": "bootstrap.servers",
