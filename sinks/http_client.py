@@ -124,6 +124,10 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
         name, colon, value = line.partition(":")
         if colon:
             headers[name.strip().lower()] = value.strip()
+    if parts[0] == "HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive":
+        # an HTTP/1.0 server closes after each answer unless it says otherwise (RFC 9112
+        # 9.3): a request sent meanwhile on the connection was lost with it
+        headers["connection"] = "close"
     return int(parts[1]), headers
 
 
