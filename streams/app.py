@@ -112,7 +112,7 @@ class StreamsApp:
         )
         self.app.on_before_shutdown.connect(self._write_and_commit)
         self.app.shutdown_grace = streams.shutdown_grace.total_seconds()
-        self.definitions = DefinitionsReader(settings, definition_partitions)
+        self.definitions = DefinitionsReader(settings, definition_partitions, self.stop_on)
         self.app.task(self._read_definitions)
         self.index = DefinitionIndex(self.definitions.table)
         # processors' tables (streams.state), co-partitioned with their input topics
@@ -280,6 +280,10 @@ class StreamsApp:
         # restart reads it again instead of skipping it
         log.error("could not write to Kafka, stopping the worker: %r", error)
         self.health.down(f"kafka write failed: {type(error).__name__}")
+        self.stop_on(error)
+
+    def stop_on(self, error: BaseException) -> None:
+        """Crash the worker (exit 1): what it has not committed is read again."""
         self._crashing = asyncio.ensure_future(self.app.crash(error))
 
 

@@ -17,9 +17,10 @@ until the table is complete.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
@@ -35,7 +36,12 @@ Update = tuple[bytes, bytes | None]  # key, value (None: the alarm was removed)
 
 
 class DefinitionsReader:
-    def __init__(self, settings: Settings, partitions: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        partitions: int,
+        failed: Callable[[BaseException], None] = lambda error: None,
+    ) -> None:
         self.topic = settings.topics.alarm_definitions
         self.table: dict[bytes, bytes] = {}
         self.loaded = asyncio.Event()
@@ -51,6 +57,7 @@ class DefinitionsReader:
                 "enable.partition.eof": True,
             },
         )
+        self._failed = failed  # called on the event loop if reading stops for good
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -79,8 +86,11 @@ class DefinitionsReader:
                 first_load_done = len(at_end) == self._partitions and not self.loaded.is_set()
                 if updates or first_load_done:
                     self._hand_over(loop, updates, first_load_done)
-        except Exception:
-            log.exception("reading alarm definitions from %s failed", self.topic)
+        except Exception as exc:
+            # without the definitions every alarm would wait for ever: the worker stops
+            log.error("reading alarm definitions from %s failed: %s", self.topic, exc)
+            with contextlib.suppress(RuntimeError):  # a closed loop: the worker is gone
+                loop.call_soon_threadsafe(self._failed, exc)
         finally:
             consumer.close()
 
