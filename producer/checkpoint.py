@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from producer.compacted import read_compacted
-from producer.position import Position, as_utc_micros
+from producer.position import BOUNDARY_KEY, LEGACY_BOUNDARY_KEY, Position, as_utc_micros
 from schemas import avro
 from schemas.avro import AvroError
 from schemas.vsphere import VCenterIdentity
@@ -47,10 +47,13 @@ class Checkpoint:
     @classmethod
     def decode(cls, payload: bytes) -> Checkpoint:
         record = avro.decode(SCHEMA, payload)
+        key = int(record["lastEventKey"])
+        if key == LEGACY_BOUNDARY_KEY:
+            key = BOUNDARY_KEY
         return cls(
             vcenter_uuid=record["vcenterUuid"],
             source=record["source"],
-            position=Position(int(record["lastEventKey"]), as_utc_micros(record["lastEventTime"])),
+            position=Position(key, as_utc_micros(record["lastEventTime"])),
             updated_at=as_utc_micros(record["updatedAt"]),
         )
 

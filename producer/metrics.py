@@ -44,6 +44,11 @@ EVENTS_MISSED = Counter(
     "Event keys skipped in the vCenter's sequence (events lost before they were read).",
     ["vcenter"],
 )
+EVENTS_REPEATED = Counter(
+    "vcstream_producer_events_repeated_total",
+    "Events the vCenter returned again after they were written, skipped (written once).",
+    ["vcenter"],
+)
 ALARM_DEFINITIONS = Counter(
     "vcstream_producer_alarm_definitions_total",
     "Alarm definitions published (action=published) or tombstoned (action=removed).",

@@ -289,8 +289,13 @@ class VCenterWorker(threading.Thread):
         try:
             while not self.stop.is_set():
                 page = self._call(session, lambda: collector.read_page(page_size))
+                repeated = sequencer.repeated
                 fresh, gaps = sequencer.accept(page)
                 self._report(gaps)
+                if sequencer.repeated > repeated:
+                    metrics.EVENTS_REPEATED.labels(self.vcenter.name).inc(
+                        sequencer.repeated - repeated
+                    )
                 if fresh:
                     self._gather(session, gathering, fresh)
                 if gathering.events and (
