@@ -7,6 +7,7 @@ The CLI wraps this with argument parsing, Ctrl-C and exit codes; tests call it d
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -163,6 +164,10 @@ def replay_range(
         target.close()
         raise
     progress = progress or _progress(request, state)
+    # what exists now (modules, clients, the target) lives for the whole replay: the
+    # collector need not scan it again each time it runs, which cost ~0.9 s of a
+    # 100,000-record replay into a file (~20% of the run)
+    gc.freeze()
     began = time.monotonic()
     elapsed_before = state.elapsed_seconds
 
@@ -198,7 +203,7 @@ def replay_range(
 
 
 class _NoTarget(ReplayTarget):
-    """--dry-run: read, decode, filter and count, deliver nothing."""
+    """--dry-run: read, check, filter and count, deliver nothing."""
 
     name = "dry-run"
 
@@ -217,7 +222,7 @@ def _open(
     return open_target(request.to, request.format, settings, resume_at, recovered)
 
 
-# records read at once: a batch is held twice (one written while the next is decoded),
+# records read at once: a batch is held twice (one written while the next is checked),
 # and a decoded event with its audit record takes ~8 KB: 2,000 keep a replay process
 # (librdkafka and imports ~120 MB of it) near 150 MB RSS
 MAX_BATCH = 2_000

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -58,12 +59,16 @@ class CloudEventView:
         Names are lowercased and a repeated header's last value wins, as in the SDK."""
         if self._attributes is None:
             attributes: dict[str, str] = {}
-            for name, raw in self.record.headers:
-                lowered = name.lower()
-                if lowered.startswith(KAFKA_PREFIX):
-                    attributes[lowered[3:]] = _text(name, raw)
-                elif lowered == "content-type":
-                    attributes["datacontenttype"] = _text(name, raw)
+            try:
+                for name, raw in self.record.headers:
+                    lowered = name.lower()
+                    if lowered[:3] == KAFKA_PREFIX:
+                        attributes[lowered[3:]] = raw.decode()
+                    elif lowered == "content-type":
+                        attributes["datacontenttype"] = raw.decode()
+            except UnicodeDecodeError:
+                _refuse_undecodable(self.record.headers, attributes_only=True)
+                raise
             self._attributes = attributes
         return self._attributes
 
@@ -94,8 +99,12 @@ class CloudEventView:
             raise InvalidRecord(
                 f"not a binary-mode CloudEvent: missing header {', '.join(missing)}"
             )
-        for name, raw in headers.items():  # the SDK reads every header as text
-            _text(name, raw)
+        try:  # the SDK reads every header as text
+            for raw in headers.values():
+                raw.decode()
+        except UnicodeDecodeError:
+            _refuse_undecodable(headers.items(), attributes_only=False)
+            raise
         content_type = headers.get("content-type", b"").decode()
         if content_type.split(";")[0].strip() != CONTENT_TYPE:
             raise InvalidRecord(
@@ -155,6 +164,15 @@ class CloudEventView:
         else:
             body = head + b',"data_base64":' + orjson.dumps(base64.b64encode(value).decode()) + b"}"
         return {"content-type": STRUCTURED_CONTENT_TYPE}, body
+
+
+def _refuse_undecodable(headers: Iterable[tuple[str, bytes]], attributes_only: bool) -> None:
+    """Raise InvalidRecord naming the first header (of the attributes only, or of all)
+    that is not UTF-8; the callers' fast loops only know that one is not."""
+    for name, raw in headers:
+        lowered = name.lower()
+        if not attributes_only or lowered[:3] == KAFKA_PREFIX or lowered == "content-type":
+            _text(name, raw)
 
 
 def _text(name: str, raw: bytes) -> str:

@@ -53,7 +53,7 @@ class SinkEvent:
 
     The decoded event (`schemas.decode`, the SDK's object) is built on first use only: a
     connector that forwards the record's bytes (Knative) reads `view` and never pays
-    for it. Pass `event` when it was decoded already (replay)."""
+    for it. Pass `event` when it was decoded already."""
 
     __slots__ = ("_event", "record", "view")
 

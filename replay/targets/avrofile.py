@@ -51,7 +51,7 @@ class AvroFileTarget(ReplayTarget):
         by_partition: dict[int, list[dict[str, Any]]] = {}
         for item in items:
             by_partition.setdefault(item.position[0], []).append(
-                audit_record(SinkEvent(item.event, item.record), now)
+                audit_record(SinkEvent(None, item.record), now)
             )
         for partition, records in by_partition.items():
             for linked in chain(records, self._prev_hashes.get(partition, GENESIS)):

@@ -6,9 +6,8 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cloudevents.core.base import BaseCloudEvent
-
 from schemas import KafkaRecord
+from schemas.cloudevent import CloudEventView
 
 # (partition, offset) of a record
 Position = tuple[int, int]
@@ -16,10 +15,16 @@ Position = tuple[int, int]
 
 @dataclass(frozen=True, slots=True)
 class ReplayItem:
-    """A decoded event and the record it was read from (topic, partition, offset set)."""
+    """A checked event as the record's bytes hold it (topic, partition, offset set).
 
-    event: BaseCloudEvent
-    record: KafkaRecord
+    Targets read the view's attributes and the record's bytes; a target that needs the
+    SDK's object decodes it itself (`sinks.base.SinkEvent` does, on first use)."""
+
+    view: CloudEventView
+
+    @property
+    def record(self) -> KafkaRecord:
+        return self.view.record
 
     @property
     def position(self) -> Position:

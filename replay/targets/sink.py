@@ -58,10 +58,9 @@ class SinkTarget(ReplayTarget):
         return self._types.fullmatch(event_type) is not None
 
     def write(self, items: Sequence[ReplayItem]) -> set[Position]:
-        # replay has decoded every record already (to count, filter and checksum it)
         by_partition: dict[int, list[SinkEvent]] = {}
         for item in items:
-            by_partition.setdefault(item.position[0], []).append(SinkEvent(item.event, item.record))
+            by_partition.setdefault(item.position[0], []).append(SinkEvent(None, item.record))
         self._dead_letters.positions = set()
         self._loop.run(self._deliver(list(by_partition.values())))
         return self._dead_letters.positions
