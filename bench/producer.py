@@ -1,12 +1,15 @@
 """The producer's speed: vcsim events → committed Kafka records.
 
     .venv/bin/python -m bench.producer [--rate 500] [--seconds 20] [--page-size 100]
+        [--idle-seconds 20] [--commit-interval 100ms]
 
 Starts a private Kafka broker and vcsim, runs `vcstream produce` as a subprocess, posts
 EventEx through the real API from processes of their own (vcstream.devenv.activity.
 EventFlood), and watches with a read_committed consumer in another process (a record
-is seen only once its transaction committed). Four figures:
+is seen only once its transaction committed). Five figures:
 
+- idle: `--idle-seconds` with no events: each process's CPU (percent of a core) and
+  the transactions the producer committed (none are due);
 - generator: what vcsim and the posting processes manage with the producer paused
   (SIGSTOP), i.e. the ceiling of everything below; every other rate is bounded by it;
 - drain: a backlog (below vcsim's ~1,000-event history) posted while the producer is
@@ -14,7 +17,8 @@ is seen only once its transaction committed). Four figures:
 - live: `--live-events` posted as fast as the generator goes while the producer runs:
   the rate both reach together, and whether the producer kept up (events missed);
 - steady: `--rate` events/s for `--seconds`: latency from createdTime to committed
-  (p50/p99/max), and the events missed (the producer's own gap metric).
+  (p50/p99/max), transactions per second, and the events missed (the producer's own
+  gap metric).
 
 Plus the producer's CPU per event and peak RSS, and the ratio of the drain rate to
 bench.kafka_ceiling's raw produce rate on the same broker. Prints one JSON object.
@@ -151,6 +155,13 @@ class ProducerUnderTest:
 
     def missed(self) -> float:
         """Events the producer knows it missed: its own gap metric (0 when none)."""
+        return self.metric("vcstream_producer_events_missed_total")
+
+    def transactions(self) -> float:
+        return self.metric("vcstream_producer_transactions_committed_total")
+
+    def metric(self, name: str) -> float:
+        """The sum of a metric's samples on the producer's /metrics (0 when none)."""
         if self._metrics_port is None:
             found = re.findall(r"/healthz on port (\d+)", self.log_path.read_text())
             if not found:
@@ -161,7 +172,7 @@ class ProducerUnderTest:
             text = response.read().decode()
         total = 0.0
         for line in text.splitlines():
-            if line.startswith("vcstream_producer_events_missed_total{"):
+            if line.startswith(name + "{"):
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
@@ -198,7 +209,12 @@ class CpuMeter:
 
 
 def write_config(
-    path: Path, broker: LocalKafka, sim: LocalVcsim, page_size: int, log_level: str
+    path: Path,
+    broker: LocalKafka,
+    sim: LocalVcsim,
+    page_size: int,
+    log_level: str,
+    commit_interval: str,
 ) -> Path:
     path.write_text(
         f"""
@@ -212,6 +228,7 @@ vcenters:
 producer:
   startAt: now
   pageSize: {page_size}
+  commitInterval: {commit_interval}
 metrics: {{port: 0}}
 logging: {{level: {log_level}}}
 """
@@ -241,7 +258,12 @@ class Bench:
         self.broker = LocalKafka(workdir / "kafka", heap="1g").start()
         self.sim = LocalVcsim(workdir / "vcsim").start()
         config = write_config(
-            workdir / "vcstream.yaml", self.broker, self.sim, args.page_size, args.log_level
+            workdir / "vcstream.yaml",
+            self.broker,
+            self.sim,
+            args.page_size,
+            args.log_level,
+            args.commit_interval,
         )
         self.producer = ProducerUnderTest(config, workdir / "producer.log")
         self.flood = EventFlood(self.sim, processes=args.posters)
@@ -314,10 +336,27 @@ class Bench:
             },
         }
 
+    def idle(self, seconds: float) -> dict[str, Any]:
+        """What each process costs while the vCenter has nothing to say."""
+        self.reader.settle(quiet=2)
+        transactions = self.producer.transactions()
+        cpu = self.cpu_meter()
+        time.sleep(seconds)
+        return {
+            "seconds": seconds,
+            **{
+                name.replace("_cpu_ms_per_event", "_cpu_percent"): round(ms / 10 / seconds, 2)
+                for name, ms in cpu.per_event_ms(1).items()
+                if not name.startswith("generator")
+            },
+            "transactions": int(self.producer.transactions() - transactions),
+        }
+
     def phase(self, events: int, rate: float | None) -> dict[str, Any]:
         """Post while the producer runs; what was committed, how late, what was missed."""
         first = len(self.reader.seen)
         missed_before = self.producer.missed()
+        transactions = self.producer.transactions()
         cpu = self.cpu_meter()
         posted = self.post(events, rate)
         self.reader.collect(self.expected, 60)
@@ -330,6 +369,9 @@ class Bench:
             "events_committed": len(seen),
             "committed_events_per_s": round(len(seen) / (committed_by - posted.began), 1),
             "events_missed": int(self.producer.missed() - missed_before),
+            "transactions_per_s": round(
+                (self.producer.transactions() - transactions) / (committed_by - posted.began), 1
+            ),
             **latency_ms(seen),
             **cpu.per_event_ms(events),
         }
@@ -347,6 +389,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500, help="steady events/s for latency")
     parser.add_argument("--seconds", type=float, default=20, help="length of the steady run")
     parser.add_argument("--ceiling-records", type=int, default=50_000)
+    parser.add_argument("--commit-interval", default="100ms", help="producer.commitInterval")
+    parser.add_argument("--idle-seconds", type=float, default=20, help="length of the idle run")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO"], help="DEBUG: commit timings"
     )
@@ -356,6 +400,7 @@ def main() -> None:
     print(f"producer log: {bench.producer.log_path}", file=sys.stderr)
     try:
         bench.wait_until_streaming()
+        idle = bench.idle(args.idle_seconds)
         drain = bench.drain_rounds()
         live = bench.phase(args.live_events, None)
         print(f"live: {live['committed_events_per_s']:.0f} events/s", file=sys.stderr)
@@ -369,7 +414,9 @@ def main() -> None:
         result: dict[str, Any] = {
             "benchmark": "producer",
             "page_size": args.page_size,
+            "commit_interval": args.commit_interval,
             "posters": args.posters,
+            "idle": idle,
             **drain,
             "live": live,
             "steady": {"target_events_per_s": args.rate, **steady},

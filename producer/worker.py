@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -283,6 +284,8 @@ class VCenterWorker(threading.Thread):
         sequencer: Sequencer,
     ) -> None:
         page_size = self.settings.producer.page_size
+        commit_interval = self.settings.producer.commit_interval.total_seconds()
+        submitted_at = 0.0  # when the last transaction started (time.monotonic)
         newest_seen: datetime | None = None  # newest event time the vCenter reported
         pipeline = CommitPipeline(writer, self.vcenter.name)
         gathering = Batch()  # read, not yet committing
@@ -306,6 +309,7 @@ class VCenterWorker(threading.Thread):
                     checkpoint = checkpoint_record(session.identity, last, self._key())
                     batch = gathering.close(last, (self.settings.topics.checkpoints, checkpoint))
                     self._committed(session, pipeline.submit(batch))
+                    submitted_at = time.monotonic()
                     gathering = Batch()
                 if page:
                     # more may have arrived meanwhile: read on, and wait only once a
@@ -323,6 +327,9 @@ class VCenterWorker(threading.Thread):
                     )
                 latest = self._call(session, collector.wait_for_change)
                 newest_seen = max((position_of(e).time for e in latest or []), default=None)
+                if latest:
+                    # events trickle in: let the ones right behind this join its transaction
+                    self.stop.wait(max(0.0, commit_interval - (time.monotonic() - submitted_at)))
         finally:
             # never leave a commit running: the writer is used again after this returns;
             # its error, if any, outranks the one being raised (the writer must restart).

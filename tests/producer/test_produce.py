@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -214,3 +215,34 @@ def test_event_after_a_busy_spell_rings_the_replaced_doorbell(
     assert len(keys) == len(set(keys))
     # one VM's events share a partition: all there, once each, in order
     assert [key for key in keys if first <= key <= alone] == list(range(first, alone + 1))
+
+
+def test_events_trickling_in_share_one_transaction_per_commit_interval(
+    kafka: LocalKafka, vcsim: LocalVcsim, topics: Topics, tmp_path: Path, producer_process
+) -> None:
+    client = VcsimClient(vcsim)
+    config = write_config(
+        tmp_path / "c.yaml",
+        kafka.bootstrap_servers,
+        topics,
+        vcenter_entry(vcsim, "sim"),
+        producer="  commitInterval: 3s",
+    )
+    producer = producer_process(config)
+    wait_for(lambda: "alarm definitions up to date" in producer.log(), 60, "the producer")
+    client.post_eventex(1, "com.example.first")  # after a quiet spell: committed at once
+    first = client.newest_key()
+    wait_for(lambda: committed_up_to(kafka, topics, first), 60, "the first event")
+    before = producer.metric("vcstream_producer_transactions_committed_total", vcenter="sim")
+
+    pace = threading.Event()
+    for _ in range(10):  # a trickle: each event on its own wakes the producer
+        client.post_eventex(1, "com.example.trickle")
+        pace.wait(0.05)
+    newest = client.newest_key()
+    wait_for(lambda: committed_up_to(kafka, topics, newest), 60, "the trickle")
+
+    after = producer.metric("vcstream_producer_transactions_committed_total", vcenter="sim")
+    assert after - before <= 2  # one per 3 s interval, not one per event
+    keys = event_keys(read_topic(kafka.bootstrap_servers, topics.events))
+    assert [key for key in keys if first <= key <= newest] == list(range(first, newest + 1))

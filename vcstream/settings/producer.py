@@ -52,7 +52,7 @@ class ProducerSettings(ConfigModel):
         100,
         ge=1,
         le=1000,
-        description="Events read per collector page; each page is one Kafka transaction.",
+        description="Events read per collector API call (ReadNextEvents).",
     )
     raw_topic: TopicLayout = Field(default_factory=TopicLayout)
     poll_interval: Duration = Field(
@@ -60,6 +60,16 @@ class ProducerSettings(ConfigModel):
         description=(
             "Longest wait for a vCenter change notification (WaitForUpdatesEx) before "
             "reading anyway; the poll period when change notifications are unavailable."
+        ),
+    )
+    commit_interval: Duration = Field(
+        timedelta(milliseconds=100),
+        description=(
+            "Shortest time between two transactions of one vCenter while events trickle in: "
+            "what arrives meanwhile joins the next one, so a quiet vCenter costs one "
+            "transaction and a few API calls per interval instead of per event (adds at most "
+            "this much latency; a backlog is read and committed without waiting). 0 commits "
+            "as soon as a page is read."
         ),
     )
     transaction_timeout: Duration = Field(
