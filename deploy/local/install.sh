@@ -14,7 +14,7 @@ missing=()
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v kcat >/dev/null || missing+=(kcat)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
-# vcsim's TLS certificate is made with openssl (vcstream/devenv/vcsim.py)
+# vcsim's TLS certificate is made with openssl (devenv/vcsim.py)
 command -v openssl >/dev/null || missing+=(openssl)
 # the tests run a real Prometheus against every role and the Grafana dashboard's queries
 command -v prometheus >/dev/null || missing+=(prometheus)

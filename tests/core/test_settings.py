@@ -73,7 +73,7 @@ vcenters:
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "vcstream", *args],
+        [sys.executable, "-m", "cli", *args],
         check=False,
         capture_output=True,
         text=True,

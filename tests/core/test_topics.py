@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from vcstream.devenv import LocalKafka
-from vcstream.devenv.process import free_port
+from devenv import LocalKafka
+from devenv.process import free_port
 
 pytestmark = pytest.mark.integration
-CLI = [sys.executable, "-m", "vcstream"]
+CLI = [sys.executable, "-m", "cli"]
 
 
 def test_topics_create_makes_every_topic_once(kafka: LocalKafka, tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from vcstream.cli import app
-from vcstream.devenv.pipeline import ROLES
+from cli import app
+from devenv.pipeline import ROLES
 from vcstream.settings import Settings, load_settings
 from vcstream.topics import pipeline_topics
 

@@ -10,8 +10,8 @@ import pytest
 from pyVim.connect import Disconnect
 from pyVmomi import vim
 
+from devenv.activity import connect
 from producer.collector import EventCollector
-from vcstream.devenv.activity import connect
 
 pytestmark = pytest.mark.integration
 

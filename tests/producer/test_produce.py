@@ -15,6 +15,8 @@ import pytest
 from pyVmomi import vim
 
 import schemas
+from devenv import LocalKafka, LocalVcsim
+from devenv.activity import VcsimClient
 from producer.checkpoint import Checkpoint
 from producer.collector import REARM_AFTER_EVENTS
 from schemas import avro
@@ -27,8 +29,6 @@ from tests.producer.conftest import (
     wait_for,
     write_config,
 )
-from vcstream.devenv import LocalKafka, LocalVcsim
-from vcstream.devenv.activity import VcsimClient
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from devenv import LocalKafka
 from replay.session import ReplayRequest, run_replay
 from replay.spec import ReplaySpec
 from tests.replay.helpers import committed, fill_topic, settings_for
-from vcstream.devenv import LocalKafka
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from devenv import LocalKafka
 from replay.errors import ReplayUsageError
 from replay.session import ReplayRequest, run_replay
 from replay.spec import OffsetBound, ReplaySpec
 from tests.replay.helpers import EPOCH, fill_topic, settings_for
-from vcstream.devenv import LocalKafka
 
 pytestmark = pytest.mark.integration
 

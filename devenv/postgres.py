@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from vcstream.devenv.process import free_port, wait_until
+from devenv.process import free_port, wait_until
 
 
 def postgres_bindir() -> Path:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from vcstream.cli.common import EXIT_CONFIG, EXIT_RUNTIME, ConfigOption, load_or_exit
+from cli.common import EXIT_CONFIG, EXIT_RUNTIME, ConfigOption, load_or_exit
 
 if TYPE_CHECKING:
     from vcstream.settings import Settings

@@ -8,7 +8,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from vcstream.devenv.process import ChildProcess, cache_dir, free_port, wait_until
+from devenv.process import ChildProcess, cache_dir, free_port, wait_until
 
 # vcsim v0.46.3 rejects every login when its -username contains "@" (it compares the
 # URL-escaped form), so the simulator user is a plain name

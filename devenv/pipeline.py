@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from vcstream.devenv.kafka import LocalKafka
-from vcstream.devenv.process import ChildProcess, free_port, wait_until
-from vcstream.devenv.vcsim import LocalVcsim
+from devenv.kafka import LocalKafka
+from devenv.process import ChildProcess, free_port, wait_until
+from devenv.vcsim import LocalVcsim
 
 # role name → `vcstream` arguments; the same commands as the compose services
 ROLES: dict[str, list[str]] = {
@@ -75,7 +75,7 @@ class LocalPipeline:
         return path
 
     def vcstream_argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "vcstream", *args, "--config", str(self.config_path)]
+        return [sys.executable, "-m", "cli", *args, "--config", str(self.config_path)]
 
     def start(self) -> LocalPipeline:
         # the compose topic-init job: every topic exists before any role subscribes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vcstream.cli.common import ConfigOption, load_or_exit, start_observability
+from cli.common import ConfigOption, load_or_exit, start_observability
 
 app = typer.Typer(help="Stream processors (Faust).", no_args_is_help=True)
 

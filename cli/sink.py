@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from vcstream.cli.common import (
+from cli.common import (
     EXIT_CONFIG,
     EXIT_RUNTIME,
     ConfigOption,

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from devenv.process import REPO
+
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "vcstream.json"
 
 # Grafana's built-in interval variables, sized for a Prometheus scraping every second

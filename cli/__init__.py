@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from vcstream.cli import audit, config, dev, produce, replay, sink, streams, topics
+from cli import audit, config, produce, replay, sink, streams, topics
 
 app = typer.Typer(
     name="vcstream",
@@ -25,7 +25,6 @@ app.add_typer(streams.app, name="streams")
 app.add_typer(sink.app)
 app.add_typer(replay.app)
 app.add_typer(audit.app, name="audit")
-app.add_typer(dev.app, name="dev")
 
 
 def main() -> None:

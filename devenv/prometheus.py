@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from vcstream.devenv.process import ChildProcess, free_port, wait_until
+from devenv.process import ChildProcess, free_port, wait_until
 
 _TARGET = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
 _JOB = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")

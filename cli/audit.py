@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vcstream.cli.common import EXIT_CONFIG, EXIT_RUNTIME, ConfigOption, load_or_exit
+from cli.common import EXIT_CONFIG, EXIT_RUNTIME, ConfigOption, load_or_exit
 from vcstream.settings import Settings, parse_duration
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def verify(
     """
     settings = load_or_exit(config)
     if against_topic is not None:
-        from vcstream.cli.replay import verify_range
+        from cli.replay import verify_range
 
         verify_range(
             settings, against_topic, range_from, range_to, partition, type_glob, report_file

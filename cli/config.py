@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 import yaml
 
-from vcstream.cli.common import load_or_exit
+from cli.common import load_or_exit
 
 app = typer.Typer(help="Inspect configuration.", no_args_is_help=True)
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vcstream.devenv.process import REPO, ChildProcess, cache_dir, free_port, wait_until
+from devenv.process import REPO, ChildProcess, cache_dir, free_port, wait_until
 
 LOG4J_CONFIG = REPO / "deploy" / "local" / "kafka" / "log4j2.yaml"
 

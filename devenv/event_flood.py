@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from vcstream.devenv.activity import connect, inventory, vm_eventex
-from vcstream.devenv.vcsim import LocalVcsim
+from devenv.activity import connect, inventory, vm_eventex
+from devenv.vcsim import LocalVcsim
 
 
 @dataclass(frozen=True)

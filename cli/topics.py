@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from vcstream.cli.common import EXIT_CONFIG, EXIT_RUNTIME, ConfigOption, load_or_exit
+from cli.common import EXIT_CONFIG, EXIT_RUNTIME, ConfigOption, load_or_exit
 
 app = typer.Typer(help="Kafka topics of the pipeline.", no_args_is_help=True)
 

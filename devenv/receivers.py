@@ -1,6 +1,6 @@
 """Stand-ins for a Knative broker and a Slack webhook on a machine without either:
 HTTP servers on 127.0.0.1 that accept what vcstream's sinks send and print one line per
-event (`vcstream dev up`), keeping what they got for the end-to-end test to inspect."""
+event (`./dev run`), keeping what they got for the end-to-end test to inspect."""
 
 from __future__ import annotations
 

@@ -10,11 +10,24 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+# devenv/ lives beside the package in a checkout (it is not shipped); the checkout's root
+# is where `deploy/local/install.sh` puts Kafka's jars and vcsim, and where tests run from
+REPO = Path(__file__).resolve().parents[1]
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("VCSTREAM_CACHE", REPO / ".cache"))
+    """Where install.sh put the binaries and the runners keep their data.
+
+    `VCSTREAM_CACHE` wins (as in install.sh); otherwise the checkout's `.cache`, found from
+    this file only when it really is in a checkout, else `.cache` under the current
+    directory: a copy of devenv outside a checkout must not write next to its own files.
+    """
+    configured = os.environ.get("VCSTREAM_CACHE")
+    if configured:
+        return Path(configured)
+    if (REPO / "pyproject.toml").is_file() and (REPO / "deploy" / "local").is_dir():
+        return REPO / ".cache"
+    return Path.cwd() / ".cache"
 
 
 def free_port() -> int:

@@ -1,4 +1,6 @@
-"""`vcstream dev up`: local Kafka, vcsim and the whole pipeline, no Docker."""
+"""`./dev run` (`python -m devenv.up`): local Kafka, vcsim and the whole pipeline, no Docker.
+
+Dev tooling, not a `vcstream` command: the installed package carries no service runners."""
 
 from __future__ import annotations
 
@@ -10,16 +12,16 @@ from typing import Annotated
 
 import typer
 
-from vcstream.devenv import LocalKafka, LocalVcsim
-from vcstream.devenv.activity import DemoActivity
-from vcstream.devenv.pipeline import LocalPipeline, local_config
-from vcstream.devenv.process import cache_dir
-from vcstream.devenv.receivers import CloudEventsDisplay, SlackConsole
+from devenv import LocalKafka, LocalVcsim
+from devenv.activity import DemoActivity
+from devenv.pipeline import LocalPipeline, local_config
+from devenv.process import cache_dir
+from devenv.receivers import CloudEventsDisplay, SlackConsole
 
-app = typer.Typer(help="Run vcstream on this machine without Docker.", no_args_is_help=True)
+app = typer.Typer(help="Run vcstream on this machine without Docker.")
 
 
-@app.command("up")
+@app.command()
 def up(
     kafka_port: Annotated[int, typer.Option(help="Kafka listener port.")] = 9092,
     vcsim_port: Annotated[int, typer.Option(help="vcsim port.")] = 8989,
@@ -78,3 +80,7 @@ def up(
         vcsim.stop()
         kafka.stop()
         typer.echo(f"stopped in {time.monotonic() - began:.1f}s", err=True)
+
+
+if __name__ == "__main__":
+    app()

@@ -4,9 +4,9 @@ environment's demo, the tests and the benchmarks.
 - `connect`, `wait_task`, `inventory`: a pyVmomi session and its basic chores;
 - `VcsimClient`: power operations and posted events (EventEx, alarm events), as tests
   need them, since vcsim raises no alarms itself;
-- (`vcstream.devenv.event_flood.EventFlood`: EventEx posted as fast as asked, for
+- (`devenv.event_flood.EventFlood`: EventEx posted as fast as asked, for
   benchmarks;)
-- `DemoActivity`: a trickle of VM power cycles and alarms for `vcstream dev up`.
+- `DemoActivity`: a trickle of VM power cycles and alarms for `./dev run`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from itertools import count
 from typing import Any, Protocol
 
-from vcstream.devenv.vcsim import LocalVcsim
+from devenv.vcsim import LocalVcsim
 
 log = logging.getLogger(__name__)
 
@@ -212,12 +212,12 @@ class VcsimClient:
         Disconnect(self.si)
 
 
-# ---- the demo of `vcstream dev up` ---------------------------------------------------
+# ---- the demo of `./dev run` ---------------------------------------------------
 
 
 class DemoActivity:
     """VMs powered off and on every `period` seconds, and now and then an alarm turning
-    red or green again, so `vcstream dev up` shows events flowing."""
+    red or green again, so `./dev run` shows events flowing."""
 
     def __init__(self, vcsim: LocalVcsim, period: float = 3.0) -> None:
         self.vcsim = vcsim
