@@ -1,4 +1,5 @@
-"""`vcstream topics create`: make every pipeline topic (the compose topic-init job)."""
+"""`vcstream topics create`: make every topic the pipeline uses, processors' outputs
+included (the compose topic-init job; the Strimzi topic list holds the same)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,16 @@ def create(
     """Create the topics that do not exist yet (existing ones are left as they are)."""
     from confluent_kafka import KafkaException
 
+    from streams.discovery import DiscoveryError
+    from streams.topics import every_topic
     from vcstream.kafka import KafkaLoginRejected, ensure_topics
-    from vcstream.topics import pipeline_topics
 
     settings = load_or_exit(config)
-    specs = pipeline_topics(settings)
+    try:
+        specs = every_topic(settings)
+    except DiscoveryError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
     try:
         ensure_topics(settings.kafka, specs, timeout=timeout)
     except KafkaLoginRejected as exc:

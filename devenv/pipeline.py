@@ -49,9 +49,9 @@ def local_config(
         "producer": {"startAt": "earliest", "rawTopic": {"partitions": 3}},
         "streams": {"dataDir": str(workdir / "streams-state")},
         "sinks": {
-            # raw events plus enriched alarms, as VEBA + vsphere-alarm-server deliver them
-            "knative": {"url": knative_url, "topics": ["vcenter.events", "vcenter.alarms"]},
-            "slack": {"webhookUrl": slack_url, "topics": ["vcenter.alarms"]},
+            # every sink on its default topics, as under compose and Kubernetes
+            "knative": {"url": knative_url},
+            "slack": {"webhookUrl": slack_url},
             "audit": {"files": {"directory": str(workdir / "audit")}},
         },
         "metrics": {"host": "127.0.0.1"},
@@ -64,6 +64,10 @@ class LocalPipeline:
     config_path: Path
     roles: dict[str, list[str]] = field(default_factory=lambda: dict(ROLES))
     env: dict[str, str] = field(default_factory=dict)
+    # how to run `vcstream`: from the checkout by default; an installed console script
+    # (with `cwd` outside the tree) for the wheel's test
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "cli"])
+    cwd: Path | None = None
     processes: dict[str, ChildProcess] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
 
@@ -75,7 +79,7 @@ class LocalPipeline:
         return path
 
     def vcstream_argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "cli", *args, "--config", str(self.config_path)]
+        return [*self.command, *args, "--config", str(self.config_path)]
 
     def start(self) -> LocalPipeline:
         # the compose topic-init job: every topic exists before any role subscribes
@@ -84,6 +88,7 @@ class LocalPipeline:
             check=True,
             capture_output=True,
             env={**os.environ, **self.env},
+            cwd=self.cwd,
             timeout=120,
         )
         for role in self.roles:
@@ -97,6 +102,7 @@ class LocalPipeline:
         child.spawn(
             self.vcstream_argv(*self.roles[role]),
             env={**self.env, "VCSTREAM_METRICS__PORT": str(port)},
+            cwd=self.cwd,
         )
         self.processes[role] = child
         self.metrics_ports[role] = port

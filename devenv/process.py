@@ -62,10 +62,13 @@ class ChildProcess:
         self.log_path = workdir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def spawn(self, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
+    def spawn(
+        self, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             list(argv),
+            cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -89,7 +89,7 @@ class AuthHeader(ConfigModel):
 
 
 class KnativeSinkSettings(SinkCommonSettings):
-    """CloudEvents over HTTP to a Knative Broker (default topics: topics.events)."""
+    """CloudEvents over HTTP to a Knative Broker (default topics: topics.events, topics.alarms)."""
 
     url: str = Field(description="Broker ingress URL, e.g. http://broker-ingress/ns/default.")
     content_mode: Literal["binary", "structured"] = Field(
