@@ -42,7 +42,7 @@ TOOLING = ("devenv", "tests", "bench")
 def build_stage_copies() -> list[str]:
     """The sources the Dockerfile's build stage copies from the context."""
     build_stage = re.split(r"^FROM ", DOCKERFILE.read_text(), flags=re.MULTILINE)[1]
-    copied = []
+    copied: list[str] = []
     for line in build_stage.splitlines():
         if line.startswith("COPY ") and "--from" not in line:
             copied += line.split()[1:-1]
@@ -64,8 +64,10 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             target.write_bytes((REPO / path).read_bytes())
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-        + ["--wheel-dir", str(out), str(source)],
+        [
+            *(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"),
+            *("--wheel-dir", str(out), str(source)),
+        ],
         check=True,
         timeout=300,
     )
@@ -113,8 +115,10 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Installe
     python = venv / "bin" / "python"
     # the wheel before the dependencies' path: pip then sees no other vcstream to replace
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q"]
-        + ["--no-deps", "--no-compile", str(wheel)],
+        [
+            *(sys.executable, "-m", "pip", "--python", str(python), "install", "-q"),
+            *("--no-deps", "--no-compile", str(wheel)),
+        ],
         check=True,
         timeout=300,
     )
