@@ -138,8 +138,21 @@ class LocalKafka:
         path.write_text("".join(f"{key}={value}\n" for key, value in props.items()))
         return path
 
+    @property
+    def cluster_id(self) -> str | None:
+        """The id its storage was formatted with: a broker that answers with another one
+        on this port is not this broker (another instance's, say on 9092)."""
+        meta = self.workdir / "data" / "meta.properties"
+        if not meta.exists():
+            return None
+        for line in meta.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "cluster.id":
+                return value.strip()
+        return None
+
     def _format_storage(self, properties: Path) -> None:
-        if (self.workdir / "data" / "meta.properties").exists():
+        if self.cluster_id is not None:
             return  # a restart keeps its data
         cluster_id = subprocess.run(
             self._java("kafka.tools.StorageTool", "random-uuid"),
@@ -186,7 +199,8 @@ class LocalKafka:
             metadata = admin.list_topics(timeout=1)
         except Exception:
             return False
-        return bool(metadata.brokers) and metadata.controller_id >= 0
+        ours = metadata.cluster_id == self.cluster_id
+        return ours and bool(metadata.brokers) and metadata.controller_id >= 0
 
     def stop(self) -> None:
         self.child.stop(timeout=30)

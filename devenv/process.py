@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +31,31 @@ def cache_dir() -> Path:
     if (REPO / "pyproject.toml").is_file() and (REPO / "deploy" / "local").is_dir():
         return REPO / ".cache"
     return Path.cwd() / ".cache"
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _dies_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that has the kernel send the child SIGTERM when its parent dies.
+
+    Services run in their own session (Ctrl-C in a terminal reaches only the parent, which
+    stops them in order), so nothing else would stop them when the parent is killed or
+    dies before its clean-up. The kernel's signal follows the thread that spawned the
+    child: spawn from a thread that outlives the service (the main thread does).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    # looked up before the fork: the child only makes the two system calls
+    prctl = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl: no signal would come
+            os._exit(1)
+
+    return preexec
 
 
 def free_port() -> int:
@@ -74,6 +102,8 @@ class ChildProcess:
             stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
             start_new_session=True,  # Ctrl-C in a terminal reaches us, not the service
+            # safe with threads: it makes two system calls and takes no lock
+            preexec_fn=_dies_with_parent(),  # noqa: PLW1509
         )
         log.close()
 

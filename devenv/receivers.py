@@ -68,7 +68,9 @@ class _Receiver:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        # shutdown() waits for serve_forever() to return: never started, it would wait forever
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
 
 
