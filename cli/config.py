@@ -1,4 +1,4 @@
-"""`vcstream config check FILE`."""
+"""`vcstream config check [-c FILE]`, `vcstream config reference`."""
 
 from __future__ import annotations
 
@@ -8,20 +8,30 @@ from typing import Annotated
 import typer
 import yaml
 
-from cli.common import load_or_exit
+from cli.common import EXIT_CONFIG, ConfigOption, load_or_exit
 
 app = typer.Typer(help="Inspect configuration.", no_args_is_help=True)
 
 
 @app.command("check")
 def check(
-    path: Annotated[Path, typer.Argument(help="The YAML configuration file.", dir_okay=False)],
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="The YAML configuration file (same as --config).", dir_okay=False),
+    ] = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Validate FILE and print the effective configuration, secrets redacted.
+    """Validate the configuration and print it as every role would load it, secrets redacted.
 
-    Example:  vcstream config check deploy/local/vcstream.yaml
+    The file comes from --config / -c or VCSTREAM_CONFIG like every other command (or as
+    the argument, as before).
+
+    Example:  vcstream config check -c deploy/compose/vcstream.yaml
     """
-    settings = load_or_exit(path)
+    if path is not None and config is not None and path != config:
+        typer.echo(f"configuration error: two files given ({path} and {config})", err=True)
+        raise typer.Exit(EXIT_CONFIG)
+    settings = load_or_exit(path or config)
     effective = settings.model_dump(mode="json", by_alias=True)
     typer.echo(yaml.safe_dump(effective, sort_keys=False), nl=False)
 

@@ -186,7 +186,7 @@ def test_config_check_passes_on_the_compose_and_kubernetes_configurations(
     configs = [COMPOSE_CONFIG, *sorted(installed.outside.glob("k8s-*.yaml"))]
     assert len(configs) == 3
     for config in configs:
-        result = installed.run("config", "check", str(config), VCENTER_PASSWORD="placeholder")
+        result = installed.run("config", "check", "-c", str(config), VCENTER_PASSWORD="placeholder")
         assert result.returncode == 0, (config, result.stderr)
         assert "bootstrapServers" in result.stdout
 
