@@ -31,7 +31,8 @@ def write_in_transactions(kafka: LocalKafka, topic: str, transactions: int, each
         producer.begin_transaction()
         for _ in range(each):
             record = encode_vsphere(event_data(key, EPOCH), CLASSES[key % len(CLASSES)], VCENTER)
-            producer.produce(topic, value=record.value, key=record.key, headers=record.headers)
+            headers: list[tuple[str, str | bytes | None]] = list(record.headers)
+            producer.produce(topic, value=record.value, key=record.key, headers=headers)
             key += 1
         producer.commit_transaction(30)
     return transactions * each
