@@ -32,3 +32,18 @@ def test_worker_exits_2_on_an_unknown_name_in_disabled(kafka: LocalKafka, tmp_pa
     )
     assert done.returncode == 2, done.stderr
     assert "configuration error" in done.stderr and "vm_powr" in done.stderr
+
+
+def test_topics_create_exits_2_on_an_unknown_name_in_disabled(tmp_path: Path) -> None:
+    # discovery runs before any connection: no broker is needed to be refused
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    path = tmp_path / "disabled.yaml"
+    path.write_text(
+        "kafka: {bootstrapServers: '127.0.0.1:9'}\nstreams: {processors: {disabled: [x]}}\n"
+    )
+    result = CliRunner().invoke(app, ["topics", "create", "-c", str(path)])
+    assert result.exit_code == 2
+    assert "disabled names no processor: x" in result.output
