@@ -36,3 +36,20 @@ def test_config_check_refuses_two_different_files(config: Path, tmp_path: Path) 
     result = CliRunner().invoke(app, ["config", "check", str(other), "--config", str(config)])
     assert result.exit_code == 2
     assert "two files given" in result.output
+
+
+def test_an_error_from_an_environment_override_names_the_variable(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VCSTREAM_METRICS__PORT", "eighty")
+    result = CliRunner().invoke(app, ["config", "check", "-c", str(config)])
+    assert result.exit_code == 2
+    assert "metrics.port (from VCSTREAM_METRICS__PORT):" in result.output
+
+
+def test_an_error_in_the_file_names_only_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("metrics: {port: eighty}\n")
+    result = CliRunner().invoke(app, ["config", "check", "-c", str(path)])
+    assert result.exit_code == 2
+    assert "metrics.port: " in result.output and "(from " not in result.output
