@@ -59,7 +59,8 @@ def up(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     kafka = LocalKafka(root / "kafka", port=kafka_port, controller_port=kafka_port + 10)
-    vcsim = LocalVcsim(root / "vcsim", port=vcsim_port)
+    # no credentials on vcsim's command line (ps): it accepts the pipeline's login as any
+    vcsim = LocalVcsim(root / "vcsim", port=vcsim_port, login_required=False)
     display = CloudEventsDisplay(knative_port, say)
     slack = SlackConsole(slack_port, say)
     pipeline: LocalPipeline | None = None

@@ -94,3 +94,18 @@ def test_broker_readiness_refuses_another_broker_on_its_port(
         second.start(timeout=120)
     second.stop()
     assert second.cluster_id is not None
+
+
+@pytest.mark.integration
+def test_vcsim_for_dev_run_has_no_password_on_its_command_line(tmp_path: Path) -> None:
+    from devenv import LocalVcsim
+    from devenv.activity import connect
+
+    sim = LocalVcsim(tmp_path, login_required=False, password="not-in-ps-" + str(free_port()))
+    sim.start()
+    try:
+        argv = Path(f"/proc/{sim.child.pid}/cmdline").read_bytes().split(b"\0")
+        assert not [arg for arg in argv if sim.password.encode() in arg]
+        connect(sim).content.sessionManager.Logout()  # the pipeline's login still works
+    finally:
+        sim.stop()
