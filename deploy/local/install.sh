@@ -56,6 +56,14 @@ if [ ! -x "$cache/bin/vcsim" ] || [ "$(cat "$cache/bin/.vcsim-version" 2>/dev/nu
   echo "$VCSIM_VERSION" > "$cache/bin/.vcsim-version"
 fi
 
+# Helm, for the chart's test (`helm template` of deploy/helm/vcstream); not in Debian
+HELM_VERSION=v3.21.4
+if [ ! -x "$cache/bin/helm" ] || [ "$(cat "$cache/bin/.helm-version" 2>/dev/null)" != "$HELM_VERSION" ]; then
+  log "helm $HELM_VERSION (go install)"
+  GOBIN=$cache/bin GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  echo "$HELM_VERSION" > "$cache/bin/.helm-version"
+fi
+
 # The CloudEvents conformance tool's listener: a receiver not written here, so the Knative
 # sink's test proves interoperability. Installed inside a throw-away module, because
 # `go install pkg@version` also asks the proxy for the module's version list, which it refuses.
