@@ -18,6 +18,8 @@ command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v openssl >/dev/null || missing+=(openssl)
 # the tests run a real Prometheus against every role and the Grafana dashboard's queries
 command -v prometheus >/dev/null || missing+=(prometheus)
+# a real forward proxy for the outbound-proxy tests (devenv/proxy.py)
+command -v tinyproxy >/dev/null || missing+=(tinyproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   log "apt-get install ${missing[*]}"
@@ -27,6 +29,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo service postgresql stop >/dev/null 2>&1 || true
   # likewise Prometheus on 9090: tests start their own on free ports
   $sudo service prometheus stop >/dev/null 2>&1 || true
+  $sudo service tinyproxy stop >/dev/null 2>&1 || true
 fi
 
 venv=$repo/.venv
