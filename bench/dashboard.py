@@ -19,9 +19,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from vcstream.devenv.dashboard import dashboard_queries
-from vcstream.devenv.process import REPO, free_port, wait_until
-from vcstream.devenv.prometheus import LocalPrometheus
+from devenv.dashboard import dashboard_queries
+from devenv.process import REPO, free_port, wait_until
+from devenv.prometheus import LocalPrometheus
 
 
 def main() -> None:

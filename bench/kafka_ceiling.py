@@ -22,7 +22,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from vcstream.devenv import LocalKafka
+from devenv import LocalKafka
 from vcstream.kafka import TopicSpec, ensure_topics
 from vcstream.settings.kafka import KafkaSettings
 

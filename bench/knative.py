@@ -38,13 +38,13 @@ import aiohttp
 from confluent_kafka import Producer
 
 from bench.sinks import percentile, powered_on, run_phase
+from devenv import LocalKafka
+from devenv.process import free_port, wait_until
 from schemas.record import KafkaRecord
 from schemas.vsphere import VCenterIdentity
 from sinks import registry
 from sinks.http_client import HTTPClient
 from sinks.runtime import SinkRunner
-from vcstream.devenv import LocalKafka
-from vcstream.devenv.process import free_port, wait_until
 from vcstream.kafka import TopicSpec, ensure_topics
 from vcstream.settings import Settings
 

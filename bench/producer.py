@@ -4,7 +4,7 @@
         [--idle-seconds 20] [--commit-interval 100ms]
 
 Starts a private Kafka broker and vcsim, runs `vcstream produce` as a subprocess, posts
-EventEx through the real API from processes of their own (vcstream.devenv.activity.
+EventEx through the real API from processes of their own (devenv.activity.
 EventFlood), and watches with a read_committed consumer in another process (a record
 is seen only once its transaction committed). Five figures:
 
@@ -47,8 +47,8 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from bench import kafka_ceiling
-from vcstream.devenv import LocalKafka, LocalVcsim
-from vcstream.devenv.event_flood import EventFlood, Posted
+from devenv import LocalKafka, LocalVcsim
+from devenv.event_flood import EventFlood, Posted
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_TYPE = b"com.vmware.vsphere.com.example.bench.v0"
@@ -134,7 +134,7 @@ class ProducerUnderTest:
         self.log_path = log
         with log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "vcstream", "produce", "--config", str(config)],
+                [sys.executable, "-m", "cli", "produce", "--config", str(config)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,

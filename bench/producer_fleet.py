@@ -39,8 +39,8 @@ from bench.producer import (
     broker_topics,
     latency_ms,
 )
-from vcstream.devenv import LocalKafka, LocalVcsim
-from vcstream.devenv.event_flood import EventFlood
+from devenv import LocalKafka, LocalVcsim
+from devenv.event_flood import EventFlood
 
 
 def write_config(path: Path, broker: LocalKafka, sims: list[LocalVcsim], interval: str) -> Path:

@@ -36,9 +36,9 @@ from confluent_kafka import Producer
 
 from bench.kafka_ceiling import consume
 from bench.processes import Measured, run_measured
+from devenv import LocalKafka
 from schemas import VCenterIdentity
 from schemas.codec import encode_vsphere
-from vcstream.devenv import LocalKafka
 from vcstream.kafka import TopicSpec, ensure_topics
 from vcstream.settings.kafka import KafkaSettings
 
@@ -133,7 +133,7 @@ def replay(
     name = target.split(":", maxsplit=1)[0]
     report = workdir / f"report-{name}-{workers}.json"
     measured = run_measured(
-        [sys.executable, "-m", "vcstream", "replay", "--config", str(config), "--topic", topic,
+        [sys.executable, "-m", "cli", "replay", "--config", str(config), "--topic", topic,
          "--from-beginning", "--to", target, "--report", str(report), "--workers", str(workers),
          "--state", str(workdir / f"state-{name}-{workers}.json")]
     )  # fmt: skip

@@ -31,13 +31,13 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bench.kafka_ceiling import consume as ceiling_consume
+from devenv import LocalKafka, LocalPostgres
+from devenv.process import free_port, wait_until
 from schemas.codec import encode_vsphere
 from schemas.record import KafkaRecord
 from schemas.vsphere import VCenterIdentity
 from sinks import registry
 from sinks.runtime import SinkRunner
-from vcstream.devenv import LocalKafka, LocalPostgres
-from vcstream.devenv.process import free_port, wait_until
 from vcstream.kafka import TopicSpec, ensure_topics
 from vcstream.settings import Settings
 

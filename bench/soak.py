@@ -4,10 +4,10 @@ commit what it did, hold its memory, and restart without repeating itself?
     .venv/bin/python -m bench.soak [--minutes 20] [--rate 300] [--hot-share 0.99]
                                    [--sample-seconds 10] [--out FILE]
 
-Starts a private Kafka broker and vcsim, then every role `vcstream dev up` runs as its
+Starts a private Kafka broker and vcsim, then every role `./dev run` runs as its
 own process (producer, streams worker, the Knative, Slack and audit sinks, with local
 stand-ins for Knative and Slack), and posts `--rate` EventEx per second through the real
-API (vcstream.devenv.event_flood) for `--minutes`, `--hot-share` of them about one VM,
+API (devenv.event_flood) for `--minutes`, `--hot-share` of them about one VM,
 so one partition of `vcenter.events` is hot, as one noisy VM makes it in production.
 
 Every `--sample-seconds` it records, for the streams group and every sink group, each
@@ -37,12 +37,12 @@ from bench import soak_report as report
 from bench.soak_flood import SteadyFlood
 from bench.soak_probe import Offsets, audit_ids, metric_total, usage
 from bench.soak_report import Sample
+from devenv import LocalKafka, LocalVcsim
+from devenv.event_flood import EventFlood
+from devenv.pipeline import LocalPipeline, local_config
+from devenv.process import free_port, wait_until
+from devenv.receivers import CloudEventsDisplay, SlackConsole
 from sinks import registry
-from vcstream.devenv import LocalKafka, LocalVcsim
-from vcstream.devenv.event_flood import EventFlood
-from vcstream.devenv.pipeline import LocalPipeline, local_config
-from vcstream.devenv.process import free_port, wait_until
-from vcstream.devenv.receivers import CloudEventsDisplay, SlackConsole
 from vcstream.settings import Settings
 
 # the counters with which each role counts the events it handled

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from vcstream.devenv.event_flood import EventFlood
+from devenv.event_flood import EventFlood
 
 # EventFlood.post blocks until its events are posted, so the flood is stoppable once per
 # chunk; each chunk starts ~50 ms late, which costs ~1% of the rate at 5 s

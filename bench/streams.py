@@ -37,10 +37,10 @@ import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.kafka_ceiling import consume as ceiling_consume
+from devenv import LocalKafka
+from devenv.process import REPO, free_port
 from schemas import VCenterIdentity, avro
 from schemas.codec import encode_vsphere
-from vcstream.devenv import LocalKafka
-from vcstream.devenv.process import REPO, free_port
 from vcstream.kafka import client_config
 from vcstream.settings import Settings, load_settings
 
@@ -209,7 +209,7 @@ def run(
     ceiling = ceiling_consume(bootstrap, topics.events, PARTITIONS, events)
 
     worker = subprocess.Popen(
-        [sys.executable, "-m", "vcstream", "streams", "worker", "--config", str(path)],
+        [sys.executable, "-m", "cli", "streams", "worker", "--config", str(path)],
         cwd=REPO,
         stdout=(workdir / "worker.log").open("wb"),
         stderr=subprocess.STDOUT,

@@ -21,6 +21,7 @@ from pyVmomi import vim as _vim
 from pyVmomi import vmodl as _vmodl
 
 from schemas.vsphere import VCenterIdentity
+from vcstream.proxy import proxy_for
 from vcstream.settings.vcenter import VCenterSettings
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ def connect(vcenter: VCenterSettings, request_timeout: float) -> Session:
     parts = urlsplit(vcenter.url)
     scheme = parts.scheme
     port = parts.port or (443 if scheme == "https" else 80)
+    # pyVmomi tunnels through the proxy with CONNECT (https) or sends it absolute URLs
+    proxy = proxy_for(vcenter.url, vcenter.proxy)
     try:
         service_instance = SmartConnect(
             protocol=scheme,
@@ -109,6 +112,8 @@ def connect(vcenter: VCenterSettings, request_timeout: float) -> Session:
             pwd=vcenter.password.get_secret_value(),
             sslContext=ssl_context_for(vcenter),
             httpConnectionTimeout=request_timeout,
+            httpProxyHost=proxy.host if proxy else None,
+            httpProxyPort=proxy.port if proxy else 80,
         )
         content = service_instance.RetrieveContent()
         about = content.about

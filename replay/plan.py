@@ -98,7 +98,10 @@ class OffsetOracle:
         metadata = list_topics(self.admin, self.timeout, self.topic)
         described = metadata.topics.get(self.topic)
         if described is None or described.error is not None:
-            others = sorted(t for t in metadata.topics if not t.startswith("__"))
+            # asked for one topic, the broker answers with that one only (and its error):
+            # the hint lists the cluster's topics, and never the missing one
+            every = list_topics(self.admin, self.timeout).topics
+            others = sorted(t for t in every if not t.startswith("__") and t != self.topic)
             hint = f"; topics here: {', '.join(others[:20])}" if others else ""
             raise ReplayUsageError(f"topic {self.topic} does not exist{hint}")
         return sorted(described.partitions)

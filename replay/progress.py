@@ -25,6 +25,10 @@ from rich.progress import Progress as RichProgress
 class Progress(Protocol):
     def advance(self, records: int) -> None: ...
 
+    def complete(self) -> None:
+        """The whole range was read: the total counts offsets, transaction markers among
+        them, which are never read as records, so only the end shows 100%."""
+
     def close(self) -> None: ...
 
 
@@ -58,6 +62,11 @@ class BarProgress:
     def advance(self, records: int) -> None:
         self._bar.advance(self._task, records)
 
+    def complete(self) -> None:
+        total = self._bar.tasks[0].total
+        if total is not None:
+            self._bar.update(self._task, completed=max(total, self._bar.tasks[0].completed))
+
     def close(self) -> None:
         self._bar.stop()
 
@@ -84,6 +93,9 @@ class LineProgress:
         if now - self._last >= self.interval:
             self._last = now
             self._line(now)
+
+    def complete(self) -> None:
+        self.done = max(self.done, self.total)
 
     def _line(self, now: float) -> None:
         elapsed = max(now - self._began, 1e-9)

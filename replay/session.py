@@ -193,6 +193,8 @@ def replay_range(
             after_batch=after_batch,
         )
         complete = loop.run()
+        if complete:
+            progress.complete()
     finally:
         progress.close()
         reader.close()

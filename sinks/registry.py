@@ -52,11 +52,13 @@ def source_topics(kind: str, settings: Settings) -> list[str]:
     if section.topics:
         return list(section.topics)
     defaults = {
-        "knative": settings.topics.events,
-        "slack": settings.topics.alarms,
-        "audit": settings.topics.audit,
+        # raw events and enriched alarms, as VEBA plus vsphere-alarm-server deliver them:
+        # the same under ./dev run, compose and Kubernetes
+        "knative": [settings.topics.events, settings.topics.alarms],
+        "slack": [settings.topics.alarms],
+        "audit": [settings.topics.audit],
     }
-    return [defaults[kind]]
+    return defaults[kind]
 
 
 def dead_letter_topic(kind: str, settings: Settings) -> str:

@@ -23,6 +23,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from sinks.base import HELD, DeliveryError, Outcome, Sink, SinkEvent
 from sinks.knative import parse_retry_after
 from sinks.slack_messages import digest_message, message_for
+from vcstream.proxy import proxy_for
 from vcstream.settings.sinks import SlackSinkSettings
 
 DEST = "slack webhook"
@@ -49,12 +50,16 @@ class SlackSink(Sink):
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
+        proxy = proxy_for(self._url, self.settings.proxy)
         self._client = AsyncWebhookClient(
             self._url,
             timeout=max(1, int(self.settings.delivery.timeout.total_seconds())),
             session=self._session,
+            proxy=proxy.url if proxy else None,
             retry_handlers=[],  # the runtime retries, with Knative's delivery settings
         )
+        # given none, slack_sdk takes HTTPS_PROXY itself, blind to NO_PROXY and `direct`
+        self._client.proxy = proxy.url if proxy else None
 
     async def close(self) -> None:
         if self._session is not None:

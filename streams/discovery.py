@@ -77,10 +77,14 @@ def processors_for(settings: StreamsSettings, events_topic: str) -> list[AnyProc
 
 def discover(settings: ProcessorsSettings) -> list[AnyProcessor]:
     found: dict[str, AnyProcessor] = {}
+    seen: set[str] = set()
     for package_name in [BUILTIN_PACKAGE, *settings.packages]:
         for module in _modules(package_name):
             for value in vars(module).values():
-                if not isinstance(value, Processor | Inline) or value.name in settings.disabled:
+                if not isinstance(value, Processor | Inline):
+                    continue
+                seen.add(value.name)
+                if value.name in settings.disabled:
                     continue
                 other = found.get(value.name)
                 if other is not None and other is not value:
@@ -89,6 +93,14 @@ def discover(settings: ProcessorsSettings) -> list[AnyProcessor]:
                         f"({other.function.__module__} and {value.function.__module__})"
                     )
                 found[value.name] = value
+    # a misspelt name would leave the processor running without a word
+    unknown = sorted(set(settings.disabled) - seen)
+    if unknown:
+        raise DiscoveryError(
+            f"streams.processors.disabled names no processor: {', '.join(unknown)} "
+            f"(found: {', '.join(sorted(seen)) or 'none'}; the built-in duplicates, "
+            "maintenance and alarmStorm are switched off by their own `enabled`)"
+        )
     for item in found.values():
         if isinstance(item, Processor):
             log.info("processor %s -> %s", item.name, item.output)

@@ -17,7 +17,8 @@ from vcstream.settings import Settings
 from vcstream.topics import pipeline_topics
 
 
-def prepare_topics(settings: Settings, outputs: Iterable[str], timeout: float = 30) -> None:
+def topic_specs(settings: Settings, outputs: Iterable[str]) -> list[TopicSpec]:
+    """The pipeline's topics, then `outputs` not among them with the event topics' layout."""
     specs = pipeline_topics(settings)
     known = {spec.name for spec in specs}
     raw = settings.producer.raw_topic
@@ -25,7 +26,22 @@ def prepare_topics(settings: Settings, outputs: Iterable[str], timeout: float = 
         specs.append(
             TopicSpec(name, raw.partitions, raw.replication_factor, retention=raw.retention)
         )
-    ensure_topics(settings.kafka, specs, timeout=timeout)
+    return specs
+
+
+def every_topic(settings: Settings) -> list[TopicSpec]:
+    """Every topic these settings use, the outputs of routes and discovered processors too:
+    what `vcstream topics create` makes and the Strimzi topic list holds (a test compares),
+    so a platform that creates topics ahead (Strimzi) misses none the worker writes."""
+    from streams.discovery import processors_for
+    from streams.pipeline import Pipeline
+
+    pipeline = Pipeline(settings, processors_for(settings.streams, settings.topics.events))
+    return topic_specs(settings, pipeline.output_topics + pipeline.input_topics)
+
+
+def prepare_topics(settings: Settings, outputs: Iterable[str], timeout: float = 30) -> None:
+    ensure_topics(settings.kafka, topic_specs(settings, outputs), timeout=timeout)
 
 
 def partition_count(settings: Settings, topic: str, timeout: float = 30) -> int:

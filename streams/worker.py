@@ -36,8 +36,13 @@ def run_worker(settings: Settings, observe: Callable[[Health], Any]) -> int:
     flag = Flag("starting")
     health.add("streams", flag)
     server = observe(health)
+    from streams.discovery import DiscoveryError
+
     try:
         streams = build(settings, flag)
+    except DiscoveryError as exc:  # what the configuration names cannot be run
+        log.error("configuration error: %s", exc)
+        return EXIT_CONFIG
     except Exception as exc:
         log.error("streams worker cannot start: %s", exc)
         return EXIT_RUNTIME

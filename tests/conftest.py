@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from vcstream.devenv import LocalKafka, LocalPostgres, LocalVcsim, ScramUser
+from devenv import LocalKafka, LocalPostgres, LocalVcsim, ScramUser
 
 
 @pytest.fixture(scope="session")

@@ -14,10 +14,12 @@ missing=()
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v kcat >/dev/null || missing+=(kcat)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
-# vcsim's TLS certificate is made with openssl (vcstream/devenv/vcsim.py)
+# vcsim's TLS certificate is made with openssl (devenv/vcsim.py)
 command -v openssl >/dev/null || missing+=(openssl)
 # the tests run a real Prometheus against every role and the Grafana dashboard's queries
 command -v prometheus >/dev/null || missing+=(prometheus)
+# a real forward proxy for the outbound-proxy tests (devenv/proxy.py)
+command -v tinyproxy >/dev/null || missing+=(tinyproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   log "apt-get install ${missing[*]}"
@@ -27,6 +29,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo service postgresql stop >/dev/null 2>&1 || true
   # likewise Prometheus on 9090: tests start their own on free ports
   $sudo service prometheus stop >/dev/null 2>&1 || true
+  $sudo service tinyproxy stop >/dev/null 2>&1 || true
 fi
 
 venv=$repo/.venv
@@ -54,6 +57,14 @@ if [ ! -x "$cache/bin/vcsim" ] || [ "$(cat "$cache/bin/.vcsim-version" 2>/dev/nu
   log "vcsim $VCSIM_VERSION (go install)"
   GOBIN=$cache/bin GOFLAGS=-mod=mod go install "github.com/vmware/govmomi/vcsim@$VCSIM_VERSION"
   echo "$VCSIM_VERSION" > "$cache/bin/.vcsim-version"
+fi
+
+# Helm, for the chart's test (`helm template` of deploy/helm/vcstream); not in Debian
+HELM_VERSION=v3.21.4
+if [ ! -x "$cache/bin/helm" ] || [ "$(cat "$cache/bin/.helm-version" 2>/dev/null)" != "$HELM_VERSION" ]; then
+  log "helm $HELM_VERSION (go install)"
+  GOBIN=$cache/bin GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  echo "$HELM_VERSION" > "$cache/bin/.helm-version"
 fi
 
 # The CloudEvents conformance tool's listener: a receiver not written here, so the Knative

@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from vcstream.devenv.process import ChildProcess, wait_until
+from devenv.process import ChildProcess, wait_until
 
 IGNORES_SIGTERM = (
     "import signal, sys, time\n"

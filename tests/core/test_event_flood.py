@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from vcstream.devenv.event_flood import entity_for
+from devenv.event_flood import entity_for
 
 
 def test_all_on_the_hot_entity_by_default_or_with_nothing_else() -> None:

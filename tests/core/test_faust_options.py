@@ -13,7 +13,7 @@ import pytest
 import yaml
 from faust.auth import SASLCredentials, SSLCredentials
 
-from vcstream.devenv.process import REPO
+from devenv.process import REPO
 from vcstream.faust_kafka import WorkerPropertyError, faust_broker_options
 from vcstream.settings.kafka import KafkaSettings
 
@@ -163,7 +163,7 @@ def test_the_worker_exits_2_naming_the_property_before_connecting(tmp_path: Path
         )
     )
     result = subprocess.run(
-        [sys.executable, "-m", "vcstream", "streams", "worker", "--config", str(config)],
+        [sys.executable, "-m", "cli", "streams", "worker", "--config", str(config)],
         cwd=REPO,
         check=False,
         capture_output=True,

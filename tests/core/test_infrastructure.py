@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
-from vcstream.devenv import LocalKafka, LocalVcsim
+from devenv import LocalKafka, LocalVcsim
 from vcstream.kafka import TopicSpec, ensure_topics
 from vcstream.settings.kafka import KafkaSettings
 

@@ -13,8 +13,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError
 from confluent_kafka.admin import AdminClient
 
-from vcstream.devenv import LocalKafka
-from vcstream.devenv.process import free_port
+from devenv import LocalKafka
+from devenv.process import free_port
 from vcstream.faust_kafka import check_faust_login
 from vcstream.kafka import KafkaLoginRejected, client_config, list_topics
 from vcstream.settings.kafka import KafkaSettings

@@ -73,7 +73,7 @@ vcenters:
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "vcstream", *args],
+        [sys.executable, "-m", "cli", *args],
         check=False,
         capture_output=True,
         text=True,
@@ -127,7 +127,9 @@ def test_unknown_environment_override_is_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VCSTREAM_KAFKA__BOOTSTRAP", "x:1")
-    with pytest.raises(ConfigError, match=r"kafka\.bootstrap: unknown key"):
+    with pytest.raises(
+        ConfigError, match=r"kafka\.bootstrap \(from VCSTREAM_KAFKA__BOOTSTRAP\): unknown key"
+    ):
         load_settings(write_config(tmp_path, valid_body(9092)))
 
 

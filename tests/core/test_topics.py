@@ -12,13 +12,13 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from vcstream.devenv import LocalKafka
-from vcstream.devenv.process import free_port
+from devenv import LocalKafka
+from devenv.process import free_port
 from vcstream.kafka import COMPACTED_TOPIC_CONFIG, TopicSpec, ensure_topics
 from vcstream.settings.kafka import KafkaSettings
 
 pytestmark = pytest.mark.integration
-CLI = [sys.executable, "-m", "vcstream"]
+CLI = [sys.executable, "-m", "cli"]
 
 
 def test_topics_create_makes_every_topic_once(kafka: LocalKafka, tmp_path: Path) -> None:

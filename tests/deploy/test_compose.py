@@ -16,8 +16,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from vcstream.cli import app
-from vcstream.devenv.pipeline import ROLES
+from cli import app
+from devenv.pipeline import ROLES
 from vcstream.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +83,7 @@ def test_every_vcstream_service_runs_an_existing_command() -> None:
 
 
 def test_compose_runs_every_role_the_local_pipeline_and_its_tests_run() -> None:
-    # vcstream.devenv.pipeline.ROLES is what `vcstream dev up` and the end-to-end test start
+    # devenv.pipeline.ROLES is what `./dev run` and the end-to-end test start
     commands = sorted(service["command"] for service in long_running(compose_config()).values())
     assert commands == sorted(ROLES.values())
 

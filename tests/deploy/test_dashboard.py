@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from devenv.dashboard import DASHBOARD, dashboard_queries, metric_names, substitute
+from devenv.process import REPO, free_port, wait_until
+from devenv.prometheus import LocalPrometheus
 from tests.deploy.metrics_catalog import exported_sample_names
-from vcstream.devenv.dashboard import DASHBOARD, dashboard_queries, metric_names, substitute
-from vcstream.devenv.process import REPO, free_port, wait_until
-from vcstream.devenv.prometheus import LocalPrometheus
 
 _GROUPING = re.compile(r"\b(?:by)\s*\(([^)]*)\)")
 

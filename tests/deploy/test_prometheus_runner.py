@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from vcstream.devenv.process import free_port
-from vcstream.devenv.prometheus import LocalPrometheus, PromQLError, prometheus_binary
+from devenv.process import free_port
+from devenv.prometheus import LocalPrometheus, PromQLError, prometheus_binary
 from vcstream.observability import Health, ObservabilityServer
 from vcstream.settings.observability import MetricsSettings
 

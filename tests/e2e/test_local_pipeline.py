@@ -1,4 +1,4 @@
-"""The README's run command, end to end: `vcstream dev up` runs exactly this
+"""The README's run command, end to end: `./dev run` runs exactly this
 LocalPipeline. Events made in vcsim through the real vSphere API reach the Knative
 stand-in (raw, and alarms enriched), alarm messages reach the Slack stand-in, every
 event reaches audit storage, a real Prometheus scrapes every role, and every query of
@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from pyVmomi import vim
 
-from vcstream.devenv import LocalKafka, LocalVcsim
-from vcstream.devenv.activity import connect, post_alarm_status, wait_task
-from vcstream.devenv.dashboard import dashboard_queries
-from vcstream.devenv.pipeline import LocalPipeline, local_config
-from vcstream.devenv.process import free_port, wait_until
-from vcstream.devenv.prometheus import LocalPrometheus
-from vcstream.devenv.receivers import CloudEventsDisplay, SlackConsole
+from devenv import LocalKafka, LocalVcsim
+from devenv.activity import connect, post_alarm_status, wait_task
+from devenv.dashboard import dashboard_queries
+from devenv.pipeline import LocalPipeline, local_config
+from devenv.process import free_port, wait_until
+from devenv.prometheus import LocalPrometheus
+from devenv.receivers import CloudEventsDisplay, SlackConsole
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

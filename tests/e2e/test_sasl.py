@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from devenv import LocalKafka, LocalVcsim
+from devenv.activity import VcsimClient
+from devenv.pipeline import LocalPipeline
+from devenv.process import REPO, wait_until
 from sinks.audit.files import AuditFiles, read_file
-from vcstream.devenv import LocalKafka, LocalVcsim
-from vcstream.devenv.activity import VcsimClient
-from vcstream.devenv.pipeline import LocalPipeline
-from vcstream.devenv.process import REPO, wait_until
 from vcstream.kafka import client_config
 from vcstream.settings import Settings, load_settings
 
@@ -193,7 +193,7 @@ def test_wrong_password_stops_the_role_naming_the_setting(
         tmp_path, sasl_config(sasl_kafka, topic_name, tmp_path, vcsim)
     )
     result = subprocess.run(
-        [sys.executable, "-m", "vcstream", *command, "--config", str(config)],
+        [sys.executable, "-m", "cli", *command, "--config", str(config)],
         env={**os.environ, **env_for(sasl_kafka, vcsim, password="not-the-password")},
         cwd=REPO,
         check=False,

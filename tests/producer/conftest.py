@@ -1,5 +1,5 @@
 """Helpers for the producer tests: a config file, the producer as a real subprocess and a
-read_committed topic reader. Events are made with vcstream.devenv.activity.VcsimClient
+read_committed topic reader. Events are made with devenv.activity.VcsimClient
 (re-exported here, as other tests import it from this module)."""
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import pytest
 from confluent_kafka import Consumer, KafkaException
 
 import schemas
+from devenv import LocalKafka, LocalVcsim
+from devenv.activity import VcsimClient
 from producer.checkpoint import Checkpoint
 from producer.compacted import read_to_end
 from schemas.record import KafkaRecord
-from vcstream.devenv import LocalKafka, LocalVcsim
-from vcstream.devenv.activity import VcsimClient
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -94,7 +94,7 @@ metrics:
 
 
 class ProducerProcess:
-    """`python -m vcstream produce` as users run it; its log goes to a file."""
+    """`vcstream produce` as users run it (`python -m cli`); its log goes to a file."""
 
     def __init__(self, config: Path, log: Path) -> None:
         self.config = config
@@ -104,7 +104,7 @@ class ProducerProcess:
     def start(self) -> ProducerProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "vcstream", "produce", "--config", str(self.config)],
+                [sys.executable, "-m", "cli", "produce", "--config", str(self.config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,

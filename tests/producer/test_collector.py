@@ -11,9 +11,9 @@ import pytest
 from pyVim.connect import Disconnect
 from pyVmomi import vim
 
+from devenv.activity import VcsimClient, connect
 from producer.collector import EventCollector
 from producer.position import Position, Sequencer, position_of
-from vcstream.devenv.activity import VcsimClient, connect
 
 pytestmark = pytest.mark.integration
 

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 import schemas
+from devenv import LocalKafka, LocalVcsim
+from devenv.activity import VcsimClient
 from schemas.record import KafkaRecord
 from tests.producer.conftest import (
     ProducerProcess,
@@ -22,8 +24,6 @@ from tests.producer.conftest import (
     wait_for,
     write_config,
 )
-from vcstream.devenv import LocalKafka, LocalVcsim
-from vcstream.devenv.activity import VcsimClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

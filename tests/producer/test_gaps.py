@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from devenv import LocalKafka, LocalVcsim
 from tests.producer.conftest import (
     Topics,
     committed_up_to,
@@ -16,7 +17,6 @@ from tests.producer.conftest import (
     read_topic,
     wait_for,
 )
-from vcstream.devenv import LocalKafka, LocalVcsim
 
 pytestmark = pytest.mark.integration
 

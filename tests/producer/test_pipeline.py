@@ -63,15 +63,30 @@ def test_batches_commit_one_at_a_time_in_the_order_submitted() -> None:
     assert writer.threads == {"commit-test_0"}  # not the caller's thread
 
 
+class GatedWriter:
+    """A commit that holds until the test opens the gate (or a deadline passes)."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.gate = threading.Event()
+        self.finished = threading.Event()
+
+    def commit(self, records: Sequence[Outgoing]) -> None:
+        self.started.set()
+        self.gate.wait(timeout=30)  # a synchronous submit would come back only after this
+        self.finished.set()
+
+
 def test_submit_returns_while_the_commit_runs() -> None:
-    writer = RecordingWriter(seconds=0.5)
+    writer = GatedWriter()
     pipeline = CommitPipeline(writer, "test")
-    began = time.monotonic()
     pipeline.submit(batch(1))
-    assert time.monotonic() - began < 0.25  # the caller reads on meanwhile
-    assert pipeline.busy
+    # back from submit with the commit still held: the caller reads on meanwhile
+    assert not writer.finished.is_set()
+    assert writer.started.wait(timeout=30) and pipeline.busy
+    writer.gate.set()
     committed = pipeline.drain()
-    assert committed is not None and committed.commit_ms >= 500
+    assert committed is not None and writer.finished.is_set()
     assert not pipeline.busy
     pipeline.close()
 

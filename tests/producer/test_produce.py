@@ -16,6 +16,8 @@ import pytest
 from pyVmomi import vim
 
 import schemas
+from devenv import LocalKafka, LocalVcsim
+from devenv.activity import VcsimClient
 from producer.checkpoint import Checkpoint
 from producer.collector import REARM_AFTER_EVENTS
 from schemas import avro
@@ -28,8 +30,6 @@ from tests.producer.conftest import (
     wait_for,
     write_config,
 )
-from vcstream.devenv import LocalKafka, LocalVcsim
-from vcstream.devenv.activity import VcsimClient
 
 pytestmark = pytest.mark.integration
 
@@ -183,14 +183,14 @@ def test_event_after_a_busy_spell_rings_the_replaced_doorbell(
     kafka: LocalKafka, vcsim: LocalVcsim, topics: Topics, tmp_path: Path, producer_process
 ) -> None:
     """After a burst the change feed is replaced rather than drained; the next lone
-    event must still wake the producer at once, not after the 30 s poll interval."""
+    event must still wake the producer at once, not after the 60 s poll interval."""
     client = VcsimClient(vcsim)
     config = write_config(
         tmp_path / "c.yaml",
         kafka.bootstrap_servers,
         topics,
         vcenter_entry(vcsim, "sim"),
-        poll_interval="30s",
+        poll_interval="60s",
     )
     producer = producer_process(config)
     wait_for(lambda: "alarm definitions up to date" in producer.log(), 60, "the producer")
@@ -206,9 +206,9 @@ def test_event_after_a_busy_spell_rings_the_replaced_doorbell(
 
     client.post_eventex(1, "com.example.alone")
     alone = client.newest_key()
-    began = time.monotonic()
-    wait_for(lambda: committed_up_to(kafka, topics, alone), 25, "the lone event")
-    assert time.monotonic() - began < 5
+    # the deadline is the check: well inside the 60 s poll interval, only a doorbell can
+    # have woken the producer (no stopwatch: a busy machine must not fail it)
+    wait_for(lambda: committed_up_to(kafka, topics, alone), 30, "the lone event")
     assert "reconnecting" not in producer.log()  # woken by its doorbell, not by recovery
     first = burst_end - REARM_AFTER_EVENTS - 49
     keys = event_keys(read_topic(kafka.bootstrap_servers, topics.events))

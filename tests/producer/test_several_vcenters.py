@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 import schemas
+from devenv import LocalKafka
+from devenv.activity import VcsimClient
 from producer.checkpoint import Checkpoint
 from tests.producer.conftest import (
     Topics,
@@ -18,8 +20,6 @@ from tests.producer.conftest import (
     wait_for,
     write_config,
 )
-from vcstream.devenv import LocalKafka
-from vcstream.devenv.activity import VcsimClient
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ import pytest
 from confluent_kafka import Producer
 from pyVim.connect import Disconnect, SmartConnect
 
+from devenv import LocalKafka, LocalVcsim
+from devenv.process import free_port
 from tests.producer.conftest import Topics, read_topic, topic_exists, vcenter_entry, write_config
-from vcstream.devenv import LocalKafka, LocalVcsim
-from vcstream.devenv.process import free_port
 from vcstream.kafka import TopicSpec, ensure_topics
 from vcstream.settings.kafka import KafkaSettings
 

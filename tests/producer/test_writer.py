@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 
+from devenv import LocalKafka
 from producer.writer import (
     Outgoing,
     ProducerFenced,
@@ -21,7 +22,6 @@ from producer.writer import (
 )
 from schemas.record import KafkaRecord
 from tests.producer.conftest import read_topic
-from vcstream.devenv import LocalKafka
 from vcstream.kafka import TopicSpec, ensure_topics
 from vcstream.settings.kafka import KafkaSettings
 

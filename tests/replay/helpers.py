@@ -8,9 +8,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from devenv import LocalKafka
 from schemas import VCenterIdentity
 from schemas.codec import encode_vsphere
-from vcstream.devenv import LocalKafka
 from vcstream.kafka import TopicSpec, ensure_topics
 from vcstream.settings import Settings
 

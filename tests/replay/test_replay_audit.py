@@ -17,6 +17,8 @@ import pytest
 from psycopg import sql
 from typer.testing import CliRunner, Result
 
+from cli import app
+from devenv import LocalKafka
 from replay.audit_check import range_spec, verify_audit_store
 from replay.errors import ReplayUsageError
 from replay.session import ReplayOutcome, ReplayRequest, run_replay
@@ -24,8 +26,6 @@ from replay.spec import OffsetBound, ReplaySpec
 from schemas import avro
 from sinks.audit.files import AuditFiles, read_file
 from tests.replay.helpers import fill_topic, settings_for
-from vcstream.cli import app
-from vcstream.devenv import LocalKafka
 from vcstream.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from pathlib import Path
 import fastavro
 import pytest
 
+from devenv import LocalKafka
 from tests.replay.helpers import fill_topic
-from vcstream.devenv import LocalKafka
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 def vcstream(config: Path, *args: str, **popen: object) -> subprocess.Popen[str]:
     env = {**os.environ, "XDG_STATE_HOME": str(config.parent / "state")}
     return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
-        [sys.executable, "-m", "vcstream", "replay", "--config", str(config), *args],
+        [sys.executable, "-m", "cli", "replay", "--config", str(config), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

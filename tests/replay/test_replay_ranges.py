@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from devenv import LocalKafka
 from replay.errors import ReplayUsageError
 from replay.session import ReplayRequest, run_replay
 from replay.spec import OffsetBound, ReplaySpec
 from tests.replay.helpers import EPOCH, fill_topic, settings_for
-from vcstream.devenv import LocalKafka
 
 pytestmark = pytest.mark.integration
 
@@ -161,5 +161,11 @@ def test_out_of_range_requests_state_the_available_range(
 def test_missing_topic_is_a_clear_error(
     kafka: LocalKafka, topic_name: Callable[[str], str], tmp_path: Path
 ) -> None:
-    with pytest.raises(ReplayUsageError, match=r"topic .* does not exist"):
-        replay_to_file(kafka, tmp_path, ReplaySpec(topic_name("absent"), from_beginning=True))
+    present, absent = topic_name("present"), topic_name("absent")
+    fill_topic(kafka, present, 1)
+    with pytest.raises(ReplayUsageError, match=r"topic .* does not exist") as raised:
+        replay_to_file(kafka, tmp_path, ReplaySpec(absent, from_beginning=True))
+    # the hint names topics that exist, never the missing one
+    available = str(raised.value).split("topics here: ")[1]
+    assert absent not in available.split(", ")
+    assert present in str(raised.value) or len(available.split(", ")) == 20

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from devenv import LocalKafka
 from replay.session import ReplayRequest, run_replay
 from replay.spec import ReplaySpec
 from tests.replay.helpers import fill_topic, settings_for
 from tests.sinks.receivers import OK, Fault, Receiver, parse_cloudevent
-from vcstream.devenv import LocalKafka
 from vcstream.kafka import TopicSpec, ensure_topics
 
 pytestmark = pytest.mark.integration

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from devenv import LocalKafka
 from replay.errors import ReplayUsageError
 from replay.plan import PartitionRange, Plan
 from replay.session import ReplayRequest, run_replay
@@ -24,7 +25,6 @@ from replay.spec import ReplaySpec
 from replay.workers import ReplayWorkerError, check_workers, shares
 from sinks.audit.files import AuditFiles, read_file
 from tests.replay.helpers import fill_topic, settings_for
-from vcstream.devenv import LocalKafka
 from vcstream.settings import Settings
 
 RECORDS = 400  # over 4 partitions, every 25th poison: 384 events, 16 skipped
@@ -89,7 +89,7 @@ def test_two_workers_give_one_process_report_file_and_audit_store(
 def vcstream(config: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "XDG_STATE_HOME": str(config.parent / "state")}
     return subprocess.Popen(
-        [sys.executable, "-m", "vcstream", "replay", "--config", str(config), *args],
+        [sys.executable, "-m", "cli", "replay", "--config", str(config), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

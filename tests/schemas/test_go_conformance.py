@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from pyVmomi import vim
 
+from devenv import LocalVcsim
+from devenv.process import cache_dir
 from schemas.vmodl_json import VEBA_VMODL_VERSION, event_class_name, to_go_json
 from tests.schemas.vcsim_activity import connected, make_events
-from vcstream.devenv import LocalVcsim
-from vcstream.devenv.process import cache_dir
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """Drive a vcsim through the real vSphere API so that it records events of many kinds.
 
-The session helpers are vcstream.devenv.activity's; `connected` is re-exported for the
+The session helpers are devenv.activity's; `connected` is re-exported for the
 conformance test."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 from pyVmomi import vim, vmodl
 
-from vcstream.devenv import LocalVcsim
-from vcstream.devenv.activity import connected, inventory
-from vcstream.devenv.activity import wait_task as wait
+from devenv import LocalVcsim
+from devenv.activity import connected, inventory
+from devenv.activity import wait_task as wait
 
 __all__ = ["connected", "make_events"]
 

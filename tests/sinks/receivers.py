@@ -23,7 +23,7 @@ from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import http as http_binding
 from cloudevents.core.formats.json import JSONFormat
 
-from vcstream.devenv.process import free_port
+from devenv.process import free_port
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,12 @@ import pytest
 from psycopg import sql
 from typer.testing import CliRunner
 
+from cli import app
 from sinks.audit.anchors import Anchor, committed_anchors
 from sinks.audit.files import AuditFiles
 from sinks.audit.postgres import AuditTable
 from sinks.audit.verify import verify_files, verify_table
 from tests.sinks.helpers import make_runner, produce, run_until, settled, sink_settings, vm_records
-from vcstream.cli import app
 from vcstream.settings import Settings
 
 RECORDS = 12

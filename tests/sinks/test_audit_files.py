@@ -11,6 +11,7 @@ import fastavro
 import pytest
 from typer.testing import CliRunner
 
+from cli import app
 from schemas import avro, decode
 from schemas.codec import encode_vsphere
 from schemas.record import KafkaRecord
@@ -29,7 +30,6 @@ from tests.sinks.helpers import (
     vm_event,
     vm_records,
 )
-from vcstream.cli import app
 
 OTHER_VCENTER = VCenterIdentity(
     instance_uuid="77aa0000-1111-2222-3333-444455556666",

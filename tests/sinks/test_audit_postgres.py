@@ -15,10 +15,10 @@ import pytest
 from psycopg import sql
 from typer.testing import CliRunner
 
+from cli import app
 from sinks.audit.postgres import AuditTable
 from sinks.audit.verify import verify_table
 from tests.sinks.helpers import make_runner, produce, run_until, settled, sink_settings, vm_records
-from vcstream.cli import app
 
 pytestmark = pytest.mark.integration
 

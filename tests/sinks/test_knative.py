@@ -14,6 +14,7 @@ from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import http as http_binding
 from cloudevents.core.formats.json import JSONFormat
 
+from devenv.process import cache_dir, free_port
 from schemas import decode
 from schemas.codec import encode_vsphere, with_changes
 from schemas.record import KafkaRecord
@@ -40,7 +41,6 @@ from tests.sinks.receivers import (
     first,
     parse_cloudevent,
 )
-from vcstream.devenv.process import cache_dir, free_port
 
 pytestmark = pytest.mark.integration
 FAST = {"backoffDelay": "PT0.01S", "timeout": "PT2S"}

@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
+from cli import app
 from sinks import metrics
 from sinks.delivery import backoff
 from tests.sinks.helpers import (
@@ -22,7 +23,6 @@ from tests.sinks.helpers import (
     vm_records,
 )
 from tests.sinks.receivers import OK, Fault, Receiver, parse_cloudevent
-from vcstream.cli import app
 from vcstream.settings import ConfigError, load_settings
 from vcstream.settings.sinks import DeliverySettings
 

@@ -60,7 +60,7 @@ def test_audit_sink_killed_with_sigkill_mid_batch_loses_and_duplicates_nothing(
             }
         )
     )
-    command = [sys.executable, "-m", "vcstream", "sink", "audit", "--config", str(config)]
+    command = [sys.executable, "-m", "cli", "sink", "audit", "--config", str(config)]
 
     first = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     try:

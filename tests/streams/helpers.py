@@ -18,9 +18,9 @@ import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 import schemas
+from devenv.process import REPO, free_port
 from schemas import avro
 from schemas.record import KafkaRecord
-from vcstream.devenv.process import REPO, free_port
 from vcstream.kafka import client_config
 from vcstream.settings import Settings, load_settings
 

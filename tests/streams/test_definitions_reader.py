@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
+from devenv import LocalKafka
 from streams.definitions_reader import DefinitionsReader
-from vcstream.devenv import LocalKafka
 from vcstream.kafka import KafkaLoginRejected
 from vcstream.settings import Settings
 

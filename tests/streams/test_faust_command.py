@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from devenv.process import free_port
 from tests.streams.helpers import StreamsWorker, consume, produce, streams_config
 from tests.streams.test_worker import vsphere
-from vcstream.devenv.process import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -118,3 +118,8 @@ def test_two_processors_with_one_name_are_refused(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(DiscoveryError, match="two processors are named 'vm_power'"):
         discover(ProcessorsSettings(packages=["twin_processors"]))
+
+
+def test_an_unknown_name_in_disabled_is_refused_naming_what_exists():
+    with pytest.raises(DiscoveryError, match=r"disabled names no processor: vm_powr \(found: "):
+        discover(ProcessorsSettings(disabled=["vm_power", "vm_powr"]))

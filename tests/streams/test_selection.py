@@ -108,7 +108,7 @@ def test_worker_refuses_a_bad_config_with_exit_2(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("streams:\n  enrichment:\n    waitForDefinition: soon\n")
     done = subprocess.run(
-        [sys.executable, "-m", "vcstream", "streams", "worker", "--config", str(path)],
+        [sys.executable, "-m", "cli", "streams", "worker", "--config", str(path)],
         check=False,
         capture_output=True,
         text=True,

@@ -10,10 +10,10 @@ import pytest
 import yaml
 from pyVmomi import vim
 
+from devenv.activity import VcsimClient
 from streams.api import data_of
 from tests.producer.conftest import ProducerProcess
 from tests.streams.helpers import StreamsWorker, consume, decoded, streams_config, wait_for
-from vcstream.devenv.activity import VcsimClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

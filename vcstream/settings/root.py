@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,34 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return text or "(top level)"
 
 
+ENV_PREFIX = "VCSTREAM_"
+
+
+def _from_environment(loc: tuple[int | str, ...]) -> str | None:
+    """The `VCSTREAM_*` variable that set this key (or a section holding it), if one did:
+    the user wrote that variable, not the YAML key, so the error must name it."""
+    keys: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            break
+        keys.append(part)
+    present = {name.upper(): name for name in os.environ}
+    while keys:
+        name = ENV_PREFIX + "__".join(keys).upper()
+        if name in present:
+            return present[name]
+        keys.pop()
+    return None
+
+
 def describe_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors(include_url=False, include_input=False):
-        where = _location(tuple(item["loc"]))
+        loc = tuple(item["loc"])
+        where = _location(loc)
+        variable = _from_environment(loc)
+        if variable is not None:
+            where += f" (from {variable})"
         if item["type"] == "extra_forbidden":
             lines.append(f"{where}: unknown key")
         else:

@@ -89,7 +89,7 @@ class AuthHeader(ConfigModel):
 
 
 class KnativeSinkSettings(SinkCommonSettings):
-    """CloudEvents over HTTP to a Knative Broker (default topics: topics.events)."""
+    """CloudEvents over HTTP to a Knative Broker (default topics: topics.events, topics.alarms)."""
 
     url: str = Field(description="Broker ingress URL, e.g. http://broker-ingress/ns/default.")
     content_mode: Literal["binary", "structured"] = Field(
@@ -126,11 +126,25 @@ class SlackSinkSettings(SinkCommonSettings):
     """Alarm messages through a Slack incoming webhook (default topics: topics.alarms)."""
 
     webhook_url: Secret = Field(description="Incoming webhook URL (a secret).")
+    proxy: str | None = Field(
+        None,
+        description="HTTP proxy to reach Slack through, e.g. `http://proxy:3128`; `direct` "
+        "for none. Unset: `HTTPS_PROXY` / `HTTP_PROXY` unless `NO_PROXY` names the host.",
+    )
     min_interval: Duration = Field(
         timedelta(seconds=1), description="At least this long between two messages (Slack: 1/s)."
     )
     storm: StormSettings = Field(default_factory=StormSettings)
     batch: BatchSettings = Field(default_factory=_slack_batch)
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: str | None) -> str | None:
+        from vcstream.proxy import DIRECT, parse_proxy
+
+        if value is not None and value != DIRECT:
+            parse_proxy(value)
+        return value
 
 
 class AuditFilesSettings(ConfigModel):

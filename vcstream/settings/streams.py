@@ -89,7 +89,9 @@ class ProcessorsSettings(ConfigModel):
         "`streams.processors`.",
     )
     disabled: list[str] = Field(
-        default_factory=list, description="Names of discovered processors not to run."
+        default_factory=list,
+        description="Names of discovered processors not to run; a name no processor has "
+        "stops the worker with a configuration error.",
     )
 
 

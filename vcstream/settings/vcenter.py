@@ -39,6 +39,21 @@ class VCenterSettings(ConfigModel):
     password: Secret = Field(description="vCenter password (a secret).")
     insecure: bool = Field(False, description="Skip TLS verification (logged as a warning).")
     ca_file: Path | None = Field(None, description="PEM bundle to verify the vCenter with.")
+    proxy: str | None = Field(
+        None,
+        description="HTTP proxy to reach this vCenter through, e.g. `http://proxy:3128`; "
+        "`direct` for none. Unset: `HTTPS_PROXY` / `HTTP_PROXY` unless `NO_PROXY` names "
+        "the host.",
+    )
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: str | None) -> str | None:
+        from vcstream.proxy import DIRECT, parse_proxy
+
+        if value is not None and value != DIRECT:
+            parse_proxy(value)  # a malformed proxy is a configuration error, named here
+        return value
 
     @field_validator("url")
     @classmethod

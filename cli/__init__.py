@@ -1,0 +1,31 @@
+"""The `vcstream` command: one sub-command per role, `--config FILE` for each.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
+Each role's commands live in their own module here and import their role lazily, so
+`vcstream --help` stays fast and a role's dependencies load only when it runs.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from cli import audit, config, produce, replay, sink, streams, topics
+
+app = typer.Typer(
+    name="vcstream",
+    help="Durable, replayable vCenter events on Kafka.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(config.app, name="config")
+app.add_typer(topics.app, name="topics")
+app.add_typer(produce.app)
+app.add_typer(streams.app, name="streams")
+app.add_typer(sink.app)
+app.add_typer(replay.app)
+app.add_typer(audit.app, name="audit")
+
+
+def main() -> None:
+    app()

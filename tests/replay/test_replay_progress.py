@@ -1,0 +1,58 @@
+"""Replay's progress reaches 100% on a transactional topic, whose offsets (the progress
+total) include commit markers that are never read as records."""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from devenv import LocalKafka
+from replay.session import ReplayRequest, run_replay
+from replay.spec import ReplaySpec
+from schemas.codec import encode_vsphere
+from tests.replay.helpers import CLASSES, EPOCH, VCENTER, event_data, fill_topic, settings_for
+
+pytestmark = pytest.mark.integration
+
+
+def write_in_transactions(kafka: LocalKafka, topic: str, transactions: int, each: int) -> int:
+    producer = Producer(
+        {"bootstrap.servers": kafka.bootstrap_servers, "transactional.id": uuid.uuid4().hex}
+    )
+    producer.init_transactions(30)
+    key = 1000
+    for _ in range(transactions):
+        producer.begin_transaction()
+        for _ in range(each):
+            record = encode_vsphere(event_data(key, EPOCH), CLASSES[key % len(CLASSES)], VCENTER)
+            headers: list[tuple[str, str | bytes | None]] = list(record.headers)
+            producer.produce(topic, value=record.value, key=record.key, headers=headers)
+            key += 1
+        producer.commit_transaction(30)
+    return transactions * each
+
+
+def test_progress_ends_at_100_percent_though_markers_count_in_the_total(
+    kafka: LocalKafka, topic_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    topic = topic_name("progress")
+    fill_topic(kafka, topic, 4)
+    records = 4 + write_in_transactions(kafka, topic, transactions=5, each=2)
+    stream = io.StringIO()
+    request = ReplayRequest(
+        ReplaySpec(topic, from_beginning=True),
+        f"file:{tmp_path / 'out.jsonl'}",
+        state_path=tmp_path / "state.json",
+        progress_stream=stream,
+    )
+    outcome = run_replay(settings_for(kafka), request)
+    assert outcome.report["totals"]["written"] == records
+    last = stream.getvalue().strip().splitlines()[-1]
+    # 5 commit markers: the offsets (the total) are 19, the records read 14
+    assert re.search(r": 19/19 records \(100\.0%\)", last), last

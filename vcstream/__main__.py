@@ -1,3 +1,0 @@
-from vcstream.cli import main
-
-main()
