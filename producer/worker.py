@@ -316,6 +316,13 @@ class VCenterWorker(threading.Thread):
                     # read comes back empty (a wait costs a round trip at least and,
                     # on vcsim, a 20 ms tick)
                     collector.busy()
+                    if len(page) < page_size:
+                        # caught up while events trickle in: read again once the commit
+                        # interval has passed instead of waking on each event's
+                        # doorbell, whose change carries the event too (parsed twice)
+                        self.stop.wait(
+                            max(0.0, commit_interval - (time.monotonic() - submitted_at))
+                        )
                     continue
                 # nothing to read: the batch in flight finishes before the wait
                 self._committed(session, pipeline.drain())
