@@ -28,10 +28,13 @@ from sinks.base import Sink
 from sinks.deadletters import DeadLetterWriter
 from sinks.delivery import BatchDelivery, BatchReport
 from vcstream.kafka import client_config
+from vcstream.logging import KAFKA_LOGGER
 from vcstream.observability import Flag, Health
 from vcstream.settings.kafka import KafkaSettings
 
 log = logging.getLogger(__name__)
+# librdkafka's errors repeat with every reconnect: its logger rate-limits them
+kafka_log = logging.getLogger(KAFKA_LOGGER)
 
 PartitionKey = tuple[str, int]
 RETRY_UNSETTLED_AFTER = 1.0  # seconds before a batch that raised is tried again
@@ -309,7 +312,7 @@ class SinkRunner:
         metrics.CONSUMER_LAG.labels(self.sink.name).set(lag)
 
     def _on_error(self, error: KafkaError) -> None:
-        log.warning("sink %s: Kafka: %s", self.sink.name, error)
+        kafka_log.warning("sink %s: Kafka: %s", self.sink.name, error)
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self.kafka_health.down(f"Kafka unreachable: {error.str()}")
 
