@@ -307,14 +307,36 @@ class SinkRunner:
         lag = 0
         for topic in stats.get("topics", {}).values():
             for partition in topic.get("partitions", {}).values():
-                if partition.get("partition", -1) >= 0 and partition.get("consumer_lag", -1) > 0:
-                    lag += partition["consumer_lag"]
+                if partition.get("partition", -1) >= 0:
+                    lag += partition_lag(partition)
         metrics.CONSUMER_LAG.labels(self.sink.name).set(lag)
 
     def _on_error(self, error: KafkaError) -> None:
         kafka_log.warning("sink %s: Kafka: %s", self.sink.name, error)
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self.kafka_health.down(f"Kafka unreachable: {error.str()}")
+
+
+def partition_lag(stats: dict[str, Any]) -> int:
+    """Records of one partition (librdkafka's statistics) the group has not committed.
+
+    librdkafka's `consumer_lag` is -1 while the group has no committed offset, which is
+    the case from a new group's first record until its first delivery: a sink whose
+    target was down from the start showed a lag of 0 over a growing backlog. Then the
+    group reads from the log start (`auto.offset.reset` earliest), so that is where the
+    lag counts from. The end is the last stable offset for a read_committed consumer, as
+    librdkafka's own lag takes it.
+    """
+    lag = int(stats.get("consumer_lag", -1))
+    if lag >= 0:
+        return lag
+    end = int(stats.get("ls_offset", -1))
+    if end < 0:
+        end = int(stats.get("hi_offset", -1))
+    start = int(stats.get("lo_offset", -1))
+    if int(stats.get("committed_offset", -1)) >= 0 or end < 0 or start < 0:
+        return 0  # not known yet (the next statistics will tell)
+    return max(0, end - start)
 
 
 def _names(partitions: list[TopicPartition]) -> str:

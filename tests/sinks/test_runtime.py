@@ -190,3 +190,41 @@ def test_rebalance_to_a_second_member_loses_nothing(kafka, topic_name, receiver)
     assert joined.is_set()
     assert second.report.delivered > 0  # the second member really took partitions over
     assert unique() == 400  # at least once: a re-delivery is allowed, a loss is not
+
+
+@pytest.mark.integration
+def test_lag_counts_the_whole_backlog_during_a_receiver_outage_before_any_commit(
+    kafka, topic_name, receiver
+):
+    topic, dlq = topic_name("events"), topic_name("dlq")
+    outage = threading.Event()
+    outage.set()
+    receiver.plan = lambda _n, _body: Fault.http(503) if outage.is_set() else OK
+    produce(kafka.bootstrap_servers, topic, vm_records(50, vms=5), partitions=2)
+    section = {
+        "topics": [topic],
+        "url": receiver.url,
+        "delivery": {"backoffDelay": "PT0.05S", "backoffPolicy": "linear", "retry": 10000},
+    }
+    runner = make_runner(
+        "knative", sink_settings(kafka.bootstrap_servers, "knative", dlq, **section)
+    )
+
+    def lag() -> float:
+        return REGISTRY.get_sample_value("vcstream_sink_consumer_lag_records", {"sink": "knative"})
+
+    lag_seen_in_outage: list[float] = []
+
+    def observe() -> bool:
+        if outage.is_set() and receiver.requests > 0 and lag() == 50:
+            # the new group has committed nothing: librdkafka says -1, the backlog is 50
+            lag_seen_in_outage.append(lag())
+            outage.clear()  # the receiver comes back
+        return bool(lag_seen_in_outage) and runner.report.delivered == 50 and lag() == 0
+
+    run_until(runner, observe, timeout=90)
+
+    assert lag_seen_in_outage == [50]
+    assert (runner.report.delivered, runner.report.dead_lettered) == (50, 0)
+    group = "vcstream-sink-knative"
+    assert sum(committed(kafka.bootstrap_servers, group, topic, p) for p in (0, 1)) == 50
