@@ -211,7 +211,10 @@ def test_lag_counts_the_whole_backlog_during_a_receiver_outage_before_any_commit
     )
 
     def lag() -> float:
-        return REGISTRY.get_sample_value("vcstream_sink_consumer_lag_records", {"sink": "knative"})
+        return (
+            REGISTRY.get_sample_value("vcstream_sink_consumer_lag_records", {"sink": "knative"})
+            or 0.0
+        )
 
     lag_seen_in_outage: list[float] = []
 
