@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from schemas.record import KafkaRecord
 from sinks import metrics
 from sinks.base import Sink
-from sinks.deadletters import DeadLetterWriter
+from sinks.deadletters import DeadLetterError, DeadLetterWriter
 from sinks.delivery import BatchDelivery, BatchReport
 from vcstream.kafka import client_config
 from vcstream.logging import KAFKA_LOGGER
@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 kafka_log = logging.getLogger(KAFKA_LOGGER)
 
 PartitionKey = tuple[str, int]
-RETRY_UNSETTLED_AFTER = 1.0  # seconds before a batch that raised is tried again
+RETRY_UNSETTLED_AFTER = 1.0  # seconds before a batch that raised is tried again, doubling
+RETRY_UNSETTLED_MAX = 60.0  # ... up to this, while it keeps failing
 REVOKE_TIMEOUT = 30.0  # how long a rebalance waits for batches in flight
 
 
@@ -48,6 +49,7 @@ class _Partition:
     batch: list[tuple[KafkaRecord, float]] = field(default_factory=list)
     paused: bool = False
     not_before: float = 0.0
+    failures: int = 0  # batches in a row that could not be settled
 
 
 class SinkRunner:
@@ -71,6 +73,10 @@ class SinkRunner:
             health.add(f"sink:{sink.name}", self.delivery_health)
         self._stopping = asyncio.Event()
         self._dead_letters = DeadLetterWriter(kafka, dead_letter_topic)
+        if health is not None:
+            # a dead-letter topic that refuses records holds its partitions back: said
+            # here and in vcstream_sink_dead_letter_failures_total, not just retried
+            health.add("dead-letters", self._dead_letters.health)
         self._delivery = BatchDelivery(
             sink, self._dead_letters, stopping=self._stopping, health=self.delivery_health
         )
@@ -121,6 +127,7 @@ class SinkRunner:
                 self._settle_finished()
                 self._dispatch()
                 self._apply_backpressure()
+                self._dead_letters.poll()
         finally:
             if fetch is not None:
                 self._take(await fetch)  # buffered only; uncommitted, so re-read later
@@ -214,11 +221,23 @@ class SinkRunner:
         state.task, state.batch = None, []
         error = None if task.cancelled() else task.exception()
         if task.cancelled() or error is not None:
+            state.failures += 1
+            wait = min(RETRY_UNSETTLED_MAX, RETRY_UNSETTLED_AFTER * 2 ** (state.failures - 1))
+            if isinstance(error, DeadLetterError):
+                metrics.DEAD_LETTER_FAILURES.labels(self.sink.name).inc()
             if error is not None:
-                log.error("sink %s: batch on %s[%d] not settled: %s", self.sink.name, *key, error)
+                log.error(
+                    "sink %s: batch on %s[%d] not settled (try %d, again in %.0fs): %s",
+                    self.sink.name,
+                    *key,
+                    state.failures,
+                    wait,
+                    error,
+                )
             state.buffer.extendleft(reversed(batch))
-            state.not_before = time.monotonic() + RETRY_UNSETTLED_AFTER
+            state.not_before = time.monotonic() + wait
             return []
+        state.failures = 0
         last = batch[-1][0].offset
         assert last is not None
         metadata = self.sink.commit_metadata(*key)

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
+from schemas.deadletter import DEFAULT_MAX_BYTES
 from vcstream.devenv import LocalKafka
 from vcstream.devenv.process import free_port
+from vcstream.topics import DEAD_LETTER_MAX_MESSAGE_BYTES
 
 pytestmark = pytest.mark.integration
 CLI = [sys.executable, "-m", "vcstream"]
@@ -58,6 +60,12 @@ producer:
     assert configs["t.events"]["retention.ms"].value == str(7 * 86400 * 1000)
     assert configs["t.checkpoints"]["cleanup.policy"].value == "compact"
     assert configs["t.dead-letter"]["retention.ms"].value == "-1"
+    # what every stage cuts its dead letters to fit
+    assert configs["t.dead-letter"]["max.message.bytes"].value == str(DEFAULT_MAX_BYTES)
+
+
+def test_dead_letter_topic_takes_what_the_dead_letter_builder_cuts_to() -> None:
+    assert DEAD_LETTER_MAX_MESSAGE_BYTES == DEFAULT_MAX_BYTES
 
 
 def test_topics_create_reports_unreachable_kafka_and_exits_1(tmp_path: Path) -> None:
