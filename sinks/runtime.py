@@ -29,7 +29,7 @@ from sinks.deadletters import DeadLetterError, DeadLetterWriter
 from sinks.delivery import BatchDelivery, BatchReport
 from vcstream.kafka import client_config
 from vcstream.logging import KAFKA_LOGGER
-from vcstream.observability import Flag, Health
+from vcstream.observability import Flag, Health, Heartbeat
 from vcstream.settings.kafka import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,9 @@ PartitionKey = tuple[str, int]
 RETRY_UNSETTLED_AFTER = 1.0  # seconds before a batch that raised is tried again, doubling
 RETRY_UNSETTLED_MAX = 60.0  # ... up to this, while it keeps failing
 REVOKE_TIMEOUT = 30.0  # how long a rebalance waits for batches in flight
+# the loop turns at least every poll (0.1 s), or after a revoke (at most REVOKE_TIMEOUT):
+# not turning for this long is a stuck process, the one thing /livez reports
+LOOP_STALE_AFTER = 120.0
 
 
 @dataclass
@@ -68,9 +71,12 @@ class SinkRunner:
         self.batching = sink.settings.batch
         self.kafka_health = Flag("connecting to Kafka")
         self.delivery_health = Flag(None)
+        self.heartbeat = Heartbeat(LOOP_STALE_AFTER)
         if health is not None:
+            # readiness only: a target or Kafka that is down is not cured by a restart
             health.add("kafka", self.kafka_health)
             health.add(f"sink:{sink.name}", self.delivery_health)
+            health.add("loop", self.heartbeat, live=True)
         self._stopping = asyncio.Event()
         self._dead_letters = DeadLetterWriter(kafka, dead_letter_topic)
         if health is not None:
@@ -110,6 +116,7 @@ class SinkRunner:
         fetch: asyncio.Future[list[Any]] | None = None
         try:
             while not stop.is_set():
+                self.heartbeat.beat()
                 if fetch is None:
                     fetch = asyncio.ensure_future(asyncio.to_thread(self._fetch))
                 # wake on new records or on a finished batch, whichever comes first, so a

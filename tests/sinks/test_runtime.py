@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,10 +13,12 @@ import pytest
 from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
-from sinks import metrics
+from sinks import metrics, registry
 from sinks.delivery import backoff
+from sinks.runtime import SinkRunner
 from tests.sinks.helpers import (
     committed,
+    ensure_topics_for,
     make_runner,
     produce,
     run_until,
@@ -23,7 +28,9 @@ from tests.sinks.helpers import (
 )
 from tests.sinks.receivers import OK, Fault, Receiver, parse_cloudevent
 from vcstream.cli import app
+from vcstream.observability import Health, ObservabilityServer
 from vcstream.settings import ConfigError, load_settings
+from vcstream.settings.observability import MetricsSettings
 from vcstream.settings.sinks import DeliverySettings
 
 
@@ -231,3 +238,61 @@ def test_lag_counts_the_whole_backlog_during_a_receiver_outage_before_any_commit
     assert (runner.report.delivered, runner.report.dead_lettered) == (50, 0)
     group = "vcstream-sink-knative"
     assert sum(committed(kafka.bootstrap_servers, group, topic, p) for p in (0, 1)) == 50
+
+
+@pytest.mark.integration
+def test_receiver_outage_degrades_readiness_while_liveness_stays_ok(kafka, topic_name, receiver):
+    topic, dlq = topic_name("events"), topic_name("dlq")
+    outage = threading.Event()
+    outage.set()
+    receiver.plan = lambda _n, _body: Fault.http(503) if outage.is_set() else OK
+    produce(kafka.bootstrap_servers, topic, vm_records(20, vms=2))
+    section = {
+        "topics": [topic],
+        "url": receiver.url,
+        "delivery": {"backoffDelay": "PT0.05S", "backoffPolicy": "linear", "retry": 10000},
+    }
+    settings = sink_settings(kafka.bootstrap_servers, "knative", dlq, **section)
+    ensure_topics_for(kafka.bootstrap_servers, [dlq])
+    health = Health()
+    runner = SinkRunner(
+        registry.create_sink("knative", settings),
+        settings.kafka,
+        topics=[topic],
+        group_id="vcstream-sink-knative",
+        dead_letter_topic=dlq,
+        health=health,
+    )
+    server = ObservabilityServer(MetricsSettings(host="127.0.0.1", port=0), health).start()
+    during: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    def observe() -> bool:
+        if outage.is_set() and receiver.requests >= 3:
+            ready, live = http_get(server.port, "/readyz"), http_get(server.port, "/livez")
+            if ready[0] == 503:
+                during.update(ready=ready, live=live)
+                outage.clear()
+        return (
+            bool(during)
+            and runner.report.delivered == 20
+            and http_get(server.port, "/readyz")[0] == 200
+        )
+
+    try:
+        run_until(runner, observe, timeout=90)
+    finally:
+        server.stop()
+
+    status, body = during["ready"]
+    assert (status, body["status"]) == (503, "degraded")
+    assert body["checks"]["sink:knative"].startswith("retrying: target answered HTTP 503")
+    assert during["live"] == (200, {"status": "ok", "checks": {"loop": "ok"}})  # no restart
+    assert (runner.report.delivered, runner.report.dead_lettered) == (20, 0)  # lost: none
+
+
+def http_get(port: int, path: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
