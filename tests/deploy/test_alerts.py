@@ -158,6 +158,8 @@ def test_dead_letters_arriving_fires_in_a_real_prometheus(kafka, topic_name, tmp
                 for alert in prometheus.alerts()
                 if alert["labels"]["alertname"] == "VcstreamDeadLettersArriving"
                 and alert["labels"].get("sink") == "knative"
+                # delivery dead letters of earlier tests in this process may fire as well
+                and alert["labels"].get("reason") == "poison"
                 and alert["state"] == "firing"
             ]
 
@@ -166,7 +168,6 @@ def test_dead_letters_arriving_fires_in_a_real_prometheus(kafka, topic_name, tmp
             time.sleep(0.5)
         [alert] = firing()
         assert alert["labels"]["job"] == "vcstream-sink-knative"
-        assert alert["labels"]["reason"] == "poison"
         assert (
             alert["annotations"]["summary"]
             == "vcstream-sink-knative: records dead-lettered (poison)"

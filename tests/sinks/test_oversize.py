@@ -43,7 +43,14 @@ def oversize_record() -> KafkaRecord:
 def produce_big(bootstrap: str, topic: str, records: list[KafkaRecord]) -> None:
     settings = Settings(kafka={"bootstrapServers": bootstrap})
     ensure_topics(settings.kafka, [TopicSpec(topic, 1, extra={"max.message.bytes": str(BIG)})])
-    producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": BIG + 100_000})
+    # idempotent: a retried request under load must not reorder the records
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "message.max.bytes": BIG + 100_000,
+            "enable.idempotence": True,
+        }
+    )
     for record in records:
         headers: list[tuple[str, str | bytes | None]] = list(record.headers)
         producer.produce(topic, value=record.value, key=record.key, headers=headers)
