@@ -147,3 +147,19 @@ def test_sink_with_kafka_down_logs_json_redacted_and_rate_limited(tmp_path: Path
     assert not any(password in line for line in lines)
     suppressed = [m for m in connects if "more like this suppressed" in m]
     assert suppressed  # repeats were held back, and said so
+
+
+def test_kinds_past_the_bound_are_forgotten_once_their_period_is_over() -> None:
+    now = [0.0]
+    repeats = RepeatFilter(period=10, clock=lambda: now[0])
+    repeats.MAX_KINDS = 3
+
+    def line(text: str) -> logging.LogRecord:
+        return logging.LogRecord(KAFKA_LOGGER, logging.ERROR, __file__, 1, text, None, None)
+
+    assert all(repeats.filter(line(f"kind {c}")) for c in "abc")
+    now[0] = 11  # a, b and c are over: a fourth kind makes room by dropping them
+    assert repeats.filter(line("kind d"))
+    assert len(repeats._windows) == 1
+    assert repeats.filter(line("kind a"))  # a starts afresh, no stale count
+    assert not repeats.filter(line("kind a"))

@@ -233,3 +233,14 @@ def test_security_protocol_from_client_properties_counts(tmp_path: Path) -> None
         "  clientProperties: {security.protocol: sasl_ssl}\n"
     )
     assert load_settings(write_config(tmp_path, body)).kafka.sasl is not None
+
+
+def test_environment_error_not_traced_to_one_variable_names_the_section() -> None:
+    from pydantic_settings import SettingsError
+
+    from vcstream.settings.root import describe_environment_error
+
+    # no VCSTREAM_STREAMS* variable parses wrong alone: the section and the cause are named
+    error = SettingsError('error parsing value for field "streams" from source "EnvSettingsSource"')
+    error.__cause__ = ValueError("Expecting value")
+    assert describe_environment_error(error) == "VCSTREAM_STREAMS*: Expecting value"

@@ -20,10 +20,12 @@ from prometheus_client import REGISTRY
 
 from schemas.record import KafkaRecord
 from sinks import registry
+from sinks.deadletters import DeadLetterError, DeadLetterWriter
 from sinks.runtime import SinkRunner
 from tests.sinks.helpers import committed, read_all, run_until, settled, sink_settings
 from tests.sinks.receivers import Receiver, parse_cloudevent, parse_slack
 from tests.sinks.test_slack import alarm_records
+from vcstream.devenv.process import free_port
 from vcstream.kafka import TopicSpec, ensure_topics
 from vcstream.observability import Health
 from vcstream.settings import Settings
@@ -193,3 +195,22 @@ def raise_limit(bootstrap: str, topic: str, max_bytes: int) -> None:
     )
     for future in admin.incremental_alter_configs([resource]).values():
         future.result(30)
+
+
+def test_dead_letter_producer_refusing_to_queue_is_a_dead_letter_error(tmp_path):
+    # a real producer whose queue holds one record, with no broker to drain it
+
+    kafka = Settings(
+        kafka={
+            "bootstrapServers": f"127.0.0.1:{free_port()}",
+            "clientProperties": {"queue.buffering.max.messages": "1"},
+        }
+    ).kafka
+    writer = DeadLetterWriter(kafka, "vcstream.dead-letter", flush_timeout=1)
+    try:
+        writer.send(KafkaRecord(b"first"))
+        with pytest.raises(DeadLetterError, match=r"vcstream\.dead-letter: .*Queue full"):
+            writer.send(KafkaRecord(b"second"))
+        assert "Queue full" in (writer.health() or "")  # /readyz names it
+    finally:
+        writer.close()

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from sinks import metrics, registry
 from sinks.delivery import backoff
-from sinks.runtime import SinkRunner
+from sinks.runtime import SinkRunner, partition_lag
 from tests.sinks.helpers import (
     committed,
     ensure_topics_for,
@@ -296,3 +296,18 @@ def http_get(port: int, path: str) -> tuple[int, dict[str, Any]]:
             return response.status, json.load(response)
     except urllib.error.HTTPError as exc:
         return exc.code, json.load(exc)
+
+
+@pytest.mark.parametrize(
+    ("stats", "lag"),
+    [
+        ({"consumer_lag": 7, "committed_offset": 3, "hi_offset": 10, "lo_offset": 0}, 7),
+        # no commit yet: from the log start to the last stable offset
+        ({"consumer_lag": -1, "committed_offset": -1001, "ls_offset": 12, "lo_offset": 2}, 10),
+        ({"consumer_lag": -1, "committed_offset": -1001, "hi_offset": 5, "lo_offset": 0}, 5),
+        # the log start not known yet: nothing said rather than a guess
+        ({"consumer_lag": -1, "committed_offset": -1001, "hi_offset": 5, "lo_offset": -1}, 0),
+    ],
+)
+def test_partition_lag_from_librdkafka_statistics(stats, lag):
+    assert partition_lag(stats) == lag
