@@ -197,9 +197,8 @@ def raise_limit(bootstrap: str, topic: str, max_bytes: int) -> None:
         future.result(30)
 
 
-def test_dead_letter_producer_refusing_to_queue_is_a_dead_letter_error(tmp_path):
+def test_dead_letter_producer_refusing_to_queue_is_a_dead_letter_error():
     # a real producer whose queue holds one record, with no broker to drain it
-
     kafka = Settings(
         kafka={
             "bootstrapServers": f"127.0.0.1:{free_port()}",
