@@ -39,8 +39,11 @@ def prometheus_binary() -> str:
     return found
 
 
-def scrape_config(targets: dict[str, list[str]], interval: float) -> dict[str, Any]:
-    """prometheus.yml for `job name → [host:port, ...]`; rejects malformed names at once."""
+def scrape_config(
+    targets: dict[str, list[str]], interval: float, rule_files: list[Path] | None = None
+) -> dict[str, Any]:
+    """prometheus.yml for `job name → [host:port, ...]`, evaluating `rule_files` (alerting
+    rules) as often as it scrapes; rejects malformed names at once."""
     jobs = []
     for job, addresses in targets.items():
         if not _JOB.match(job):
@@ -50,10 +53,17 @@ def scrape_config(targets: dict[str, list[str]], interval: float) -> dict[str, A
                 raise ValueError(f"target {address!r} of job {job!r}: expected host:port")
         jobs.append({"job_name": job, "static_configs": [{"targets": list(addresses)}]})
     seconds = f"{interval:g}s"
-    return {
-        "global": {"scrape_interval": seconds, "scrape_timeout": seconds},
+    config: dict[str, Any] = {
+        "global": {
+            "scrape_interval": seconds,
+            "scrape_timeout": seconds,
+            "evaluation_interval": seconds,
+        },
         "scrape_configs": jobs,
     }
+    if rule_files:
+        config["rule_files"] = [str(path.resolve()) for path in rule_files]
+    return config
 
 
 class LocalPrometheus:
@@ -65,9 +75,10 @@ class LocalPrometheus:
         targets: dict[str, list[str]],
         port: int | None = None,
         scrape_interval: float = 1.0,
+        rule_files: list[Path] | None = None,
     ) -> None:
         self.workdir = workdir
-        self.config = scrape_config(targets, scrape_interval)
+        self.config = scrape_config(targets, scrape_interval, rule_files)
         self.port = port or free_port()
         self.child = ChildProcess("prometheus", workdir)
         self.config_path = workdir / "prometheus.yml"
@@ -129,6 +140,17 @@ class LocalPrometheus:
             return [{"metric": {}, "value": data["result"]}]
         result: list[dict[str, Any]] = data["result"]
         return result
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Active alerts: each with `labels`, `annotations` and `state` (pending, firing)."""
+        alerts: list[dict[str, Any]] = self._api("alerts")["alerts"]
+        return alerts
+
+    def rules(self) -> list[dict[str, Any]]:
+        """Every loaded rule with its `health` (ok, err, unknown before its first
+        evaluation) and `lastError`."""
+        groups = self._api("rules")["groups"]
+        return [rule for group in groups for rule in group["rules"]]
 
     def targets(self) -> dict[str, str]:
         """Scrape URL → health (`up`, `down` or `unknown` before the first scrape)."""

@@ -30,3 +30,9 @@ CONSUMER_LAG = Gauge(
 PAUSED_PARTITIONS = Gauge(
     "vcstream_sink_paused_partitions", "Partitions paused for backpressure.", ["sink"]
 )
+DEAD_LETTER_FAILURES = Counter(
+    "vcstream_sink_dead_letter_failures_total",
+    "Batches held back because the dead-letter topic did not take a record; retried with "
+    "back-off, their offsets uncommitted, /healthz degraded until it does.",
+    ["sink"],
+)

@@ -25,17 +25,24 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from schemas.record import KafkaRecord
 from sinks import metrics
 from sinks.base import Sink
-from sinks.deadletters import DeadLetterWriter
+from sinks.deadletters import DeadLetterError, DeadLetterWriter
 from sinks.delivery import BatchDelivery, BatchReport
 from vcstream.kafka import client_config
-from vcstream.observability import Flag, Health
+from vcstream.logging import KAFKA_LOGGER
+from vcstream.observability import Flag, Health, Heartbeat
 from vcstream.settings.kafka import KafkaSettings
 
 log = logging.getLogger(__name__)
+# librdkafka's errors repeat with every reconnect: its logger rate-limits them
+kafka_log = logging.getLogger(KAFKA_LOGGER)
 
 PartitionKey = tuple[str, int]
-RETRY_UNSETTLED_AFTER = 1.0  # seconds before a batch that raised is tried again
+RETRY_UNSETTLED_AFTER = 1.0  # seconds before a batch that raised is tried again, doubling
+RETRY_UNSETTLED_MAX = 60.0  # ... up to this, while it keeps failing
 REVOKE_TIMEOUT = 30.0  # how long a rebalance waits for batches in flight
+# the loop turns at least every poll (0.1 s), or after a revoke (at most REVOKE_TIMEOUT):
+# not turning for this long is a stuck process, the one thing /livez reports
+LOOP_STALE_AFTER = 120.0
 
 
 @dataclass
@@ -45,6 +52,7 @@ class _Partition:
     batch: list[tuple[KafkaRecord, float]] = field(default_factory=list)
     paused: bool = False
     not_before: float = 0.0
+    failures: int = 0  # batches in a row that could not be settled
 
 
 class SinkRunner:
@@ -63,11 +71,18 @@ class SinkRunner:
         self.batching = sink.settings.batch
         self.kafka_health = Flag("connecting to Kafka")
         self.delivery_health = Flag(None)
+        self.heartbeat = Heartbeat(LOOP_STALE_AFTER)
         if health is not None:
+            # readiness only: a target or Kafka that is down is not cured by a restart
             health.add("kafka", self.kafka_health)
             health.add(f"sink:{sink.name}", self.delivery_health)
+            health.add("loop", self.heartbeat, live=True)
         self._stopping = asyncio.Event()
         self._dead_letters = DeadLetterWriter(kafka, dead_letter_topic)
+        if health is not None:
+            # a dead-letter topic that refuses records holds its partitions back: said
+            # here and in vcstream_sink_dead_letter_failures_total, not just retried
+            health.add("dead-letters", self._dead_letters.health)
         self._delivery = BatchDelivery(
             sink, self._dead_letters, stopping=self._stopping, health=self.delivery_health
         )
@@ -101,6 +116,7 @@ class SinkRunner:
         fetch: asyncio.Future[list[Any]] | None = None
         try:
             while not stop.is_set():
+                self.heartbeat.beat()
                 if fetch is None:
                     fetch = asyncio.ensure_future(asyncio.to_thread(self._fetch))
                 # wake on new records or on a finished batch, whichever comes first, so a
@@ -118,6 +134,7 @@ class SinkRunner:
                 self._settle_finished()
                 self._dispatch()
                 self._apply_backpressure()
+                self._dead_letters.poll()
         finally:
             if fetch is not None:
                 self._take(await fetch)  # buffered only; uncommitted, so re-read later
@@ -211,11 +228,23 @@ class SinkRunner:
         state.task, state.batch = None, []
         error = None if task.cancelled() else task.exception()
         if task.cancelled() or error is not None:
+            state.failures += 1
+            wait = min(RETRY_UNSETTLED_MAX, RETRY_UNSETTLED_AFTER * 2 ** (state.failures - 1))
+            if isinstance(error, DeadLetterError):
+                metrics.DEAD_LETTER_FAILURES.labels(self.sink.name).inc()
             if error is not None:
-                log.error("sink %s: batch on %s[%d] not settled: %s", self.sink.name, *key, error)
+                log.error(
+                    "sink %s: batch on %s[%d] not settled (try %d, again in %.0fs): %s",
+                    self.sink.name,
+                    *key,
+                    state.failures,
+                    wait,
+                    error,
+                )
             state.buffer.extendleft(reversed(batch))
-            state.not_before = time.monotonic() + RETRY_UNSETTLED_AFTER
+            state.not_before = time.monotonic() + wait
             return []
+        state.failures = 0
         last = batch[-1][0].offset
         assert last is not None
         metadata = self.sink.commit_metadata(*key)
@@ -304,14 +333,36 @@ class SinkRunner:
         lag = 0
         for topic in stats.get("topics", {}).values():
             for partition in topic.get("partitions", {}).values():
-                if partition.get("partition", -1) >= 0 and partition.get("consumer_lag", -1) > 0:
-                    lag += partition["consumer_lag"]
+                if partition.get("partition", -1) >= 0:
+                    lag += partition_lag(partition)
         metrics.CONSUMER_LAG.labels(self.sink.name).set(lag)
 
     def _on_error(self, error: KafkaError) -> None:
-        log.warning("sink %s: Kafka: %s", self.sink.name, error)
+        kafka_log.warning("sink %s: Kafka: %s", self.sink.name, error)
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self.kafka_health.down(f"Kafka unreachable: {error.str()}")
+
+
+def partition_lag(stats: dict[str, Any]) -> int:
+    """Records of one partition (librdkafka's statistics) the group has not committed.
+
+    librdkafka's `consumer_lag` is -1 while the group has no committed offset, which is
+    the case from a new group's first record until its first delivery: a sink whose
+    target was down from the start showed a lag of 0 over a growing backlog. Then the
+    group reads from the log start (`auto.offset.reset` earliest), so that is where the
+    lag counts from. The end is the last stable offset for a read_committed consumer, as
+    librdkafka's own lag takes it.
+    """
+    lag = int(stats.get("consumer_lag", -1))
+    if lag >= 0:
+        return lag
+    end = int(stats.get("ls_offset", -1))
+    if end < 0:
+        end = int(stats.get("hi_offset", -1))
+    start = int(stats.get("lo_offset", -1))
+    if int(stats.get("committed_offset", -1)) >= 0 or end < 0 or start < 0:
+        return 0  # not known yet (the next statistics will tell)
+    return max(0, end - start)
 
 
 def _names(partitions: list[TopicPartition]) -> str:

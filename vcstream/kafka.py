@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
+from vcstream.logging import KAFKA_LOGGER
 from vcstream.settings.kafka import KafkaSettings
 
 if TYPE_CHECKING:
@@ -61,8 +62,14 @@ def client_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
     A refused login raises KafkaLoginRejected from the call that serves the client's
     callbacks (poll, consume, flush); an `error_cb` among the overrides still sees every
     error first.
+
+    librdkafka's own log lines go to the `librdkafka` Python logger (served by the same
+    calls), so they take the configured format, pass the redacting formatter and are
+    rate-limited when a broker is down; without it librdkafka writes raw `%3|...` lines to
+    stderr.
     """
     config: dict[str, Any] = dict(librdkafka_properties(kafka))
+    config["logger"] = logging.getLogger(KAFKA_LOGGER)
     config["error_cb"] = _refuse_rejected_login(kafka, overrides.pop("error_cb", None))
     config.update(overrides)
     return config

@@ -9,6 +9,11 @@ from __future__ import annotations
 from vcstream.kafka import TopicSpec
 from vcstream.settings import Settings
 
+# The dead-letter topic's record size limit, Kafka's default made explicit: every stage
+# cuts its dead letters to fit it (schemas.deadletter.DEFAULT_MAX_BYTES, the same number,
+# which a test holds equal) and configures its dead-letter producer to send that much.
+DEAD_LETTER_MAX_MESSAGE_BYTES = 1_048_576
+
 
 def pipeline_topics(settings: Settings) -> list[TopicSpec]:
     names = settings.topics
@@ -26,5 +31,11 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         event_topic(names.alarms),
         event_topic(names.audit),
         # dead letters wait for a human: kept until deleted
-        TopicSpec(names.dead_letter, 1, replicas, retention=-1),
+        TopicSpec(
+            names.dead_letter,
+            1,
+            replicas,
+            retention=-1,
+            extra={"max.message.bytes": str(DEAD_LETTER_MAX_MESSAGE_BYTES)},
+        ),
     ]

@@ -133,6 +133,28 @@ def test_unknown_environment_override_is_an_error(
         load_settings(write_config(tmp_path, valid_body(9092)))
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("VCSTREAM_KAFKA__CLIENTPROPERTIES", "{session.timeout.ms: 6000, secret-ish}"),
+        ("VCSTREAM_VCENTERS", "not-json-at-all"),
+        ("VCSTREAM_SINKS", '{"knative": '),
+    ],
+)
+def test_invalid_json_in_an_environment_variable_is_one_line_naming_it_and_exits_2(
+    tmp_path: Path, recorder: ConnectionRecorder, variable: str, value: str
+) -> None:
+    env = {**os.environ, variable: value, "VCSTREAM_KAFKA__BOOTSTRAPSERVERS": "127.0.0.1:1"}
+    result = run_cli(
+        "config", "check", str(write_config(tmp_path, valid_body(recorder.port))), env=env
+    )
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()  # one line, not pydantic-settings' traceback
+    assert line.startswith(f"configuration error: {variable}: not valid JSON (")
+    assert value not in line  # the value may hold a secret: never echoed
+    assert recorder.accepted == 0
+
+
 def test_missing_secret_file_is_named(tmp_path: Path) -> None:
     body = valid_body(9092, password=f"{{fromFile: {tmp_path}/absent}}")
     with pytest.raises(ConfigError, match=r"vcenters\[0\]\.password: cannot read secret file"):
@@ -213,3 +235,14 @@ def test_security_protocol_from_client_properties_counts(tmp_path: Path) -> None
         "  clientProperties: {security.protocol: sasl_ssl}\n"
     )
     assert load_settings(write_config(tmp_path, body)).kafka.sasl is not None
+
+
+def test_environment_error_not_traced_to_one_variable_names_the_section() -> None:
+    from pydantic_settings import SettingsError
+
+    from vcstream.settings.root import describe_environment_error
+
+    # no VCSTREAM_STREAMS* variable parses wrong alone: the section and the cause are named
+    error = SettingsError('error parsing value for field "streams" from source "EnvSettingsSource"')
+    error.__cause__ = ValueError("Expecting value")
+    assert describe_environment_error(error) == "VCSTREAM_STREAMS*: Expecting value"

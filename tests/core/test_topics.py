@@ -14,8 +14,10 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from devenv import LocalKafka
 from devenv.process import free_port
+from schemas.deadletter import DEFAULT_MAX_BYTES
 from vcstream.kafka import COMPACTED_TOPIC_CONFIG, TopicSpec, ensure_topics
 from vcstream.settings.kafka import KafkaSettings
+from vcstream.topics import DEAD_LETTER_MAX_MESSAGE_BYTES
 
 pytestmark = pytest.mark.integration
 CLI = [sys.executable, "-m", "cli"]
@@ -65,6 +67,12 @@ producer:
     for name, value in COMPACTED_TOPIC_CONFIG.items():  # segments the cleaner can reach
         assert configs["t.checkpoints"][name].value == value, name
     assert configs["t.dead-letter"]["retention.ms"].value == "-1"
+    # what every stage cuts its dead letters to fit
+    assert configs["t.dead-letter"]["max.message.bytes"].value == str(DEFAULT_MAX_BYTES)
+
+
+def test_dead_letter_topic_takes_what_the_dead_letter_builder_cuts_to() -> None:
+    assert DEAD_LETTER_MAX_MESSAGE_BYTES == DEFAULT_MAX_BYTES
 
 
 def test_topics_create_reports_unreachable_kafka_and_exits_1(tmp_path: Path) -> None:

@@ -176,9 +176,11 @@ def test_probes_and_scrape_annotations_use_the_metrics_port(
         spec = container(deployment)
         ports = {p["name"]: p["containerPort"] for p in spec["ports"]}
         assert ports == {"metrics": port}, name
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        # restarts only for a stuck process; a target or Kafka down is readiness (issue 15)
+        paths = {"startupProbe": "/livez", "readinessProbe": "/readyz", "livenessProbe": "/livez"}
+        for probe, path in paths.items():
             http = spec[probe]["httpGet"]
-            assert http["path"] == "/healthz" and http["port"] == "metrics", (name, probe)
+            assert http["path"] == path and http["port"] == "metrics", (name, probe)
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/port"] == str(port), name
         assert annotations["prometheus.io/path"] == "/metrics", name

@@ -21,7 +21,7 @@ from devenv import LocalKafka, LocalVcsim
 from devenv.activity import connect, post_alarm_status, wait_task
 from devenv.dashboard import dashboard_queries
 from devenv.pipeline import LocalPipeline, local_config
-from devenv.process import free_port, wait_until
+from devenv.process import REPO, free_port, wait_until
 from devenv.prometheus import LocalPrometheus
 from devenv.receivers import CloudEventsDisplay, SlackConsole
 
@@ -149,10 +149,17 @@ def test_vcsim_events_reach_knative_slack_and_audit_and_fill_the_dashboard(
         role.replace("-", "_"): [f"127.0.0.1:{port}"]
         for role, port in running.pipeline.metrics_ports.items()
     }
-    prometheus = LocalPrometheus(tmp_path / "prometheus", targets).start()
+    alerts = REPO / "deploy" / "prometheus" / "alerts.yml"
+    prometheus = LocalPrometheus(tmp_path / "prometheus", targets, rule_files=[alerts]).start()
     try:
         health = prometheus.wait_scraped(timeout=60)
         assert set(health.values()) == {"up"}, health
+        # the shipped alerting rules load and evaluate on the real metrics without error
+        wait_until(
+            lambda: all(r["health"] != "unknown" for r in prometheus.rules()), 60, "rule runs"
+        )
+        broken = {r["name"]: r.get("lastError") for r in prometheus.rules() if r["health"] != "ok"}
+        assert broken == {}, broken
         empty = []
         deadline = time.monotonic() + 60
         for query in dashboard_queries():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,10 +14,12 @@ from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
 from cli import app
-from sinks import metrics
+from sinks import metrics, registry
 from sinks.delivery import backoff
+from sinks.runtime import SinkRunner, partition_lag
 from tests.sinks.helpers import (
     committed,
+    ensure_topics_for,
     make_runner,
     produce,
     run_until,
@@ -23,7 +28,9 @@ from tests.sinks.helpers import (
     vm_records,
 )
 from tests.sinks.receivers import OK, Fault, Receiver, parse_cloudevent
+from vcstream.observability import Health, ObservabilityServer
 from vcstream.settings import ConfigError, load_settings
+from vcstream.settings.observability import MetricsSettings
 from vcstream.settings.sinks import DeliverySettings
 
 
@@ -190,3 +197,117 @@ def test_rebalance_to_a_second_member_loses_nothing(kafka, topic_name, receiver)
     assert joined.is_set()
     assert second.report.delivered > 0  # the second member really took partitions over
     assert unique() == 400  # at least once: a re-delivery is allowed, a loss is not
+
+
+@pytest.mark.integration
+def test_lag_counts_the_whole_backlog_during_a_receiver_outage_before_any_commit(
+    kafka, topic_name, receiver
+):
+    topic, dlq = topic_name("events"), topic_name("dlq")
+    outage = threading.Event()
+    outage.set()
+    receiver.plan = lambda _n, _body: Fault.http(503) if outage.is_set() else OK
+    produce(kafka.bootstrap_servers, topic, vm_records(50, vms=5), partitions=2)
+    section = {
+        "topics": [topic],
+        "url": receiver.url,
+        "delivery": {"backoffDelay": "PT0.05S", "backoffPolicy": "linear", "retry": 10000},
+    }
+    runner = make_runner(
+        "knative", sink_settings(kafka.bootstrap_servers, "knative", dlq, **section)
+    )
+
+    def lag() -> float:
+        return (
+            REGISTRY.get_sample_value("vcstream_sink_consumer_lag_records", {"sink": "knative"})
+            or 0.0
+        )
+
+    lag_seen_in_outage: list[float] = []
+
+    def observe() -> bool:
+        if outage.is_set() and receiver.requests > 0 and lag() == 50:
+            # the new group has committed nothing: librdkafka says -1, the backlog is 50
+            lag_seen_in_outage.append(lag())
+            outage.clear()  # the receiver comes back
+        return bool(lag_seen_in_outage) and runner.report.delivered == 50 and lag() == 0
+
+    run_until(runner, observe, timeout=90)
+
+    assert lag_seen_in_outage == [50]
+    assert (runner.report.delivered, runner.report.dead_lettered) == (50, 0)
+    group = "vcstream-sink-knative"
+    assert sum(committed(kafka.bootstrap_servers, group, topic, p) for p in (0, 1)) == 50
+
+
+@pytest.mark.integration
+def test_receiver_outage_degrades_readiness_while_liveness_stays_ok(kafka, topic_name, receiver):
+    topic, dlq = topic_name("events"), topic_name("dlq")
+    outage = threading.Event()
+    outage.set()
+    receiver.plan = lambda _n, _body: Fault.http(503) if outage.is_set() else OK
+    produce(kafka.bootstrap_servers, topic, vm_records(20, vms=2))
+    section = {
+        "topics": [topic],
+        "url": receiver.url,
+        "delivery": {"backoffDelay": "PT0.05S", "backoffPolicy": "linear", "retry": 10000},
+    }
+    settings = sink_settings(kafka.bootstrap_servers, "knative", dlq, **section)
+    ensure_topics_for(kafka.bootstrap_servers, [dlq])
+    health = Health()
+    runner = SinkRunner(
+        registry.create_sink("knative", settings),
+        settings.kafka,
+        topics=[topic],
+        group_id="vcstream-sink-knative",
+        dead_letter_topic=dlq,
+        health=health,
+    )
+    server = ObservabilityServer(MetricsSettings(host="127.0.0.1", port=0), health).start()
+    during: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    def observe() -> bool:
+        if outage.is_set() and receiver.requests >= 3:
+            ready, live = http_get(server.port, "/readyz"), http_get(server.port, "/livez")
+            if ready[0] == 503:
+                during.update(ready=ready, live=live)
+                outage.clear()
+        return (
+            bool(during)
+            and runner.report.delivered == 20
+            and http_get(server.port, "/readyz")[0] == 200
+        )
+
+    try:
+        run_until(runner, observe, timeout=90)
+    finally:
+        server.stop()
+
+    status, body = during["ready"]
+    assert (status, body["status"]) == (503, "degraded")
+    assert body["checks"]["sink:knative"].startswith("retrying: target answered HTTP 503")
+    assert during["live"] == (200, {"status": "ok", "checks": {"loop": "ok"}})  # no restart
+    assert (runner.report.delivered, runner.report.dead_lettered) == (20, 0)  # lost: none
+
+
+def http_get(port: int, path: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+@pytest.mark.parametrize(
+    ("stats", "lag"),
+    [
+        ({"consumer_lag": 7, "committed_offset": 3, "hi_offset": 10, "lo_offset": 0}, 7),
+        # no commit yet: from the log start to the last stable offset
+        ({"consumer_lag": -1, "committed_offset": -1001, "ls_offset": 12, "lo_offset": 2}, 10),
+        ({"consumer_lag": -1, "committed_offset": -1001, "hi_offset": 5, "lo_offset": 0}, 5),
+        # the log start not known yet: nothing said rather than a guess
+        ({"consumer_lag": -1, "committed_offset": -1001, "hi_offset": 5, "lo_offset": -1}, 0),
+    ],
+)
+def test_partition_lag_from_librdkafka_statistics(stats, lag):
+    assert partition_lag(stats) == lag

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from vcstream.settings.kafka import KafkaSettings, TopicsSettings
 from vcstream.settings.observability import LoggingSettings, MetricsSettings
@@ -120,8 +127,41 @@ def load_settings(path: Path | str | None) -> Settings:
     values = read_yaml(Path(path)) if path else {}
     try:
         return Settings(**values)
+    except SettingsError as exc:
+        # pydantic-settings names only the top-level field; the user set a variable
+        raise ConfigError(describe_environment_error(exc)) from None
     except ValidationError as exc:
         prefix = f"{path}: " if path else ""
         raise ConfigError(
             prefix + describe_validation_error(exc).replace("\n", "\n" + prefix)
         ) from None
+
+
+def describe_environment_error(error: SettingsError) -> str:
+    """One line per `VCSTREAM_*` variable pydantic-settings could not parse (bad JSON in a
+    list or section), naming the variable and the parse error, never its value (a secret
+    may be in it)."""
+    found = re.search(r'field "([^"]+)"', str(error))
+    field = found.group(1).upper() if found else ""
+    candidates = sorted(
+        name
+        for name in os.environ
+        if name.upper() == ENV_PREFIX + field or name.upper().startswith(f"{ENV_PREFIX}{field}__")
+    )
+    lines = []
+    for name in candidates:
+        # parse each variable alone, as Settings would: the one that fails is the culprit
+        source = EnvSettingsSource(
+            Settings, case_sensitive=False, env_prefix=ENV_PREFIX, env_nested_delimiter="__"
+        )
+        source.env_vars = {name.lower(): os.environ[name]}
+        try:
+            source()
+        except SettingsError as exc:
+            cause = exc.__cause__
+            detail = str(cause).split(" (char ")[0] if cause is not None else str(exc)
+            lines.append(f"{name}: not valid JSON ({detail})")
+    if not lines:  # not narrowed down: name the field and what pydantic-settings said
+        cause = error.__cause__
+        lines.append(f"{ENV_PREFIX}{field}*: {cause if cause is not None else error}")
+    return "\n".join(lines)
