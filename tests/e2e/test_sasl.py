@@ -19,6 +19,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from sinks.audit.files import AuditFiles, read_file
+from sinks.audit.record import event_json
 from vcstream.devenv import LocalKafka, LocalVcsim
 from vcstream.devenv.activity import VcsimClient
 from vcstream.devenv.pipeline import LocalPipeline
@@ -106,7 +107,7 @@ def event_keys(events: list[dict[str, Any]], type_id: str) -> list[int]:
 
 
 def audited(root: Path) -> list[dict[str, Any]]:
-    return [json.loads(r["event"]) for f in AuditFiles(root).files() for r in read_file(f.path)]
+    return [json.loads(event_json(r)) for f in AuditFiles(root).files() for r in read_file(f.path)]
 
 
 def group_client_ids(settings: Settings, group: str) -> set[str]:
