@@ -116,12 +116,14 @@ class AuditFiles(AuditStore):
         rotate_records: int = 100_000,
         rotate_bytes: int = 64 * 1024 * 1024,
         rotate_interval: float = 600.0,
+        codec: str = "snappy",
     ) -> None:
         self.root = root
         self.seals = seal_directory or root / "_seals"
         self.rotate_records = rotate_records
         self.rotate_bytes = rotate_bytes
         self.rotate_interval = rotate_interval
+        self.codec = codec
         self._open: dict[tuple[str, int], _Open] = {}
         self._durable: dict[tuple[str, int], Anchor] = {}
         # the visible file holding each partition's durable head, and its size: checked
@@ -272,7 +274,7 @@ class AuditFiles(AuditStore):
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / (AuditFile.name(topic, partition, record["offset"], 0) + TMP_SUFFIX)
         stream = tmp.open("wb")
-        writer = fastavro.write.Writer(stream, self._schema, codec="deflate")
+        writer = fastavro.write.Writer(stream, self._schema, codec=self.codec)
         opened = _Open(
             folder, tmp, stream, writer, place, prev, record["offset"], time.monotonic(), prev
         )

@@ -78,7 +78,9 @@ CREATE TABLE IF NOT EXISTS {seals} (
     "offset" bigint NOT NULL,
     hash text NOT NULL,
     sealed_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (topic, partition, "offset")
+    -- the hash too: a second chain over the same offsets (a fork) is sealed beside the
+    -- first, never in its place
+    PRIMARY KEY (topic, partition, "offset", hash)
 );
 """
 
@@ -195,7 +197,7 @@ class AuditTable(AuditStore):
         conn = await self.connection()
         query = sql.SQL(
             'SELECT DISTINCT ON (topic, partition) topic, partition, "offset", hash FROM {} '
-            'ORDER BY topic, partition, "offset" DESC'
+            'ORDER BY topic, partition, "offset" DESC, sealed_at DESC'
         ).format(self._seals)
         try:
             cursor = await conn.execute(query)
@@ -233,7 +235,8 @@ class AuditTable(AuditStore):
                 new = Anchor(linked[-1]["offset"], linked[-1]["hash"])
                 await conn.execute(
                     sql.SQL(
-                        'INSERT INTO {} (topic, partition, "offset", hash) VALUES (%s, %s, %s, %s)'
+                        'INSERT INTO {} (topic, partition, "offset", hash) VALUES (%s, %s, %s, %s) '
+                        "ON CONFLICT DO NOTHING"
                     ).format(self._seals),
                     (topic, partition, new.offset, new.hash),
                 )

@@ -101,10 +101,50 @@ def _frame(value: Any) -> bytes:
     raise TypeError(f"audit field of type {type(value).__name__} cannot be hashed")
 
 
-def _hash_v2(record: AuditRecord) -> str:
-    parts = [_V2_PREFIX]
-    parts += [_frame(record.get(name)) for name in V2_FIELDS]
-    return hashlib.sha256(b"".join(parts)).hexdigest()
+def _reference_v2(record: AuditRecord) -> bytes:
+    """What version 2 hashes, spelled generically (`_hash_v2` writes the same bytes)."""
+    return _V2_PREFIX + b"".join(_frame(record.get(name)) for name in V2_FIELDS)
+
+
+def _s(text: str | None) -> bytes:
+    if text is None:
+        return b"n"
+    body = text.encode()
+    return b"s%d:%s" % (len(body), body)
+
+
+def _b(data: bytes | None) -> bytes:
+    return b"n" if data is None else b"b%d:%s" % (len(data), data)
+
+
+def _t(moment: datetime) -> bytes:
+    return b"t%d;" % ((_utc(moment) - _EPOCH) // _MICROSECOND)
+
+
+def _hash_v2(r: AuditRecord) -> str:
+    """SHA-256 of `_reference_v2`, built field by field with the types version 2 stores
+    (the generic `_frame` was a fifth of the sink's CPU time)."""
+    try:
+        headers = r["headers"]
+        timestamp = r["timestamp"]
+        payload = b"".join(
+            (
+                _V2_PREFIX,
+                b"i%d;s%d:%si%d;i%d;" % (r["hashVersion"], len(t := r["topic"].encode()), t,
+                                        r["partition"], r["offset"]),
+                b"n" if timestamp is None else b"i%d;" % timestamp,
+                _b(r["key"]),
+                b"h%d:" % len(headers),
+                b"".join([_s(h["name"]) + _b(h["value"]) for h in headers]),
+                _b(r["value"]),
+                _s(r["id"]), _s(r["type"]), _s(r["source"]), _s(r["subject"]), _t(r["time"]),
+                _s(r["vcenterUuid"]), _s(r["entity"]), _s(r["entityName"]), _s(r["event"]),
+                _t(r["recordedAt"]), _s(r["prevHash"]),
+            )
+        )  # fmt: skip
+    except (KeyError, TypeError, AttributeError):  # not the shape the sink writes
+        payload = _reference_v2(r)
+    return hashlib.sha256(payload).hexdigest()
 
 
 def record_hash(record: AuditRecord) -> str:

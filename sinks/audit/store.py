@@ -133,6 +133,7 @@ def open_store(settings: AuditSinkSettings, timeout: float | None = None) -> Aud
             rotate_records=files.rotate_records,
             rotate_bytes=files.rotate_bytes,
             rotate_interval=files.rotate_interval.total_seconds(),
+            codec=files.codec,
         )
     from sinks.audit.postgres import AuditTable
 

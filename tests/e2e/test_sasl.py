@@ -81,7 +81,10 @@ def sasl_config(
             "commitInterval": "500ms",
             "sessionTimeout": "6s",
         },
-        "sinks": {"audit": {"files": {"directory": str(workdir / "audit")}}},
+        # files close (and show) every 2 s, not the 10 min default
+        "sinks": {
+            "audit": {"files": {"directory": str(workdir / "audit"), "rotateInterval": "PT2S"}}
+        },
         "metrics": {"host": "127.0.0.1"},
         "logging": {"level": "INFO"},
     }

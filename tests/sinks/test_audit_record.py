@@ -226,3 +226,15 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     from sinks.audit.postgres import COLUMNS, record_to_row
 
     return dict(zip((column for _, column in COLUMNS), record_to_row(record), strict=True))
+
+
+def test_the_fast_version_2_hash_writes_what_the_reference_spells():
+    import hashlib
+
+    from sinks.audit.record import _hash_v2, _reference_v2
+
+    for item in located([spelled_oddly(r) for r in vm_records(3)]):
+        record = {**audit_record(item, NOW), "prevHash": GENESIS}
+        assert _hash_v2(record) == hashlib.sha256(_reference_v2(record)).hexdigest()
+        record["subject"] = None  # an optional field unset takes the same path
+        assert _hash_v2(record) == hashlib.sha256(_reference_v2(record)).hexdigest()

@@ -153,6 +153,11 @@ class AuditFilesSettings(ConfigModel):
         description="Close a partition's file this long after it was opened, even if small; "
         "records are committed to Kafka only once their file is closed.",
     )
+    codec: Literal["snappy", "deflate", "null"] = Field(
+        "snappy",
+        description="Avro block compression (Kafka Connect's avro.codec): snappy writes about "
+        "a third faster than deflate, deflate files are about 40% smaller.",
+    )
     seal_directory: Path | None = Field(
         None,
         description="Where each closed file's chain head is sealed (default: <directory>/_seals); "
