@@ -2,7 +2,7 @@
 pre-loaded topic (VEBA-shaped records, distinct keys over several partitions):
 
 - `consume`: a bare confluent-kafka consume loop (the ceiling for any Python stage);
-- `ceiling`: that loop plus a bare fastavro writer (deflate) of the same records as
+- `ceiling`: that loop plus a bare fastavro writer (`--codec`) of the same records as
   Avro (topic, partition, offset, timestamp, key, headers, value), one file per
   partition, fsynced: what the audit files backend costs at the least;
 - `sink`: `vcstream sink audit` itself (files backend), as `SinkRunner` runs it:
@@ -10,7 +10,7 @@ pre-loaded topic (VEBA-shaped records, distinct keys over several partitions):
   record is delivered and its files are closed and committed.
 
     .venv/bin/python -m bench.audit [--records 200000] [--partitions 6]
-        [--stages consume,ceiling,sink] [--bootstrap HOST:PORT]
+        [--stages consume,ceiling,sink] [--codec snappy|deflate] [--bootstrap HOST:PORT]
 
 Each stage runs as a child process, so its figures are its own: records/s over the wall
 time (start-up and group join included), events per CPU-second, peak RSS, and the
@@ -86,7 +86,7 @@ def ceiling_main(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     streams = [(out / f"{p}.avro").open("wb") for p in range(args.partitions)]
     schema = fastavro.parse_schema(CEILING_SCHEMA)
-    writers = [fastavro.write.Writer(s, schema, codec="deflate") for s in streams]
+    writers = [fastavro.write.Writer(s, schema, codec=args.codec) for s in streams]
     seen = 0
     while seen < args.records:
         for message in consumer.consume(5000, timeout=1.0):
@@ -125,7 +125,7 @@ def sink_main(args: argparse.Namespace) -> None:
             "audit": {
                 "topics": [args.topic],
                 "groupId": f"bench-audit-{uuid.uuid4().hex[:8]}",
-                "files": {"directory": args.out},
+                "files": {"directory": args.out, "codec": args.codec},
                 "delivery": {"deadLetterTopic": f"{args.topic}.dlq"},
                 "batch": {"maxInFlight": args.partitions},
             }
@@ -163,7 +163,7 @@ def stage(name: str, args: argparse.Namespace, bootstrap: str, topic: str, out: 
     command = [
         sys.executable, "-m", "bench.audit", f"--{name}-child", "--bootstrap", bootstrap,
         "--topic", topic, "--partitions", str(args.partitions), "--records", str(args.records),
-        "--out", str(out),
+        "--out", str(out), "--codec", args.codec,
     ]  # fmt: skip
     measured = run_measured(command)
     return _figures(name, measured, args.records)
@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--stages", default="consume,ceiling,sink")
+    parser.add_argument("--codec", default="snappy", help="Avro codec of sink and ceiling")
     parser.add_argument("--bootstrap", help="an existing broker; default: start a local one")
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -203,6 +204,7 @@ def main() -> None:
             "benchmark": "audit",
             "records": args.records,
             "partitions": args.partitions,
+            "codec": args.codec,
             "preload": preload(bootstrap, topic, args.records),
             "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         }

@@ -105,6 +105,7 @@ class _Open:
     head: Anchor
     records: int = 0
     pending: int = 0  # bytes written to the writer's block, not yet to the file (estimate)
+    written: int = 0  # the file's size at the last block written out
 
 
 class AuditFiles(AuditStore):
@@ -238,17 +239,22 @@ class AuditFiles(AuditStore):
             head = current.head = Anchor(record["offset"], record["hash"])
             if current.records >= self.rotate_records:
                 self._rotate(key)
-            elif current.stream.tell() + current.pending >= self.rotate_bytes:
+            elif current.written + current.pending >= self.rotate_bytes:
                 # the block is compressed when written out: only then is the size known
-                current.writer.flush()
-                current.pending = 0
-                if current.stream.tell() >= self.rotate_bytes:
+                # (tell() is a syscall: asked per block, never per record)
+                self._write_block(current)
+                if current.written >= self.rotate_bytes:
                     self._rotate(key)
         current = self._open.get(key)
         if current is not None:
-            current.writer.flush()  # whole blocks: memory is freed, the size is known
-            current.pending = 0
+            self._write_block(current)  # whole blocks: memory is freed, the size is known
         return head
+
+    @staticmethod
+    def _write_block(current: _Open) -> None:
+        current.writer.flush()
+        current.pending = 0
+        current.written = current.stream.tell()
 
     def _check_tail(self, key: tuple[str, int], prev: Anchor) -> None:
         current = self._open.get(key)
