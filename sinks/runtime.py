@@ -61,6 +61,7 @@ class SinkRunner:
         self.sink = sink
         self.topics = topics
         self.batching = sink.settings.batch
+        self.health = health
         self.kafka_health = Flag("connecting to Kafka")
         self.delivery_health = Flag(None)
         if health is not None:

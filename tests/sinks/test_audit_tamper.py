@@ -19,6 +19,7 @@ from psycopg import sql
 
 from schemas import avro
 from schemas.record import KafkaRecord
+from sinks import registry
 from sinks.audit.anchors import committed_anchors
 from sinks.audit.files import AuditFiles, read_file
 from sinks.audit.postgres import AuditTable
@@ -29,13 +30,14 @@ from sinks.base import SinkEvent
 from sinks.runtime import SinkRunner
 from tests.sinks.helpers import (
     committed,
-    make_runner,
+    ensure_topics_for,
     produce,
     run_until,
     settled,
     sink_settings,
     vm_records,
 )
+from vcstream.observability import Health
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)
@@ -247,7 +249,20 @@ def sink_over(backend: Backend, kafka: Any, topic: str, dlq: str) -> SinkRunner:
         "delivery": {"retry": 0},
     }
     settings = sink_settings(kafka.bootstrap_servers, "audit", dlq, **section, **backend.section())
-    return make_runner("audit", settings)
+    ensure_topics_for(kafka.bootstrap_servers, [dlq])
+    return SinkRunner(
+        registry.create_sink("audit", settings),
+        settings.kafka,
+        topics=[topic],
+        group_id="vcstream-sink-audit",
+        dead_letter_topic=dlq,
+        health=Health(),
+    )
+
+
+def health_of(runner: SinkRunner) -> Health:
+    assert runner.health is not None
+    return runner.health
 
 
 def halted(runner: SinkRunner) -> str | None:
@@ -272,6 +287,8 @@ def test_sink_halts_a_partition_whose_newest_file_or_rows_vanish_while_it_runs(
 
     run_until(runner, tamper_then_halt)
 
+    healthy, checks = health_of(runner).report()  # what /healthz answers
+    assert not healthy and f"{topic}[0] halted" in checks["audit-chain:audit"]
     reason = halted(runner)
     assert reason is not None and f"{topic}[0] halted" in reason
     assert (runner.report.delivered, runner.report.dead_lettered) == (8, 0)
