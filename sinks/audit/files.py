@@ -400,5 +400,5 @@ def _fsync_dir(folder: Path) -> None:
 
 def _size(record: AuditRecord) -> int:
     """Roughly what a record adds to a block before compression."""
-    headers = sum(len(h["name"]) + len(h["value"]) for h in record["headers"])
+    headers = sum(map(len, record["headerNames"])) + sum(map(len, record["headerValues"]))
     return len(record["value"] or b"") + headers + RECORD_OVERHEAD

@@ -91,24 +91,14 @@ CHAIN_ORDER = sql.SQL('topic, partition, "offset"')
 
 def row_to_record(row: dict[str, Any]) -> AuditRecord:
     record = {name: row[column] for name, column in COLUMNS}
-    names, values = record.pop("headerNames") or [], record.pop("headerValues") or []
-    record["headers"] = [
-        {"name": name, "value": bytes(value)} for name, value in zip(names, values, strict=True)
-    ]
-    for name in ("key", "value"):  # psycopg gives bytea as memoryview... or bytes
-        if record[name] is not None:
-            record[name] = bytes(record[name])
+    # version 1 rows have no Kafka bytes: NULL arrays read as the Avro defaults
+    record["headerNames"] = record["headerNames"] or []
+    record["headerValues"] = [bytes(value) for value in record["headerValues"] or []]
     return record
 
 
 def record_to_row(record: AuditRecord) -> tuple[Any, ...]:
-    headers = record.get("headers") or []
-    flat = {
-        **record,
-        "headerNames": [h["name"] for h in headers],
-        "headerValues": [h["value"] for h in headers],
-    }
-    return tuple(flat.get(name) for name, _ in COLUMNS)
+    return tuple(record.get(name) for name, _ in COLUMNS)
 
 
 class AuditTable(AuditStore):

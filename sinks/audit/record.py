@@ -20,7 +20,7 @@ Hash versions (`hashVersion`), so what was stored before keeps verifying:
   CloudEvent re-encoded by the SDK; the bytes Kafka held were not kept.
 - 2: SHA-256 of `vcstream-audit-v2`, then every field in `V2_FIELDS` order, each
   tagged and length-prefixed (`_frame`), bytes fields as their raw bytes; `event` is
-  empty (the event is `headers` + `value`).
+  empty (the event is the headers + `value`).
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ HASHED_FIELDS = (
 )  # fmt: skip
 # the fields hash version 2 covers, in this order: every stored field but `hash`
 V2_FIELDS = (
-    "hashVersion", "topic", "partition", "offset", "timestamp", "key", "headers", "value",
+    "hashVersion", "topic", "partition", "offset", "timestamp", "key", "headerNames",
+    "headerValues", "value",
     "id", "type", "source", "subject", "time", "vcenterUuid", "entity", "entityName",
     "event", "recordedAt", "prevHash",
 )  # fmt: skip
@@ -95,9 +96,8 @@ def _frame(value: Any) -> bytes:
         return b"t%d;" % ((_utc(value) - _EPOCH) // _MICROSECOND)
     if isinstance(value, int):
         return b"i%d;" % value
-    if isinstance(value, list):  # headers: (name, value) pairs or Avro's {name, value}
-        pairs = [(h["name"], h["value"]) if isinstance(h, dict) else h for h in value]
-        return b"h%d:" % len(pairs) + b"".join(_frame(n) + _frame(v) for n, v in pairs)
+    if isinstance(value, list):  # header names or values
+        return b"l%d:" % len(value) + b"".join(_frame(item) for item in value)
     raise TypeError(f"audit field of type {type(value).__name__} cannot be hashed")
 
 
@@ -125,7 +125,7 @@ def _hash_v2(r: AuditRecord) -> str:
     """SHA-256 of `_reference_v2`, built field by field with the types version 2 stores
     (the generic `_frame` was a fifth of the sink's CPU time)."""
     try:
-        headers = r["headers"]
+        names, values = r["headerNames"], r["headerValues"]
         timestamp = r["timestamp"]
         payload = b"".join(
             (
@@ -134,8 +134,10 @@ def _hash_v2(r: AuditRecord) -> str:
                                         r["partition"], r["offset"]),
                 b"n" if timestamp is None else b"i%d;" % timestamp,
                 _b(r["key"]),
-                b"h%d:" % len(headers),
-                b"".join([_s(h["name"]) + _b(h["value"]) for h in headers]),
+                b"l%d:" % len(names),
+                b"".join([_s(name) for name in names]),
+                b"l%d:" % len(values),
+                b"".join([_b(value) for value in values]),
                 _b(r["value"]),
                 _s(r["id"]), _s(r["type"]), _s(r["source"]), _s(r["subject"]), _t(r["time"]),
                 _s(r["vcenterUuid"]), _s(r["entity"]), _s(r["entityName"]), _s(r["event"]),
@@ -197,7 +199,8 @@ def audit_record(item: SinkEvent, recorded_at: datetime) -> AuditRecord:
         "hashVersion": HASH_VERSION,
         "timestamp": record.timestamp_ms,
         "key": record.key,
-        "headers": [{"name": name, "value": value} for name, value in record.headers],
+        "headerNames": [name for name, _ in record.headers],
+        "headerValues": [value for _, value in record.headers],
         "value": record.value,
         "id": attributes.get("id", ""),
         "type": attributes.get("type", ""),
@@ -227,10 +230,12 @@ def event_json(record: AuditRecord) -> bytes:
     if (record.get("hashVersion") or 1) >= 2:
         from schemas.record import KafkaRecord
 
-        headers = [(h["name"], h["value"]) for h in record.get("headers") or []]
+        headers = kafka_headers(record)
         return structured_json(KafkaRecord(record.get("value"), record.get("key"), headers))
     return str(record["event"]).encode()
 
 
 def kafka_headers(record: AuditRecord) -> list[tuple[str, bytes]]:
-    return [(h["name"], h["value"]) for h in record.get("headers") or []]
+    """The record's Kafka headers as (name, value) pairs, in order."""
+    names, values = record.get("headerNames") or [], record.get("headerValues") or []
+    return list(zip(names, values, strict=True))
