@@ -20,7 +20,9 @@ storage (another volume, append-only) to keep it from whoever can edit the files
 
 Idempotence: records at or below the head the caller passes are skipped, so
 re-delivery never writes a record twice. One directory belongs to one sink process at a
-time (a local disk, or one volume per consumer group member that never moves).
+time (a local disk, or one volume the partitions never leave): a partition moved to a
+member whose directory lacks its committed head is halted by the sink, not restarted as
+a new chain (several members: share the directory, or use PostgreSQL).
 """
 
 from __future__ import annotations
