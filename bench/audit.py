@@ -13,8 +13,9 @@ pre-loaded topic (VEBA-shaped records, distinct keys over several partitions):
         [--stages consume,ceiling,sink] [--codec snappy|deflate] [--bootstrap HOST:PORT]
 
 Each stage runs as a child process, so its figures are its own: records/s over the wall
-time (start-up and group join included), events per CPU-second, peak RSS, and the
-1-minute load average as it ended. `ratio_to_ceiling` is the rate over the `ceiling`
+time (start-up and group join included; the sink also gives its rate from its first
+delivery to its last commit), events per CPU-second, peak RSS, and the 1-minute load
+average as it ended. `ratio_to_ceiling` is the rate over the `ceiling`
 stage's. Prints one JSON object.
 """
 
@@ -140,12 +141,15 @@ def sink_main(args: argparse.Namespace) -> None:
         dead_letter_topic=f"{args.topic}.dlq",
     )
     began = time.perf_counter()
+    first: list[float] = []
 
     async def main() -> None:
         stop = asyncio.Event()
 
         async def watch() -> None:
             while runner.report.delivered < args.records:
+                if not first and runner.report.delivered:
+                    first.append(time.perf_counter())
                 await asyncio.sleep(0.05)
             stop.set()  # shutdown closes the open files and commits them
 
@@ -156,7 +160,9 @@ def sink_main(args: argparse.Namespace) -> None:
     asyncio.run(main())
     if runner.report.delivered != args.records or runner.report.dead_lettered:
         raise SystemExit(f"sink delivered {runner.report}, expected {args.records}")
-    print(json.dumps({"seconds": time.perf_counter() - began}))
+    ended = time.perf_counter()
+    steady = args.records / (ended - first[0]) if first else None
+    print(json.dumps({"seconds": ended - began, "steady_records_per_s": steady}))
 
 
 def stage(name: str, args: argparse.Namespace, bootstrap: str, topic: str, out: Path) -> Any:
@@ -165,8 +171,14 @@ def stage(name: str, args: argparse.Namespace, bootstrap: str, topic: str, out: 
         "--topic", topic, "--partitions", str(args.partitions), "--records", str(args.records),
         "--out", str(out), "--codec", args.codec,
     ]  # fmt: skip
-    measured = run_measured(command)
-    return _figures(name, measured, args.records)
+    report = out.with_suffix(".json")
+    with report.open("wb") as stream:
+        measured = run_measured(command, stdout=stream)
+    extra: dict[str, Any] = {}
+    if name == "sink":  # from its first delivery to its last commit: no start-up, no join
+        steady = json.loads(report.read_text())["steady_records_per_s"]
+        extra["steady_records_per_s"] = round(steady) if steady else None
+    return _figures(name, measured, args.records, **extra)
 
 
 def main() -> None:
