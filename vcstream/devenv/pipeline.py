@@ -52,9 +52,9 @@ def local_config(
             # raw events plus enriched alarms, as VEBA + vsphere-alarm-server deliver them
             "knative": {"url": knative_url, "topics": ["vcenter.events", "vcenter.alarms"]},
             "slack": {"webhookUrl": slack_url, "topics": ["vcenter.alarms"]},
-            # files close every 30 s, so what happened shows in `audit query` soon
+            # files close every minute, so what happened shows in `audit query` soon
             # (production keeps the default 10 min: fewer, larger files)
-            "audit": {"files": {"directory": str(workdir / "audit"), "rotateInterval": "PT30S"}},
+            "audit": {"files": {"directory": str(workdir / "audit"), "rotateInterval": "PT1M"}},
         },
         "metrics": {"host": "127.0.0.1"},
     }
