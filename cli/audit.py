@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -117,19 +117,13 @@ def _committed_anchors(settings: Settings) -> Anchors:
 
 
 async def _verify(settings: Settings, anchors: Anchors) -> VerifyReport:
-    from sinks.audit.files import AuditFiles
-    from sinks.audit.postgres import AuditTable
-    from sinks.audit.verify import verify_files, verify_table
+    from sinks.audit.store import open_store
 
-    audit = settings.sinks.audit
-    if audit.backend == "files":
-        return verify_files(AuditFiles(audit.files.directory), anchors)
-    assert audit.postgres is not None
-    table = AuditTable(audit.postgres.dsn.get_secret_value(), audit.postgres.table)
+    store = open_store(settings.sinks.audit, timeout=10)
     try:
-        return await verify_table(table, anchors)
+        return await store.verify(anchors)
     finally:
-        await table.close()
+        await store.close()
 
 
 @app.command("query")
@@ -140,48 +134,64 @@ def query(
     type: Annotated[str | None, typer.Option("--type", help="CloudEvent type or glob.")] = None,
     entity: Annotated[str | None, typer.Option(help="Moref, Type:moref or name.")] = None,
     vcenter: Annotated[str | None, typer.Option(help="vCenter UUID, URL or host.")] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="json (lines) or table.")] = "json",
+    output: Annotated[
+        str,
+        typer.Option("--output", "-o", help="json (lines), table, or auto: a table on a terminal."),
+    ] = "auto",
     limit: Annotated[int, typer.Option(help="Print at most this many (0: all).")] = 0,
+    distinct_ids: Annotated[
+        bool,
+        typer.Option(
+            "--distinct-ids", help="Each event id once (stored from several topics: the first)."
+        ),
+    ] = False,
 ) -> None:
-    """Print stored events that match every filter given, oldest first.
+    """Print stored events that match every filter given, oldest first; each (topic,
+    partition, offset) once, with it. JSON lines carry the event as Kafka held it.
 
     Example:  vcstream audit query -c vcstream.yaml --since 1h --type '*VmPowered*' -o table
     """
-    if output not in ("json", "table"):
-        raise typer.BadParameter("--output must be json or table")
+    if output not in ("json", "table", "auto"):
+        raise typer.BadParameter("--output must be json, table or auto")
+    if output == "auto":
+        output = "table" if sys.stdout.isatty() else "json"
     settings = load_or_exit(config)
     from sinks.audit.query import AuditQuery
 
     spec = AuditQuery(parse_moment(since), parse_moment(until), type, entity, vcenter)
-    records = asyncio.run(_collect(settings, spec, limit))
+    records = asyncio.run(_collect(settings, spec, limit, distinct_ids))
     if output == "json":
+        from sinks.audit.query import as_json_line
+
         for record in records:
-            sys.stdout.write(record["event"] + "\n")
+            sys.stdout.buffer.write(as_json_line(record))
+        sys.stdout.flush()
         return
     _print_table(records)
 
 
-async def _collect(settings: Settings, spec: AuditQuery, limit: int) -> list[AuditRecord]:
-    from sinks.audit.files import AuditFiles
-    from sinks.audit.postgres import AuditTable
-    from sinks.audit.query import query_files, query_table
+async def _collect(
+    settings: Settings, spec: AuditQuery, limit: int, distinct_ids: bool
+) -> list[AuditRecord]:
+    from sinks.audit.store import open_store
 
-    audit = settings.sinks.audit
-    if audit.backend == "files":
-        found: Iterable[AuditRecord] = query_files(AuditFiles(audit.files.directory), spec)
-        records = sorted(found, key=lambda r: (r["time"], r["topic"], r["partition"], r["offset"]))
-        return records[:limit] if limit else records
-    assert audit.postgres is not None
-    table = AuditTable(audit.postgres.dsn.get_secret_value(), audit.postgres.table)
+    store = open_store(settings.sinks.audit, timeout=10)
     try:
-        return await _take(query_table(table, spec), limit)
+        return await _take(store.query(spec), limit, distinct_ids)
     finally:
-        await table.close()
+        await store.close()
 
 
-async def _take(rows: AsyncIterator[AuditRecord], limit: int) -> list[AuditRecord]:
+async def _take(
+    rows: AsyncIterator[AuditRecord], limit: int, distinct_ids: bool
+) -> list[AuditRecord]:
     taken: list[AuditRecord] = []
+    ids: set[str] = set()
     async for row in rows:
+        if distinct_ids:
+            if row["id"] in ids:
+                continue
+            ids.add(row["id"])
         taken.append(row)
         if limit and len(taken) >= limit:
             break
@@ -192,9 +202,11 @@ def _print_table(records: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from sinks.audit.record import event_json
+
     table = Table("time", "type", "entity", "vCenter", "message", "topic/partition@offset")
     for record in records:
-        data = json.loads(record["event"]).get("data") or {}
+        data = json.loads(event_json(record)).get("data") or {}
         message = data.get("FullFormattedMessage", "") if isinstance(data, dict) else ""
         table.add_row(
             record["time"].astimezone(UTC).isoformat(timespec="seconds"),

@@ -52,7 +52,9 @@ def local_config(
             # every sink on its default topics, as under compose and Kubernetes
             "knative": {"url": knative_url},
             "slack": {"webhookUrl": slack_url},
-            "audit": {"files": {"directory": str(workdir / "audit")}},
+            # files close every minute, so what happened shows in `audit query` soon
+            # (production keeps the default 10 min: fewer, larger files)
+            "audit": {"files": {"directory": str(workdir / "audit"), "rotateInterval": "PT1M"}},
         },
         "metrics": {"host": "127.0.0.1"},
     }

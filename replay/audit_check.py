@@ -71,9 +71,8 @@ def verify_audit_store(settings: Settings, spec: ReplaySpec) -> dict[str, Any]:
     Raises ReplayUsageError (stating the available range) for a range the topic cannot
     give, before the store is read.
     """
-    from replay.audit_stores import FilesStoreView, TableStoreView
-    from sinks.audit.files import AuditFiles
-    from sinks.audit.postgres import AuditTable
+    from replay.audit_stores import StoreView
+    from sinks.audit.store import open_store
     from sinks.delivery import type_matcher
 
     plan = resolve(spec, OffsetOracle(AdminClient(client_config(settings.kafka)), spec.topic))
@@ -83,20 +82,12 @@ def verify_audit_store(settings: Settings, spec: ReplaySpec) -> dict[str, Any]:
     def stored(event_type: str) -> bool:
         return stored_types.fullmatch(event_type) is not None
 
-    view: FilesStoreView | TableStoreView
-    if audit.backend == "files":
-        view = FilesStoreView(AuditFiles(audit.files.directory))
+    view = StoreView(open_store(audit, timeout=10))
+    try:
         report = verify_against_topic(settings.kafka, spec, plan, view, stored)
-        report["store"] = f"audit files {audit.files.directory}"
-    else:
-        assert audit.postgres is not None
-        dsn = audit.postgres.dsn.get_secret_value()
-        view = TableStoreView(AuditTable(dsn, audit.postgres.table))
-        try:
-            report = verify_against_topic(settings.kafka, spec, plan, view, stored)
-        finally:
-            view.close()
-        report["store"] = f"audit table {audit.postgres.table}"
+    finally:
+        view.close()
+    report["store"] = view.store.dest
     report["unreadable"] = view.unreadable
     report["ok"] = report["ok"] and not view.unreadable
     return report

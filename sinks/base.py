@@ -38,6 +38,7 @@ from cloudevents.core.base import BaseCloudEvent
 from schemas.cloudevent import CloudEventView
 from schemas.codec import decode
 from schemas.record import KafkaRecord
+from vcstream.observability import HealthCheck
 from vcstream.settings.sinks import SinkCommonSettings
 
 # HTTP statuses worth retrying (Knative's rule): timeouts, conflicts, rate limits, 5xx
@@ -114,6 +115,12 @@ class DeliveryError(Exception):
         )
 
 
+class PartitionHalted(Exception):
+    """Raised by `deliver`: this partition must not go on (the audit sink's storage lost
+    records). The runtime keeps the batch uncommitted and never retries it; the sink
+    has said why (log, metric, health)."""
+
+
 HELD = DeliveryError("not tried: an earlier event with the same key failed", retryable=True)
 
 Outcome = DeliveryError | None
@@ -144,11 +151,42 @@ class Sink(abc.ABC):
         """Release connections; called once, after the last `deliver` returned."""
         return None
 
+    # True: the runtime passes each assigned partition's committed metadata to
+    # `on_assign` (the audit sink's anchor)
+    wants_committed: ClassVar[bool] = False
+
     def commit_metadata(self, topic: str, partition: int) -> str | None:
         """Kept by Kafka with the offset committed after a batch of this partition.
 
         The audit sink puts its chain's head there (`sinks.audit.anchors`)."""
         return None
+
+    def commit_position(
+        self, topic: str, partition: int, next_offset: int
+    ) -> tuple[int, str | None] | None:
+        """(offset, metadata) to commit once a batch up to `next_offset` is delivered;
+        None: nothing yet. Kafka Connect's preCommit: a sink that makes data durable
+        later than `deliver` returns (files rotated by size and time) commits less."""
+        return next_offset, self.commit_metadata(topic, partition)
+
+    def pending_commits(self) -> list[tuple[str, int, int, str | None]]:
+        """(topic, partition, offset, metadata) that became committable outside a batch
+        (a file rotated by time); asked for by the runtime on every turn of its loop."""
+        return []
+
+    async def flush(self, partitions: Sequence[tuple[str, int]] | None = None) -> None:
+        """Make what was delivered durable now (on revocation, shutdown, and by replay
+        after each batch); then `pending_commits` has it."""
+        return None
+
+    def on_assign(self, committed: Sequence[tuple[str, int, str | None]]) -> None:
+        """With `wants_committed`: (topic, partition, metadata) committed for each newly
+        assigned partition; runs in the consumer's thread before its first batch."""
+        return None
+
+    def health_checks(self) -> dict[str, HealthCheck]:
+        """Named checks for `/healthz`, beyond the runtime's own."""
+        return {}
 
     @abc.abstractmethod
     async def deliver(self, batch: Sequence[SinkEvent]) -> Sequence[Outcome]:

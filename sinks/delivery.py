@@ -41,7 +41,7 @@ from schemas import InvalidRecord, decode
 from schemas.deadletter import dead_letter
 from schemas.record import KafkaRecord
 from sinks import metrics
-from sinks.base import HELD, DeliveryError, Outcome, Sink, SinkEvent
+from sinks.base import HELD, DeliveryError, Outcome, PartitionHalted, Sink, SinkEvent
 from vcstream.logging import redact
 from vcstream.observability import Flag
 from vcstream.settings.sinks import DeliverySettings
@@ -208,6 +208,8 @@ class BatchDelivery:
             outcomes = await self.sink.deliver([entry.item for entry in pending])
         except DeliveryError as exc:
             return [exc] * len(pending)
+        except PartitionHalted:
+            raise  # not a failure to retry, let alone to dead-letter: the partition stops
         except Exception as exc:  # the whole batch failed: a connection, a restart
             error = DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True)
             return [error] * len(pending)

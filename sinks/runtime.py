@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from schemas.record import KafkaRecord
 from sinks import metrics
-from sinks.base import Sink
+from sinks.base import PartitionHalted, Sink
 from sinks.deadletters import DeadLetterError, DeadLetterWriter
 from sinks.delivery import BatchDelivery, BatchReport
 from vcstream.kafka import client_config
@@ -69,6 +69,7 @@ class SinkRunner:
         self.sink = sink
         self.topics = topics
         self.batching = sink.settings.batch
+        self.health = health
         self.kafka_health = Flag("connecting to Kafka")
         self.delivery_health = Flag(None)
         self.heartbeat = Heartbeat(LOOP_STALE_AFTER)
@@ -77,6 +78,8 @@ class SinkRunner:
             health.add("kafka", self.kafka_health)
             health.add(f"sink:{sink.name}", self.delivery_health)
             health.add("loop", self.heartbeat, live=True)
+            for name, check in sink.health_checks().items():
+                health.add(name, check)
         self._stopping = asyncio.Event()
         self._dead_letters = DeadLetterWriter(kafka, dead_letter_topic)
         if health is not None:
@@ -200,8 +203,11 @@ class SinkRunner:
         offsets settled meanwhile wait for it, merged per partition (the newest wins)."""
         for key, state in list(self._partitions.items()):
             if state.task is not None and state.task.done():
-                for offset in self._settle(key, state):
-                    self._to_commit[key] = offset
+                for settled in self._settle(key, state):
+                    self._to_commit[key] = settled
+        for topic, partition, offset, metadata in self.sink.pending_commits():
+            if (topic, partition) in self._partitions:  # still ours
+                self._to_commit[(topic, partition)] = _position(topic, partition, offset, metadata)
         if self._commit_task is not None and self._commit_task.done():
             self._commit_task = None
         if self._to_commit and self._commit_task is None:
@@ -228,6 +234,12 @@ class SinkRunner:
         state.task, state.batch = None, []
         error = None if task.cancelled() else task.exception()
         if task.cancelled() or error is not None:
+            state.buffer.extendleft(reversed(batch))
+            if isinstance(error, PartitionHalted):
+                # the sink said why; retrying cannot help, and the buffer, once full,
+                # pauses the partition (backpressure)
+                state.not_before = float("inf")
+                return []
             state.failures += 1
             wait = min(RETRY_UNSETTLED_MAX, RETRY_UNSETTLED_AFTER * 2 ** (state.failures - 1))
             if isinstance(error, DeadLetterError):
@@ -241,16 +253,15 @@ class SinkRunner:
                     wait,
                     error,
                 )
-            state.buffer.extendleft(reversed(batch))
             state.not_before = time.monotonic() + wait
             return []
         state.failures = 0
         last = batch[-1][0].offset
         assert last is not None
-        metadata = self.sink.commit_metadata(*key)
-        if metadata is None:
-            return [TopicPartition(key[0], key[1], last + 1)]
-        return [TopicPartition(key[0], key[1], last + 1, metadata=metadata)]
+        position = self.sink.commit_position(*key, last + 1)
+        if position is None:
+            return []
+        return [_position(*key, *position)]
 
     def _apply_backpressure(self) -> None:
         for key, state in self._partitions.items():
@@ -266,9 +277,15 @@ class SinkRunner:
 
     # -- rebalances and shutdown -------------------------------------------------------
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.kafka_health.ok()
         log.info("sink %s assigned %s", self.sink.name, _names(partitions))
+        if self.sink.wants_committed and partitions:
+            # before the partitions' first records are fetched: the sink checks its
+            # storage against what it committed (the audit anchor). Unreadable
+            # commits fail the assignment loudly rather than skip the check.
+            committed = consumer.committed(partitions, timeout=REVOKE_TIMEOUT)
+            self.sink.on_assign([(tp.topic, tp.partition, tp.metadata) for tp in committed])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Runs in the consumer's thread: finish the revoked partitions' batches, commit them.
@@ -295,9 +312,9 @@ class SinkRunner:
         """Wait for the batches in flight on `keys`; their offsets; forget their buffers."""
         # settled offsets not yet sent go with the revoke's commit; the commit in flight
         # is not awaited: it waits for this callback to return (a deadlock)
-        offsets = [self._to_commit.pop(key) for key in keys if key in self._to_commit]
+        offsets = {key: self._to_commit.pop(key) for key in keys if key in self._to_commit}
         for key in keys:
-            state = self._partitions.pop(key, None)
+            state = self._partitions.get(key)
             if state is None or state.task is None:
                 continue
             try:
@@ -305,14 +322,27 @@ class SinkRunner:
             except BaseException:
                 state.task.cancel()
             if state.task.done():
-                offsets += self._settle(key, state)
-        return offsets
+                offsets.update((key, offset) for offset in self._settle(key, state))
+        # what the sink still holds open becomes durable and goes with this commit
+        await self.sink.flush([key for key in keys if key in self._partitions])
+        for topic, partition, offset, metadata in self.sink.pending_commits():
+            key = (topic, partition)
+            position = _position(topic, partition, offset, metadata)
+            if key in keys:
+                offsets[key] = position
+            elif key in self._partitions:
+                self._to_commit[key] = position
+        for key in keys:
+            self._partitions.pop(key, None)
+        return list(offsets.values())
 
     async def _shutdown(self) -> None:
         self._stopping.set()
         tasks = [state.task for state in self._partitions.values() if state.task is not None]
         if tasks:
             await asyncio.wait(tasks)
+        self._settle_finished()
+        await self.sink.flush(list(self._partitions))  # what it holds open, made durable
         self._settle_finished()
         await self._flush_commits()
         await asyncio.to_thread(self._consumer.close)
@@ -363,6 +393,12 @@ def partition_lag(stats: dict[str, Any]) -> int:
     if int(stats.get("committed_offset", -1)) >= 0 or end < 0 or start < 0:
         return 0  # not known yet (the next statistics will tell)
     return max(0, end - start)
+
+
+def _position(topic: str, partition: int, offset: int, metadata: str | None) -> TopicPartition:
+    if metadata is None:
+        return TopicPartition(topic, partition, offset)
+    return TopicPartition(topic, partition, offset, metadata=metadata)
 
 
 def _names(partitions: list[TopicPartition]) -> str:

@@ -63,6 +63,9 @@ class SinkTarget(ReplayTarget):
             by_partition.setdefault(item.position[0], []).append(SinkEvent(None, item.record))
         self._dead_letters.positions = set()
         self._loop.run(self._deliver(list(by_partition.values())))
+        # a replay's batch is durable when `write` returns (its position is saved next):
+        # a sink that holds records open (audit files) closes them now
+        self._loop.run(self.sink.flush())
         return self._dead_letters.positions
 
     async def _deliver(self, batches: list[list[SinkEvent]]) -> None:

@@ -1,43 +1,62 @@
 """Audit storage as Avro Object Container Files (fastavro) in a local directory.
 
 Layout: `<directory>/date=<YYYY-MM-DD>/vcenter=<uuid>/<topic>+<partition>+<first>-<last>.avro`
-(`+` never occurs in a Kafka topic name), dated by the event's time. A file is
-written under a temporary name, synced, then renamed: a visible file is complete, and
-its name carries the offset range it holds.
+(`+` never occurs in a Kafka topic name), dated by the event's time.
 
-A batch may become several files (dates, vCenters, `maxFileBytes`). To keep it
-all-or-nothing, the renames are listed first in a pending marker (itself written then
-renamed); `recover()` at start finishes a batch whose marker exists and deletes
-temporary files that have none. Idempotence: per partition, records at or below the
-highest stored offset are skipped, so re-delivery never writes a record twice.
+Rotation, in the manner of Kafka Connect's storage sinks: each partition has one open
+file (`….avro.tmp`) that batches are appended to as Avro blocks. It is closed when it
+holds `rotateRecords` records or `rotateBytes` bytes, when it has been open
+`rotateInterval`, when the next record belongs to another date or vCenter folder, and
+on revocation or shutdown. Closing is write, fsync, rename (then the folder's fsync): a
+visible file is complete, and its name carries the offset range it holds. Only then is
+its newest record durable (`durable()`), and only that is committed to Kafka; after a
+crash, `open()` deletes the open files, and Kafka delivers their records again.
 
-One directory belongs to one sink process at a time (a local disk, or one volume per
-consumer group member that never moves): `recover()` takes any temporary file it finds
-for a leftover of a crash.
+Seals: after each rename a line `{"offset", "hash", "file", "records", "sealedAt"}` is
+appended (and fsynced) to `<sealDirectory>/<topic>+<partition>.seals`. Deleting the
+newest files leaves a shorter chain that is valid in itself; `verify` holds the chain
+to the newest seal, so that loss is found without Kafka. Put the seal directory on other
+storage (another volume, append-only) to keep it from whoever can edit the files.
+
+Idempotence: records at or below the head the caller passes are skipped, so
+re-delivery never writes a record twice. One directory belongs to one sink process at a
+time (a local disk, or one volume the partitions never leave): a partition moved to a
+member whose directory lacks its committed head is halted by the sink, not restarted as
+a new chain (several members: share the directory, or use PostgreSQL).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
-import threading
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 import fastavro
+import fastavro.write
 
 from schemas import avro
-from sinks.audit.record import GENESIS, AuditRecord, chain
+from sinks.audit.anchors import Anchor
+from sinks.audit.record import AuditRecord, chain
+from sinks.audit.store import EMPTY, AuditStore, ChainBroken, StoredRef, unique
+
+if TYPE_CHECKING:
+    from sinks.audit.query import AuditQuery
+    from sinks.audit.verify import Anchors, VerifyReport
 
 _NAME = re.compile(
     r"^(?P<topic>[A-Za-z0-9._-]+)\+(?P<partition>\d+)\+(?P<first>\d+)-(?P<last>\d+)\.avro$"
 )
 TMP_SUFFIX = ".tmp"
-PENDING_PREFIX = ".pending-"
-RECORD_OVERHEAD = 200  # bytes per record besides the event JSON, for size-based rotation
+PENDING_PREFIX = ".pending-"  # written by releases before rotation; finished by open()
+SEAL_SUFFIX = ".seals"
+RECORD_OVERHEAD = 200  # bytes of a record besides its value and headers, roughly
 
 
 @dataclass(frozen=True, order=True)
@@ -69,12 +88,56 @@ def read_file(path: Path) -> Iterator[AuditRecord]:
             yield record
 
 
-class AuditFiles:
-    def __init__(self, root: Path, max_file_bytes: int = 64 * 1024 * 1024) -> None:
+def _place(record: AuditRecord) -> tuple[str, str]:
+    return record["time"].astimezone(UTC).date().isoformat(), record["vcenterUuid"] or "unknown"
+
+
+@dataclass
+class _Open:
+    """A partition's file being written: not durable, not committed, not visible."""
+
+    folder: Path
+    tmp: Path
+    stream: IO[bytes]
+    writer: fastavro.write.Writer
+    place: tuple[str, str]
+    prev: Anchor  # the durable head it continues
+    first: int
+    opened_at: float
+    head: Anchor
+    records: int = 0
+    pending: int = 0  # bytes written to the writer's block, not yet to the file (estimate)
+    written: int = 0  # the file's size at the last block written out
+
+
+class AuditFiles(AuditStore):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        seal_directory: Path | None = None,
+        rotate_records: int = 100_000,
+        rotate_bytes: int = 64 * 1024 * 1024,
+        rotate_interval: float = 600.0,
+        codec: str = "snappy",
+    ) -> None:
         self.root = root
-        self.max_file_bytes = max_file_bytes
-        self._heads: dict[tuple[str, int], tuple[int, str]] = {}
-        self._lock = threading.Lock()
+        self.seals = seal_directory or root / "_seals"
+        self.rotate_records = rotate_records
+        self.rotate_bytes = rotate_bytes
+        self.rotate_interval = rotate_interval
+        self.codec = codec
+        self._open: dict[tuple[str, int], _Open] = {}
+        self._durable: dict[tuple[str, int], Anchor] = {}
+        # the visible file holding each partition's durable head, and its size: checked
+        # before every append, so a deleted or replaced newest file stops the partition
+        self._tail: dict[tuple[str, int], tuple[Path, int]] = {}
+        self._schema = avro.load("audit_record")
+        self._unreadable: list[str] = []
+
+    @property
+    def dest(self) -> str:
+        return f"audit files {self.root}"
 
     # -- reading -----------------------------------------------------------------------
 
@@ -84,36 +147,63 @@ class AuditFiles:
         found = (AuditFile.parse(path) for path in self.root.glob(f"date=*/vcenter=*/{pattern}"))
         return sorted(f for f in found if f is not None)
 
-    def partitions(self) -> list[tuple[str, int]]:
+    async def partitions(self) -> list[tuple[str, int]]:
+        return self.stored_partitions()
+
+    def stored_partitions(self) -> list[tuple[str, int]]:
         return sorted({(f.topic, f.partition) for f in self.files()})
 
-    def head(self, topic: str, partition: int) -> tuple[int, str]:
-        """(highest stored offset, its hash) of a partition; (-1, GENESIS) when empty.
+    async def head(self, topic: str, partition: int) -> Anchor:
+        return await asyncio.to_thread(self._head, topic, partition)
 
-        Re-checked against the file names on every call, so a partition written by
-        another process while this one did not own it is never forked.
-        """
+    def _head(self, topic: str, partition: int) -> Anchor:
         files = self.files(topic, partition)
         if not files:
-            return (-1, GENESIS)
+            return EMPTY
         newest = max(files, key=lambda f: f.last)
-        key = (topic, partition)
-        with self._lock:
-            cached = self._heads.get(key)
-        if cached is not None and cached[0] == newest.last:
-            return cached
-        head = (-1, GENESIS)
+        head = EMPTY
         for record in read_file(newest.path):
-            if record["offset"] >= head[0]:
-                head = (record["offset"], record["hash"])
-        with self._lock:
-            self._heads[key] = head
+            if record["offset"] >= head.offset:
+                head = Anchor(record["offset"], record["hash"])
+        key = (topic, partition)
+        self._durable[key] = head
+        self._tail[key] = (newest.path, newest.path.stat().st_size)
         return head
+
+    async def holds(self, topic: str, partition: int, anchor: Anchor) -> bool:
+        return await asyncio.to_thread(self._holds, topic, partition, anchor)
+
+    def _holds(self, topic: str, partition: int, anchor: Anchor) -> bool:
+        for audit_file in self.files(topic, partition):
+            if audit_file.first <= anchor.offset <= audit_file.last:
+                for record in read_file(audit_file.path):
+                    if record["offset"] == anchor.offset and record["hash"] == anchor.hash:
+                        return True
+        return False
+
+    def newest_seal(self, topic: str, partition: int) -> dict[str, Any] | None:
+        path = self.seals / f"{topic}+{partition}{SEAL_SUFFIX}"
+        if not path.exists():
+            return None
+        lines = path.read_bytes().splitlines()
+        return json.loads(lines[-1]) if lines else None
+
+    def sealed_partitions(self) -> list[tuple[str, int]]:
+        found = []
+        for path in self.seals.glob(f"*{SEAL_SUFFIX}"):
+            topic, _, partition = path.name.removesuffix(SEAL_SUFFIX).rpartition("+")
+            if partition.isdigit():
+                found.append((topic, int(partition)))
+        return sorted(found)
 
     # -- writing -----------------------------------------------------------------------
 
+    async def open(self) -> None:
+        await asyncio.to_thread(self.recover)
+
     def recover(self) -> None:
-        """Finish batches whose renames were all decided; drop files of undecided ones."""
+        """Drop the open files of a crashed run (never committed: Kafka re-delivers them);
+        finish a batch an older release left half-renamed."""
         if not self.root.exists():
             return
         for marker in self.root.glob(PENDING_PREFIX + "*.json"):
@@ -124,63 +214,193 @@ class AuditFiles:
         for leftover in self.root.rglob("*" + TMP_SUFFIX):
             leftover.unlink()
 
-    def append(self, topic: str, partition: int, records: list[AuditRecord]) -> tuple[int, str]:
-        """Store the records not stored yet (offset order, one partition); the new head."""
-        last_offset, last_hash = self.head(topic, partition)
-        fresh = [r for r in records if r["offset"] > last_offset]
+    async def append(
+        self, topic: str, partition: int, records: Sequence[AuditRecord], prev: Anchor
+    ) -> Anchor:
+        return await asyncio.to_thread(self._append, topic, partition, records, prev)
+
+    def _append(
+        self, topic: str, partition: int, records: Sequence[AuditRecord], prev: Anchor
+    ) -> Anchor:
+        key = (topic, partition)
+        self._check_tail(key, prev)
+        fresh = [r for r in records if r["offset"] > prev.offset]
         if not fresh:
-            return last_offset, last_hash
-        linked = list(chain(fresh, last_hash))
-        renames = [self._write_tmp(topic, partition, group) for group in self._groups(linked)]
-        marker = self.root / f"{PENDING_PREFIX}{topic}+{partition}.json"
-        _write_synced(marker.with_suffix(TMP_SUFFIX), json.dumps(renames).encode())
-        os.replace(marker.with_suffix(TMP_SUFFIX), marker)
-        for tmp, final in renames:
-            os.replace(tmp, final)
-        marker.unlink()
-        head = (linked[-1]["offset"], linked[-1]["hash"])
-        with self._lock:
-            self._heads[(topic, partition)] = head
+            return prev
+        head = prev
+        for record in chain(fresh, prev.hash):
+            current = self._open.get(key)
+            if current is not None and current.place != _place(record):
+                self._rotate(key)  # one file per date and vCenter folder
+                current = None
+            if current is None:
+                current = self._start(topic, partition, record, head)
+            current.writer.write(record)
+            current.records += 1
+            current.pending += _size(record)
+            head = current.head = Anchor(record["offset"], record["hash"])
+            if current.records >= self.rotate_records:
+                self._rotate(key)
+            elif current.written + current.pending >= self.rotate_bytes:
+                # the block is compressed when written out: only then is the size known
+                # (tell() is a syscall: asked per block, never per record)
+                self._write_block(current)
+                if current.written >= self.rotate_bytes:
+                    self._rotate(key)
+        current = self._open.get(key)
+        if current is not None:
+            self._write_block(current)  # whole blocks: memory is freed, the size is known
         return head
 
-    def _groups(self, records: list[AuditRecord]) -> Iterator[list[AuditRecord]]:
-        """Runs of records sharing a date and vCenter, split past `max_file_bytes`."""
-        by_place: dict[tuple[str, str], list[AuditRecord]] = {}
-        for record in records:
-            place = (record["time"].astimezone(UTC).date().isoformat(), record["vcenterUuid"])
-            by_place.setdefault(place, []).append(record)
-        for group in by_place.values():
-            current: list[AuditRecord] = []
-            size = 0
-            for record in group:
-                estimate = len(record["event"]) + RECORD_OVERHEAD
-                if current and size + estimate > self.max_file_bytes:
-                    yield current
-                    current, size = [], 0
-                current.append(record)
-                size += estimate
-            yield current
+    @staticmethod
+    def _write_block(current: _Open) -> None:
+        current.writer.flush()
+        current.pending = 0
+        current.written = current.stream.tell()
 
-    def _write_tmp(self, topic: str, partition: int, records: list[AuditRecord]) -> list[str]:
-        first = records[0]
-        folder = (
-            self.root
-            / f"date={first['time'].astimezone(UTC).date().isoformat()}"
-            / f"vcenter={first['vcenterUuid'] or 'unknown'}"
-        )
+    def _check_tail(self, key: tuple[str, int], prev: Anchor) -> None:
+        current = self._open.get(key)
+        if current is not None:
+            if current.head != prev:
+                raise ChainBroken(*key, f"open file holds up to {current.head}, not {prev}")
+            if not current.tmp.exists():
+                raise ChainBroken(*key, f"the open file {current.tmp.name} was deleted")
+        tail = self._tail.get(key)
+        if tail is None or prev.offset < 0:
+            return
+        path, size = tail
+        try:
+            actual = path.stat().st_size
+        except FileNotFoundError:
+            raise ChainBroken(*key, f"{path.name}, the newest durable file, was deleted") from None
+        if actual != size:
+            raise ChainBroken(*key, f"{path.name} changed size ({size} -> {actual} bytes)")
+
+    def _start(self, topic: str, partition: int, record: AuditRecord, prev: Anchor) -> _Open:
+        place = _place(record)
+        folder = self.root / f"date={place[0]}" / f"vcenter={place[1]}"
         folder.mkdir(parents=True, exist_ok=True)
-        final = folder / AuditFile.name(topic, partition, first["offset"], records[-1]["offset"])
-        tmp = final.with_name(final.name + TMP_SUFFIX)
-        with tmp.open("wb") as stream:
-            fastavro.writer(stream, avro.load("audit_record"), records, codec="deflate")
+        tmp = folder / (AuditFile.name(topic, partition, record["offset"], 0) + TMP_SUFFIX)
+        stream = tmp.open("wb")
+        writer = fastavro.write.Writer(stream, self._schema, codec=self.codec)
+        opened = _Open(
+            folder, tmp, stream, writer, place, prev, record["offset"], time.monotonic(), prev
+        )
+        self._open[(topic, partition)] = opened
+        return opened
+
+    def _rotate(self, key: tuple[str, int]) -> None:
+        """Write, fsync, rename, seal: the open file becomes a durable, visible one."""
+        current = self._open.pop(key)
+        current.writer.flush()
+        current.stream.flush()
+        os.fsync(current.stream.fileno())
+        size = current.stream.tell()
+        current.stream.close()
+        final = current.folder / AuditFile.name(*key, current.first, current.head.offset)
+        os.replace(current.tmp, final)
+        _fsync_dir(current.folder)
+        self._seal(key, current, final)
+        self._durable[key] = current.head
+        self._tail[key] = (final, size)
+
+    def _seal(self, key: tuple[str, int], closed: _Open, final: Path) -> None:
+        self.seals.mkdir(parents=True, exist_ok=True)
+        line = {
+            "offset": closed.head.offset,
+            "hash": closed.head.hash,
+            "file": str(final.relative_to(self.root)),
+            "records": closed.records,
+            "sealedAt": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        path = self.seals / f"{key[0]}+{key[1]}{SEAL_SUFFIX}"
+        with path.open("ab") as stream:
+            stream.write(json.dumps(line).encode() + b"\n")
             stream.flush()
             os.fsync(stream.fileno())
-        return [str(tmp), str(final)]
+
+    def durable(self, topic: str, partition: int) -> tuple[int | None, Anchor | None]:
+        key = (topic, partition)
+        current = self._open.get(key)
+        if current is not None:
+            return current.first, current.prev
+        return None, self._durable.get(key)
+
+    async def flush(self, topic: str | None = None, partition: int | None = None) -> None:
+        keys = [k for k in self._open if topic is None or k == (topic, partition)]
+        if keys:
+            await asyncio.to_thread(self._rotate_all, keys)
+
+    def due(self) -> list[tuple[str, int]]:
+        now = time.monotonic()
+        return [k for k, f in self._open.items() if now - f.opened_at >= self.rotate_interval]
+
+    def _rotate_all(self, keys: list[tuple[str, int]]) -> None:
+        for key in keys:
+            if key in self._open:
+                self._rotate(key)
+
+    async def close(self) -> None:
+        await self.flush()
+
+    def discard(self, topic: str, partition: int) -> None:
+        """Drop a partition's open file (its records were never committed)."""
+        current = self._open.pop((topic, partition), None)
+        if current is not None:
+            current.stream.close()
+            current.tmp.unlink(missing_ok=True)
+
+    # -- verify, query, refs -----------------------------------------------------------
+
+    async def verify(self, anchors: Anchors | None = None) -> VerifyReport:
+        from sinks.audit.verify import verify_files
+
+        return await asyncio.to_thread(verify_files, self, anchors)
+
+    async def query(self, query: AuditQuery) -> AsyncIterator[AuditRecord]:
+        from sinks.audit.query import query_files
+
+        found = await asyncio.to_thread(lambda: list(unique(query_files(self, query))))
+        found.sort(key=lambda r: (r["time"], r["topic"], r["partition"], r["offset"]))
+        for record in found:
+            yield record
+
+    async def refs(self, topic: str, partition: int, start: int, stop: int) -> list[StoredRef]:
+        return await asyncio.to_thread(self._refs, topic, partition, start, stop)
+
+    def _refs(self, topic: str, partition: int, start: int, stop: int) -> list[StoredRef]:
+        found = []
+        for audit_file in self.files(topic, partition):
+            # the name says which offsets a file holds; files wholly outside are not opened
+            if audit_file.last < start or audit_file.first >= stop:
+                continue
+            try:
+                records = list(read_file(audit_file.path))
+            except Exception as exc:  # fastavro raises many types for damaged files
+                self._unreadable.append(f"{audit_file.path.relative_to(self.root)}: {exc}")
+                continue
+            found += [
+                StoredRef(partition, r["offset"], r["id"])
+                for r in records
+                if start <= r["offset"] < stop and r["partition"] == partition
+            ]
+        return found
+
+    @property
+    def unreadable(self) -> list[str]:
+        return self._unreadable
 
 
-def _write_synced(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as stream:
-        stream.write(data)
-        stream.flush()
-        os.fsync(stream.fileno())
+def _fsync_dir(folder: Path) -> None:
+    """The rename itself survives a power cut only once the folder is synced."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _size(record: AuditRecord) -> int:
+    """Roughly what a record adds to a block before compression."""
+    headers = sum(map(len, record["headerNames"])) + sum(map(len, record["headerValues"]))
+    return len(record["value"] or b"") + headers + RECORD_OVERHEAD

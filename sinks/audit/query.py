@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+import orjson
 from psycopg import sql
 
 from sinks.audit.files import AuditFiles, read_file
 from sinks.audit.postgres import AuditTable
-from sinks.audit.record import AuditRecord
+from sinks.audit.record import AuditRecord, event_json
 
 
 @dataclass(frozen=True)
@@ -101,3 +102,28 @@ def _escape_like(text: str) -> str:
 
 def _glob_to_like(glob: str) -> str:
     return _escape_like(glob).replace("*", "%").replace("?", "_")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def as_json_line(record: AuditRecord) -> bytes:
+    """One stored record as the JSON line replay writes: where it was read, then the
+    event in structured mode, its data the value's bytes as Kafka held them."""
+    timestamp = record.get("timestamp")
+    where = {
+        "topic": record["topic"],
+        "partition": record["partition"],
+        "offset": record["offset"],
+        "timestamp": None
+        if timestamp is None
+        else _iso(datetime.fromtimestamp(timestamp / 1000, UTC)),
+        "key": None
+        if record.get("key") is None
+        else bytes(record["key"]).decode("utf-8", errors="replace"),
+        "hashVersion": record.get("hashVersion") or 1,
+    }
+    return orjson.dumps(where)[:-1] + b',"event":' + event_json(record) + b"}\n"

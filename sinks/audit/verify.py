@@ -7,23 +7,26 @@ were **reordered**; one that belongs to no stored record means records were
 **deleted** before it. For files, a file that cannot be read is **corrupt**, and a
 file whose name disagrees with the offsets inside lost records at its start or end.
 
-Deleting the newest records of a partition leaves a shorter, valid chain: given the
-chain heads the sink committed to Kafka with its offsets (`sinks.audit.anchors`), each
-must still be stored, with the same hash, or the records up to it were **deleted**.
+Deleting the newest records of a partition leaves a shorter, valid chain. Two heads
+kept apart from the chain betray it: the newest **seal** the store wrote with each
+durable file or batch (a seal log beside the files, a seals table beside the rows), read
+without Kafka; and, when Kafka can be read, the chain heads the sink committed with its
+offsets (`sinks.audit.anchors`). Each must still be stored, with the same hash, or the
+records up to it were **deleted** (a different hash: **modified**, a forked chain).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
-
-from psycopg import sql
+from typing import TYPE_CHECKING, Literal
 
 from sinks.audit.anchors import Anchor
-from sinks.audit.files import AuditFiles, read_file
-from sinks.audit.postgres import AuditTable
-from sinks.audit.record import GENESIS, AuditRecord, record_hash
+from sinks.audit.record import GENESIS, AuditRecord, UnknownHashVersion, record_hash
+
+if TYPE_CHECKING:
+    from sinks.audit.files import AuditFiles
+    from sinks.audit.postgres import AuditTable
 
 ProblemKind = Literal["modified", "deleted", "reordered", "corrupt"]
 
@@ -61,8 +64,7 @@ class _Link:
 def verify_chain(entries: Iterable[tuple[str, AuditRecord]]) -> list[Problem]:
     """Problems in one partition's records, given in stored order as (location, record)."""
     links = [
-        _Link(where, r["offset"], r["prevHash"], r["hash"], record_hash(r) == r["hash"])
-        for where, r in entries
+        _Link(where, r["offset"], r["prevHash"], r["hash"], _intact(r)) for where, r in entries
     ]
     stored = {link.hash for link in links}
     problems: list[Problem] = []
@@ -85,25 +87,58 @@ def verify_chain(entries: Iterable[tuple[str, AuditRecord]]) -> list[Problem]:
     return problems
 
 
+def _intact(record: AuditRecord) -> bool:
+    try:
+        return bool(record_hash(record) == record["hash"])
+    except (UnknownHashVersion, TypeError):
+        return False  # a version or a field no release writes: not what the sink stored
+
+
 Anchors = Mapping[tuple[str, int], Anchor]
 
 
 def verify_anchor(
-    where: str, entries: list[tuple[str, AuditRecord]], anchor: Anchor | None
+    where: str,
+    entries: list[tuple[str, AuditRecord]],
+    anchor: Anchor | None,
+    kept: str = "committed that",
+    by: str = "the chain head committed to Kafka",
 ) -> list[Problem]:
-    """Whether the chain head Kafka kept for this partition is still stored, unchanged."""
+    """Whether a head kept apart from the chain (Kafka's, or a seal) is still stored."""
     if anchor is None:
         return []
     for location, record in entries:
         if record["offset"] == anchor.offset:
             if record["hash"] == anchor.hash:
                 return []
-            detail = "differs from the chain head committed to Kafka for this offset"
+            detail = f"differs from {by} for this offset (a forked or replaced chain)"
             return [Problem("modified", location, detail)]
     newest = max((record["offset"] for _, record in entries), default=None)
     stored = "nothing" if newest is None else f"up to offset {newest}"
-    detail = f"the sink stored up to offset {anchor.offset} and committed that; {stored} is left"
+    detail = f"the sink stored up to offset {anchor.offset} and {kept}; {stored} is left"
+    if newest is not None and newest < anchor.offset:
+        detail += f" (offsets {newest + 1}..{anchor.offset} missing)"
     return [Problem("deleted", where, detail)]
+
+
+def verify_seal(
+    where: str, entries: list[tuple[str, AuditRecord]], seal: Anchor | None
+) -> list[Problem]:
+    return verify_anchor(where, entries, seal, "sealed that", "the seal written with it")
+
+
+def _kept_heads(
+    where: str,
+    entries: list[tuple[str, AuditRecord]],
+    seal: Anchor | None,
+    anchor: Anchor | None,
+) -> list[Problem]:
+    """The seal's verdict, and Kafka's where it says more (a newer head, or the seal's
+    was fine): one loss is reported once."""
+    problems = verify_seal(where, entries, seal)
+    if not problems or (anchor is not None and seal is not None and anchor.offset > seal.offset):
+        problems += verify_anchor(where, entries, anchor)
+    return problems
 
 
 def _unstored(anchors: Anchors, seen: set[tuple[str, int]]) -> list[Problem]:
@@ -116,9 +151,12 @@ def _unstored(anchors: Anchors, seen: set[tuple[str, int]]) -> list[Problem]:
 
 
 def verify_files(store: AuditFiles, anchors: Anchors | None = None) -> VerifyReport:
+    from sinks.audit.files import read_file
+
     report = VerifyReport()
     anchors = anchors or {}
-    for topic, partition in store.partitions():
+    stored = store.stored_partitions()
+    for topic, partition in sorted(set(stored) | set(store.sealed_partitions())):
         report.partitions += 1
         entries: list[tuple[str, AuditRecord]] = []
         for audit_file in store.files(topic, partition):
@@ -141,18 +179,23 @@ def verify_files(store: AuditFiles, anchors: Anchors | None = None) -> VerifyRep
             entries += [(f"{name} (offset {r['offset']})", r) for r in records]
         report.records += len(entries)
         report.problems += verify_chain(entries)
-        report.problems += verify_anchor(
-            f"{topic}[{partition}]", entries, anchors.get((topic, partition))
+        seal = store.newest_seal(topic, partition)
+        sealed = Anchor(seal["offset"], seal["hash"]) if seal is not None else None
+        report.problems += _kept_heads(
+            f"{topic}[{partition}]", entries, sealed, anchors.get((topic, partition))
         )
-    report.problems += _unstored(anchors, set(store.partitions()))
+    report.problems += _unstored(anchors, set(stored) | set(store.sealed_partitions()))
     return report
 
 
 async def verify_table(table: AuditTable, anchors: Anchors | None = None) -> VerifyReport:
+    from psycopg import sql
+
     report = VerifyReport()
     anchors = anchors or {}
     stored = await table.partitions()
-    for topic, partition in stored:
+    seals = await table.newest_seals()
+    for topic, partition in sorted(set(stored) | set(seals)):
         report.partitions += 1
         entries = [
             (f"{table.table} row {topic}/{partition}/{r['offset']}", r)
@@ -160,8 +203,11 @@ async def verify_table(table: AuditTable, anchors: Anchors | None = None) -> Ver
         ]
         report.records += len(entries)
         report.problems += verify_chain(entries)
-        report.problems += verify_anchor(
-            f"{topic}[{partition}]", entries, anchors.get((topic, partition))
+        report.problems += _kept_heads(
+            f"{topic}[{partition}]",
+            entries,
+            seals.get((topic, partition)),
+            anchors.get((topic, partition)),
         )
-    report.problems += _unstored(anchors, set(stored))
+    report.problems += _unstored(anchors, set(stored) | set(seals))
     return report

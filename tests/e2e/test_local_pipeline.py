@@ -113,7 +113,8 @@ def audit_types(running: Running) -> list[str]:
         text=True,
         timeout=60,
     )
-    return [json.loads(line)["type"] for line in result.stdout.splitlines() if line.strip()]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    return [line["event"]["type"] for line in lines]
 
 
 def test_vcsim_events_reach_knative_slack_and_audit_and_fill_the_dashboard(

@@ -23,6 +23,7 @@ from devenv.activity import VcsimClient
 from devenv.pipeline import LocalPipeline
 from devenv.process import REPO, wait_until
 from sinks.audit.files import AuditFiles, read_file
+from sinks.audit.record import event_json
 from vcstream.kafka import client_config
 from vcstream.settings import Settings, load_settings
 
@@ -80,7 +81,10 @@ def sasl_config(
             "commitInterval": "500ms",
             "sessionTimeout": "6s",
         },
-        "sinks": {"audit": {"files": {"directory": str(workdir / "audit")}}},
+        # files close (and show) every 2 s, not the 10 min default
+        "sinks": {
+            "audit": {"files": {"directory": str(workdir / "audit"), "rotateInterval": "PT2S"}}
+        },
         "metrics": {"host": "127.0.0.1"},
         "logging": {"level": "INFO"},
     }
@@ -106,7 +110,7 @@ def event_keys(events: list[dict[str, Any]], type_id: str) -> list[int]:
 
 
 def audited(root: Path) -> list[dict[str, Any]]:
-    return [json.loads(r["event"]) for f in AuditFiles(root).files() for r in read_file(f.path)]
+    return [json.loads(event_json(r)) for f in AuditFiles(root).files() for r in read_file(f.path)]
 
 
 def group_client_ids(settings: Settings, group: str) -> set[str]:

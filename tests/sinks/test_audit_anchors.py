@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
 import uuid
 from pathlib import Path
@@ -49,11 +50,12 @@ def test_deleting_the_newest_audit_file_fails_verify_against_the_committed_head(
     settings = run_audit_sink(kafka, topic, topic_name("dlq"), files={"directory": str(directory)})
     store = AuditFiles(directory)
     anchors = anchors_of(settings, topic)
-    assert anchors == {(topic, 0): Anchor(*store.head(topic, 0))}
+    assert anchors == {(topic, 0): asyncio.run(store.head(topic, 0))}
     assert verify_files(store, anchors).ok
 
     newest = max(store.files(topic, 0), key=lambda f: f.last)
     newest.path.unlink()  # what the hash chain alone cannot see
+    shutil.rmtree(directory / "_seals")  # nor, with the seals gone too, the store alone
     assert verify_files(AuditFiles(directory)).ok
 
     report = verify_files(AuditFiles(directory), anchors)
@@ -73,7 +75,8 @@ def test_deleting_the_newest_audit_rows_fails_verify_against_the_committed_head(
 
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
         conn.execute(sql.SQL('DELETE FROM {} WHERE "offset" >= 9').format(sql.Identifier(table)))
-    assert verify(postgres.dsn, table, {}).ok  # a shorter chain, still valid
+        conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(f"{table}_seals")))
+    assert verify(postgres.dsn, table, {}).ok  # a shorter chain, still valid, no seals
 
     report = verify(postgres.dsn, table, anchors)
     assert [(p.kind, p.where) for p in report.problems] == [("deleted", f"{topic}[0]")]

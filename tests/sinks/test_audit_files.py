@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from schemas.record import KafkaRecord
 from schemas.vsphere import VCenterIdentity
 from sinks.audit.files import AuditFiles, read_file
 from sinks.audit.record import audit_record
+from sinks.audit.store import EMPTY
 from sinks.audit.verify import verify_files
 from sinks.base import SinkEvent
 from tests.sinks.helpers import (
@@ -49,9 +51,15 @@ def located(records: list[KafkaRecord], topic: str = "t", partition: int = 0) ->
 
 
 def store_records(root: Path, records: list[KafkaRecord], **kw: Any) -> AuditFiles:
+    """The records stored as the sink stores them, open files closed."""
     store = AuditFiles(root, **kw)
     now = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)
-    store.append("t", 0, [audit_record(item, now) for item in located(records)])
+
+    async def write() -> None:
+        await store.append("t", 0, [audit_record(item, now) for item in located(records)], EMPTY)
+        await store.flush()
+
+    asyncio.run(write())
     return store
 
 
@@ -107,15 +115,16 @@ def test_audit_files_store_every_record_once_even_when_redelivered(kafka, topic_
     assert verify_files(store).ok
 
 
-def test_audit_files_rotate_by_size(tmp_path):
-    store = store_records(tmp_path, vm_records(12), max_file_bytes=2048)
+@pytest.mark.parametrize("limit", [{"rotate_records": 5}, {"rotate_bytes": 1024}])
+def test_audit_files_rotate_by_size(tmp_path, limit):
+    store = store_records(tmp_path, vm_records(12), **limit)
     files = store.files()
     assert len(files) > 1
     assert [r["offset"] for f in files for r in read_file(f.path)] == list(range(12))
     assert verify_files(store).ok
 
 
-def test_recover_finishes_a_decided_batch_and_drops_an_undecided_one(tmp_path):
+def test_recover_finishes_an_older_release_s_batch_and_drops_open_files(tmp_path):
     store = store_records(tmp_path, vm_records(3))
     [done] = store.files()
     decided = done.path.with_name(done.path.name + ".tmp")
@@ -136,8 +145,8 @@ def test_tampered_audit_file_fails_verify_and_names_it(kafka, tmp_path):
     [audit_file] = store.files()
 
     def edit(records: list[dict[str, Any]]) -> None:
-        assert "powered on" in records[2]["event"]
-        records[2]["event"] = records[2]["event"].replace("powered on", "powered off")
+        assert b"powered on" in records[2]["value"]
+        records[2]["value"] = records[2]["value"].replace(b"powered on", b"powered off")
 
     rewrite(audit_file.path, edit)
     config = audit_config(tmp_path, kafka.bootstrap_servers)
@@ -177,7 +186,8 @@ def test_verify_reports_a_corrupt_file(tmp_path):
 
     report = verify_files(AuditFiles(tmp_path))
 
-    assert [p.kind for p in report.problems] == ["corrupt"]
+    # and the sealed head is no longer readable
+    assert [p.kind for p in report.problems] == ["corrupt", "deleted"]
 
 
 def test_query_filters_by_type_entity_vcenter_and_time(tmp_path):
@@ -192,7 +202,7 @@ def test_query_filters_by_type_entity_vcenter_and_time(tmp_path):
     def ids(*args: str) -> list[int]:
         result = CliRunner().invoke(app, ["audit", "query", "-c", config, *args])
         assert result.exit_code == 0, result.output
-        return [json.loads(line)["data"]["Key"] for line in result.output.splitlines()]
+        return [json.loads(line)["event"]["data"]["Key"] for line in result.output.splitlines()]
 
     assert ids() == [1, 2, 3, 4, 5]
     assert ids("--type", "*VmPoweredOff*") == [5]

@@ -131,7 +131,8 @@ def test_tampered_audit_row_fails_verify_and_names_it(postgres, tmp_path, table,
     execute(
         postgres.dsn,
         sql.SQL(
-            "UPDATE {} SET event = replace(event, 'powered on', 'powered off') WHERE \"offset\" = 2"
+            "UPDATE {} SET value = convert_to(replace(convert_from(value, 'UTF8'), "
+            "'powered on', 'powered off'), 'UTF8') WHERE \"offset\" = 2"
         ).format(ident),
     )
     execute(postgres.dsn, sql.SQL('DELETE FROM {} WHERE "offset" = 4').format(ident))
@@ -159,7 +160,7 @@ def test_postgres_query_filters(postgres, tmp_path, table, kafka, topic_name):
     def keys(*args: str) -> list[int]:
         result = CliRunner().invoke(app, ["audit", "query", "-c", config, *args])
         assert result.exit_code == 0, result.output
-        return [json.loads(line)["data"]["Key"] for line in result.output.splitlines()]
+        return [json.loads(line)["event"]["data"]["Key"] for line in result.output.splitlines()]
 
     assert keys() == [1, 2, 3, 4, 5, 6]
     assert keys("--entity", "vm-2") == [2, 5]

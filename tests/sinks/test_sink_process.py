@@ -52,7 +52,8 @@ def test_audit_sink_killed_with_sigkill_mid_batch_loses_and_duplicates_nothing(
                 "sinks": {
                     "audit": {
                         "topics": [topic],
-                        "files": {"directory": str(root)},
+                        # files close (and commit) every 120 records: killed with one open
+                        "files": {"directory": str(root), "rotateRecords": 120},
                         "batch": {"maxRecords": 40, "maxWait": "PT0.01S"},
                         "delivery": {"deadLetterTopic": dlq},
                     }

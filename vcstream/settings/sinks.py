@@ -148,12 +148,49 @@ class SlackSinkSettings(SinkCommonSettings):
 
 
 class AuditFilesSettings(ConfigModel):
+    """Files rotate as in Kafka Connect's storage sinks: a partition's open file is closed
+    (fsync, rename, seal) at whichever limit comes first, and only then committed."""
+
     directory: Path = Field(
         Path(".cache/audit"), description="Root of the Avro files (date=/vcenter= folders)."
     )
-    max_file_bytes: int = Field(
-        64 * 1024 * 1024, ge=1024, description="Rotate to a new file past this size."
+    rotate_records: int = Field(
+        100_000, ge=1, description="Close a partition's file once it holds this many records."
     )
+    rotate_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Close a partition's file once it is this large (compressed bytes).",
+    )
+    rotate_interval: Duration = Field(
+        timedelta(minutes=10),
+        description="Close a partition's file this long after it was opened, even if small; "
+        "records are committed to Kafka only once their file is closed.",
+    )
+    codec: Literal["snappy", "deflate", "null"] = Field(
+        "snappy",
+        description="Avro block compression (Kafka Connect's avro.codec): snappy writes about "
+        "a third faster than deflate, deflate files are about 40% smaller.",
+    )
+    seal_directory: Path | None = Field(
+        None,
+        description="Where each closed file's chain head is sealed (default: <directory>/_seals); "
+        "other storage keeps a deleted newest file detectable by whoever edits the files.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: object) -> object:
+        if isinstance(data, dict) and "maxFileBytes" in data:
+            raise ValueError("files.maxFileBytes is now files.rotateBytes")
+        return data
+
+    @field_validator("rotate_interval")
+    @classmethod
+    def _positive_interval(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
 
 
 class AuditPostgresSettings(ConfigModel):
@@ -162,15 +199,16 @@ class AuditPostgresSettings(ConfigModel):
 
 
 def _audit_batch() -> BatchSettings:
-    # one batch becomes one file per date/vCenter: fewer, larger files
-    return BatchSettings(maxRecords=5000, maxWait=timedelta(seconds=5))
+    # batches append to a partition's open file; files rotate by `files.rotate*`
+    return BatchSettings(maxRecords=5000, maxWait=timedelta(seconds=1))
 
 
 class AuditSinkSettings(SinkCommonSettings):
     """Append-only, tamper-evident storage (default topics: topics.audit).
 
-    `batch.maxRecords` and `batch.maxWait` are also the rotation by size and time: a
-    batch becomes one file per date and vCenter, split past `files.maxFileBytes`.
+    The files backend commits a partition's offsets when its file rotates
+    (`files.rotateRecords`, `files.rotateBytes`, `files.rotateInterval`); PostgreSQL
+    after every batch.
     """
 
     backend: Literal["files", "postgres"] = Field("files", description="Where records go.")

@@ -1,0 +1,246 @@
+"""The audit sink's throughput beside its libraries' ceiling, in ONE run on one
+pre-loaded topic (VEBA-shaped records, distinct keys over several partitions):
+
+- `consume`: a bare confluent-kafka consume loop (the ceiling for any Python stage);
+- `ceiling`: that loop plus a bare fastavro writer (`--codec`) of the same records as
+  Avro (topic, partition, offset, timestamp, key, headers, value), one file per
+  partition, fsynced: what the audit files backend costs at the least;
+- `sink`: `vcstream sink audit` itself (files backend), as `SinkRunner` runs it:
+  consume, check, build the record, chain, write, rotate, commit; it stops once every
+  record is delivered and its files are closed and committed.
+
+    .venv/bin/python -m bench.audit [--records 200000] [--partitions 6]
+        [--stages consume,ceiling,sink] [--codec snappy|deflate] [--bootstrap HOST:PORT]
+
+Each stage runs as a child process, so its figures are its own: records/s over the wall
+time (start-up and group join included; the sink also gives its rate from its first
+delivery to its last commit), events per CPU-second, peak RSS, and the 1-minute load
+average as it ended. `ratio_to_ceiling` is the rate over the `ceiling`
+stage's. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.processes import run_measured
+from bench.replay import _figures, bare_consume, preload
+from devenv import LocalKafka
+from vcstream.kafka import TopicSpec, ensure_topics
+from vcstream.settings.kafka import KafkaSettings
+
+CEILING_SCHEMA = {
+    "type": "record",
+    "name": "Bare",
+    "fields": [
+        {"name": "topic", "type": "string"},
+        {"name": "partition", "type": "int"},
+        {"name": "offset", "type": "long"},
+        {"name": "timestamp", "type": ["null", "long"]},
+        {"name": "key", "type": ["null", "bytes"]},
+        {
+            "name": "headers",
+            "type": {
+                "type": "array",
+                "items": {
+                    "type": "record",
+                    "name": "H",
+                    "fields": [
+                        {"name": "name", "type": "string"},
+                        {"name": "value", "type": "bytes"},
+                    ],
+                },
+            },
+        },
+        {"name": "value", "type": ["null", "bytes"]},
+    ],
+}
+
+
+def ceiling_main(args: argparse.Namespace) -> None:
+    """Consume every record and write it with fastavro, nothing else."""
+    import fastavro
+    import fastavro.write
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": f"ceiling-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "fetch.queue.backoff.ms": 10,
+        }
+    )
+    consumer.assign([TopicPartition(args.topic, p, 0) for p in range(args.partitions)])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    streams = [(out / f"{p}.avro").open("wb") for p in range(args.partitions)]
+    schema = fastavro.parse_schema(CEILING_SCHEMA)
+    writers = [fastavro.write.Writer(s, schema, codec=args.codec) for s in streams]
+    seen = 0
+    while seen < args.records:
+        for message in consumer.consume(5000, timeout=1.0):
+            if message.error():
+                continue
+            seen += 1
+            partition = message.partition() or 0
+            writers[partition].write(
+                {
+                    "topic": message.topic(),
+                    "partition": message.partition(),
+                    "offset": message.offset(),
+                    "timestamp": message.timestamp()[1],
+                    "key": message.key(),
+                    "headers": [{"name": h[0], "value": h[1]} for h in message.headers() or []],
+                    "value": message.value(),
+                }
+            )
+    for writer, stream in zip(writers, streams, strict=True):
+        writer.flush()
+        stream.flush()
+        os.fsync(stream.fileno())
+        stream.close()
+    consumer.close()
+
+
+def sink_main(args: argparse.Namespace) -> None:
+    """The audit sink over the topic until every record is delivered and committed."""
+    from sinks import registry
+    from sinks.runtime import SinkRunner
+    from vcstream.settings import Settings
+
+    settings = Settings(
+        kafka={"bootstrapServers": args.bootstrap},
+        sinks={
+            "audit": {
+                "topics": [args.topic],
+                "groupId": f"bench-audit-{uuid.uuid4().hex[:8]}",
+                "files": {"directory": args.out, "codec": args.codec},
+                "delivery": {"deadLetterTopic": f"{args.topic}.dlq"},
+                "batch": {"maxInFlight": args.partitions},
+            }
+        },
+        metrics={"enabled": False},
+    )
+    runner = SinkRunner(
+        registry.create_sink("audit", settings),
+        settings.kafka,
+        topics=[args.topic],
+        group_id=registry.group_id("audit", settings),
+        dead_letter_topic=f"{args.topic}.dlq",
+    )
+    began = time.perf_counter()
+    first: list[float] = []
+
+    async def main() -> None:
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            while runner.report.delivered < args.records:
+                if not first and runner.report.delivered:
+                    first.append(time.perf_counter())
+                await asyncio.sleep(0.05)
+            stop.set()  # shutdown closes the open files and commits them
+
+        watcher = asyncio.create_task(watch())
+        await runner.run(stop)
+        await watcher
+
+    asyncio.run(main())
+    if runner.report.delivered != args.records or runner.report.dead_lettered:
+        raise SystemExit(f"sink delivered {runner.report}, expected {args.records}")
+    ended = time.perf_counter()
+    steady = args.records / (ended - first[0]) if first else None
+    print(json.dumps({"seconds": ended - began, "steady_records_per_s": steady}))
+
+
+def stage(name: str, args: argparse.Namespace, bootstrap: str, topic: str, out: Path) -> Any:
+    command = [
+        sys.executable, "-m", "bench.audit", f"--{name}-child", "--bootstrap", bootstrap,
+        "--topic", topic, "--partitions", str(args.partitions), "--records", str(args.records),
+        "--out", str(out), "--codec", args.codec,
+    ]  # fmt: skip
+    report = out.with_suffix(".json")
+    with report.open("wb") as stream:
+        measured = run_measured(command, stdout=stream)
+    extra: dict[str, Any] = {}
+    if name == "sink":  # from its first delivery to its last commit: no start-up, no join
+        steady = json.loads(report.read_text())["steady_records_per_s"]
+        extra["steady_records_per_s"] = round(steady) if steady else None
+    return _figures(name, measured, args.records, **extra)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--stages", default="consume,ceiling,sink")
+    parser.add_argument("--codec", default="snappy", help="Avro codec of sink and ceiling")
+    parser.add_argument("--bootstrap", help="an existing broker; default: start a local one")
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--ceiling-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--sink-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.ceiling_child:
+        ceiling_main(args)
+        return
+    if args.sink_child:
+        sink_main(args)
+        return
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-audit-"))
+    broker = None
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        broker = LocalKafka(workdir / "kafka", heap="1g").start()
+        bootstrap = broker.bootstrap_servers
+    try:
+        topic = f"bench.audit.{uuid.uuid4().hex[:8]}"
+        ensure_topics(
+            KafkaSettings(bootstrapServers=bootstrap),
+            [TopicSpec(topic, partitions=args.partitions), TopicSpec(f"{topic}.dlq")],
+        )
+        result: dict[str, Any] = {
+            "benchmark": "audit",
+            "records": args.records,
+            "partitions": args.partitions,
+            "codec": args.codec,
+            "preload": preload(bootstrap, topic, args.records),
+            "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+        }
+        runs: list[dict[str, Any]] = []
+        for name in args.stages.split(","):
+            if name == "consume":
+                runs.append(bare_consume(bootstrap, topic, args.partitions, args.records))
+            else:
+                runs.append(stage(name, args, bootstrap, topic, workdir / name))
+        ceiling = next((r for r in runs if r["stage"] == "ceiling"), None)
+        for run in runs:
+            if ceiling is not None:
+                run["ratio_to_ceiling"] = round(run["records_per_s"] / ceiling["records_per_s"], 3)
+                run["cpu_ratio_to_ceiling"] = round(
+                    run["events_per_cpu_second"] / ceiling["events_per_cpu_second"], 3
+                )
+        result["stages"] = runs
+        result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+        print(json.dumps(result, indent=2))
+    finally:
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
