@@ -11,13 +11,8 @@ from typing import Annotated
 
 import typer
 
-from cli.common import (
-    EXIT_CONFIG,
-    EXIT_RUNTIME,
-    ConfigOption,
-    load_or_exit,
-    start_observability,
-)
+from cli.common import ConfigOption, load_or_exit, start_observability
+from vcstream.exits import EXIT_CONFIG, EXIT_RUNTIME
 from vcstream.observability import Health
 
 app = typer.Typer()
