@@ -68,7 +68,7 @@ class StreamsWorker:
         self.argv = argv or [
             sys.executable,
             "-m",
-            "vcstream",
+            "cli",
             "streams",
             "worker",
             "--config",
