@@ -6,8 +6,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from streams.faust_kafka import WorkerPropertyError, check_faust_login
 from vcstream.exits import EXIT_CONFIG, EXIT_RUNTIME
-from vcstream.faust_kafka import WorkerPropertyError, check_faust_login
 from vcstream.kafka import KafkaLoginRejected
 from vcstream.observability import Flag, Health
 from vcstream.settings import Settings
