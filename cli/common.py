@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from vcstream.exits import EXIT_CONFIG
 from vcstream.logging import configure_logging, register_secrets, secrets_of
 from vcstream.observability import Health, ObservabilityServer
 from vcstream.settings import ConfigError, Settings, load_settings
@@ -22,9 +23,6 @@ ConfigOption = Annotated[
         dir_okay=False,
     ),
 ]
-
-EXIT_RUNTIME = 1
-EXIT_CONFIG = 2
 
 
 def load_or_exit(path: Path | None) -> Settings:

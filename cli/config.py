@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 import yaml
 
-from cli.common import EXIT_CONFIG, ConfigOption, load_or_exit
+from cli.common import ConfigOption, load_or_exit
+from vcstream.exits import EXIT_CONFIG
 
 app = typer.Typer(help="Inspect configuration.", no_args_is_help=True)
 

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from cli.common import EXIT_CONFIG, EXIT_RUNTIME, ConfigOption, load_or_exit
+from cli.common import ConfigOption, load_or_exit
+from vcstream.exits import EXIT_CONFIG, EXIT_RUNTIME
 
 if TYPE_CHECKING:
     from vcstream.settings import Settings

@@ -11,28 +11,22 @@ from typing import Annotated
 
 import typer
 
-from cli.common import (
-    EXIT_CONFIG,
-    EXIT_RUNTIME,
-    ConfigOption,
-    load_or_exit,
-    start_observability,
-)
+from cli.common import ConfigOption, load_or_exit, start_observability
+from sinks.kinds import SINK_KINDS
+from vcstream.exits import EXIT_CONFIG, EXIT_RUNTIME
 from vcstream.observability import Health
 
 app = typer.Typer()
 log = logging.getLogger("vcstream.sink")
 
 
-class SinkKind(StrEnum):
-    knative = "knative"
-    slack = "slack"
-    audit = "audit"
+# the connectors' names as the command's choices (sinks.kinds: named there once)
+SinkChoice = StrEnum("SinkChoice", {kind: kind for kind in SINK_KINDS})  # type: ignore[misc]
 
 
 @app.command("sink")
 def sink(
-    kind: Annotated[SinkKind, typer.Argument(help="Which connector to run.")],
+    kind: Annotated[SinkChoice, typer.Argument(help="Which connector to run.")],
     config: ConfigOption = None,
 ) -> None:
     """Deliver the sink's topics to its target; commit after delivery; dead-letter failures.

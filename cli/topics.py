@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from cli.common import EXIT_CONFIG, EXIT_RUNTIME, ConfigOption, load_or_exit
+from cli.common import ConfigOption, load_or_exit
+from vcstream.exits import EXIT_CONFIG, EXIT_RUNTIME
 
 app = typer.Typer(help="Kafka topics of the pipeline.", no_args_is_help=True)
 

@@ -25,6 +25,7 @@ from confluent_kafka import KafkaException
 from producer.connection import ConfigurationProblem, Session, VCenterUnavailable, connect
 from producer.identity import CheckpointKeys
 from producer.worker import VCenterWorker
+from vcstream.exits import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME
 from vcstream.kafka import KafkaLoginRejected, ensure_topics
 from vcstream.observability import Health, ObservabilityServer
 from vcstream.settings import Settings
@@ -32,10 +33,6 @@ from vcstream.settings.vcenter import VCenterSettings
 from vcstream.topics import pipeline_topics
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_RUNTIME = 1
-EXIT_CONFIG = 2
 
 
 class StartupFailed(Exception):

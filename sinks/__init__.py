@@ -6,6 +6,8 @@
   dead letters; usable without a consumer group (replay).
 - `sinks.runtime.SinkRunner`: the consumer group, per-partition batches, backpressure,
   commit after delivery, graceful shutdown.
+- `sinks.kinds`: the connectors by name, the one list the registry, `vcstream sink` and
+  replay's `--to` read.
 - `sinks.registry`: `create_sink(kind, settings)` and per-sink defaults.
 - Connectors: `sinks.knative`, `sinks.slack`, `sinks.audit`.
 """

@@ -7,7 +7,8 @@ and the sink needs none of it: it POSTs prebuilt headers and a small body and re
 status, a few headers and a small answer. Here a request is one `transport.write` and
 the answer is parsed from the bytes as they arrive, in the connection's protocol.
 
-Scope, on purpose: HTTP/1.1, one origin (http or https), one request at a time per
+Scope, on purpose: HTTP/1.1, one origin (http or https, directly or through an HTTP
+proxy: absolute URLs, or CONNECT for https), one request at a time per
 connection (no pipelining), answers delimited by Content-Length, chunked encoding, or
 the connection's close. A connection is reused unless the answer said `Connection:
 close` or ended at close; one idle longer than `IDLE_SECONDS` is dropped rather than
@@ -21,6 +22,8 @@ import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from vcstream.proxy import Proxy
 
 IDLE_SECONDS = 15.0  # below the idle timeouts of common servers (Go's and nginx's: 60+)
 MAX_HEAD_BYTES = 64 * 1024
@@ -44,11 +47,12 @@ class Response:
 class _Answer:
     """Incremental parse of one response from a connection's bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, head_only: bool = False) -> None:
         self.head: tuple[int, dict[str, str]] | None = None
         self.body = bytearray()
         self.length: int | None = None  # Content-Length; None: chunked or until close
         self.chunked = False
+        self.head_only = head_only
 
     def feed(self, buffer: bytearray) -> Response | None:
         """A complete response taken from the front of `buffer`, or None for more bytes."""
@@ -63,7 +67,7 @@ class _Answer:
             if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
                 continue
             self.head = (status, headers)
-            if status in (204, 304):
+            if status in (204, 304) or self.head_only:
                 self.length = 0
             elif "chunked" in headers.get("transfer-encoding", "").lower():
                 self.chunked = True
@@ -176,10 +180,12 @@ class _Connection(asyncio.Protocol):
             self._waiter.set_exception(exc)
         self.close()
 
-    async def request(self, data: bytes) -> Response:
+    async def request(self, data: bytes, head_only: bool = False) -> Response:
+        """Send `data`, wait for the answer; `head_only`: an answer without a body (a
+        proxy's to CONNECT, after which the connection carries the tunnel)."""
         if self.transport is None or self.closed:
             raise ConnectionResetError("connection closed before the request")
-        self._answer = _Answer()
+        self._answer = _Answer(head_only)
         self._waiter = asyncio.get_running_loop().create_future()
         self._buffer.clear()
         self.transport.write(data)
@@ -194,15 +200,21 @@ class _Connection(asyncio.Protocol):
 class HTTPClient:
     """POSTs to `url` over at most `connections` keep-alive connections."""
 
-    def __init__(self, url: str, *, connections: int, timeout: float) -> None:
+    def __init__(
+        self, url: str, *, connections: int, timeout: float, proxy: Proxy | None = None
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url}")
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self._proxy = proxy
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = parts.netloc.rpartition("@")[2]  # never credentials in the Host header
+        if proxy is not None and self._ssl is None:
+            # through a proxy, plain HTTP names the whole URL (RFC 9112 3.2.2)
+            target = f"http://{host}{target}"
         self._start = f"POST {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: vcstream\r\n"
         self._timeout = timeout
         self._slots = asyncio.Semaphore(connections)
@@ -250,15 +262,43 @@ class HTTPClient:
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        _, connection = await loop.create_connection(
-            _Connection,
-            self._host,
-            self._port,
-            ssl=self._ssl,
-            server_hostname=self._host if self._ssl else None,
-        )
+        if self._proxy is None:
+            _, connection = await loop.create_connection(
+                _Connection,
+                self._host,
+                self._port,
+                ssl=self._ssl,
+                server_hostname=self._host if self._ssl else None,
+            )
+        else:
+            _, connection = await loop.create_connection(
+                _Connection, self._proxy.host, self._proxy.port
+            )
+            if self._ssl is not None:
+                try:
+                    await self._tunnel(loop, connection)
+                except BaseException:
+                    connection.close()
+                    raise
         self._open.add(connection)
         return connection
+
+    async def _tunnel(self, loop: asyncio.AbstractEventLoop, connection: _Connection) -> None:
+        """HTTPS through the proxy: CONNECT, then TLS with the target over the tunnel."""
+        assert self._ssl is not None and connection.transport is not None
+        authority = f"{self._host}:{self._port}"
+        answer = await connection.request(
+            f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode(),
+            head_only=True,
+        )
+        if answer.status != 200:
+            raise ConnectionRefusedError(f"proxy refused CONNECT {authority}: {answer.status}")
+        transport = await loop.start_tls(
+            connection.transport, connection, self._ssl, server_hostname=self._host
+        )
+        if transport is None:
+            raise ConnectionResetError("proxy closed the tunnel during the TLS handshake")
+        connection.transport = transport
 
     async def close(self) -> None:
         for connection in self._open:

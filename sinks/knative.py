@@ -27,6 +27,7 @@ from typing import ClassVar
 from schemas.cloudevent import CloudEventView
 from sinks.base import DeliveryError, Outcome, Sink, SinkEvent, deliver_per_key
 from sinks.http_client import HTTPClient, InvalidHeader
+from vcstream.proxy import proxy_for
 from vcstream.settings.sinks import KnativeSinkSettings
 
 EVENT_ROUTER_TYPE = "com.vmware.event.router/"
@@ -85,6 +86,7 @@ class KnativeSink(Sink):
             self.settings.url,
             connections=self.settings.concurrency,
             timeout=self.settings.delivery.timeout.total_seconds(),
+            proxy=proxy_for(self.settings.url, self.settings.proxy),
         )
 
     async def close(self) -> None:

@@ -10,20 +10,13 @@ Connectors are imported lazily, so running one sink never loads another's librar
 from __future__ import annotations
 
 import importlib
-from typing import Literal, get_args
 
 from sinks.base import Sink
+from sinks.kinds import CONNECTORS, SINK_KINDS
 from vcstream.settings import Settings
 from vcstream.settings.sinks import SinkCommonSettings
 
-SinkKind = Literal["knative", "slack", "audit"]
-SINK_KINDS: tuple[str, ...] = get_args(SinkKind)
-
-_FACTORIES = {
-    "knative": ("sinks.knative", "KnativeSink"),
-    "slack": ("sinks.slack", "SlackSink"),
-    "audit": ("sinks.audit.sink", "AuditSink"),
-}
+_FACTORIES = CONNECTORS
 
 
 class SinkNotConfigured(ValueError):

@@ -36,12 +36,12 @@ from streams.definitions import DefinitionIndex
 from streams.definitions_reader import DefinitionsReader
 from streams.delivery import Deliveries
 from streams.enrich import AlarmRef, enriched, unenriched
+from streams.faust_kafka import faust_broker_options
 from streams.monitor import QuietMonitor
 from streams.partitioner import KeyPartitioner
 from streams.pipeline import Inlined, Output, Pipeline
 from streams.state import create_faust_tables, faust_current_event, tables_by_input
 from streams.transport import Consumer, broker_urls
-from vcstream.faust_kafka import faust_broker_options
 from vcstream.logging import logging_config
 from vcstream.observability import Flag
 from vcstream.settings import Settings

@@ -303,7 +303,7 @@ drivers.TRANSPORTS.aliases.setdefault(SCHEME, f"{__name__}:Transport")
 
 
 def broker_urls(faust_broker: str) -> str:
-    """`kafka://a;kafka://b` (vcstream.faust_kafka.faust_broker_options) on this transport."""
+    """`kafka://a;kafka://b` (streams.faust_kafka.faust_broker_options) on this transport."""
     return ";".join(
         SCHEME + "://" + url.split("://", 1)[-1] for url in faust_broker.split(";") if url
     )

@@ -6,15 +6,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from vcstream.faust_kafka import WorkerPropertyError, check_faust_login
+from streams.faust_kafka import WorkerPropertyError, check_faust_login
+from vcstream.exits import EXIT_CONFIG, EXIT_RUNTIME
 from vcstream.kafka import KafkaLoginRejected
 from vcstream.observability import Flag, Health
 from vcstream.settings import Settings
 
 log = logging.getLogger(__name__)
-
-EXIT_RUNTIME = 1
-EXIT_CONFIG = 2
 
 
 def run_worker(settings: Settings, observe: Callable[[Health], Any]) -> int:

@@ -3,7 +3,7 @@
 Every component builds its clients here, so security settings (SASL/SSL) are written
 once and a property set in `kafka.clientProperties` reaches every client: librdkafka's
 unchanged (`client_config`), the Faust worker's translated into Faust settings
-(`vcstream.faust_kafka`). A SASL login the brokers refuse is an error naming
+(`streams.faust_kafka`). A SASL login the brokers refuse is an error naming
 the settings to check (`KafkaLoginRejected`), where librdkafka alone would retry forever.
 """
 

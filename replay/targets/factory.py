@@ -8,10 +8,11 @@ from typing import Literal
 from replay.errors import ReplayUsageError
 from replay.targets.base import ReplayTarget
 from replay.targets.jsonlines import JsonLinesTarget
+from sinks.kinds import SINK_KINDS
 from vcstream.settings import Settings
 
 Format = Literal["json", "avro"]
-SINK_TARGETS = ("audit", "knative", "slack")
+SINK_TARGETS = SINK_KINDS  # every sink connector is a replay target
 
 
 def describe_targets() -> str:

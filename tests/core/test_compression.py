@@ -13,9 +13,9 @@ import pytest
 from devenv.kafka import LocalKafka
 from schemas.record import KafkaRecord
 from sinks.deadletters import DeadLetterWriter
+from streams.faust_kafka import faust_broker_options
 from tests.streams.helpers import StreamsWorker, consume, produce, streams_config
 from tests.streams.test_worker import vsphere
-from vcstream.faust_kafka import faust_broker_options
 from vcstream.kafka import client_config, producer_config
 from vcstream.settings.kafka import KafkaSettings
 

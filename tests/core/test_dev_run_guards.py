@@ -85,15 +85,15 @@ def test_a_stand_in_that_never_started_stops_at_once() -> None:
 
 
 @pytest.mark.integration
-def test_broker_readiness_refuses_another_broker_on_its_port(
-    kafka: LocalKafka, tmp_path: Path
-) -> None:
-    # the session's broker answers on that port; the new one cannot listen there and exits
-    second = LocalKafka(tmp_path / "second", port=kafka.port)
-    with pytest.raises(RuntimeError, match="exited during start-up"):
-        second.start(timeout=120)
-    second.stop()
-    assert second.cluster_id is not None
+def test_broker_readiness_accepts_only_its_own_cluster(kafka: LocalKafka, tmp_path: Path) -> None:
+    # a second broker's storage, formatted with another cluster id, on the port where the
+    # session's broker answers (as another instance's broker on 9092 would)
+    other = LocalKafka(tmp_path / "other", port=kafka.port)
+    (other.workdir / "data").mkdir(parents=True)
+    (other.workdir / "data" / "meta.properties").write_text("cluster.id=not-that-cluster\n")
+    assert other.cluster_id == "not-that-cluster"
+    assert not other._answers_metadata()  # start() waits on this: it never accepts it
+    assert kafka.cluster_id is not None and kafka._answers_metadata()
 
 
 @pytest.mark.integration

@@ -30,3 +30,43 @@ def test_stop_kills_a_process_that_ignores_sigterm_and_says_so(tmp_path: Path) -
     # SIGTERM before the handler is in place would end it at once
     wait_until(lambda: "ready" in child.log_path.read_text(), 20, "child", child.alive)
     assert child.stop(timeout=0.5) == -signal.SIGKILL
+
+
+CACHE_PROBE = (
+    "import importlib.util, sys\n"
+    "spec = importlib.util.spec_from_file_location('process', sys.argv[1])\n"
+    "module = importlib.util.module_from_spec(spec)\n"
+    "spec.loader.exec_module(module)\n"
+    "print(module.cache_dir())\n"
+)
+
+
+def test_cache_dir_outside_a_checkout_is_under_the_working_directory(tmp_path: Path) -> None:
+    # a copy of the runners away from any checkout must not write beside its own files
+    import os
+    import shutil
+    import subprocess
+
+    from devenv import process
+
+    copy = tmp_path / "elsewhere" / "devenv" / "process.py"
+    copy.parent.mkdir(parents=True)
+    shutil.copy(process.__file__, copy)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "VCSTREAM_CACHE"}
+
+    def cache_dir(**extra: str) -> Path:
+        result = subprocess.run(
+            [sys.executable, "-c", CACHE_PROBE, str(copy)],
+            cwd=work,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return Path(result.stdout.strip())
+
+    assert cache_dir() == work / ".cache"
+    assert cache_dir(VCSTREAM_CACHE=str(tmp_path / "c")) == tmp_path / "c"
+    assert process.cache_dir() == process.REPO / ".cache" or "VCSTREAM_CACHE" in os.environ

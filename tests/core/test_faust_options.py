@@ -14,7 +14,7 @@ import yaml
 from faust.auth import SASLCredentials, SSLCredentials
 
 from devenv.process import REPO
-from vcstream.faust_kafka import WorkerPropertyError, faust_broker_options
+from streams.faust_kafka import WorkerPropertyError, faust_broker_options
 from vcstream.settings.kafka import KafkaSettings
 
 SASL = {"mechanism": "SCRAM-SHA-512", "username": "svc", "password": "secret"}

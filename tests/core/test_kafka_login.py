@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient
 
 from devenv import LocalKafka
 from devenv.process import free_port
-from vcstream.faust_kafka import check_faust_login
+from streams.faust_kafka import check_faust_login
 from vcstream.kafka import KafkaLoginRejected, client_config, list_topics
 from vcstream.settings.kafka import KafkaSettings
 

@@ -72,3 +72,14 @@ def test_an_import_from_the_core_up_into_a_role_is_reported(tmp_path: Path) -> N
         "producer/app.py:2 imports devenv (producer → devenv)",
         "vcstream/settings.py:2 imports sinks.runtime (vcstream → sinks)",
     ]
+
+
+def test_the_core_knows_no_faust() -> None:
+    # Faust's view of the Kafka settings lives with the worker (streams.faust_kafka)
+    found = [
+        f"{path.relative_to(REPO)}:{line} imports {module}"
+        for path in sorted((REPO / "vcstream").rglob("*.py"))
+        for line, module in imported(path)
+        if module.split(".")[0] in {"faust", "mode", "aiokafka"}
+    ]
+    assert found == []

@@ -11,7 +11,8 @@ import yaml
 
 from devenv import LocalKafka, LocalVcsim
 from devenv.pipeline import local_config
-from sinks.registry import SINK_KINDS, source_topics
+from sinks.kinds import SINK_KINDS
+from sinks.registry import source_topics
 from streams.topics import every_topic
 from tests.deploy.test_compose import CONFIG as COMPOSE_CONFIG
 from tests.deploy.test_kubernetes import deployments, settings_of

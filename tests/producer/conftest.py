@@ -94,7 +94,7 @@ metrics:
 
 
 class ProducerProcess:
-    """`vcstream produce` as users run it (`python -m cli`); its log goes to a file."""
+    """`vcstream produce` as users run it (`python -m cli` here); its log goes to a file."""
 
     def __init__(self, config: Path, log: Path) -> None:
         self.config = config

@@ -9,7 +9,7 @@ from pathlib import Path
 from faust.auth import SASLCredentials
 
 from streams.app import StreamsApp
-from vcstream.faust_kafka import faust_broker_options
+from streams.faust_kafka import faust_broker_options
 from vcstream.settings import Settings
 
 EVERY_PROPERTY_WITH_AN_EQUIVALENT = {

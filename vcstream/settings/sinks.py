@@ -101,6 +101,21 @@ class KnativeSinkSettings(SinkCommonSettings):
     )
     auth: AuthHeader | None = Field(None, description="Optional auth header from a secret.")
     concurrency: int = Field(16, ge=1, description="HTTP requests in flight at once.")
+    proxy: str | None = Field(
+        None,
+        description="HTTP proxy to reach the Broker through, e.g. `http://proxy:3128`; "
+        "`direct` for none. Unset: `HTTPS_PROXY` / `HTTP_PROXY` unless `NO_PROXY` names the "
+        "host.",
+    )
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: str | None) -> str | None:
+        from vcstream.proxy import DIRECT, parse_proxy
+
+        if value is not None and value != DIRECT:
+            parse_proxy(value)
+        return value
 
     @field_validator("url")
     @classmethod
