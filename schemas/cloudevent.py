@@ -79,15 +79,20 @@ class CloudEventView:
         return self.attributes.get("type", "")
 
     def data(self) -> Any:
-        """The data parsed: only for a stage that reads a field of it."""
-        return orjson.loads(self.record.value or b"null")
+        """The data parsed: only for a stage that reads a field of it (InvalidRecord if it
+        is not JSON)."""
+        try:
+            return orjson.loads(self.record.value or b"null")
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRecord(f"data is not valid JSON: {exc}") from None
 
-    def check(self) -> None:
+    def check(self, data: bool = True) -> None:
         """Raise `InvalidRecord` for exactly the records `schemas.decode` refuses.
 
         `decode`'s own rules, then the SDK event factory's attribute validation for what
         a header can carry (text values: only emptiness, the version, the time and the
-        extension names can be wrong), then the data's JSON syntax."""
+        extension names can be wrong), then the data's JSON syntax (`data=False`: not
+        the data, for a stage that passes it on unread; `data()` refuses it if read)."""
         headers = dict(self.record.headers)  # a repeated header: the last wins
         missing = [name for name in REQUIRED_HEADERS if name not in headers]
         if missing:
@@ -121,10 +126,8 @@ class CloudEventView:
             raise InvalidRecord(f"invalid CloudEvent attributes: time: {exc}") from None
         if when.tzinfo is None:
             raise InvalidRecord("invalid CloudEvent attributes: time has no time zone")
-        try:
-            orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRecord(f"data is not valid JSON: {exc}") from None
+        if data:
+            self.data()
 
     def http_binary(self, changes: dict[str, str] | None = None) -> tuple[dict[str, str], bytes]:
         """Headers and body of the CloudEvents HTTP binary mode: the value unchanged.

@@ -28,6 +28,7 @@ import faust
 from cloudevents.core.v1.event import CloudEvent
 from faust.app.base import BootStrategy
 
+from schemas.errors import InvalidRecord
 from schemas.record import KafkaRecord
 from streams import metrics, transport
 from streams.acks import OrderedAcks, Pending
@@ -39,6 +40,7 @@ from streams.enrich import AlarmRef, enriched, unenriched
 from streams.monitor import QuietMonitor
 from streams.partitioner import KeyPartitioner
 from streams.pipeline import Inlined, Output, Pipeline
+from streams.reading import Reading, sdk_event
 from streams.state import create_faust_tables, faust_current_event, tables_by_input
 from streams.transport import Consumer, broker_urls
 from vcstream.faust_kafka import faust_broker_options
@@ -63,7 +65,7 @@ class Waiting:
 
     source: Pending  # the faust Event, tracked for in-order acks
     record: KafkaRecord
-    event: CloudEvent
+    event: CloudEvent | Reading
     ref: AlarmRef
     deadline: float
     started: float
@@ -179,12 +181,16 @@ class StreamsApp:
         if isinstance(decoded, Output):
             await self._emit(source, [decoded], started)
             return
-        # Inline processors run here, as the record is read: in offset order, with the
-        # record as Faust's current event (a table write goes to its partition), also for
-        # an alarm that then waits for its definition.
-        inlined = self.pipeline.inline(decoded, record, topic)
-        event = inlined.event
-        ref = self.pipeline.alarm_to_enrich(event, topic)
+        try:
+            # Inline processors run here, as the record is read: in offset order, with the
+            # record as Faust's current event (a table write goes to its partition), also
+            # for an alarm that then waits for its definition.
+            inlined = self.pipeline.inline(decoded, record, topic)
+            event = inlined.event
+            ref = self.pipeline.alarm_to_enrich(event, topic)
+        except InvalidRecord as exc:  # data read by a condition or processor: not JSON
+            await self._emit(source, [self.pipeline.poison(record, exc)], started)
+            return
         if ref is not None and event is not None:
             definition = self._definition(ref)
             if definition is None:
@@ -194,8 +200,10 @@ class StreamsApp:
                 metrics.PENDING.set(len(self.waiting))
                 return
             event = self._enriched(event, definition)
-        unchanged = event is decoded
-        outputs = self.pipeline.outputs(event, record, topic, unchanged, inlined)
+        try:
+            outputs = self.pipeline.outputs(event, record, topic, inlined=inlined)
+        except InvalidRecord as exc:
+            outputs = [self.pipeline.poison(record, exc)]
         await self._emit(source, outputs, started)
 
     def _report_health(self) -> None:
@@ -214,9 +222,9 @@ class StreamsApp:
         # alarm's older definition, not yet compacted away
         return self.index.lookup(ref) if self.definitions.loaded.is_set() else None
 
-    def _enriched(self, event: CloudEvent, definition: dict[str, Any]) -> CloudEvent:
+    def _enriched(self, event: CloudEvent | Reading, definition: dict[str, Any]) -> CloudEvent:
         metrics.ENRICHED.inc()
-        return enriched(event, definition, self.pipeline.enrichment.type_suffix)
+        return enriched(sdk_event(event), definition, self.pipeline.enrichment.type_suffix)
 
     async def _release_waiting(self) -> None:
         self._report_health()
@@ -241,7 +249,7 @@ class StreamsApp:
             elif now >= item.deadline and self.definitions.loaded.is_set():
                 metrics.ENRICHMENT_MISSING.inc()
                 log.info("no definition for %s/%s: emitted unenriched", *_ref_text(item.ref))
-                event = unenriched(item.event)
+                event = unenriched(sdk_event(item.event))
             else:
                 self.waiting.append(item)
                 continue
