@@ -30,7 +30,7 @@ from faust.app.base import BootStrategy
 
 from schemas.errors import InvalidRecord
 from schemas.record import KafkaRecord
-from streams import metrics, transport
+from streams import metrics, oversize, transport
 from streams.acks import OrderedAcks, Pending
 from streams.api import AnyProcessor
 from streams.definitions import DefinitionIndex
@@ -40,7 +40,7 @@ from streams.enrich import AlarmRef, enriched, unenriched
 from streams.monitor import QuietMonitor
 from streams.partitioner import KeyPartitioner
 from streams.pipeline import Inlined, Output, Pipeline
-from streams.reading import Reading, sdk_event
+from streams.reading import Reading, record_of, sdk_event
 from streams.state import create_faust_tables, faust_current_event, tables_by_input
 from streams.transport import Consumer, broker_urls
 from vcstream.faust_kafka import faust_broker_options
@@ -176,10 +176,10 @@ class StreamsApp:
             return  # an earlier record went missing on the way: both are read again
         started = time.monotonic()
         source = self.acks.track(event)
-        record = _record_of(event, topic)
+        record = record_of(event, topic)
         decoded = self.pipeline.decode(record)
         if isinstance(decoded, Output):
-            await self._emit(source, [decoded], started)
+            await self._emit(source, record, [decoded], started)
             return
         try:
             # Inline processors run here, as the record is read: in offset order, with the
@@ -189,7 +189,7 @@ class StreamsApp:
             event = inlined.event
             ref = self.pipeline.alarm_to_enrich(event, topic)
         except InvalidRecord as exc:  # data read by a condition or processor: not JSON
-            await self._emit(source, [self.pipeline.poison(record, exc)], started)
+            await self._emit(source, record, [self.pipeline.poison(record, exc)], started)
             return
         if ref is not None and event is not None:
             definition = self._definition(ref)
@@ -204,7 +204,7 @@ class StreamsApp:
             outputs = self.pipeline.outputs(event, record, topic, inlined=inlined)
         except InvalidRecord as exc:
             outputs = [self.pipeline.poison(record, exc)]
-        await self._emit(source, outputs, started)
+        await self._emit(source, record, outputs, started)
 
     def _report_health(self) -> None:
         # ready once the definitions are loaded: before that, every alarm event would wait
@@ -257,27 +257,49 @@ class StreamsApp:
             with faust_current_event(item.source.source):
                 topic = self.pipeline.events_topic
                 outputs = self.pipeline.outputs(event, item.record, topic, inlined=item.inlined)
-            await self._emit(item.source, outputs, item.started)
+            await self._emit(item.source, item.record, outputs, item.started)
         metrics.PENDING.set(len(self.waiting))
 
-    async def _emit(self, source: Pending, outputs: list[Output], started: float) -> None:
+    async def _emit(
+        self, source: Pending, record: KafkaRecord, outputs: list[Output], started: float
+    ) -> None:
         # Faust's producer, not a faust Topic: the records are bytes already, and
         # Topic.send wraps each one in a FutureMessage with sensor calls and a callback
         # task. Faust flushes this producer before each offset commit.
         send = self.app.producer.send
-        futures: list[Any] = [
-            await send(
-                output.topic,
-                output.record.key,
-                output.record.value,
-                None,
-                None,
-                output.record.headers,
-            )
-            for output in outputs
-        ]
+        futures: list[Any] = []
+        refused: tuple[str, BaseException] | None = None
+        for output in outputs:
+            topic, out = output.topic, output.record
+            try:
+                futures.append(await send(topic, out.key, out.value, None, None, out.headers))
+            except Exception as exc:
+                if not oversize.too_large(exc):
+                    raise
+                refused = refused or (output.topic, exc)  # one dead letter per record
+        if refused is not None:
+            futures.append(await self._dead_letter_too_large(record, *refused))
         self.deliveries.add(source, futures, started)
         self.deliveries.settle()
+
+    async def _dead_letter_too_large(
+        self, record: KafkaRecord, dest: str, error: BaseException
+    ) -> Any:
+        # streams.oversize: not a reason to stop; what fitted of the event's outputs is
+        # written, and its dead letter, cut to fit, lets the commit move past it
+        log.error(
+            "record at %s/%s@%s: its output to %s is too large for Kafka, dead-lettered: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            dest,
+            error,
+        )
+        metrics.DEAD_LETTERED.labels(oversize.STAGE.split(":")[1], "delivery").inc()
+        limit = int(self.app.conf.producer_max_request_size)
+        dead = oversize.fitting(record, dest, error, limit)
+        topic = self.pipeline.dead_letter_topic
+        return await self.app.producer.send(topic, dead.key, dead.value, None, None, dead.headers)
 
     def _finished(self, source: Pending, started: float) -> None:
         self.acks.finish(source)
@@ -329,22 +351,6 @@ def _stopped_too_late(grace: float) -> None:
     log.error("the worker did not stop within streams.shutdownGrace (%.0f s): exiting", grace)
     logging.shutdown()
     os._exit(1)
-
-
-def _record_of(source: Any, topic: str) -> KafkaRecord:
-    message = source.message
-    headers = message.headers or []
-    if isinstance(headers, dict):
-        headers = list(headers.items())
-    return KafkaRecord(
-        value=source.value,
-        key=source.key,
-        headers=[(name, value if value is not None else b"") for name, value in headers],
-        topic=topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
-    )
 
 
 def _ref_text(ref: AlarmRef) -> tuple[str, str]:

@@ -68,3 +68,20 @@ class Reading:
 
 def sdk_event(event: CloudEvent | Reading) -> CloudEvent:
     return event.event() if isinstance(event, Reading) else event
+
+
+def record_of(source: Any, topic: str) -> KafkaRecord:
+    """The record of a Faust event (its message), as every vcstream stage sees one."""
+    message = source.message
+    headers = message.headers or []
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    return KafkaRecord(
+        value=source.value,
+        key=source.key,
+        headers=[(name, value if value is not None else b"") for name, value in headers],
+        topic=topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+    )

@@ -1,0 +1,132 @@
+"""An output too large for Kafka: the worker dead-letters it in a form that fits and goes
+on. It once crashed its agent on the MessageSizeTooLargeError instead: the records
+behind it were never delivered, a restart re-emitted some, and SIGTERM hung."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from aiokafka.errors import MessageSizeTooLargeError
+from confluent_kafka import Producer
+from faust.exceptions import ProducerSendError
+
+from schemas.codec import encode_vsphere
+from schemas.deadletter import PREFIX, error_context
+from schemas.record import KafkaRecord
+from schemas.vsphere import VCenterIdentity
+from streams import oversize
+from tests.streams.helpers import (
+    StreamsWorker,
+    committed_through,
+    consume,
+    streams_config,
+    wait_for,
+)
+from vcstream.kafka import TopicSpec, client_config, ensure_topics
+
+VC = VCenterIdentity("77777777-2222-3333-4444-555555555555", "https://vc.big/sdk", "8.0.3.0")
+BIG_VALUE = 3_000_000  # the worker's producer takes 1,000,000 at most (Faust's default)
+TOPIC_LIMIT = 8_000_000  # what the raw topic, and the producer that wrote it, take
+
+
+def powered_on(key: int, message: str = "") -> KafkaRecord:
+    vm = {"Name": f"vm{key % 4}", "Vm": {"Type": "VirtualMachine", "Value": f"vm-{key % 4}"}}
+    body = {"Key": key, "CreatedTime": "2025-03-01T10:00:00Z", "Vm": vm}
+    return encode_vsphere({**body, "FullFormattedMessage": message}, "VmPoweredOnEvent", VC)
+
+
+def ce_id(record: KafkaRecord) -> str:
+    value = record.header("ce_id")
+    return value.decode() if value else ""
+
+
+def test_too_large_is_the_size_error_however_faust_wraps_it() -> None:
+    error = MessageSizeTooLargeError("The message is 3000300 bytes when serialized")
+    wrapped = ProducerSendError(f"Error while sending: {error!r}")
+    wrapped.__cause__ = error
+    assert oversize.too_large(wrapped) and oversize.too_large(error)
+    other = ProducerSendError("Error while sending: KafkaTimeoutError()")
+    other.__cause__ = TimeoutError()
+    assert not oversize.too_large(other)
+    assert not oversize.too_large(RuntimeError())
+
+
+def test_fitting_cuts_the_value_and_says_so_and_drops_huge_headers() -> None:
+    record = KafkaRecord(b"v" * 200_000, b"key", [("ce_id", b"1"), ("big", b"h" * 600_000)])
+    error = MessageSizeTooLargeError("too large")
+    dead = oversize.fitting(record, "vcenter.audit", error, limit=1_000_000)
+    assert oversize.size_of(dead) <= 1_000_000 - oversize.FRAMING_BYTES
+    context = error_context(dead)
+    assert context["stage"] == "streams:send" and context["reason"] == "delivery"
+    assert context["dest"] == "vcenter.audit"
+    assert context["value.bytes"] == "200000"
+    assert dead.value == record.value[: int(context["value.truncated"])]  # type: ignore[index]
+    assert dead.header("ce_id") == b"1" and dead.header("big") is None
+    # a small limit still fits: the value goes, the context stays
+    tiny = oversize.fitting(record, "vcenter.audit", error, limit=2_000)
+    assert oversize.size_of(tiny) <= 2_000 - oversize.FRAMING_BYTES
+    assert tiny.value == record.value[: int(error_context(tiny)["value.truncated"])]  # type: ignore[index]
+    assert error_context(tiny)["value.bytes"] == "200000"
+    # a record that is not cut says nothing about cutting
+    small = oversize.fitting(KafkaRecord(b"v", b"k"), "t", error, limit=1_000_000)
+    assert small.value == b"v" and PREFIX + "value.truncated" not in dict(small.headers)
+
+
+@pytest.mark.integration
+def test_oversize_record_between_good_ones_is_dead_lettered_and_those_behind_it_delivered(
+    kafka, topic_name, tmp_path: Path
+):
+    config = streams_config(tmp_path, kafka.bootstrap_servers, topic_name)
+    worker = StreamsWorker(config)
+    settings = worker.settings
+    topics = settings.topics
+    # a raw topic that takes records larger than the worker's producer can write again
+    ensure_topics(
+        settings.kafka,
+        [TopicSpec(topics.events, 2, extra={"max.message.bytes": str(TOPIC_LIMIT)})],
+    )
+    good = [powered_on(key) for key in range(1, 41)]
+    big = powered_on(41, "x" * BIG_VALUE)  # vm-1: the partition of keys 1, 5, 9, ...
+    behind = [powered_on(key) for key in range(45, 85)]
+    producer = Producer(client_config(settings.kafka, **{"message.max.bytes": TOPIC_LIMIT}))
+    for record in [*good, big, *behind]:
+        producer.produce(
+            topics.events, value=record.value, key=record.key, headers=list(record.headers)
+        )
+    assert producer.flush(30) == 0
+    expected = {ce_id(record) for record in [*good, *behind]}
+    try:
+        worker.start()
+        audit = consume(
+            settings,
+            topics.audit,
+            len(expected),
+            until=lambda found: {ce_id(r) for r in found} >= expected,
+        )
+        dead = consume(settings, topics.dead_letter, 1)
+        wait_for(lambda: committed_through(settings, topics.events), 30, "the commit past all")
+        dead_lettered = worker.metric(
+            "vcstream_streams_dead_lettered_total", {"processor": "send", "reason": "delivery"}
+        )
+        code = worker.stop()
+        log = worker.log()
+    finally:
+        worker.stop()
+
+    assert code == 0, log  # SIGTERM: a clean stop, not the 30 s timeout's SIGKILL (-9)
+    seen = Counter(ce_id(record) for record in audit)
+    assert set(seen) == expected  # everything behind the big record, not the big record
+    assert [i for i, n in seen.items() if n != 1] == []  # no restart, no repeat
+    [letter] = [r for r in dead if r.header("ce_id") == big.header("ce_id")]
+    assert len(dead) == 1
+    context = error_context(letter)
+    assert context["stage"] == "streams:send" and context["reason"] == "delivery"
+    assert context["exception.class"] == "ProducerSendError"
+    assert "MessageSizeTooLargeError" in context["exception.message"]
+    assert context["dest"] == topics.audit and context["topic"] == topics.events
+    assert context["value.bytes"] == str(len(big.value or b""))
+    assert letter.value and (big.value or b"").startswith(letter.value)
+    assert dead_lettered == 1
+    assert "Traceback" not in log  # the agent never crashed
