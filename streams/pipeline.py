@@ -237,9 +237,16 @@ def _as_read(record: KafkaRecord) -> KafkaRecord | None:
     Decoding forgives some forms (upper-case header names, a repeated header: the last
     wins) that re-encoding would normalise; such a record is encoded afresh instead.
     """
-    names = [name for name, _ in record.headers]
-    if len(set(names)) != len(names) or any(not name.islower() for name in names):
+    names = tuple(name for name, _ in record.headers)
+    plain = _PLAIN_NAMES.get(names)
+    if plain is None:  # the same few header lists on every record: answered once each
+        plain = len(set(names)) == len(names) and all(name.islower() for name in names)
+        if len(_PLAIN_NAMES) < _MAX_NAME_LISTS:
+            _PLAIN_NAMES[names] = plain
+    if not plain or record.value is None:
         return None
-    if record.value is None:
-        return None
-    return KafkaRecord(value=record.value, key=record.key, headers=list(record.headers))
+    return record
+
+
+_PLAIN_NAMES: dict[tuple[str, ...], bool] = {}
+_MAX_NAME_LISTS = 1024

@@ -16,8 +16,8 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
-import schemas
 from schemas.cloudevent import CloudEventView
+from schemas.codec import from_attributes
 from schemas.record import KafkaRecord
 
 _UNREAD: Any = object()
@@ -62,7 +62,7 @@ class Reading:
         """The SDK's event for this record, for a processor or an enrichment (built once,
         from the data already parsed)."""
         if self._event is None:
-            self._event = schemas.decode(self.record, self.get_data())
+            self._event = from_attributes(self.view.attributes, self.get_data())
         return self._event
 
 
