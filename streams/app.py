@@ -80,6 +80,7 @@ class StreamsApp:
         definition_partitions: int = 1,
         health: Flag | None = None,
         input_partitions: dict[str, int] | None = None,
+        message_limits: dict[str, int] | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = Pipeline(settings, processors)
@@ -113,6 +114,16 @@ class StreamsApp:
             Worker=_Worker,
         )
         self.app.on_before_shutdown.connect(self._write_and_commit)
+        # Topics that take less than the producer sends (streams.oversize): the broker
+        # would refuse a larger record's whole batch, good records batched with it too.
+        # Past the producer's own limit, aiokafka refuses the record as it is sent.
+        request_limit = int(self.app.conf.producer_max_request_size)
+        self.limits = {
+            topic: limit for topic, limit in (message_limits or {}).items() if limit < request_limit
+        }
+        self.dead_letter_limit = min(
+            request_limit, (message_limits or {}).get(settings.topics.dead_letter, request_limit)
+        )
         self.app.shutdown_grace = streams.shutdown_grace.total_seconds()
         self.definitions = DefinitionsReader(settings, definition_partitions, self.stop_on)
         self.app.task(self._read_definitions)
@@ -269,14 +280,20 @@ class StreamsApp:
         send = self.app.producer.send
         futures: list[Any] = []
         refused: tuple[str, BaseException] | None = None
+        limits = self.limits
         for output in outputs:
             topic, out = output.topic, output.record
+            limit = limits.get(topic)
+            if limit is not None and oversize.size_of(out) + oversize.FRAMING_BYTES > limit:
+                refused = refused or (topic, oversize.over_limit(out, topic, limit))
+                continue
             try:
                 futures.append(await send(topic, out.key, out.value, None, None, out.headers))
             except Exception as exc:
-                if not oversize.too_large(exc):
+                error = oversize.too_large(exc)
+                if error is None:
                     raise
-                refused = refused or (output.topic, exc)  # one dead letter per record
+                refused = refused or (topic, error)  # one dead letter per record
         if refused is not None:
             futures.append(await self._dead_letter_too_large(record, *refused))
         self.deliveries.add(source, futures, started)
@@ -296,8 +313,7 @@ class StreamsApp:
             error,
         )
         metrics.DEAD_LETTERED.labels(oversize.STAGE.split(":")[1], "delivery").inc()
-        limit = int(self.app.conf.producer_max_request_size)
-        dead = oversize.fitting(record, dest, error, limit)
+        dead = oversize.fitting(record, dest, error, self.dead_letter_limit)
         topic = self.pipeline.dead_letter_topic
         return await self.app.producer.send(topic, dead.key, dead.value, None, None, dead.headers)
 
@@ -360,7 +376,7 @@ def _ref_text(ref: AlarmRef) -> tuple[str, str]:
 def build(settings: Settings, health: Flag | None = None) -> StreamsApp:
     """The app for these settings, with topics created and user processors discovered."""
     from streams.discovery import processors_for
-    from streams.topics import partition_count, prepare_topics
+    from streams.topics import message_limits, partition_count, prepare_topics
 
     processors = processors_for(settings.streams, settings.topics.events)
     pipeline = Pipeline(settings, processors)
@@ -369,7 +385,8 @@ def build(settings: Settings, health: Flag | None = None) -> StreamsApp:
     # a processor's table has a changelog partition per partition of its input topic
     stateful = tables_by_input(processors, settings.topics.events)
     inputs = {topic: partition_count(settings, topic) for topic in stateful}
-    return StreamsApp(settings, processors, partitions, health, inputs)
+    limits = message_limits(settings, pipeline.output_topics)
+    return StreamsApp(settings, processors, partitions, health, inputs, limits)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,12 +1,14 @@
 """An output Kafka will not take for its size, dead-lettered in a form that fits.
 
 aiokafka refuses a record larger than the producer's `max_request_size` as it is sent
-(`MessageSizeTooLargeError`). Raised out of the agent, that crashed it: Faust restarted
-the agent, the commit stayed below the record, the records behind it were re-emitted
-after a restart, and SIGTERM never completed. Instead the record it came from is
-dead-lettered once (`schemas.deadletter.dead_letter`, stage `streams:send`, reason
-`delivery`), with its value cut to what fits and headers saying so, and the event's
-other outputs go on as usual; its offset is committed once the dead letter is written.
+(`MessageSizeTooLargeError`); a topic whose `max.message.bytes` is lower would refuse the
+whole batch such a record is in, so the worker does not send it (`over_limit`). Raised
+out of the agent, the error crashed it: Faust restarted the agent, the commit stayed
+below the record, the records behind it were re-emitted after a restart, and SIGTERM
+never completed. Instead the record it came from is dead-lettered once
+(`schemas.deadletter.dead_letter`, stage `streams:send`, reason `delivery`), its value
+cut to what fits and headers saying so, and the event's other outputs go on as usual;
+its offset is committed once the dead letter is written.
 
 This stays small on purpose: `schemas.deadletter` is to gain a builder of dead letters
 that always fit, which will replace `fitting` here.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 
+from aiokafka.errors import MessageSizeTooLargeError
 from faust.exceptions import ProducerSendError
 
 from schemas.deadletter import PREFIX, dead_letter
@@ -28,12 +31,18 @@ KEPT_VALUE_BYTES = 64 * 1024
 FRAMING_BYTES = 1024
 
 
-def too_large(error: BaseException) -> bool:
-    """Whether a send failed because the record is larger than Kafka takes."""
-    from aiokafka.errors import MessageSizeTooLargeError
-
+def too_large(error: BaseException) -> BaseException | None:
+    """aiokafka's size error if a send failed because the record is larger than Kafka
+    takes (Faust raises it as the cause of its ProducerSendError), else None."""
     cause = error.__cause__ if isinstance(error, ProducerSendError) else error
-    return isinstance(cause, MessageSizeTooLargeError)
+    return cause if isinstance(cause, MessageSizeTooLargeError) else None
+
+
+def over_limit(record: KafkaRecord, topic: str, limit: int) -> MessageSizeTooLargeError:
+    """The error of a record too large for its topic's `max.message.bytes`, not sent."""
+    return MessageSizeTooLargeError(
+        f"{size_of(record)} bytes, more than {topic} takes (max.message.bytes {limit})"
+    )
 
 
 def size_of(record: KafkaRecord) -> int:

@@ -5,7 +5,9 @@ behind it were never delivered, a restart re-emitted some, and SIGTERM hung."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka.errors import MessageSizeTooLargeError
@@ -45,12 +47,13 @@ def ce_id(record: KafkaRecord) -> str:
 def test_too_large_is_the_size_error_however_faust_wraps_it() -> None:
     error = MessageSizeTooLargeError("The message is 3000300 bytes when serialized")
     wrapped = ProducerSendError(f"Error while sending: {error!r}")
-    wrapped.__cause__ = error
-    assert oversize.too_large(wrapped) and oversize.too_large(error)
-    other = ProducerSendError("Error while sending: KafkaTimeoutError()")
+    wrapped.__cause__ = error  # as Faust's Producer.send raises it
+    assert oversize.too_large(error) is error
+    assert oversize.too_large(wrapped) is error
+    other: BaseException = ProducerSendError("Error while sending: KafkaTimeoutError()")
     other.__cause__ = TimeoutError()
-    assert not oversize.too_large(other)
-    assert not oversize.too_large(RuntimeError())
+    assert oversize.too_large(other) is None
+    assert oversize.too_large(RuntimeError()) is None
 
 
 def test_fitting_cuts_the_value_and_says_so_and_drops_huge_headers() -> None:
@@ -74,21 +77,34 @@ def test_fitting_cuts_the_value_and_says_so_and_drops_huge_headers() -> None:
     assert small.value == b"v" and PREFIX + "value.truncated" not in dict(small.headers)
 
 
-@pytest.mark.integration
-def test_oversize_record_between_good_ones_is_dead_lettered_and_those_behind_it_delivered(
-    kafka, topic_name, tmp_path: Path
-):
+@dataclass
+class Run:
+    big: KafkaRecord
+    expected: set[str]  # ids of the good records
+    audit: list[KafkaRecord]
+    dead: list[KafkaRecord]
+    dead_lettered: float
+    code: int
+    log: str
+
+
+def run_with_a_big_record(
+    kafka: Any, topic_name: Any, tmp_path: Path, size: int, limits: dict[str, int]
+) -> Run:
+    """Good records, one of `size` bytes, good records behind it on the same partition,
+    through a worker whose topics have these `max.message.bytes`; then SIGTERM."""
     config = streams_config(tmp_path, kafka.bootstrap_servers, topic_name)
     worker = StreamsWorker(config)
     settings = worker.settings
     topics = settings.topics
-    # a raw topic that takes records larger than the worker's producer can write again
-    ensure_topics(
-        settings.kafka,
-        [TopicSpec(topics.events, 2, extra={"max.message.bytes": str(TOPIC_LIMIT)})],
-    )
+    named = {"events": topics.events, "audit": topics.audit}
+    specs = [
+        TopicSpec(named[name], 2, extra={"max.message.bytes": str(limit)})
+        for name, limit in limits.items()
+    ]
+    ensure_topics(settings.kafka, specs)
     good = [powered_on(key) for key in range(1, 41)]
-    big = powered_on(41, "x" * BIG_VALUE)  # vm-1: the partition of keys 1, 5, 9, ...
+    big = powered_on(41, "x" * size)  # vm-1: the partition of keys 1, 5, 9, ...
     behind = [powered_on(key) for key in range(45, 85)]
     producer = Producer(client_config(settings.kafka, **{"message.max.bytes": TOPIC_LIMIT}))
     for record in [*good, big, *behind]:
@@ -114,19 +130,43 @@ def test_oversize_record_between_good_ones_is_dead_lettered_and_those_behind_it_
         log = worker.log()
     finally:
         worker.stop()
+    return Run(big, expected, audit, dead, dead_lettered, code, log)
 
-    assert code == 0, log  # SIGTERM: a clean stop, not the 30 s timeout's SIGKILL (-9)
-    seen = Counter(ce_id(record) for record in audit)
-    assert set(seen) == expected  # everything behind the big record, not the big record
+
+def assert_dead_lettered_and_the_rest_delivered(run: Run) -> dict[str, str]:
+    assert run.code == 0, run.log  # SIGTERM: a clean stop, not the 30 s timeout's SIGKILL
+    seen = Counter(ce_id(record) for record in run.audit)
+    assert set(seen) == run.expected, run.log  # all behind the big record, not the big one
     assert [i for i, n in seen.items() if n != 1] == []  # no restart, no repeat
-    [letter] = [r for r in dead if r.header("ce_id") == big.header("ce_id")]
-    assert len(dead) == 1
+    assert len(run.dead) == 1 and run.dead_lettered == 1
+    [letter] = run.dead
+    assert letter.header("ce_id") == run.big.header("ce_id")
     context = error_context(letter)
     assert context["stage"] == "streams:send" and context["reason"] == "delivery"
-    assert context["exception.class"] == "ProducerSendError"
-    assert "MessageSizeTooLargeError" in context["exception.message"]
-    assert context["dest"] == topics.audit and context["topic"] == topics.events
-    assert context["value.bytes"] == str(len(big.value or b""))
-    assert letter.value and (big.value or b"").startswith(letter.value)
-    assert dead_lettered == 1
-    assert "Traceback" not in log  # the agent never crashed
+    assert context["exception.class"] == "MessageSizeTooLargeError"
+    assert context["value.bytes"] == str(len(run.big.value or b""))
+    assert letter.value and (run.big.value or b"").startswith(letter.value)
+    assert "Traceback" not in run.log  # the agent never crashed
+    return context
+
+
+@pytest.mark.integration
+def test_oversize_record_between_good_ones_is_dead_lettered_and_those_behind_it_delivered(
+    kafka, topic_name, tmp_path: Path
+):
+    # the raw topic takes a record larger than the worker's producer sends (1,000,000)
+    run = run_with_a_big_record(kafka, topic_name, tmp_path, BIG_VALUE, {"events": TOPIC_LIMIT})
+    context = assert_dead_lettered_and_the_rest_delivered(run)
+    assert "bytes when serialized" in context["exception.message"]  # aiokafka's refusal
+
+
+@pytest.mark.integration
+def test_record_over_its_output_topics_limit_is_dead_lettered_not_sent_in_a_batch(
+    kafka, topic_name, tmp_path: Path
+):
+    # under the producer's limit, over the audit topic's: the broker would refuse the
+    # whole batch it is in, good records batched with it too
+    limits = {"events": TOPIC_LIMIT, "audit": 100_000}
+    run = run_with_a_big_record(kafka, topic_name, tmp_path, 300_000, limits)
+    context = assert_dead_lettered_and_the_rest_delivered(run)
+    assert "max.message.bytes 100000" in context["exception.message"]
