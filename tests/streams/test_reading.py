@@ -13,6 +13,7 @@ import pytest
 import schemas
 from schemas import InvalidRecord, KafkaRecord
 from schemas.codec import encode_vsphere
+from schemas.deadletter import error_context
 from schemas.vsphere import VCenterIdentity
 from streams.api import processor, suppress
 from streams.pipeline import Output, Pipeline
@@ -139,3 +140,33 @@ def test_an_inline_processor_returning_its_event_keeps_the_bytes_and_a_marked_on
         assert schemas.decode(audit.record).get_extension("suppressed") == (
             None if same else "test"
         )
+
+
+@pytest.mark.integration
+def test_worker_dead_letters_a_record_whose_data_a_condition_reads_and_is_not_json(
+    kafka, topic_name, tmp_path: Path
+):
+    from tests.streams.helpers import StreamsWorker, consume, produce, streams_config
+
+    config = streams_config(tmp_path, kafka.bootstrap_servers, topic_name)
+    worker = StreamsWorker(config)
+    settings = worker.settings
+    alarm = golden(next(path for path in GOLDEN if path.stem == "AlarmStatusChangedEvent"))
+    # valid headers: only the alarms route's condition on data.To reads the value
+    garbled = KafkaRecord(b"{not json", alarm.key, alarm.headers)
+    after = golden(next(path for path in GOLDEN if path.stem == "VmPoweredOffEvent"))
+    try:
+        worker.start()
+        produce(settings, settings.topics.events, [garbled, after])
+        audit = consume(settings, settings.topics.audit, 1, settle=1)
+        dead = consume(settings, settings.topics.dead_letter, 1, settle=1)
+        code = worker.stop()
+    finally:
+        worker.stop()
+    assert code == 0, worker.log()
+    assert [r.header("ce_id") for r in audit] == [after.header("ce_id")]
+    [letter] = dead
+    assert letter.value == garbled.value and letter.header("ce_id") == alarm.header("ce_id")
+    context = error_context(letter)
+    assert (context["stage"], context["reason"]) == ("streams:decode", "poison")
+    assert "not valid JSON" in context["exception.message"]
