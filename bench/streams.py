@@ -14,7 +14,9 @@ RSS, the 1-minute load average, and the worker's ratio to each ceiling. The work
 added latency is measured afterwards on a trickle at a steady rate: the audit record's
 broker timestamp minus its input's. `--stateful` switches on the three built-in
 stateful processors (a table write per event, the cost of state); `--profile` runs
-py-spy on the worker over its throughput phase. Prints one JSON object.
+py-spy on the worker over its throughput phase; `--no-example` leaves the example
+processor out (three quarters of the events are then routed on their headers alone, as
+the bytes they came as). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -169,6 +171,7 @@ def run(
     events: int,
     trickle: int,
     stateful: bool = False,
+    example: bool = True,
     profile: Path | None = None,
     ceilings_too: bool = True,
 ) -> dict[str, Any]:
@@ -183,7 +186,8 @@ def run(
         | {"deadLetter": f"bench.dlq.{suffix}"},
         "producer": {"rawTopic": {"partitions": PARTITIONS}},
         "streams": {"appId": f"bench-{suffix}", "dataDir": str(workdir / "data")}
-        | (STATEFUL if stateful else {}),
+        | (STATEFUL if stateful else {})
+        | ({} if example else {"processors": {"disabled": ["vm_power"]}}),
         "metrics": {"host": "127.0.0.1", "port": port},
         "logging": {"level": "WARNING"},
     }
@@ -248,6 +252,7 @@ def run(
         "distinct_keys": len({event(key)[1] for key in range(1, events + 1)}),
         "alarm_share": 0.25,
         "stateful": stateful,
+        "example_processor": example,
         "worker": measured,
         "added_latency_ms": {
             "samples": len(latencies),
@@ -372,9 +377,20 @@ def main() -> None:
     parser.add_argument("--trickle", type=int, default=1000)
     parser.add_argument("--bootstrap", help="an existing broker; default: a private one")
     parser.add_argument("--stateful", action="store_true", help="the built-in stateful ones on")
+    parser.add_argument(
+        "--no-example",
+        action="store_true",
+        help="without the example processor: most events routed on their headers alone",
+    )
     parser.add_argument("--profile", type=Path, help="py-spy the worker into this file (.svg)")
     parser.add_argument("--worker-only", action="store_true", help="no bare contenders")
     args = parser.parse_args()
+    options: dict[str, Any] = {
+        "stateful": args.stateful,
+        "example": not args.no_example,
+        "profile": args.profile,
+        "ceilings_too": not args.worker_only,
+    }
     with tempfile.TemporaryDirectory(prefix="bench-streams-") as tmp:
         workdir = Path(tmp)
         if args.bootstrap:
@@ -383,9 +399,7 @@ def main() -> None:
                 workdir,
                 args.events,
                 args.trickle,
-                args.stateful,
-                args.profile,
-                not args.worker_only,
+                **options,
             )
         else:
             broker = LocalKafka(workdir / "kafka").start()
@@ -396,9 +410,7 @@ def main() -> None:
                     workdir,
                     args.events,
                     args.trickle,
-                    args.stateful,
-                    args.profile,
-                    not args.worker_only,
+                    **options,
                 )
             finally:
                 broker.stop()
