@@ -1,20 +1,22 @@
-"""Stream processors: events/s through enrich + route on one worker with the input
-pre-loaded, p99 added latency, peak RSS, and the ratio to bench.kafka_ceiling's raw
-consume rate on the same topic.
+"""Stream processors beside their ceilings, in one run on one broker: the worker
+(enrichment, routing and the example processor), a bare Faust agent and a bare
+confluent-kafka loop (bench.streams_bare), each forwarding the same pre-loaded topic.
 
-    .venv/bin/python -m bench.streams [--events 20000] [--trickle 1000] [--bootstrap HOST:PORT]
-                                      [--stateful]
+    .venv/bin/python -m bench.streams [--events 200000] [--trickle 1000]
+                                      [--bootstrap HOST:PORT] [--stateful] [--profile FILE]
 
-One worker process (`vcstream streams worker`) reads a pre-loaded raw topic: a quarter
-alarm status changes (joined with one of 50 definitions, routed to alarms and audit),
-the rest VM events (routed to audit, and by the example processor to vm-power).
-Throughput is counted from the worker's readiness to its last audit record. Added
-latency is measured afterwards on a trickle of events at a steady rate: the audit
-record's broker timestamp minus its input's. The worker's CPU time over the throughput
-phase is reported too (`events_per_cpu_s`): on a shared machine it is the steadier
-figure. `--stateful` switches on the three built-in stateful processors (duplicates,
-maintenance, alarmStorm): a table write per event, the cost of state. Prints one JSON
-object.
+The input has 6 partitions and keys per VM (500 distinct): a quarter alarm status
+changes (joined with one of 50 definitions, routed to alarms and audit), the rest VM
+events (routed to audit, and by the example processor to vm-power). Each contender is
+timed from its first output record to its last (start-up and group join left out
+alike): events/s, events per CPU-second (on a shared machine the steadier figure), peak
+RSS, the 1-minute load average, and the worker's ratio to each ceiling. The worker's
+added latency is measured afterwards on a trickle at a steady rate: the audit record's
+broker timestamp minus its input's. `--stateful` switches on the three built-in
+stateful processors (a table write per event, the cost of state); `--profile` runs
+py-spy on the worker over its throughput phase; `--no-example` leaves the example
+processor out (three quarters of the events are then routed on their headers alone, as
+the bytes they came as). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -111,19 +113,6 @@ def produce(settings: Settings, topic: str, first: int, count: int, rate: float 
     producer.flush(60)
 
 
-def total_records(settings: Settings, topic: str) -> int:
-    consumer = Consumer(client_config(settings.kafka, **{"group.id": "bench-watermarks"}))
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        total = 0
-        for partition in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
-            total += high - low
-        return int(total)
-    finally:
-        consumer.close()
-
-
 def timestamps_by_id(settings: Settings, topic: str, count: int) -> dict[str, int]:
     consumer = Consumer(
         client_config(
@@ -177,7 +166,14 @@ STATEFUL = {
 
 
 def run(
-    bootstrap: str, workdir: Path, events: int, trickle: int, stateful: bool = False
+    bootstrap: str,
+    workdir: Path,
+    events: int,
+    trickle: int,
+    stateful: bool = False,
+    example: bool = True,
+    profile: Path | None = None,
+    ceilings_too: bool = True,
 ) -> dict[str, Any]:
     suffix = uuid.uuid4().hex[:8]
     port = free_port()
@@ -190,7 +186,8 @@ def run(
         | {"deadLetter": f"bench.dlq.{suffix}"},
         "producer": {"rawTopic": {"partitions": PARTITIONS}},
         "streams": {"appId": f"bench-{suffix}", "dataDir": str(workdir / "data")}
-        | (STATEFUL if stateful else {}),
+        | (STATEFUL if stateful else {})
+        | ({} if example else {"processors": {"disabled": ["vm_power"]}}),
         "metrics": {"host": "127.0.0.1", "port": port},
         "logging": {"level": "WARNING"},
     }
@@ -200,32 +197,24 @@ def run(
     topics = settings.topics
     from streams.topics import prepare_topics
 
-    prepare_topics(settings, ["vcenter.vm-power"])
+    bare = {kind: f"bench.bare-{kind}.{suffix}" for kind in ("faust", "confluent")}
+    prepare_topics(settings, ["vcenter.vm-power", *bare.values()])
     producer = Producer(client_config(settings.kafka))
     for key, value in definitions():
         producer.produce(topics.alarm_definitions, value=value, key=key)
     producer.flush(30)
     produce(settings, topics.events, 1, events)
     ceiling = ceiling_consume(bootstrap, topics.events, PARTITIONS, events)
+    counter = Watermarks(settings)
 
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "cli", "streams", "worker", "--config", str(path)],
-        cwd=REPO,
-        stdout=(workdir / "worker.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    command = [sys.executable, "-m", "cli", "streams", "worker", "--config", str(path)]
+    worker = start(command, workdir / "worker.log")
     try:
         while not healthy(port):
             if worker.poll() is not None:
                 raise RuntimeError((workdir / "worker.log").read_text()[-3000:])
             time.sleep(0.1)
-        ready, cpu_at_ready = time.monotonic(), cpu_seconds(worker.pid)
-        while total_records(settings, topics.audit) < events:
-            time.sleep(0.2)
-        elapsed = time.monotonic() - ready
-        cpu = cpu_seconds(worker.pid) - cpu_at_ready
-        load = os.getloadavg()[0]
+        measured = measure(worker, counter, topics.audit, events, profile)
 
         first = events + 1
         produce(settings, topics.events, first, trickle, rate=500)
@@ -237,44 +226,144 @@ def run(
         latencies = sorted(
             (outputs[i] - inputs[i]) / 1000 for i in trickle_ids if i in outputs and i in inputs
         )
-        rss = peak_rss_mb(worker.pid)
+        measured["peak_rss_mb"] = round(peak_rss_mb(worker.pid), 1)
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
+        stopped = stop(worker)
+    measured["stopped_within_30s_of_sigterm"] = stopped
+
+    ceilings: dict[str, dict[str, Any]] = {}
+    for kind, output in bare.items() if ceilings_too else ():
+        command = [sys.executable, "-m", "bench.streams_bare", kind, "--bootstrap", bootstrap]
+        command += ["--input", topics.events, "--output", output, "--group", f"{kind}-{suffix}"]
+        command += ["--compression", settings.kafka.compression]
+        command += ["--datadir", str(workdir / f"data-{kind}")]
+        process = start(command, workdir / f"{kind}.log")
         try:
-            worker.wait(30)
-            stopped = True
-        except subprocess.TimeoutExpired:
-            # the figures are taken: report a worker that does not stop, do not lose them
-            stopped = False
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(10)
-    rate = events / elapsed
+            ceilings[kind] = measure(process, counter, output, events + trickle)
+            ceilings[kind]["peak_rss_mb"] = round(peak_rss_mb(process.pid), 1)
+        finally:
+            stop(process)
+    counter.close()
+    rate = measured["events_per_s"]
     return {
         "benchmark": "streams",
         "events": events,
         "partitions": PARTITIONS,
+        "distinct_keys": len({event(key)[1] for key in range(1, events + 1)}),
         "alarm_share": 0.25,
         "stateful": stateful,
-        "events_per_s": round(rate),
-        "elapsed_s": round(elapsed, 2),
+        "example_processor": example,
+        "worker": measured,
         "added_latency_ms": {
             "samples": len(latencies),
             "p50": round(latencies[len(latencies) // 2] * 1000, 1) if latencies else None,
             "p99": round(latencies[int(len(latencies) * 0.99)] * 1000, 1) if latencies else None,
             "trickle_rate_per_s": 500,
         },
-        # the machine is shared: CPU time per event says what the worker costs whatever
-        # else runs, and events per CPU second what one dedicated core would do
-        "worker_cpu_s": round(cpu, 2),
-        "events_per_cpu_s": round(events / cpu) if cpu else None,
-        "load_average_1m": round(load, 2),
-        "peak_rss_mb": round(rss, 1),
-        "stopped_within_30s_of_sigterm": stopped,
+        **_ratios(measured, ceilings),
         "kafka_ceiling_consume_per_s": round(ceiling["records_per_s"]),
         "ratio_to_ceiling": round(rate / ceiling["records_per_s"], 4),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
     }
+
+
+def _ratios(worker: dict[str, Any], ceilings: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind, name in (("faust", "bare_faust_agent"), ("confluent", "bare_confluent_loop")):
+        if kind in ceilings:
+            out[name] = ceilings[kind]
+            for figure in ("events_per_s", "events_per_cpu_s"):
+                ratio = worker[figure] / ceilings[kind][figure]
+                out[f"ratio_to_{name}_{figure}"] = round(ratio, 3)
+    return out
+
+
+def start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        command, cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> bool:
+    """SIGTERM, then SIGKILL after 30 s: whether it stopped on SIGTERM."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+        return True
+    except subprocess.TimeoutExpired:
+        # the figures are taken: report a process that does not stop, do not lose them
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+        return False
+
+
+class Watermarks:
+    """How many records a topic holds, asked of one consumer for the whole run."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._consumer = Consumer(client_config(settings.kafka, **{"group.id": "bench-marks"}))
+
+    def total(self, topic: str) -> int:
+        metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
+        total = 0
+        for partition in metadata.partitions:
+            low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
+            total += high - low
+        return total
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def measure(
+    process: subprocess.Popen[bytes],
+    counter: Watermarks,
+    output: str,
+    expected: int,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    """Rate and CPU of a process forwarding a pre-loaded topic, from its first output to
+    its last: start-up and the group join are left out alike for every contender."""
+
+    def alive() -> None:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited {process.returncode}")
+
+    while (began_at := counter.total(output)) == 0:
+        alive()
+        time.sleep(0.05)
+    began, cpu_began = time.monotonic(), cpu_seconds(process.pid)
+    spy = _profile(process.pid, profile)
+    while (count := counter.total(output)) < expected:
+        alive()
+        time.sleep(0.1)
+    elapsed = time.monotonic() - began
+    cpu = cpu_seconds(process.pid) - cpu_began
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+    done = count - began_at
+    return {
+        "events_per_s": round(done / elapsed),
+        "elapsed_s": round(elapsed, 2),
+        # the machine is shared: CPU time per event says what a process costs whatever
+        # else runs, and events per CPU second what one dedicated core would do
+        "cpu_s": round(cpu, 2),
+        "events_per_cpu_s": round(done / cpu) if cpu else None,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def _profile(pid: int, output: Path | None) -> subprocess.Popen[bytes] | None:
+    """py-spy on the worker over the throughput phase (.svg: flame graph, else collapsed stacks)."""
+    if output is None:
+        return None
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "--pid", str(pid), "--rate", "200", "--nonblocking"]
+    formats = {".svg": "flamegraph", ".json": "speedscope"}
+    command += ["--format", formats.get(output.suffix, "raw")]  # raw: collapsed stacks
+    return subprocess.Popen([*command, "--output", str(output)], stdout=subprocess.DEVNULL)
 
 
 def encode_vsphere_id(key: int) -> str:
@@ -284,20 +373,45 @@ def encode_vsphere_id(key: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--events", type=int, default=200000)
     parser.add_argument("--trickle", type=int, default=1000)
     parser.add_argument("--bootstrap", help="an existing broker; default: a private one")
     parser.add_argument("--stateful", action="store_true", help="the built-in stateful ones on")
+    parser.add_argument(
+        "--no-example",
+        action="store_true",
+        help="without the example processor: most events routed on their headers alone",
+    )
+    parser.add_argument("--profile", type=Path, help="py-spy the worker into this file (.svg)")
+    parser.add_argument("--worker-only", action="store_true", help="no bare contenders")
     args = parser.parse_args()
+    options: dict[str, Any] = {
+        "stateful": args.stateful,
+        "example": not args.no_example,
+        "profile": args.profile,
+        "ceilings_too": not args.worker_only,
+    }
     with tempfile.TemporaryDirectory(prefix="bench-streams-") as tmp:
         workdir = Path(tmp)
         if args.bootstrap:
-            result = run(args.bootstrap, workdir, args.events, args.trickle, args.stateful)
+            result = run(
+                args.bootstrap,
+                workdir,
+                args.events,
+                args.trickle,
+                **options,
+            )
         else:
             broker = LocalKafka(workdir / "kafka").start()
             try:
                 bootstrap = broker.bootstrap_servers
-                result = run(bootstrap, workdir, args.events, args.trickle, args.stateful)
+                result = run(
+                    bootstrap,
+                    workdir,
+                    args.events,
+                    args.trickle,
+                    **options,
+                )
             finally:
                 broker.stop()
     print(json.dumps(result, indent=2))

@@ -27,7 +27,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 from schemas.codec import with_changes
 from schemas.vsphere import SUPPRESSED_EXTENSION, derived_id
-from streams.match import Selector
+from streams.match import Readable, Selector
 from streams.state import Table
 from vcstream.settings.streams import FieldCondition
 
@@ -48,7 +48,7 @@ def suppress(event: CloudEvent, reason: str) -> CloudEvent:
     return with_changes(event, None, **marker)
 
 
-def suppressed(event: CloudEvent) -> str | None:
+def suppressed(event: Readable) -> str | None:
     """Why the event was suppressed, or None."""
     reason = event.get_extension(SUPPRESSED_EXTENSION)
     return str(reason) if reason is not None else None

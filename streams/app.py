@@ -28,8 +28,9 @@ import faust
 from cloudevents.core.v1.event import CloudEvent
 from faust.app.base import BootStrategy
 
+from schemas.errors import InvalidRecord
 from schemas.record import KafkaRecord
-from streams import metrics, transport
+from streams import metrics, oversize, transport
 from streams.acks import OrderedAcks, Pending
 from streams.api import AnyProcessor
 from streams.definitions import DefinitionIndex
@@ -40,6 +41,7 @@ from streams.faust_kafka import faust_broker_options
 from streams.monitor import QuietMonitor
 from streams.partitioner import KeyPartitioner
 from streams.pipeline import Inlined, Output, Pipeline
+from streams.reading import Reading, record_of, sdk_event
 from streams.state import create_faust_tables, faust_current_event, tables_by_input
 from streams.transport import Consumer, broker_urls
 from vcstream.logging import logging_config
@@ -63,7 +65,7 @@ class Waiting:
 
     source: Pending  # the faust Event, tracked for in-order acks
     record: KafkaRecord
-    event: CloudEvent
+    event: CloudEvent | Reading
     ref: AlarmRef
     deadline: float
     started: float
@@ -78,6 +80,7 @@ class StreamsApp:
         definition_partitions: int = 1,
         health: Flag | None = None,
         input_partitions: dict[str, int] | None = None,
+        message_limits: dict[str, int] | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = Pipeline(settings, processors)
@@ -111,6 +114,16 @@ class StreamsApp:
             Worker=_Worker,
         )
         self.app.on_before_shutdown.connect(self._write_and_commit)
+        # Topics that take less than the producer sends (streams.oversize): the broker
+        # would refuse a larger record's whole batch, good records batched with it too.
+        # Past the producer's own limit, aiokafka refuses the record as it is sent.
+        request_limit = int(self.app.conf.producer_max_request_size)
+        self.limits = {
+            topic: limit for topic, limit in (message_limits or {}).items() if limit < request_limit
+        }
+        self.dead_letter_limit = min(
+            request_limit, (message_limits or {}).get(settings.topics.dead_letter, request_limit)
+        )
         self.app.shutdown_grace = streams.shutdown_grace.total_seconds()
         self.definitions = DefinitionsReader(settings, definition_partitions, self.stop_on)
         self.app.task(self._read_definitions)
@@ -174,17 +187,21 @@ class StreamsApp:
             return  # an earlier record went missing on the way: both are read again
         started = time.monotonic()
         source = self.acks.track(event)
-        record = _record_of(event, topic)
+        record = record_of(event, topic)
         decoded = self.pipeline.decode(record)
         if isinstance(decoded, Output):
-            await self._emit(source, [decoded], started)
+            await self._emit(source, record, [decoded], started)
             return
-        # Inline processors run here, as the record is read: in offset order, with the
-        # record as Faust's current event (a table write goes to its partition), also for
-        # an alarm that then waits for its definition.
-        inlined = self.pipeline.inline(decoded, record, topic)
-        event = inlined.event
-        ref = self.pipeline.alarm_to_enrich(event, topic)
+        try:
+            # Inline processors run here, as the record is read: in offset order, with the
+            # record as Faust's current event (a table write goes to its partition), also
+            # for an alarm that then waits for its definition.
+            inlined = self.pipeline.inline(decoded, record, topic)
+            event = inlined.event
+            ref = self.pipeline.alarm_to_enrich(event, topic)
+        except InvalidRecord as exc:  # data read by a condition or processor: not JSON
+            await self._emit(source, record, [self.pipeline.poison(record, exc)], started)
+            return
         if ref is not None and event is not None:
             definition = self._definition(ref)
             if definition is None:
@@ -194,9 +211,11 @@ class StreamsApp:
                 metrics.PENDING.set(len(self.waiting))
                 return
             event = self._enriched(event, definition)
-        unchanged = event is decoded
-        outputs = self.pipeline.outputs(event, record, topic, unchanged, inlined)
-        await self._emit(source, outputs, started)
+        try:
+            outputs = self.pipeline.outputs(event, record, topic, inlined=inlined)
+        except InvalidRecord as exc:
+            outputs = [self.pipeline.poison(record, exc)]
+        await self._emit(source, record, outputs, started)
 
     def _report_health(self) -> None:
         # ready once the definitions are loaded: before that, every alarm event would wait
@@ -214,9 +233,9 @@ class StreamsApp:
         # alarm's older definition, not yet compacted away
         return self.index.lookup(ref) if self.definitions.loaded.is_set() else None
 
-    def _enriched(self, event: CloudEvent, definition: dict[str, Any]) -> CloudEvent:
+    def _enriched(self, event: CloudEvent | Reading, definition: dict[str, Any]) -> CloudEvent:
         metrics.ENRICHED.inc()
-        return enriched(event, definition, self.pipeline.enrichment.type_suffix)
+        return enriched(sdk_event(event), definition, self.pipeline.enrichment.type_suffix)
 
     async def _release_waiting(self) -> None:
         self._report_health()
@@ -241,7 +260,7 @@ class StreamsApp:
             elif now >= item.deadline and self.definitions.loaded.is_set():
                 metrics.ENRICHMENT_MISSING.inc()
                 log.info("no definition for %s/%s: emitted unenriched", *_ref_text(item.ref))
-                event = unenriched(item.event)
+                event = unenriched(sdk_event(item.event))
             else:
                 self.waiting.append(item)
                 continue
@@ -249,27 +268,54 @@ class StreamsApp:
             with faust_current_event(item.source.source):
                 topic = self.pipeline.events_topic
                 outputs = self.pipeline.outputs(event, item.record, topic, inlined=item.inlined)
-            await self._emit(item.source, outputs, item.started)
+            await self._emit(item.source, item.record, outputs, item.started)
         metrics.PENDING.set(len(self.waiting))
 
-    async def _emit(self, source: Pending, outputs: list[Output], started: float) -> None:
+    async def _emit(
+        self, source: Pending, record: KafkaRecord, outputs: list[Output], started: float
+    ) -> None:
         # Faust's producer, not a faust Topic: the records are bytes already, and
         # Topic.send wraps each one in a FutureMessage with sensor calls and a callback
         # task. Faust flushes this producer before each offset commit.
         send = self.app.producer.send
-        futures: list[Any] = [
-            await send(
-                output.topic,
-                output.record.key,
-                output.record.value,
-                None,
-                None,
-                output.record.headers,
-            )
-            for output in outputs
-        ]
+        futures: list[Any] = []
+        refused: tuple[str, BaseException] | None = None
+        limits = self.limits
+        for output in outputs:
+            topic, out = output.topic, output.record
+            limit = limits.get(topic)
+            if limit is not None and oversize.size_of(out) + oversize.FRAMING_BYTES > limit:
+                refused = refused or (topic, oversize.over_limit(out, topic, limit))
+                continue
+            try:
+                futures.append(await send(topic, out.key, out.value, None, None, out.headers))
+            except Exception as exc:
+                error = oversize.too_large(exc)
+                if error is None:
+                    raise
+                refused = refused or (topic, error)  # one dead letter per record
+        if refused is not None:
+            futures.append(await self._dead_letter_too_large(record, *refused))
         self.deliveries.add(source, futures, started)
         self.deliveries.settle()
+
+    async def _dead_letter_too_large(
+        self, record: KafkaRecord, dest: str, error: BaseException
+    ) -> Any:
+        # streams.oversize: not a reason to stop; what fitted of the event's outputs is
+        # written, and its dead letter, cut to fit, lets the commit move past it
+        log.error(
+            "record at %s/%s@%s: its output to %s is too large for Kafka, dead-lettered: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            dest,
+            error,
+        )
+        metrics.DEAD_LETTERED.labels(oversize.STAGE.split(":")[1], "oversize").inc()
+        dead = oversize.fitting(record, dest, error, self.dead_letter_limit)
+        topic = self.pipeline.dead_letter_topic
+        return await self.app.producer.send(topic, dead.key, dead.value, None, None, dead.headers)
 
     def _finished(self, source: Pending, started: float) -> None:
         self.acks.finish(source)
@@ -323,22 +369,6 @@ def _stopped_too_late(grace: float) -> None:
     os._exit(1)
 
 
-def _record_of(source: Any, topic: str) -> KafkaRecord:
-    message = source.message
-    headers = message.headers or []
-    if isinstance(headers, dict):
-        headers = list(headers.items())
-    return KafkaRecord(
-        value=source.value,
-        key=source.key,
-        headers=[(name, value if value is not None else b"") for name, value in headers],
-        topic=topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
-    )
-
-
 def _ref_text(ref: AlarmRef) -> tuple[str, str]:
     return ref.source, ref.alarm
 
@@ -346,7 +376,7 @@ def _ref_text(ref: AlarmRef) -> tuple[str, str]:
 def build(settings: Settings, health: Flag | None = None) -> StreamsApp:
     """The app for these settings, with topics created and user processors discovered."""
     from streams.discovery import processors_for
-    from streams.topics import partition_count, prepare_topics
+    from streams.topics import message_limits, partition_count, prepare_topics
 
     processors = processors_for(settings.streams, settings.topics.events)
     pipeline = Pipeline(settings, processors)
@@ -355,7 +385,8 @@ def build(settings: Settings, health: Flag | None = None) -> StreamsApp:
     # a processor's table has a changelog partition per partition of its input topic
     stateful = tables_by_input(processors, settings.topics.events)
     inputs = {topic: partition_count(settings, topic) for topic in stateful}
-    return StreamsApp(settings, processors, partitions, health, inputs)
+    limits = message_limits(settings, pipeline.output_topics)
+    return StreamsApp(settings, processors, partitions, health, inputs, limits)
 
 
 def __getattr__(name: str) -> Any:

@@ -17,6 +17,7 @@ from schemas.codec import with_changes
 from schemas.vsphere import derived_id
 from streams.api import data_of
 from streams.match import GlobSet
+from streams.reading import Reading
 
 STEP = "enrich_alarms"
 MISSING_EXTENSION = "enrichment"
@@ -31,7 +32,7 @@ class AlarmRef:
     alarm: str
 
 
-def alarm_ref(event: CloudEvent, types: GlobSet | tuple[str, ...]) -> AlarmRef | None:
+def alarm_ref(event: CloudEvent | Reading, types: GlobSet | tuple[str, ...]) -> AlarmRef | None:
     """The alarm an event is about, if it is an alarm event to enrich; None otherwise."""
     if isinstance(types, tuple):
         types = GlobSet(types)

@@ -5,13 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
-
-from cloudevents.core.v1.event import CloudEvent
+from typing import Any, Protocol
 
 from vcstream.settings.streams import EventFilter, FieldCondition
 
 _MISSING = object()
+
+
+class Readable(Protocol):
+    """What a selector asks of an event: the SDK's CloudEvent, or a record read lazily
+    (`streams.reading.Reading`), whose data is parsed only if a condition reads it."""
+
+    def get_type(self) -> str: ...
+    def get_subject(self) -> str | None: ...
+    def get_data(self) -> Any: ...
+    def get_extension(self, name: str) -> Any: ...
+
+
 # distinct strings a GlobSet remembers its answer for: CloudEvent types and subjects come
 # from vSphere's event classes (some 1,800) and EventEx ids, so this holds them all, while
 # a stream of ever-new strings cannot grow memory without bound
@@ -88,7 +98,7 @@ class Selector:
     def of(cls, spec: EventFilter) -> Selector:
         return cls(tuple(spec.types), tuple(spec.subjects), tuple(spec.where))
 
-    def matches(self, event: CloudEvent) -> bool:
+    def matches(self, event: Readable) -> bool:
         if not self._types.matches(event.get_type()):
             return False
         if not self._subjects.matches(event.get_subject() or ""):

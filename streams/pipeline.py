@@ -1,6 +1,14 @@
 """What happens to one record, without Kafka: decode, inline processors, route, run
 processors, dead-letter.
 
+A record is read as a `Reading` (attributes from its headers, data parsed only when a
+condition, the enrichment or a processor reads it); the SDK's event is built only for a
+processor whose selector took the event or for an enrichment, and a record nothing
+changed is written to its routes as the exact bytes and headers it came with. A record
+whose data turns out not to be JSON when it is read is poison (`InvalidRecord`, raised
+to the caller, which dead-letters it with `poison`); one whose data nothing reads goes
+on unread, as every other stage passes it (the sinks check what they deliver).
+
 The Faust app (`streams.app`) feeds records in and writes the outputs; everything that
 decides what is written where lives here, so it is testable on its own.
 """
@@ -21,6 +29,7 @@ from streams import metrics
 from streams.api import AnyProcessor, Inline, Processor, suppressed
 from streams.enrich import AlarmRef, alarm_ref
 from streams.match import GlobSet, Selector
+from streams.reading import Reading, sdk_event
 from streams.state import processing
 from vcstream.settings import Settings
 
@@ -39,7 +48,7 @@ class Output:
 class Inlined:
     """What the inline processors made of a record's event."""
 
-    event: CloudEvent | None  # the event as it goes on; None: dropped
+    event: CloudEvent | Reading | None  # the event as it goes on; None: dropped
     added: list[CloudEvent] = field(default_factory=list)  # made besides (a storm summary)
     dead: list[Output] = field(default_factory=list)  # an inline processor failed on it
 
@@ -84,17 +93,22 @@ class Pipeline:
         named += [item.output for group in self.processors.values() for item in group]
         return sorted({*named, self.dead_letter_topic})
 
-    def decode(self, record: KafkaRecord) -> CloudEvent | Output:
+    def decode(self, record: KafkaRecord) -> Reading | Output:
         """The record's event, or its dead letter when it is not one (poison)."""
+        reading = Reading(record)
         try:
-            return schemas.decode(record)
+            reading.check()
         except schemas.InvalidRecord as exc:
-            log.warning(
-                "poison record at %s/%s@%s: %s", record.topic, record.partition, record.offset, exc
-            )
-            return self.dead_letter(record, "decode", "poison", exc)
+            return self.poison(record, exc)
+        return reading
 
-    def inline(self, event: CloudEvent, record: KafkaRecord, topic: str) -> Inlined:
+    def poison(self, record: KafkaRecord, error: schemas.InvalidRecord) -> Output:
+        log.warning(
+            "poison record at %s/%s@%s: %s", record.topic, record.partition, record.offset, error
+        )
+        return self.dead_letter(record, "decode", "poison", error)
+
+    def inline(self, event: CloudEvent | Reading, record: KafkaRecord, topic: str) -> Inlined:
         """The inline processors on a record's event, as it is read (before enrichment).
 
         A processor that raises is passed by: the event goes on as it came to it (a bug in
@@ -102,7 +116,7 @@ class Pipeline:
         """
         if topic != self.events_topic or not self.inline_processors:
             return Inlined(event)
-        current: CloudEvent | None = event
+        current: CloudEvent | Reading | None = event
         added: list[CloudEvent] = []
         dead: list[Output] = []
         with processing(record):
@@ -113,15 +127,16 @@ class Pipeline:
                     continue
                 event_type = current.get_type()
                 metrics.events_in(item.name, event_type).inc()
+                given = sdk_event(current)  # not JSON: InvalidRecord, to the caller
                 try:
-                    kept, extra = item(current)
+                    kept, extra = item(given)
                     # encoded here, not when routed: an event the wire format cannot carry
                     # is this processor's failure, not one that stops the stream later
-                    for out in [kept, *extra] if kept is not current else extra:
+                    for out in [kept, *extra] if kept is not given else extra:
                         if out is not None:
                             schemas.encode(out, record.key)
                 except Exception as exc:  # a user's bug must not stop the stream
-                    log.warning("processor %s failed on %s: %r", item.name, current.get_id(), exc)
+                    log.warning("processor %s failed on %s: %r", item.name, given.get_id(), exc)
                     dead.append(self.dead_letter(record, item.name, "processing", exc))
                     continue
                 if kept is None:
@@ -133,18 +148,19 @@ class Pipeline:
                     metrics.events_out(item.name, kept.get_type()).inc()
                 for out in extra:
                     metrics.events_out(item.name, out.get_type()).inc()
-                current = kept
+                # the event returned as it was given: still the record's own bytes
+                current = current if kept is given else kept
                 added += extra
         return Inlined(current, added, dead)
 
-    def alarm_to_enrich(self, event: CloudEvent | None, topic: str) -> AlarmRef | None:
+    def alarm_to_enrich(self, event: CloudEvent | Reading | None, topic: str) -> AlarmRef | None:
         if event is None or not self.enrichment.enabled or topic != self.events_topic:
             return None
         return alarm_ref(event, self._enrich_types)
 
     def outputs(
         self,
-        event: CloudEvent | None,
+        event: CloudEvent | Reading | None,
         record: KafkaRecord,
         topic: str,
         unchanged: bool = False,
@@ -154,8 +170,8 @@ class Pipeline:
         when an inline processor dropped it) and of the events inline processors added,
         processor results, dead letters.
 
-        `unchanged`: the event is the record's own, as decoded; its routed copies are then
-        the record's bytes as read (no encode), which is what most events are.
+        A `Reading` (or `unchanged`: the event is the record's own, as decoded) is routed
+        as the record's bytes as read (no encode), which is what most events are.
         """
         with processing(record):  # for the processors' tables (streams.state)
             outputs = self._outputs(event, record, topic, unchanged) if event is not None else []
@@ -166,9 +182,14 @@ class Pipeline:
         return outputs
 
     def _outputs(
-        self, event: CloudEvent, record: KafkaRecord, topic: str, unchanged: bool = False
+        self,
+        event: CloudEvent | Reading,
+        record: KafkaRecord,
+        topic: str,
+        unchanged: bool = False,
     ) -> list[Output]:
         outputs: list[Output] = []
+        unchanged = unchanged or isinstance(event, Reading)
         event_type = event.get_type()
         if topic == self.events_topic and self.routes:
             routed: KafkaRecord | None = None
@@ -179,7 +200,7 @@ class Pipeline:
                 if route.selector.matches(event):
                     if routed is None:  # one record for every route: the same event
                         routed = _as_read(record) if unchanged else None
-                        routed = routed or schemas.encode(event, record.key)
+                        routed = routed or schemas.encode(sdk_event(event), record.key)
                     metrics.events_in(route.label, event_type).inc()
                     outputs.append(Output(route.topic, routed))
                     metrics.events_out(route.label, event_type).inc()
@@ -187,11 +208,12 @@ class Pipeline:
             if not item.selector.matches(event):
                 continue
             metrics.events_in(item.name, event_type).inc()
+            given = sdk_event(event)  # not JSON: InvalidRecord, to the caller
             try:
-                results = item(event)
+                results = item(given)
                 produced = [(out.get_type(), schemas.encode(out, record.key)) for out in results]
             except Exception as exc:  # a user's bug must not stop the stream
-                log.warning("processor %s failed on %s: %r", item.name, event.get_id(), exc)
+                log.warning("processor %s failed on %s: %r", item.name, given.get_id(), exc)
                 outputs.append(self.dead_letter(record, item.name, "processing", exc))
                 continue
             for out_type, out in produced:
@@ -215,9 +237,16 @@ def _as_read(record: KafkaRecord) -> KafkaRecord | None:
     Decoding forgives some forms (upper-case header names, a repeated header: the last
     wins) that re-encoding would normalise; such a record is encoded afresh instead.
     """
-    names = [name for name, _ in record.headers]
-    if len(set(names)) != len(names) or any(not name.islower() for name in names):
+    names = tuple(name for name, _ in record.headers)
+    plain = _PLAIN_NAMES.get(names)
+    if plain is None:  # the same few header lists on every record: answered once each
+        plain = len(set(names)) == len(names) and all(name.islower() for name in names)
+        if len(_PLAIN_NAMES) < _MAX_NAME_LISTS:
+            _PLAIN_NAMES[names] = plain
+    if not plain or record.value is None:
         return None
-    if record.value is None:
-        return None
-    return KafkaRecord(value=record.value, key=record.key, headers=list(record.headers))
+    return record
+
+
+_PLAIN_NAMES: dict[tuple[str, ...], bool] = {}
+_MAX_NAME_LISTS = 1024

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from vcstream.kafka import TopicSpec, client_config, ensure_topics, list_topics
 from vcstream.settings import Settings
@@ -50,3 +50,18 @@ def partition_count(settings: Settings, topic: str, timeout: float = 30) -> int:
     if metadata is None or metadata.error is not None or not metadata.partitions:
         raise RuntimeError(f"topic {topic} does not exist or has no partitions")
     return len(metadata.partitions)
+
+
+def message_limits(
+    settings: Settings, topics: Iterable[str], timeout: float = 30
+) -> dict[str, int]:
+    """Each topic's `max.message.bytes`: the broker refuses a larger record batch, and
+    with it every record batched with it (streams.oversize keeps such records out)."""
+    admin = AdminClient(client_config(settings.kafka))
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in sorted(set(topics))]
+    limits: dict[str, int] = {}
+    for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():
+        entry = future.result(timeout).get("max.message.bytes")
+        if entry is not None and entry.value is not None:
+            limits[resource.name] = int(entry.value)
+    return limits
