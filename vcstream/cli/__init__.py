@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from vcstream.cli import audit, config, dev, produce, replay, sink, streams, topics
+from vcstream.cli import audit, config, dev, gateway, produce, replay, sink, streams, topics
 
 app = typer.Typer(
     name="vcstream",
@@ -24,6 +24,7 @@ app.add_typer(produce.app)
 app.add_typer(streams.app, name="streams")
 app.add_typer(sink.app)
 app.add_typer(replay.app)
+app.add_typer(gateway.app)
 app.add_typer(audit.app, name="audit")
 app.add_typer(dev.app, name="dev")
 
