@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from confluent_kafka import (
-    OFFSET_END,
     Consumer,
     KafkaError,
     KafkaException,
@@ -147,11 +146,21 @@ class TopicReader:
                 found = consumer.offsets_for_times(asked, timeout=10)
             except KafkaException as exc:
                 raise ReadError(f"Kafka did not answer: {exc}") from None
-            # no record at or after the time: -1, which librdkafka reads as the end
+            # no record at or after the time: -1 (OFFSET_END), which librdkafka reads as
+            # the end
             starts = {tp.partition: tp.offset for tp in found}
         else:
-            # the end as read_committed sees it, resolved by librdkafka itself
-            starts = {p: OFFSET_END for p in partitions}
+            # now: the end when asked (the last stable offset: the consumer reads
+            # committed), not when the fetcher gets to it, which can be after events
+            # that arrived since the request
+            starts = {}
+            for p in partitions:
+                try:
+                    _, starts[p] = consumer.get_watermark_offsets(
+                        TopicPartition(self.topic, p), timeout=10, cached=False
+                    )
+                except KafkaException as exc:
+                    raise ReadError(f"Kafka did not answer: {exc}") from None
         for p, next_offset in (resume or {}).items():
             if p in starts:
                 starts[p] = next_offset

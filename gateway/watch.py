@@ -170,7 +170,6 @@ class ReadApi:
                 {"Retry-After": self.retry_after},
             )
         self.active += 1
-        metrics.ACTIVE_WATCHES.set(self.active)
         consumer: Consumer | None = None
         try:
             consumer = await self._run(self.reader.consumer)
@@ -191,7 +190,6 @@ class ReadApi:
             if consumer is not None:
                 await self._run(consumer.close)
             self.active -= 1
-            metrics.ACTIVE_WATCHES.set(self.active)
 
     async def _stream(
         self,
@@ -206,6 +204,21 @@ class ReadApi:
         response = web.StreamResponse(headers={"Content-Type": SSE if sse else NDJSON})
         response.enable_chunked_encoding()
         await response.prepare(request)
+        metrics.ACTIVE_WATCHES.inc()  # from here on, every committed event is streamed
+        try:
+            return await self._pump(request, response, consumer, wanted, sse, ends)
+        finally:
+            metrics.ACTIVE_WATCHES.dec()
+
+    async def _pump(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        consumer: Consumer,
+        wanted: Filter,
+        sse: bool,
+        ends: dict[int, int] | None,
+    ) -> web.StreamResponse:
         last: dict[int, int] = {}  # the last offset sent per partition: the SSE cursor
         while ends is None or ends:
             if request.transport is None or request.transport.is_closing():
