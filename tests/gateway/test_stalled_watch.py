@@ -42,7 +42,7 @@ def fill(bootstrap: str, topic: str) -> None:
         record = schemas.encode(event, b"k")
         while True:
             try:
-                producer.produce(topic, record.value, record.key, headers=record.headers)
+                producer.produce(topic, record.value, record.key, headers=list(record.headers))
                 break
             except BufferError:
                 producer.poll(0.1)
