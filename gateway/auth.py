@@ -19,8 +19,7 @@ class Authenticator:
     def __init__(self, settings: GatewayAuthSettings) -> None:
         self._basic: bytes | None = None
         if settings.basic is not None:
-            password = settings.basic.password.get_secret_value()
-            self._basic = f"{settings.basic.username}:{password}".encode()
+            self._basic = settings.basic.get_secret_value().encode()
         self._tokens = [token.get_secret_value().encode() for token in settings.bearer_tokens]
 
     @property

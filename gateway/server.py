@@ -17,9 +17,10 @@ from gateway.ingest import Ingest
 from gateway.reader import TopicReader
 from gateway.watch import ReadApi
 from gateway.writer import EventWriter
-from vcstream.kafka import TopicSpec, ensure_topics
+from vcstream.kafka import ensure_topics
 from vcstream.observability import Flag, Health
 from vcstream.settings import Settings
+from vcstream.topics import gateway_topic
 
 log = logging.getLogger("vcstream.gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -77,8 +78,7 @@ async def serve(settings: Settings, health: Health, stop: asyncio.Event) -> None
     """Serve until `stop` is set; requests in flight get their answer before the exit."""
     gateway = settings.gateway
     loop = asyncio.get_running_loop()
-    spec = TopicSpec(gateway.topic, partitions=gateway.partitions)
-    await loop.run_in_executor(None, ensure_topics, settings.kafka, [spec])
+    await loop.run_in_executor(None, ensure_topics, settings.kafka, [gateway_topic(settings)])
     kafka = Flag()
     health.add("kafka", kafka)
     writer = EventWriter(

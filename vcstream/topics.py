@@ -27,4 +27,16 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         event_topic(names.audit),
         # dead letters wait for a human: kept until deleted
         TopicSpec(names.dead_letter, 1, replicas, retention=-1),
+        gateway_topic(settings),
     ]
+
+
+def gateway_topic(settings: Settings) -> TopicSpec:
+    """Events posted to the gateway's webhook: laid out and kept like the raw topic."""
+    raw = settings.producer.raw_topic
+    return TopicSpec(
+        settings.gateway.topic,
+        settings.gateway.partitions,
+        raw.replication_factor,
+        retention=raw.retention,
+    )

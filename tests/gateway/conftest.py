@@ -39,7 +39,7 @@ gateway:
   maxEventSize: 4096
   maxRequestSize: 65536
   auth:
-    basic: {{username: {USER}, password: {PASSWORD}}}
+    basic: {USER}:{PASSWORD}
     bearerTokens: [{TOKEN}]
   watch:
     topic: {watch_topic or topic}

@@ -24,6 +24,7 @@ ROLES: dict[str, list[str]] = {
     "sink-knative": ["sink", "knative"],
     "sink-slack": ["sink", "slack"],
     "sink-audit": ["sink", "audit"],
+    "gateway": ["gateway"],
 }
 
 
@@ -54,6 +55,8 @@ def local_config(
             "slack": {"webhookUrl": slack_url, "topics": ["vcenter.alarms"]},
             "audit": {"files": {"directory": str(workdir / "audit")}},
         },
+        # the webhook and the read API, open to this machine only (no credentials)
+        "gateway": {"host": "127.0.0.1", "port": free_port()},
         "metrics": {"host": "127.0.0.1"},
     }
 

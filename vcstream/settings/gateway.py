@@ -13,11 +13,6 @@ from vcstream.settings.base import ConfigModel, Duration, Secret
 KEY_ATTRIBUTES = ("id", "source", "type", "subject", "dataschema")
 
 
-class BasicAuthSettings(ConfigModel):
-    username: str = Field(description="User name a webhook sender logs in with (basic auth).")
-    password: Secret = Field(description="Its password (a secret).")
-
-
 class GatewayTlsSettings(ConfigModel):
     cert_file: Path = Field(description="PEM certificate (chain) the gateway serves HTTPS with.")
     key_file: Path = Field(description="PEM private key of that certificate.")
@@ -26,7 +21,13 @@ class GatewayTlsSettings(ConfigModel):
 class GatewayAuthSettings(ConfigModel):
     """Who may post and watch; with neither basic auth nor tokens, anyone may."""
 
-    basic: BasicAuthSettings | None = Field(None, description="Basic auth credentials.")
+    basic: Secret | None = Field(
+        None,
+        description=(
+            "Basic auth credentials as `user:password`, as `curl -u` takes them (a secret: "
+            "one value, so one Kubernetes Secret key or environment variable holds both)."
+        ),
+    )
     bearer_tokens: list[Secret] = Field(
         default_factory=list,
         description="Tokens accepted as `Authorization: Bearer <token>` (each a secret).",
@@ -77,6 +78,13 @@ class GatewaySettings(ConfigModel):
     auth: GatewayAuthSettings = Field(default_factory=GatewayAuthSettings)
     tls: GatewayTlsSettings | None = Field(None, description="Serve HTTPS with these files.")
     watch: WatchSettings = Field(default_factory=WatchSettings)
+
+    @field_validator("auth")
+    @classmethod
+    def _credentials(cls, value: GatewayAuthSettings) -> GatewayAuthSettings:
+        if value.basic is not None and ":" not in value.basic.get_secret_value():
+            raise ValueError("basic is `user:password`: there is no `:` in it")
+        return value
 
     @field_validator("path")
     @classmethod
