@@ -56,6 +56,8 @@ def up(
         pipeline = LocalPipeline(root, config_path, env={"VCSIM_PASSWORD": vcsim.password}).start()
         typer.echo(f"pipeline starting (config {config_path}, logs {root / 'logs'}) ...")
         pipeline.wait_healthy()
+        gateway = f"http://127.0.0.1:{config['gateway']['port']}"
+        typer.echo(f"gateway: POST CloudEvents to {gateway}/webhook, watch {gateway}/api/v1/events")
         typer.echo("all roles healthy; events appear below. Ctrl-C stops everything.")
         if activity:
             demo = DemoActivity(vcsim).start()
