@@ -38,7 +38,11 @@ FETCH_SETTINGS = {
 
 
 class ReadError(Exception):
-    """Kafka could not answer (the topic or partition does not exist, or it is down)."""
+    """Kafka could not answer."""
+
+
+class NotThere(ReadError):
+    """The topic or the partition asked for does not exist."""
 
 
 class TopicReader:
@@ -81,7 +85,7 @@ class TopicReader:
         except KafkaException as exc:
             raise ReadError(f"Kafka did not answer: {exc}") from None
         if metadata is None or metadata.error is not None or not metadata.partitions:
-            raise ReadError(f"topic {self.topic} does not exist")
+            raise NotThere(f"topic {self.topic} does not exist")
         return sorted(metadata.partitions)
 
     def range(self) -> dict[int, tuple[int, int]]:
@@ -136,7 +140,7 @@ class TopicReader:
         partitions = self.partitions(consumer)
         if partition is not None:
             if partition not in partitions:
-                raise ReadError(f"topic {self.topic} has no partition {partition}")
+                raise NotThere(f"topic {self.topic} has no partition {partition}")
             partitions = [partition]
         if offset is not None:
             starts = {p: offset for p in partitions}

@@ -30,7 +30,7 @@ from aiohttp import web
 from confluent_kafka import Consumer
 
 from gateway import metrics
-from gateway.reader import ReadError, TopicReader
+from gateway.reader import NotThere, ReadError, TopicReader
 from schemas.record import KafkaRecord
 
 T = TypeVar("T")
@@ -123,6 +123,8 @@ class ReadApi:
     async def range(self, request: web.Request) -> web.Response:
         try:
             ranges = await self._run(self.reader.range)
+        except NotThere as exc:
+            return _json(404, {"error": str(exc)})
         except ReadError as exc:
             return _json(503, {"error": str(exc)}, {"Retry-After": self.retry_after})
         partitions = [
@@ -138,6 +140,8 @@ class ReadApi:
             record = await self._run(self.reader.one, partition, offset)
         except BadQuery as exc:
             return _json(400, {"error": str(exc)})
+        except NotThere:
+            record = None
         except ReadError as exc:
             return _json(503, {"error": str(exc)}, {"Retry-After": self.retry_after})
         if record is None:
@@ -177,8 +181,10 @@ class ReadApi:
                 positions = await self._run(
                     self.reader.start_positions, consumer, partition, offset, time_ms, resume
                 )
+            except NotThere as exc:
+                return _json(404, {"error": str(exc)})
             except ReadError as exc:
-                return _json(404 if "no partition" in str(exc) else 503, {"error": str(exc)})
+                return _json(503, {"error": str(exc)}, {"Retry-After": self.retry_after})
             ends = (
                 None if _watching(query) else await self._run(self.reader.ends, consumer, positions)
             )
