@@ -24,6 +24,7 @@ from vcstream.topics import gateway_topic
 
 log = logging.getLogger("vcstream.gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+READ_API = web.AppKey("read_api", ReadApi)
 
 
 def _route_name(request: web.Request) -> str:
@@ -62,6 +63,7 @@ def build_app(settings: Settings, writer: EventWriter, reader: TopicReader) -> w
     app.router.add_get("/api/v1/range", api.range)
     app.router.add_get("/api/v1/events/{partition}/{offset}", api.one)
     app.router.add_get("/api/v1/events", api.events)
+    app[READ_API] = api
     return app
 
 
@@ -91,7 +93,8 @@ async def serve(settings: Settings, health: Health, stop: asyncio.Event) -> None
     # one thread per watch blocked in consume(), plus a few for range and single reads
     executor = ThreadPoolExecutor(gateway.watch.max_watches + 4, thread_name_prefix="gw-read")
     reader = TopicReader(settings.kafka, gateway.watch.topic or settings.topics.events, executor)
-    runner = web.AppRunner(build_app(settings, writer, reader), access_log=None)
+    app = build_app(settings, writer, reader)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, gateway.host, gateway.port, ssl_context=_ssl_context(settings))
     await site.start()
@@ -106,6 +109,8 @@ async def serve(settings: Settings, health: Health, stop: asyncio.Event) -> None
     try:
         await stop.wait()
     finally:
+        # watches never end by themselves: without this the shutdown would wait for them
+        app[READ_API].closing = True
         await runner.cleanup()
         await loop.run_in_executor(None, writer.close)
         executor.shutdown(wait=False, cancel_futures=True)

@@ -114,6 +114,7 @@ class ReadApi:
         self.batch_size = batch_size
         self.retry_after = retry_after
         self.active = 0
+        self.closing = False  # set on shutdown: every watch ends after its current batch
 
     async def _run(self, call: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -226,7 +227,7 @@ class ReadApi:
         ends: dict[int, int] | None,
     ) -> web.StreamResponse:
         last: dict[int, int] = {}  # the last offset sent per partition: the SSE cursor
-        while ends is None or ends:
+        while (ends is None or ends) and not self.closing:
             if request.transport is None or request.transport.is_closing():
                 break  # the client left while nothing was there to write
             try:

@@ -62,7 +62,11 @@ def gateway(
     gateway_process: Callable[[Path], GatewayProcess],
 ) -> GatewayProcess:
     config = gateway_config(tmp_path / "gw.yaml", kafka.bootstrap_servers, topic_name("webhook"))
-    return gateway_process(config)
+    gateway = gateway_process(config)
+    # a topic just created answers 503 until its partitions have leaders
+    ready = lambda: curl(gateway.url + "/api/v1/range", *BASIC).status == 200  # noqa: E731
+    wait_for(ready, 60, "the gateway's topic")
+    return gateway
 
 
 def post(gateway: GatewayProcess, ids: list[str], **changes: Any) -> None:
@@ -175,3 +179,13 @@ def test_watches_beyond_the_limit_get_429(gateway: GatewayProcess) -> None:
         for watch in watches:
             watch.close()
     wait_for(lambda: gateway.metric("vcstream_gateway_active_watches") == 0, 30, "the watch end")
+
+
+def test_sigterm_ends_open_watches_and_exits_0(gateway: GatewayProcess) -> None:
+    watch = Stream(gateway.url + "/api/v1/events?watch=true")
+    try:
+        wait_for(lambda: gateway.metric("vcstream_gateway_active_watches") == 1, 30, "the watch")
+        assert gateway.terminate(timeout=30) == 0
+        assert watch.process.wait(30) == 0  # the response ended cleanly, not cut
+    finally:
+        watch.close()
