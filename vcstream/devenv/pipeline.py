@@ -50,8 +50,12 @@ def local_config(
         "producer": {"startAt": "earliest", "rawTopic": {"partitions": 3}},
         "streams": {"dataDir": str(workdir / "streams-state")},
         "sinks": {
-            # raw events plus enriched alarms, as VEBA + vsphere-alarm-server deliver them
-            "knative": {"url": knative_url, "topics": ["vcenter.events", "vcenter.alarms"]},
+            # raw events plus enriched alarms, as VEBA + vsphere-alarm-server deliver them,
+            # and what the gateway's webhook took in, as VEBA forwards its webhook's events
+            "knative": {
+                "url": knative_url,
+                "topics": ["vcenter.events", "vcenter.alarms", "vcstream.webhook"],
+            },
             "slack": {"webhookUrl": slack_url, "topics": ["vcenter.alarms"]},
             "audit": {"files": {"directory": str(workdir / "audit")}},
         },
