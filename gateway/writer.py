@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from schemas.record import KafkaRecord
 from vcstream.kafka import producer_config
@@ -30,7 +31,7 @@ from vcstream.settings.kafka import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-_DOWN = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT}
+PROBE_SECONDS = 5  # while Kafka is down, how often the poll thread asks whether it is back
 
 
 @dataclass
@@ -71,21 +72,35 @@ class EventWriter:
             ),
             logger=logging.getLogger("librdkafka"),
         )
+        self._down = False
         self._stop = threading.Event()
         # callbacks are served by poll(); one thread polls so no request has to
         self._poller = threading.Thread(target=self._poll, name="gateway-producer", daemon=True)
         self._poller.start()
 
     def _poll(self) -> None:
+        probed = 0.0
         while not self._stop.is_set():
             try:
                 self._producer.poll(0.1)
+                if self._down and time.monotonic() - probed > PROBE_SECONDS:
+                    # an idle gateway writes nothing that could tell it Kafka is back
+                    probed = time.monotonic()
+                    self._producer.list_topics(self.topic, timeout=2)
+                    self._set_state(None)
+            except KafkaException:
+                pass  # still unavailable
             except Exception:  # a refused login raised by error_cb: log, keep serving
                 log.exception("producer callback failed")
 
+    def _set_state(self, problem: str | None) -> None:
+        self._down = problem is not None
+        self._on_state(problem)
+
     def _on_error(self, error: KafkaError) -> None:
-        if error.code() in _DOWN:
-            self._on_state(f"kafka unavailable: {error.str()}")
+        # not _TRANSPORT: librdkafka reports a broker closing an idle connection as one
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._set_state(f"kafka unavailable: {error.str()}")
         log.warning("kafka: %s", error.str())
 
     async def write(self, records: Sequence[KafkaRecord]) -> None:
@@ -139,7 +154,8 @@ class EventWriter:
                     unknown.append(index)
                 first_error = first_error or error.str()
         if len(written) == len(records):
-            self._on_state(None)
+            if self._down:
+                self._set_state(None)
             return
         raise NotAcknowledged(
             f"Kafka did not acknowledge the events: {first_error or 'timeout'}", written, unknown
