@@ -170,19 +170,29 @@ class TopicReader:
                 starts[p] = next_offset
         return [TopicPartition(self.topic, p, o) for p, o in sorted(starts.items())]
 
-    def ends(self, consumer: Consumer, partitions: list[TopicPartition]) -> dict[int, int]:
+    def ends(
+        self, consumer: Consumer, partitions: list[TopicPartition], until_ms: int | None = None
+    ) -> dict[int, int]:
         """Where a read to the end stops: each partition's end (the last stable offset,
-        as read_committed sees it) when asked, minus partitions starting there."""
-        ends = {}
-        for tp in partitions:
-            try:
+        as read_committed sees it) when asked, or its first record at or after
+        `until_ms` if sooner; partitions that start there are left out."""
+        stops: dict[int, int] = {}
+        try:
+            if until_ms is not None:
+                asked = [TopicPartition(self.topic, tp.partition, until_ms) for tp in partitions]
+                for found in consumer.offsets_for_times(asked, timeout=10):
+                    if found.offset >= 0:  # -1: no record that late, the end decides
+                        stops[found.partition] = found.offset
+            ends = {}
+            for tp in partitions:
                 _, high = consumer.get_watermark_offsets(
                     TopicPartition(self.topic, tp.partition), timeout=10, cached=False
                 )
-            except KafkaException as exc:
-                raise ReadError(f"Kafka did not answer: {exc}") from None
-            if 0 <= tp.offset < high:
-                ends[tp.partition] = high
+                end = min(high, stops.get(tp.partition, high))
+                if 0 <= tp.offset < end:
+                    ends[tp.partition] = end
+        except KafkaException as exc:
+            raise ReadError(f"Kafka did not answer: {exc}") from None
         return ends
 
     def reached(self, consumer: Consumer, ends: dict[int, int]) -> set[int]:

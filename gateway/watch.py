@@ -2,8 +2,9 @@
 
 - `GET /api/v1/range`: earliest and latest (end) offset per partition;
 - `GET /api/v1/events/{partition}/{offset}`: that event, structured mode;
-- `GET /api/v1/events?partition=&offset=|time=|from=now&type=&subject=`: the events from
-  there to the end as it was when asked, as NDJSON; `watch=true` goes on with every
+- `GET /api/v1/events?partition=&offset=|time=|from=now&until=&type=&subject=`: the
+  events from there to the end as it was when asked (or to `until`: a time range), as
+  NDJSON (times are Kafka's record times); `watch=true` goes on with every
   later event until the client leaves. `Accept: text/event-stream` gives Server-Sent
   Events instead, whose ids (`partition:offset`, comma-joined over partitions) a client
   sends back as `Last-Event-ID` to resume after the last event it saw.
@@ -158,6 +159,9 @@ class ReadApi:
             partition = _int(query, "partition")
             offset = _int(query, "offset")
             time_ms = _time_ms(query.get("time"))
+            until_ms = _time_ms(query.get("until"))
+            if until_ms is not None and _watching(query):
+                raise BadQuery("until ends a read; a watch has no end")
             resume = parse_cursor(request.headers.get("Last-Event-ID"))
             starts = [offset is not None, time_ms is not None, query.get("from") == "now"]
             if sum(starts) > 1:
@@ -182,13 +186,15 @@ class ReadApi:
                 positions = await self._run(
                     self.reader.start_positions, consumer, partition, offset, time_ms, resume
                 )
+                ends = (
+                    None
+                    if _watching(query)
+                    else await self._run(self.reader.ends, consumer, positions, until_ms)
+                )
             except NotThere as exc:
                 return _json(404, {"error": str(exc)})
             except ReadError as exc:
                 return _json(503, {"error": str(exc)}, {"Retry-After": self.retry_after})
-            ends = (
-                None if _watching(query) else await self._run(self.reader.ends, consumer, positions)
-            )
             await self._run(consumer.assign, positions)
             wanted = Filter(query.getall("type", []), query.getall("subject", []))
             sse = SSE in request.headers.get("Accept", "")

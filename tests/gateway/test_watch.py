@@ -6,7 +6,9 @@ import json
 import queue
 import subprocess
 import threading
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +191,28 @@ def test_sigterm_ends_open_watches_and_exits_0(gateway: GatewayProcess) -> None:
         assert watch.process.wait(30) == 0  # the response ended cleanly, not cut
     finally:
         watch.close()
+
+
+def test_a_time_range_reads_the_events_kafka_stamped_inside_it(gateway: GatewayProcess) -> None:
+    def now_ms() -> int:
+        return int(time.time() * 1000)
+
+    def rfc3339(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+    began = now_ms()
+    post(gateway, ["early-0", "early-1"])
+    # a millisecond after every early event was acknowledged, before any late one exists
+    boundary = now_ms() + 1
+    wait_for(lambda: now_ms() > boundary, 5, "the clock to pass the boundary")
+    post(gateway, ["late-0"])
+
+    def ids(query: str) -> list[str]:
+        answer = curl(gateway.url + "/api/v1/events?" + query.replace("+", "%2B"), *BASIC)
+        assert answer.status == 200, answer.body
+        return [json.loads(line)["event"]["id"] for line in answer.body.splitlines()]
+
+    assert ids(f"time={rfc3339(began)}&until={rfc3339(boundary)}") == ["early-0", "early-1"]
+    assert ids(f"time={rfc3339(boundary)}") == ["late-0"]
+    bad = curl(gateway.url + "/api/v1/events?watch=true&until=2026-01-01T00:00:00Z", *BASIC)
+    assert bad.status == 400 and "until" in bad.body
