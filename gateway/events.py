@@ -42,6 +42,7 @@ class Rejected(Exception):
         self.status = status
         self.reason = reason
         self.cause = cause  # a bounded label for metrics
+        self.events = 1  # events refused with it: a batch is refused whole
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def parse(headers: Mapping[str, str], body: bytes, limits: Limits) -> list[Cloud
 
 
 def _binary(headers: dict[str, str], body: bytes, limits: Limits) -> CloudEvent:
-    what = f"event {headers.get('ce-id', '')!r}".replace(" ''", "")
+    what = f"event {headers['ce-id']!r}" if headers.get("ce-id") else "the event"
     missing = [name for name in REQUIRED if f"ce-{name}" not in headers]
     if missing:
         raise Rejected(400, f"{what}: missing attribute {', '.join(missing)}", "invalid")
@@ -101,11 +102,15 @@ def _batch(body: bytes, limits: Limits) -> list[CloudEvent]:
             413, f"{len(items)} events in one batch, at most {limits.max_batch_events}", "too_large"
         )
     events = []
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise Rejected(400, f"event {index} of the batch is not a JSON object", "invalid")
-        what = f"event {index} of the batch (id {item.get('id')!r})"
-        events.append(_structured(item, orjson.dumps(item), limits, what))
+    try:
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise Rejected(400, f"event {index} of the batch is not a JSON object", "invalid")
+            what = f"event {index} of the batch (id {item.get('id')!r})"
+            events.append(_structured(item, orjson.dumps(item), limits, what))
+    except Rejected as rejected:
+        rejected.events = len(items)
+        raise
     return events
 
 
@@ -164,7 +169,9 @@ def to_records(events: Sequence[CloudEvent], key: Sequence[str]) -> list[KafkaRe
             record = schemas.encode(event, record_key(event, key))
             record.cloudevent().check()
         except (ValueError, InvalidRecord) as exc:
-            raise Rejected(400, f"{what}: {exc}", "invalid") from None
+            rejected = Rejected(400, f"{what}: {exc}", "invalid")
+            rejected.events = len(events)
+            raise rejected from None
         records.append(record)
     return records
 

@@ -49,7 +49,7 @@ class Ingest:
             events = parse(request.headers, body, self.limits)
             records = to_records(events, self.settings.key)
         except Rejected as rejected:
-            metrics.EVENTS_REJECTED.labels(rejected.cause).inc()
+            metrics.EVENTS_REJECTED.labels(rejected.cause).inc(rejected.events)
             return _error(rejected.status, rejected.reason)
         started = time.perf_counter()
         try:

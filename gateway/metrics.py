@@ -17,7 +17,8 @@ EVENTS_ACCEPTED = Counter(
 )
 EVENTS_REJECTED = Counter(
     "vcstream_gateway_events_rejected_total",
-    "Posted events refused, by reason (a refused batch counts each of its events).",
+    "Posted events refused, by reason (a refused batch counts each of its events; a "
+    "body refused before its events were counted, once).",
     ["reason"],
 )
 RECEIVED_BYTES = Counter(
