@@ -15,6 +15,7 @@ from aiohttp import web
 
 from gateway import metrics
 from gateway.events import Limits, Rejected, parse, to_records
+from gateway.ratelimit import TokenBucket
 from gateway.writer import EventWriter, NotAcknowledged
 from vcstream.settings.gateway import GatewaySettings
 
@@ -32,6 +33,11 @@ class Ingest:
         self.writer = writer
         self.limits = Limits(settings.max_event_size, settings.max_batch_events)
         self.retry_after = str(max(1, round(settings.retry_after.total_seconds())))
+        self.bucket = (
+            TokenBucket(settings.rate_limit, settings.rate_burst or settings.max_batch_events)
+            if settings.rate_limit
+            else None
+        )
 
     async def handle(self, request: web.Request) -> web.Response:
         length = request.content_length
@@ -51,6 +57,20 @@ class Ingest:
         except Rejected as rejected:
             metrics.EVENTS_REJECTED.labels(rejected.cause).inc(rejected.events)
             return _error(rejected.status, rejected.reason)
+        if self.bucket is not None:
+            if len(records) > self.bucket.burst:  # would never fit: waiting cannot help
+                metrics.EVENTS_REJECTED.labels("too_large").inc(len(records))
+                return _error(
+                    413, f"{len(records)} events, the rate limit takes {self.bucket.burst} at once"
+                )
+            wait = self.bucket.take(len(records))
+            if wait:
+                metrics.EVENTS_REJECTED.labels("rate_limited").inc(len(records))
+                return _error(
+                    429,
+                    f"over the rate limit of {self.bucket.rate:g} events/s",
+                    {"Retry-After": TokenBucket.retry_after(wait)},
+                )
         started = time.perf_counter()
         try:
             await self.writer.write(records)

@@ -2,7 +2,7 @@
 
 Labels are bounded: `route` is one of the gateway's routes (not the path asked for),
 `code` an HTTP status the gateway answers with, `reason` one of `Rejected.cause`'s
-values or `unauthorized` / `kafka_unavailable`.
+values or `unauthorized` / `kafka_unavailable` / `rate_limited`.
 """
 
 from __future__ import annotations

@@ -114,3 +114,35 @@ def test_https_when_tls_files_are_configured(
     assert plain.returncode != 0 or b"400" in plain.stdout  # no plain HTTP on the TLS port
     ids = [schemas.decode(r).get_id() for r in records_of(kafka.bootstrap_servers, topic)]
     assert ids == ["tls-1"]
+
+
+def test_over_the_rate_limit_gets_429_with_retry_after_and_nothing_written(
+    kafka: LocalKafka,
+    topic_name: Callable[[str], str],
+    tmp_path: Path,
+    gateway_process: StartGateway,
+) -> None:
+    topic = topic_name("webhook")
+    config = gateway_config(
+        tmp_path / "gw.yaml",
+        kafka.bootstrap_servers,
+        topic,
+        # one event per 100 s after a burst of 2: the bucket refills by nothing in a test
+        extra="  rateLimit: 0.01\n  rateBurst: 2\n",
+    )
+    gateway = gateway_process(config)
+
+    def post(*ids: str) -> tuple[int, dict[str, str], str]:
+        batch = json.dumps([structured(i) for i in ids]).encode()
+        ce = ["-H", "Content-Type: application/cloudevents-batch+json"]
+        answer = curl(gateway.url + "/webhook", *BASIC, *ce, data=batch)
+        return answer.status, answer.headers, answer.body
+
+    assert post("r1", "r2", "r3")[0] == 413  # more than the burst: never, not later
+    assert post("r1", "r2")[0] == 200
+    status, headers, body = post("r3")
+    assert status == 429 and "rate limit" in body
+    assert 1 <= int(headers["retry-after"]) <= 100
+    ids = [schemas.decode(r).get_id() for r in records_of(kafka.bootstrap_servers, topic)]
+    assert sorted(ids) == ["r1", "r2"]
+    assert gateway.metric("vcstream_gateway_events_rejected_total", reason="rate_limited") == 1

@@ -75,6 +75,17 @@ class GatewaySettings(ConfigModel):
     retry_after: Duration = Field(
         timedelta(seconds=5), description="`Retry-After` sent with a 503 or 429."
     )
+    rate_limit: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Events a second the webhook takes (a token bucket); more gets 429 with "
+            "Retry-After. Empty: no limit."
+        ),
+    )
+    rate_burst: int | None = Field(
+        None, ge=1, description="Events the bucket holds at once; empty: maxBatchEvents."
+    )
     auth: GatewayAuthSettings = Field(default_factory=GatewayAuthSettings)
     tls: GatewayTlsSettings | None = Field(None, description="Serve HTTPS with these files.")
     watch: WatchSettings = Field(default_factory=WatchSettings)
