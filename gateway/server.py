@@ -36,7 +36,13 @@ def build_app(settings: Settings, writer: EventWriter, reader: TopicReader) -> w
     gateway = settings.gateway
     auth = Authenticator(gateway.auth)
     ingest = Ingest(gateway, writer)
-    api = ReadApi(reader, gateway.watch.max_watches, gateway.watch.batch_size, ingest.retry_after)
+    api = ReadApi(
+        reader,
+        gateway.watch.max_watches,
+        gateway.watch.batch_size,
+        ingest.retry_after,
+        gateway.watch.heartbeat.total_seconds(),
+    )
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -108,9 +109,15 @@ class Filter:
 
 class ReadApi:
     def __init__(
-        self, reader: TopicReader, max_watches: int, batch_size: int, retry_after: str
+        self,
+        reader: TopicReader,
+        max_watches: int,
+        batch_size: int,
+        retry_after: str,
+        heartbeat: float = 15.0,
     ) -> None:
         self.reader = reader
+        self.heartbeat = heartbeat
         self.max_watches = max_watches
         self.batch_size = batch_size
         self.retry_after = retry_after
@@ -233,6 +240,7 @@ class ReadApi:
         ends: dict[int, int] | None,
     ) -> web.StreamResponse:
         last: dict[int, int] = {}  # the last offset sent per partition: the SSE cursor
+        written_at = time.monotonic()
         while (ends is None or ends) and not self.closing:
             if request.transport is None or request.transport.is_closing():
                 break  # the client left while nothing was there to write
@@ -258,7 +266,11 @@ class ReadApi:
                 else:
                     chunk += text + b"\n"
                 metrics.WATCH_EVENTS.inc()
+            if sse and not chunk and time.monotonic() - written_at > self.heartbeat:
+                # an SSE comment: keeps proxies from closing a quiet watch as idle
+                chunk += b": keepalive\n\n"
             if chunk:
+                written_at = time.monotonic()
                 metrics.WATCH_BYTES.inc(len(chunk))
                 try:
                     # returns once the transport took it: the backpressure on this watch

@@ -216,3 +216,26 @@ def test_a_time_range_reads_the_events_kafka_stamped_inside_it(gateway: GatewayP
     assert ids(f"time={rfc3339(boundary)}") == ["late-0"]
     bad = curl(gateway.url + "/api/v1/events?watch=true&until=2026-01-01T00:00:00Z", *BASIC)
     assert bad.status == 400 and "until" in bad.body
+
+
+def test_a_quiet_sse_watch_sends_keepalive_comments(
+    kafka: LocalKafka,
+    topic_name: Callable[[str], str],
+    tmp_path: Path,
+    gateway_process: Callable[[Path], GatewayProcess],
+) -> None:
+    config = gateway_config(
+        tmp_path / "gw.yaml",
+        kafka.bootstrap_servers,
+        topic_name("webhook"),
+        extra="    heartbeat: 1s\n",  # under watch:
+    )
+    gateway = gateway_process(config)
+    wait_for(lambda: curl(gateway.url + "/api/v1/range", *BASIC).status == 200, 60, "the topic")
+    watch = Stream(
+        gateway.url + "/api/v1/events?watch=true&from=now", "-H", "Accept: text/event-stream"
+    )
+    try:
+        assert watch.take(2) == [b": keepalive\n", b"\n"]  # with no event in the topic
+    finally:
+        watch.close()

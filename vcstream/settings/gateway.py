@@ -44,6 +44,10 @@ class WatchSettings(ConfigModel):
     batch_size: int = Field(
         100, ge=1, le=10000, description="Records a watch reads from Kafka before writing them."
     )
+    heartbeat: Duration = Field(
+        timedelta(seconds=15),
+        description="A quiet Server-Sent Events watch sends a comment this often (proxies).",
+    )
 
 
 class GatewaySettings(ConfigModel):
