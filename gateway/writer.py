@@ -135,6 +135,9 @@ class EventWriter:
             except BufferError:  # librdkafka's queue is full: Kafka is not keeping up
                 refused = "the gateway's Kafka queue is full"
                 break
+            except KafkaException as exc:  # e.g. larger than the client's message.max.bytes
+                refused = f"Kafka refused event {len(futures)}: {exc.args[0].str()}"
+                break
             futures.append(future)
         # every record produced settles within message.timeout.ms; the margin is for
         # the callback's way back, never for Kafka

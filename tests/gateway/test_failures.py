@@ -146,3 +146,33 @@ def test_over_the_rate_limit_gets_429_with_retry_after_and_nothing_written(
     ids = [schemas.decode(r).get_id() for r in records_of(kafka.bootstrap_servers, topic)]
     assert sorted(ids) == ["r1", "r2"]
     assert gateway.metric("vcstream_gateway_events_rejected_total", reason="rate_limited") == 1
+
+
+def test_an_event_kafka_refuses_gives_503_naming_exactly_what_was_written(
+    kafka: LocalKafka,
+    topic_name: Callable[[str], str],
+    tmp_path: Path,
+    gateway_process: StartGateway,
+) -> None:
+    topic = topic_name("webhook")
+    config = gateway_config(tmp_path / "gw.yaml", kafka.bootstrap_servers, topic)
+    # records over 1000 bytes are refused by the client itself, when produced
+    config.write_text(
+        config.read_text().replace(
+            "kafka:\n", 'kafka:\n  clientProperties: {message.max.bytes: "1000"}\n'
+        )
+    )
+    gateway = gateway_process(config)
+    batch = [structured("small"), structured("big", data={"pad": "x" * 2000})]
+    answer = curl(
+        gateway.url + "/webhook",
+        *BASIC,
+        "-H", "Content-Type: application/cloudevents-batch+json",
+        data=json.dumps(batch).encode(),
+    )  # fmt: skip
+    assert answer.status == 503, answer.body
+    body = answer.json()
+    assert "refused event 1" in body["error"]  # type: ignore[index]
+    assert body["written"] == ["small"]  # type: ignore[index]
+    ids = [schemas.decode(r).get_id() for r in records_of(kafka.bootstrap_servers, topic)]
+    assert ids == ["small"]
