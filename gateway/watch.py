@@ -170,9 +170,9 @@ class ReadApi:
             if until_ms is not None and _watching(query):
                 raise BadQuery("until ends a read; a watch has no end")
             resume = parse_cursor(request.headers.get("Last-Event-ID"))
-            starts = [offset is not None, time_ms is not None, query.get("from") == "now"]
+            starts = [offset is not None, time_ms is not None, query.get("from") is not None]
             if sum(starts) > 1:
-                raise BadQuery("give one of offset, time and from=now")
+                raise BadQuery("give one of offset, time and from (now or earliest)")
             if query.get("from") not in (None, "now", "earliest"):
                 raise BadQuery("from is now or earliest")
             if query.get("from") == "earliest" or (not any(starts) and not _watching(query)):
