@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import audit, config, produce, replay, sink, streams, topics
+from cli import audit, config, gateway, produce, replay, sink, streams, topics
 
 app = typer.Typer(
     name="vcstream",
@@ -24,6 +24,7 @@ app.add_typer(produce.app)
 app.add_typer(streams.app, name="streams")
 app.add_typer(sink.app)
 app.add_typer(replay.app)
+app.add_typer(gateway.app)
 app.add_typer(audit.app, name="audit")
 
 

@@ -24,6 +24,7 @@ ROLES: dict[str, list[str]] = {
     "sink-knative": ["sink", "knative"],
     "sink-slack": ["sink", "slack"],
     "sink-audit": ["sink", "audit"],
+    "gateway": ["gateway"],
 }
 
 
@@ -56,6 +57,8 @@ def local_config(
             # (production keeps the default 10 min: fewer, larger files)
             "audit": {"files": {"directory": str(workdir / "audit"), "rotateInterval": "PT1M"}},
         },
+        # the webhook and the read API, open to this machine only (no credentials)
+        "gateway": {"host": "127.0.0.1", "port": free_port()},
         "metrics": {"host": "127.0.0.1"},
     }
 

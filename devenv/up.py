@@ -80,6 +80,8 @@ def up(
         pipeline.start()
         say(f"pipeline starting (config {config_path}, logs {root / 'logs'}) ...")
         pipeline.wait_healthy()
+        gateway = f"http://127.0.0.1:{config['gateway']['port']}"
+        say(f"gateway: POST CloudEvents to {gateway}/webhook, watch {gateway}/api/v1/events")
         say("all roles healthy; events appear below. Ctrl-C stops everything.")
         if activity:
             demo = DemoActivity(vcsim).start()

@@ -45,9 +45,10 @@ def source_topics(kind: str, settings: Settings) -> list[str]:
     if section.topics:
         return list(section.topics)
     defaults = {
-        # raw events and enriched alarms, as VEBA plus vsphere-alarm-server deliver them:
-        # the same under ./dev run, compose and Kubernetes
-        "knative": [settings.topics.events, settings.topics.alarms],
+        # raw events and enriched alarms, as VEBA plus vsphere-alarm-server deliver them,
+        # and the gateway's webhook events, as VEBA forwards its webhook's: the same under
+        # ./dev run, compose and Kubernetes
+        "knative": [settings.topics.events, settings.topics.alarms, settings.gateway.topic],
         "slack": [settings.topics.alarms],
         "audit": [settings.topics.audit],
     }

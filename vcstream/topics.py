@@ -38,4 +38,16 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
             retention=-1,
             extra={"max.message.bytes": str(DEAD_LETTER_MAX_MESSAGE_BYTES)},
         ),
+        gateway_topic(settings),
     ]
+
+
+def gateway_topic(settings: Settings) -> TopicSpec:
+    """Events posted to the gateway's webhook: laid out and kept like the raw topic."""
+    raw = settings.producer.raw_topic
+    return TopicSpec(
+        settings.gateway.topic,
+        settings.gateway.partitions,
+        raw.replication_factor,
+        retention=raw.retention,
+    )

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("vcstream", "producer", "streams", "sinks", "replay")
+PACKAGES = ("vcstream", "producer", "streams", "sinks", "replay", "gateway")
 
 # what each family type puts on the wire (prometheus_client's naming, OpenMetrics' suffixes)
 SUFFIXES = {

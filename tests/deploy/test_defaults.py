@@ -54,8 +54,9 @@ def test_every_sink_reads_the_same_topics_under_dev_run_compose_and_kubernetes(
         wanted = source_topics(kind, dev)
         assert source_topics(kind, compose) == wanted, kind
         assert source_topics(kind, kubernetes[f"vcstream-sink-{kind}"]) == wanted, kind
-    # enriched alarms (`...AlarmInfo`) reach the Broker everywhere, not only under ./dev run
-    assert source_topics("knative", dev) == ["vcenter.events", "vcenter.alarms"]
+    # enriched alarms (`...AlarmInfo`) and the gateway's webhook events reach the Broker
+    # everywhere, not only under ./dev run
+    assert source_topics("knative", dev) == ["vcenter.events", "vcenter.alarms", "vcstream.webhook"]
 
 
 def test_dev_run_compose_and_kubernetes_use_the_same_topics(

@@ -172,10 +172,13 @@ def test_probes_and_scrape_annotations_use_the_metrics_port(
 ) -> None:
     for name, deployment in deployments().items():
         with monkeypatch.context() as scoped:
-            port = settings_of(deployment, tmp_path, scoped).metrics.port
+            settings = settings_of(deployment, tmp_path, scoped)
+        port = settings.metrics.port
         spec = container(deployment)
         ports = {p["name"]: p["containerPort"] for p in spec["ports"]}
-        assert ports == {"metrics": port}, name
+        # the gateway also serves its own HTTP port, the one its Service targets
+        served = {"http": settings.gateway.port} if spec["args"] == ["gateway"] else {}
+        assert ports == {"metrics": port, **served}, name
         # restarts only for a stuck process; a target or Kafka down is readiness (issue 15)
         paths = {"startupProbe": "/livez", "readinessProbe": "/readyz", "livenessProbe": "/livez"}
         for probe, path in paths.items():
@@ -254,6 +257,14 @@ def test_knative_trigger_filters_alarm_status_changes_on_the_broker_the_sink_fee
     url = yaml.safe_load(config_files()["vcstream.yaml"])["sinks"]["knative"]["url"]
     namespace = broker["metadata"]["namespace"]
     assert url.endswith(f"/{namespace}/{broker['metadata']['name']}")
+
+
+def test_the_gateway_service_reaches_the_gateway_port() -> None:
+    [service] = [s for s in resources("Service") if s["metadata"]["name"] == "vcstream-gateway"]
+    gateway = deployments()["vcstream-gateway"]
+    labels = gateway["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
 
 
 def test_prometheus_finds_pods_by_the_labels_and_annotations_they_carry() -> None:

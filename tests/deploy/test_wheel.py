@@ -35,7 +35,7 @@ from tests.e2e.test_local_pipeline import ENRICHED_ALARM, enriched_alarms, make_
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
-SHIPPED = ("cli", "vcstream", "producer", "streams", "sinks", "schemas", "replay")
+SHIPPED = ("cli", "vcstream", "producer", "streams", "sinks", "schemas", "replay", "gateway")
 TOOLING = ("devenv", "tests", "bench")
 
 
@@ -252,7 +252,8 @@ def test_every_role_runs_from_the_installed_package(
     def audited() -> set[str]:
         result = installed.run("audit", "query", "--config", config, **password)
         assert result.returncode == 0, result.stderr
-        return {json.loads(line)["type"] for line in result.stdout.splitlines() if line.strip()}
+        rows = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+        return {row["event"]["type"] for row in rows}  # each row: where, and the event
 
     wait_until(
         lambda: {"com.vmware.vsphere.VmPoweredOffEvent.v0", ENRICHED_ALARM} <= audited(),

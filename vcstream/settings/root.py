@@ -17,6 +17,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from vcstream.settings.gateway import GatewaySettings
 from vcstream.settings.kafka import KafkaSettings, TopicsSettings
 from vcstream.settings.observability import LoggingSettings, MetricsSettings
 from vcstream.settings.producer import ProducerSettings
@@ -45,6 +46,7 @@ class Settings(BaseSettings):
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
     sinks: SinksSettings = Field(default_factory=SinksSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

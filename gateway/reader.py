@@ -1,0 +1,225 @@
+"""Reading the served topic for HTTP clients: read_committed, assigned, never a group.
+
+Each watch has its own consumer with assign(): it joins no consumer group and commits
+nothing (the group id is a throwaway librdkafka requires and never sends), so watches
+never disturb the pipeline's consumers. The fetch queue is small, so a watch holds at
+most about `queued.max.messages.kbytes` of records however slow its client: the consumer
+stops fetching when its queue is full, and the queue drains only as fast as the
+watch writes to its client.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+
+from schemas.record import KafkaRecord
+from vcstream.kafka import client_config
+from vcstream.settings.kafka import KafkaSettings
+
+POLL_SECONDS = 0.5
+# per watch: 1 MB of prefetched records and 1 MB fetches (librdkafka's defaults, 64 MB
+# and 50 MB, would let a stalled watch hold up to 64 MB); the user's clientProperties win
+FETCH_SETTINGS = {
+    "queued.max.messages.kbytes": "1024",
+    "fetch.max.bytes": str(1024 * 1024),
+    "fetch.queue.backoff.ms": "10",
+}
+
+
+class ReadError(Exception):
+    """Kafka could not answer."""
+
+
+class NotThere(ReadError):
+    """The topic or the partition asked for does not exist."""
+
+
+class TopicReader:
+    """Blocking Kafka reads; the server runs them on `executor`, one thread per call."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str, executor: ThreadPoolExecutor) -> None:
+        self.kafka = kafka
+        self.topic = topic
+        self.executor = executor
+
+    def consumer(self) -> Consumer:
+        fetch = {k: self.kafka.client_properties.get(k, v) for k, v in FETCH_SETTINGS.items()}
+        return Consumer(
+            client_config(
+                self.kafka,
+                **{
+                    "group.id": f"vcstream-gateway-{uuid.uuid4()}",
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "isolation.level": "read_committed",
+                    "enable.partition.eof": True,  # a read to the end stops there
+                    "auto.offset.reset": "earliest",
+                    "client.id": "vcstream-gateway-watch",
+                    **fetch,
+                },
+            )
+        )
+
+    @contextmanager
+    def _consumer(self) -> Iterator[Consumer]:
+        consumer = self.consumer()
+        try:
+            yield consumer
+        finally:
+            consumer.close()
+
+    def partitions(self, consumer: Consumer, timeout: float = 10) -> list[int]:
+        try:
+            metadata = consumer.list_topics(self.topic, timeout).topics.get(self.topic)
+        except KafkaException as exc:
+            raise ReadError(f"Kafka did not answer: {exc}") from None
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise NotThere(f"topic {self.topic} does not exist")
+        return sorted(metadata.partitions)
+
+    def range(self) -> dict[int, tuple[int, int]]:
+        """Per partition: (earliest offset, end offset = the next offset to be written)."""
+        with self._consumer() as consumer:
+            result = {}
+            for partition in self.partitions(consumer):
+                try:
+                    low, high = consumer.get_watermark_offsets(
+                        TopicPartition(self.topic, partition), timeout=10
+                    )
+                except KafkaException as exc:
+                    raise ReadError(f"Kafka did not answer: {exc}") from None
+                result[partition] = (low, high)
+            return result
+
+    def one(self, partition: int, offset: int) -> KafkaRecord | None:
+        """The committed record at that offset, or None (none there, or not committed)."""
+        with self._consumer() as consumer:
+            if partition not in self.partitions(consumer):
+                return None
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(self.topic, partition), timeout=10
+            )
+            if not low <= offset < high:
+                return None
+            consumer.assign([TopicPartition(self.topic, partition, offset)])
+            for _ in range(20):  # up to ~10 s for a busy broker
+                message = consumer.poll(POLL_SECONDS)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        return None  # only markers or aborted records were left
+                    _raise_unless_retriable(error)
+                    continue
+                # an aborted record or a transaction marker is skipped by read_committed
+                return KafkaRecord.from_confluent(message) if message.offset() == offset else None
+            return None
+
+    def start_positions(
+        self,
+        consumer: Consumer,
+        partition: int | None,
+        offset: int | None,
+        time_ms: int | None,
+        resume: dict[int, int] | None,
+    ) -> list[TopicPartition]:
+        """Where a watch starts: an offset, a time or now (the end), except where the
+        cursor of a resumed watch (`Last-Event-ID`) says where it got to."""
+        partitions = self.partitions(consumer)
+        if partition is not None:
+            if partition not in partitions:
+                raise NotThere(f"topic {self.topic} has no partition {partition}")
+            partitions = [partition]
+        if offset is not None:
+            starts = {p: offset for p in partitions}
+        elif time_ms is not None:
+            asked = [TopicPartition(self.topic, p, time_ms) for p in partitions]
+            try:
+                found = consumer.offsets_for_times(asked, timeout=10)
+            except KafkaException as exc:
+                raise ReadError(f"Kafka did not answer: {exc}") from None
+            # no record at or after the time: -1 (OFFSET_END), which librdkafka reads as
+            # the end
+            starts = {tp.partition: tp.offset for tp in found}
+        else:
+            # now: the end when asked (the last stable offset: the consumer reads
+            # committed), not when the fetcher gets to it, which can be after events
+            # that arrived since the request
+            starts = {}
+            for p in partitions:
+                try:
+                    _, starts[p] = consumer.get_watermark_offsets(
+                        TopicPartition(self.topic, p), timeout=10, cached=False
+                    )
+                except KafkaException as exc:
+                    raise ReadError(f"Kafka did not answer: {exc}") from None
+        for p, next_offset in (resume or {}).items():
+            if p in starts:
+                starts[p] = next_offset
+        return [TopicPartition(self.topic, p, o) for p, o in sorted(starts.items())]
+
+    def ends(
+        self, consumer: Consumer, partitions: list[TopicPartition], until_ms: int | None = None
+    ) -> dict[int, int]:
+        """Where a read to the end stops: each partition's end (the last stable offset,
+        as read_committed sees it) when asked, or its first record at or after
+        `until_ms` if sooner; partitions that start there are left out."""
+        stops: dict[int, int] = {}
+        try:
+            if until_ms is not None:
+                asked = [TopicPartition(self.topic, tp.partition, until_ms) for tp in partitions]
+                for found in consumer.offsets_for_times(asked, timeout=10):
+                    if found.offset >= 0:  # -1: no record that late, the end decides
+                        stops[found.partition] = found.offset
+            ends = {}
+            for tp in partitions:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, tp.partition), timeout=10, cached=False
+                )
+                end = min(high, stops.get(tp.partition, high))
+                if 0 <= tp.offset < end:
+                    ends[tp.partition] = end
+        except KafkaException as exc:
+            raise ReadError(f"Kafka did not answer: {exc}") from None
+        return ends
+
+    def reached(self, consumer: Consumer, ends: dict[int, int]) -> set[int]:
+        """Partitions whose position is at their end: the position moves past
+        transaction markers, where no record (and, under load, no EOF) would tell."""
+        asked = [TopicPartition(self.topic, p) for p in ends]
+        return {tp.partition for tp in consumer.position(asked) if tp.offset >= ends[tp.partition]}
+
+    def batch(self, consumer: Consumer, size: int) -> tuple[list[KafkaRecord], set[int]]:
+        """Up to `size` committed records, in offset order per partition, and the
+        partitions whose end was reached."""
+        records, ended = [], set()
+        for message in consumer.consume(size, timeout=POLL_SECONDS):
+            error = message.error()
+            if error is not None:
+                partition = message.partition()
+                if error.code() == KafkaError._PARTITION_EOF and partition is not None:
+                    ended.add(partition)
+                    continue
+                _raise_unless_retriable(error)
+                continue
+            records.append(KafkaRecord.from_confluent(message))
+        return records, ended
+
+
+def _raise_unless_retriable(error: Any) -> None:
+    if error.code() == KafkaError._PARTITION_EOF:
+        return
+    if error.fatal() or not error.retriable():
+        raise ReadError(error.str())

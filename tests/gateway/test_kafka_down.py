@@ -1,0 +1,59 @@
+"""Kafka stopped under the gateway: 503 with Retry-After, and nothing written late."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import schemas
+from devenv import LocalKafka
+from tests.gateway.conftest import BASIC, GatewayProcess, curl, gateway_config, records_of
+from tests.gateway.test_ingest import structured
+from tests.producer.conftest import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def post(gateway: GatewayProcess, *ids: str) -> tuple[int, dict[str, str], object]:
+    batch = json.dumps([structured(i) for i in ids]).encode()
+    answer = curl(
+        gateway.url + "/webhook",
+        *BASIC,
+        "-H", "Content-Type: application/cloudevents-batch+json",
+        data=batch,
+    )  # fmt: skip
+    return answer.status, answer.headers, answer.json()
+
+
+def test_kafka_stopped_gives_503_with_retry_after_and_nothing_half_written(
+    kafka_factory: Callable[..., LocalKafka],
+    topic_name: Callable[[str], str],
+    tmp_path: Path,
+    gateway_process: Callable[[Path], GatewayProcess],
+) -> None:
+    broker = kafka_factory()
+    topic = topic_name("webhook")
+    gateway = gateway_process(gateway_config(tmp_path / "gw.yaml", broker.bootstrap_servers, topic))
+    assert post(gateway, "before-1")[0] == 200
+
+    broker.stop()
+    status, headers, body = post(gateway, "down-1", "down-2", "down-3")
+    assert status == 503
+    assert headers["retry-after"] == "7"
+    assert body["written"] == []  # type: ignore[index]
+    assert "did not acknowledge" in body["error"]  # type: ignore[index]
+    assert gateway.metric("vcstream_gateway_events_rejected_total", reason="kafka_unavailable") == 3
+    health = curl(gateway.metrics_url + "/healthz")
+    assert health.status == 503 and "kafka" in health.body
+
+    broker.start()
+    # healthy again before any request: the gateway asks Kafka itself while it is down
+    wait_for(lambda: curl(gateway.metrics_url + "/healthz").status == 200, 120, "health")
+    # the sender retries until Kafka is back, as a 503 with Retry-After asks it to
+    wait_for(lambda: post(gateway, "after-1")[0] == 200, 120, "the gateway to write again")
+    ids = [schemas.decode(r).get_id() for r in records_of(broker.bootstrap_servers, topic)]
+    assert ids.count("after-1") >= 1
+    assert [i for i in ids if i != "after-1"] == ["before-1"]  # none of the refused batch
