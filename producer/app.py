@@ -23,6 +23,7 @@ from types import FrameType
 from confluent_kafka import KafkaException
 
 from producer.connection import ConfigurationProblem, Session, VCenterUnavailable, connect
+from producer.horizon_worker import HorizonWorker
 from producer.identity import CheckpointKeys
 from producer.worker import VCenterWorker
 from vcstream.kafka import KafkaLoginRejected, ensure_topics
@@ -124,16 +125,23 @@ def install_signal_handlers(stop: threading.Event) -> None:
 
 def run(settings: Settings, server: ObservabilityServer | None, health: Health) -> int:
     """The producer until a signal (0), or until start-up fails (1 or 2)."""
-    if not settings.vcenters:
-        log.error("configuration error: vcenters: at least one vCenter is needed")
+    if not settings.vcenters and not settings.horizon:
+        log.error(
+            "configuration error: vcenters: at least one vCenter (or horizon server) is needed"
+        )
         return EXIT_CONFIG
     for vcenter in settings.vcenters:
         if vcenter.insecure:
             log.warning("vCenter %s: TLS certificate NOT verified (insecure)", vcenter.name)
+    for horizon in settings.horizon:
+        if horizon.insecure:
+            log.warning("Horizon %s: TLS certificate NOT verified (insecure)", horizon.name)
     stop = threading.Event()
     install_signal_handlers(stop)
     try:
-        sessions = connect_all(settings, stop)
+        # Horizon servers are reached by their workers: a server that is down or refuses
+        # the login is retried with backoff and never holds up the vCenters
+        sessions = connect_all(settings, stop) if settings.vcenters else {}
         create_topics(settings, stop)
     except StartupFailed as exc:
         for line in str(exc).splitlines():
@@ -141,13 +149,18 @@ def run(settings: Settings, server: ObservabilityServer | None, health: Health) 
         return exc.exit_code
     keys = CheckpointKeys()
     keys.register({name: s.identity.instance_uuid for name, s in sessions.items() if s is not None})
-    workers = [
+    workers: list[VCenterWorker | HorizonWorker] = [
         VCenterWorker(vc, settings, stop, health, keys, sessions.get(vc.name))
         for vc in settings.vcenters
     ]
+    workers += [HorizonWorker(h, settings, stop, health) for h in settings.horizon]
     for worker in workers:
         worker.start()
-    log.info("producing from %d vCenter(s)", len(workers))
+    log.info(
+        "producing from %d vCenter(s) and %d Horizon server(s)",
+        len(settings.vcenters),
+        len(settings.horizon),
+    )
     while not stop.wait(0.5):
         if not any(worker.is_alive() for worker in workers):
             break
