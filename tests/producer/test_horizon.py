@@ -14,6 +14,7 @@ from devenv.activity import VcsimClient
 from devenv.horizon import HorizonStandIn
 from producer.checkpoint import Checkpoint
 from producer.horizon_position import checkpoint_key, decode_checkpoint
+from schemas.horizon import horizon_event_id
 from tests.producer.conftest import (
     Topics,
     read_topic,
@@ -58,17 +59,19 @@ def test_horizon_events_arrive_once_with_the_v08_attributes(
     }
     assert {e.get_source() for e in events} == {horizon.url}
     assert {r.key for r in records} == {horizon.url.encode()}
+    times = []
     for event in events:
         data = event.get_data()
-        assert isinstance(data, dict)
-        assert event.get_time() is not None
-        assert int(event.get_time().timestamp() * 1000) == data["time"]
+        moment = event.get_time()
+        assert isinstance(data, dict) and moment is not None
+        assert round(moment.timestamp() * 1000) == data["time"]
+        assert event.get_id() == horizon_event_id(horizon.url, data["id"])
+        times.append(data["time"])
         assert event.get_datacontenttype() == "application/json"
         assert set(data) >= {"id", "time", "type", "severity", "module", "message", "user_id"}
     checkpoints = read_topic(kafka.bootstrap_servers, topics.checkpoints)
     mine = [c for c in checkpoints if c.key == checkpoint_key(horizon.url)]
-    newest = max(int(event.get_time().timestamp() * 1000) for event in events)
-    assert decode_checkpoint(mine[-1].value or b"").time_ms == newest
+    assert decode_checkpoint(mine[-1].value or b"").time_ms == max(times)
 
 
 def test_horizon_expired_token_is_refreshed_and_reading_continues(
