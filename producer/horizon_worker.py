@@ -48,6 +48,10 @@ from vcstream.settings.horizon import HorizonSettings
 log = logging.getLogger(__name__)
 
 
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 def transactional_id(prefix: str, source: str) -> str:
     """One per server, stable across restarts and renames of its label."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
@@ -153,8 +157,8 @@ class HorizonWorker(threading.Thread):
         if self._position is None:
             self._position = self._resume(writer)
         position = self._position
-        now_ms = int(time.time() * 1000)
-        to_ms = now_ms
+        until = now_ms()
+        to_ms = until
         while True:
             events, complete = self.client.audit_events(position.time_ms, to_ms)
             if complete or to_ms == position.time_ms:
@@ -174,7 +178,12 @@ class HorizonWorker(threading.Thread):
         fresh = sorted(filter(position.is_new, events), key=lambda e: (e["time"], e["id"]))
         for start in range(0, len(fresh), MAX_BATCH_EVENTS):
             self._commit(writer, fresh[start : start + MAX_BATCH_EVENTS])
-        return to_ms == now_ms
+        if to_ms < until and self._position.time_ms < to_ms:
+            # a narrowed window, read whole and with no event at its end: the next read
+            # starts there, or an empty stretch would be narrowed into again and again
+            # (in memory only: after a restart the checkpoint's position is as good)
+            self._position = HorizonPosition(to_ms)
+        return to_ms == until
 
     def _check_gap(self, position: HorizonPosition, events: list[dict[str, Any]]) -> None:
         """The events at the checkpoint's time are gone: the history no longer reaches it."""
@@ -214,8 +223,8 @@ class HorizonWorker(threading.Thread):
             log.info("Horizon %s: resuming after %d ms", self.server.name, stored.time_ms)
             return stored
         window = settings.producer.history_window()
-        now_ms = int(time.time() * 1000)
-        begin = 0 if window is None else max(0, now_ms - int(window.total_seconds() * 1000))
+        now = now_ms()
+        begin = 0 if window is None else max(0, now - int(window.total_seconds() * 1000))
         position = HorizonPosition(begin)
         # committed at once, so a restart before the first event keeps this start
         writer.commit([(settings.topics.checkpoints, encode_checkpoint(self.server.url, position))])
