@@ -88,3 +88,10 @@ def test_too_big_a_window_is_narrowed_and_nothing_older_is_skipped(monkeypatch) 
 def data_id(record: Any) -> int:
     data: Any = decode(record).get_data()
     return int(data["id"])
+
+
+def test_a_configuration_without_vcenters_or_horizon_servers_exits_2(caplog) -> None:
+    from producer.app import EXIT_CONFIG, run
+
+    assert run(Settings(), None, Health()) == EXIT_CONFIG
+    assert "at least one vCenter (or horizon server) is needed" in caplog.text
