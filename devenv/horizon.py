@@ -9,7 +9,8 @@ It implements what vcstream's Horizon source uses, as documented: `POST /rest/lo
 
 Faults on demand, for the tests: access tokens that expire (`access_ttl`, or
 `expire_tokens()` at once), a server answering 503 (`unavailable`), answers that take
-longer than the client waits (`stall`), a restart that forgets every token but keeps
+longer than the client waits (`stall`), answers that are not the API's (`garbled`:
+bytes are sent as they are), a restart that forgets every token but keeps
 the events (`restart()`, as a Connection Server keeps them in its event database),
 and history that no longer reaches back (`purge_before`).
 """
@@ -45,6 +46,8 @@ class HorizonStandIn:
         self.refresh_ttl = refresh_ttl
         self.unavailable = False  # every request answers 503
         self.stall = 0.0  # seconds every request waits before its answer
+        # what audit-events answers instead of the events (200): a broken server or proxy
+        self.garbled: Any = None
         self.requests: Counter[str] = Counter()  # what was asked, and 401s given
         self._lock = threading.Lock()
         self._events: list[dict[str, Any]] = []
@@ -156,6 +159,8 @@ class HorizonStandIn:
             if not valid:
                 self.requests["401"] += 1
                 return 401, {"error": "token expired"}
+            if self.garbled is not None:
+                return 200, self.garbled
             return self._audit_events(parse_qs(parts.query))
         return 404, {"error": "not found"}
 
@@ -204,7 +209,7 @@ def _handler(stand_in: HorizonStandIn) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, payload = stand_in.answer(method, self.path, headers, body)
-            data = json.dumps(payload).encode()
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

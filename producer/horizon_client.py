@@ -155,9 +155,15 @@ class HorizonClient:
                     raise HorizonUnavailable(
                         f"Horizon {self.server.name}: an audit event without integer id"
                     )
+                # without these an event has no position or CloudEvent type: the server
+                # is treated as broken (retried, shown in /healthz) rather than skipped
                 if not isinstance(event.get("time"), int):
                     raise HorizonUnavailable(
                         f"Horizon {self.server.name}: audit event {event['id']} has no time"
+                    )
+                if not isinstance(event.get("type"), str) or not event["type"]:
+                    raise HorizonUnavailable(
+                        f"Horizon {self.server.name}: audit event {event['id']} has no type"
                     )
                 found[event["id"]] = event
             if len(answer) < size:

@@ -117,3 +117,33 @@ def test_a_window_longer_than_the_page_limit_is_reported_incomplete(
     client = HorizonClient(settings_for(horizon, pageSize=5), timeout=5)
     events, complete = client.audit_events(0, FAR_FUTURE)
     assert (len(events), complete) == (10, False)
+
+
+@pytest.mark.parametrize(
+    ("garbled", "problem"),
+    [
+        (b"<html>proxy error</html>", "not JSON"),
+        ({"events": []}, "not a list"),
+        ([{"time": 1}], "without integer id"),
+        ([{"id": 1, "time": "yesterday", "type": "X"}], "has no time"),
+        ([{"id": 1, "time": 1, "type": None}], "has no type"),
+    ],
+)
+def test_an_answer_that_is_not_the_apis_is_unavailable(
+    horizon: HorizonStandIn, garbled: object, problem: str
+) -> None:
+    horizon.garbled = garbled
+    client = HorizonClient(settings_for(horizon), timeout=5)
+    with pytest.raises(HorizonUnavailable, match=problem):
+        client.audit_events(0, FAR_FUTURE)
+
+
+def test_tokens_refused_even_after_a_new_login_are_unavailable() -> None:
+    server = HorizonStandIn(access_ttl=0).start()  # every access token is born expired
+    try:
+        client = HorizonClient(settings_for(server), timeout=5)
+        with pytest.raises(HorizonUnavailable, match="fresh tokens refused"):
+            client.audit_events(0, FAR_FUTURE)
+        assert client.logins >= 2 and client.refreshes >= 1
+    finally:
+        server.stop()
