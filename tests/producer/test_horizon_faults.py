@@ -8,14 +8,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 
 from devenv import LocalKafka
 from devenv.horizon import HorizonStandIn
+from producer.horizon_position import checkpoint_key
 from tests.producer.conftest import Topics, wait_for
 from tests.producer.horizon_helpers import (
     all_written,
     exactly_once,
     horizon_entry,
+    horizon_ids,
     write_horizon_config,
 )
 
@@ -70,3 +73,38 @@ def test_horizon_survives_kill_9_ten_times_exactly_once(
     # the kills did land while events were being written, not only before the first read
     logs = "".join(p.read_text() for p in tmp_path.glob("producer*.log"))
     assert logs.count("Horizon cs: resuming after") >= 5
+
+
+def test_a_second_producer_for_the_same_horizon_server_takes_over(
+    kafka: LocalKafka, horizon: HorizonStandIn, topics: Topics, tmp_path: Path, producer_process
+) -> None:
+    config = write_horizon_config(tmp_path / "c.yaml", kafka, topics, horizon_entry(horizon, "cs"))
+    first = producer_process(config)
+    horizon.emit(5)
+    wait_for(lambda: all_written(kafka, topics, horizon), 60, "the first events")
+    second = producer_process(config)  # same server, same transactional.id
+    wait_for(lambda: "Horizon cs: resuming after" in second.log(), 60, "the second resuming")
+    horizon.emit(10)
+    wait_for(lambda: all_written(kafka, topics, horizon), 60, "the events after the takeover")
+    # the first one's next transaction is fenced: its only source stops, so it exits
+    assert first.wait(60) == 1
+    assert "another producer uses transactional.id" in first.log()
+    assert second.terminate() == 0
+    exactly_once(kafka, topics, horizon)
+
+
+def test_unreadable_horizon_checkpoint_stops_that_server_instead_of_guessing(
+    kafka: LocalKafka, horizon: HorizonStandIn, topics: Topics, tmp_path: Path, producer_process
+) -> None:
+    config = write_horizon_config(tmp_path / "c.yaml", kafka, topics, horizon_entry(horizon, "cs"))
+    first = producer_process(config)
+    wait_for(lambda: "Horizon cs: no checkpoint" in first.log(), 60, "the first checkpoint")
+    assert first.terminate() == 0
+    writer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
+    writer.produce(topics.checkpoints, value=b"not avro", key=checkpoint_key(horizon.url))
+    assert writer.flush(30) == 0
+    horizon.emit(3)
+    second = producer_process(config)
+    assert second.wait(60) == 1  # its only source stopped
+    assert "checkpoint of Horizon" in second.log() and "unreadable" in second.log()
+    assert horizon_ids(kafka, topics, horizon) == {}  # nothing written from a guess
