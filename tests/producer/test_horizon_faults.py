@@ -108,3 +108,26 @@ def test_unreadable_horizon_checkpoint_stops_that_server_instead_of_guessing(
     assert second.wait(60) == 1  # its only source stopped
     assert "checkpoint of Horizon" in second.log() and "unreadable" in second.log()
     assert horizon_ids(kafka, topics, horizon) == {}  # nothing written from a guess
+
+
+def test_horizon_survives_broker_restart_mid_stream(
+    kafka_factory, horizon: HorizonStandIn, topics: Topics, tmp_path: Path, producer_process
+) -> None:
+    broker = kafka_factory()
+    config = write_horizon_config(tmp_path / "c.yaml", broker, topics, horizon_entry(horizon, "cs"))
+    producer = producer_process(config)
+    emitter = Emitter(horizon, random.Random(7))
+    emitter.start()
+    wait_for(lambda: len(horizon_ids(broker, topics, horizon)) >= 50, 60, "events before")
+
+    def committed() -> float:
+        return producer.metric("vcstream_producer_transactions_committed_total", vcenter="cs")
+
+    before = committed()
+    broker.kill()  # the harshest restart: no controlled shutdown
+    broker.start()
+    wait_for(lambda: committed() > before, 90, "a transaction committed after the restart")
+    emitter.stop()
+    wait_for(lambda: all_written(broker, topics, horizon), 90, "every Horizon event")
+    assert producer.terminate() == 0
+    exactly_once(broker, topics, horizon)
