@@ -229,3 +229,36 @@ def _handler(stand_in: HorizonStandIn) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+# what `./dev run` shows: logins, logouts and now and then a failed login (AUDIT_FAIL)
+DEMO_EVENTS = (
+    ("VLSI_USERLOGGEDIN_REST", "AUDIT_SUCCESS"),
+    ("BROKER_USERLOGGEDOUT", "AUDIT_SUCCESS"),
+    ("BROKER_USER_AUTHFAILED_BAD_USER_PASSWORD", "AUDIT_FAIL"),
+)
+
+
+class HorizonActivity:
+    """An audit event on the stand-in every `period` seconds, for `./dev run`."""
+
+    def __init__(self, server: HorizonStandIn, period: float = 5.0) -> None:
+        self.server = server
+        self.period = period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="horizon-activity", daemon=True)
+
+    def start(self) -> HorizonActivity:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        tick = 0
+        while not self._stop.wait(self.period):
+            kind, severity = DEMO_EVENTS[tick % len(DEMO_EVENTS)]
+            self.server.emit(1, kind, severity)
+            tick += 1

@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 from devenv import LocalKafka
 from devenv.horizon import HorizonStandIn
 from producer.horizon_position import checkpoint_key
-from tests.producer.conftest import Topics, wait_for
+from tests.producer.conftest import ProducerProcess, Topics, wait_for
 from tests.producer.horizon_helpers import (
     all_written,
     exactly_once,
@@ -115,7 +115,7 @@ def test_horizon_survives_broker_restart_mid_stream(
 ) -> None:
     broker = kafka_factory()
     config = write_horizon_config(tmp_path / "c.yaml", broker, topics, horizon_entry(horizon, "cs"))
-    producer = producer_process(config)
+    producer: ProducerProcess = producer_process(config)
     emitter = Emitter(horizon, random.Random(7))
     emitter.start()
     wait_for(lambda: len(horizon_ids(broker, topics, horizon)) >= 50, 60, "events before")
