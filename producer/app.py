@@ -23,7 +23,7 @@ from types import FrameType
 from confluent_kafka import KafkaException
 
 from producer.connection import ConfigurationProblem, Session, VCenterUnavailable, connect
-from producer.horizon_worker import HorizonWorker
+from producer.horizon_worker import HorizonWorker, check_login
 from producer.identity import CheckpointKeys
 from producer.worker import VCenterWorker
 from vcstream.kafka import KafkaLoginRejected, ensure_topics
@@ -89,6 +89,18 @@ def connect_all(settings: Settings, stop: threading.Event) -> dict[str, Session 
     return sessions
 
 
+def check_horizon_logins(settings: Settings) -> None:
+    """Refused Horizon credentials exit 2, as a vCenter's do. A server that is down is
+    not waited for: its worker keeps trying, and never holds up the others."""
+    if not settings.horizon:
+        return
+    timeout = settings.producer.request_timeout.total_seconds()
+    with ThreadPoolExecutor(max_workers=len(settings.horizon)) as pool:
+        problems = [p for p in pool.map(lambda h: check_login(h, timeout), settings.horizon) if p]
+    if problems:
+        raise StartupFailed("\n".join(problems), EXIT_CONFIG)
+
+
 def create_topics(settings: Settings, stop: threading.Event) -> None:
     """The topics the producer writes, with the pipeline's layout, if missing."""
     mine = {
@@ -139,8 +151,7 @@ def run(settings: Settings, server: ObservabilityServer | None, health: Health) 
     stop = threading.Event()
     install_signal_handlers(stop)
     try:
-        # Horizon servers are reached by their workers: a server that is down or refuses
-        # the login is retried with backoff and never holds up the vCenters
+        check_horizon_logins(settings)
         sessions = connect_all(settings, stop) if settings.vcenters else {}
         create_topics(settings, stop)
     except StartupFailed as exc:

@@ -52,6 +52,24 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def check_login(server: HorizonSettings, timeout: float) -> str | None:
+    """At start-up: the problem when the server refuses the credentials, else None.
+
+    A refused login is a configuration error, shown at once (exit 2) as for a vCenter;
+    a server that cannot be reached now is left to its worker, which keeps trying.
+    """
+    client = HorizonClient(server, timeout)
+    try:
+        client.login()
+    except HorizonLoginRejected as exc:
+        return str(exc)
+    except HorizonUnavailable as exc:
+        log.warning("%s; its worker keeps trying", exc)
+        return None
+    client.logout()
+    return None
+
+
 def transactional_id(prefix: str, source: str) -> str:
     """One per server, stable across restarts and renames of its label."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]

@@ -188,6 +188,7 @@ def test_one_failing_horizon_server_stops_neither_the_other_nor_the_vcenter(
         newest = client.newest_key()
         wait_for(lambda: all_written(kafka, topics, horizon), 60, "the good server's events")
         wait_for(lambda: vcenter_committed_up_to(kafka, topics, newest), 60, "the vCenter's events")
+        assert "its worker keeps trying" in producer.log()  # down at start: not waited for
         broken.unavailable = False  # now it answers, but refuses the password
         wait_for(lambda: "login refused" in producer.log(), 60, "the refused login")
         assert producer.metric("vcstream_producer_horizon_unavailable_total", server="bad") >= 2
@@ -195,3 +196,17 @@ def test_one_failing_horizon_server_stops_neither_the_other_nor_the_vcenter(
         exactly_once(kafka, topics, horizon)
     finally:
         broken.stop()
+
+
+def test_wrong_horizon_password_at_start_exits_2_without_showing_it(
+    kafka: LocalKafka, horizon: HorizonStandIn, topics: Topics, tmp_path: Path, producer_process
+) -> None:
+    wrong = "not-the-password-20c1"
+    entry = horizon_entry(horizon, "cs", password=wrong)
+    producer = producer_process(write_horizon_config(tmp_path / "c.yaml", kafka, topics, entry))
+    horizon.emit(3)
+    assert producer.wait(60) == 2
+    log = producer.log()
+    assert "configuration error: Horizon cs: login refused for example\\vcstream" in log
+    assert wrong not in log
+    assert horizon_ids(kafka, topics, horizon) == {}
