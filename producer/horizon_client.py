@@ -111,7 +111,10 @@ class HorizonClient:
         if self._tokens is None:
             return
         try:
-            self._request("POST", "/rest/logout", {"refresh_token": self._tokens.refresh})
+            # short: this runs on shutdown, possibly against a server that stopped answering
+            self._request(
+                "POST", "/rest/logout", {"refresh_token": self._tokens.refresh}, timeout=5
+            )
         except (HorizonUnavailable, _Unauthorized) as exc:
             log.debug("Horizon %s: logout: %s", self.server.name, exc)
         self._tokens = None
@@ -173,7 +176,12 @@ class HorizonClient:
     # ---- HTTP -------------------------------------------------------------------------
 
     def _request(
-        self, method: str, path: str, body: dict[str, Any] | None, authorized: bool = False
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        authorized: bool = False,
+        timeout: float | None = None,
     ) -> Any:
         headers = {"Accept": "application/json"}
         data = None
@@ -188,7 +196,7 @@ class HorizonClient:
         where = f"Horizon {self.server.name} ({self.server.url})"
         try:
             with urllib.request.urlopen(
-                request, timeout=self._timeout, context=self._context
+                request, timeout=min(self._timeout, timeout or self._timeout), context=self._context
             ) as response:
                 payload = response.read()
         except urllib.error.HTTPError as exc:

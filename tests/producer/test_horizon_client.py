@@ -3,6 +3,7 @@ and each failure turned into what the worker acts on."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -147,3 +148,15 @@ def test_tokens_refused_even_after_a_new_login_are_unavailable() -> None:
         assert client.logins >= 2 and client.refreshes >= 1
     finally:
         server.stop()
+
+
+def test_logout_from_a_server_that_stopped_answering_gives_up_and_does_not_raise(
+    horizon: HorizonStandIn,
+) -> None:
+    client = HorizonClient(settings_for(horizon), timeout=120)
+    client.login()
+    horizon.stall = 30  # longer than logout's own 5s, shorter than the request timeout
+    logging_out = threading.Thread(target=client.logout, daemon=True)
+    logging_out.start()
+    logging_out.join(20)
+    assert not logging_out.is_alive(), "logout waited for the full request timeout"

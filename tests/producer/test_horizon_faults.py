@@ -72,7 +72,7 @@ def test_horizon_survives_kill_9_ten_times_exactly_once(
     assert len(horizon.event_ids()) > 400  # the emitter really ran across the kills
     # the kills did land while events were being written, not only before the first read
     logs = "".join(p.read_text() for p in tmp_path.glob("producer*.log"))
-    assert logs.count("Horizon cs: resuming after") >= 5
+    assert logs.count("Horizon cs: resuming after") >= 3
 
 
 def test_a_second_producer_for_the_same_horizon_server_takes_over(
