@@ -9,7 +9,7 @@
 - `time` = the event's `time` (ms since the epoch); data = the event exactly as Horizon
   returned it (snake_case), `datacontenttype` application/json.
 
-Records go to the raw topic beside vCenter's, keyed by the server's source, so one
+Records go to the raw topic beside vCenter's, keyed by the server (`record_key`), so one
 server's events stay in order in one partition.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from cloudevents.core.v1.event import CloudEvent
 
@@ -66,6 +67,16 @@ def horizon_cloudevent(data: dict[str, Any], source: str) -> CloudEvent:
     )
 
 
+def record_key(source: str) -> bytes:
+    """`horizon:<host>[:port]`: one key per server.
+
+    Record keys across the pipeline read `<source id>/<entity>` (the audit store files
+    and indexes records by the part before the first `/`), so the key holds no `/`:
+    a URL would make every server `https:`.
+    """
+    return f"horizon:{urlsplit(source).netloc}".encode()
+
+
 def encode_horizon(data: dict[str, Any], source: str) -> KafkaRecord:
     """A Horizon audit event as its raw-topic record, keyed by the server."""
-    return encode(horizon_cloudevent(data, source), source.encode())
+    return encode(horizon_cloudevent(data, source), record_key(source))

@@ -58,7 +58,7 @@ def test_horizon_events_arrive_once_with_the_v08_attributes(
         "com.vmware.horizon.broker_user_authfailed_bad_user_password.v0",
     }
     assert {e.get_source() for e in events} == {horizon.url}
-    assert {r.key for r in records} == {horizon.url.encode()}
+    assert {r.key for r in records} == {b"horizon:" + horizon.url.split("//")[1].encode()}
     times = []
     for event in events:
         data = event.get_data()

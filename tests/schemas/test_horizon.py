@@ -32,7 +32,7 @@ def test_horizon_event_has_the_v08_attributes_and_the_data_as_returned() -> None
     assert event.get_time() == datetime(2025, 12, 2, 18, 26, 40, 123000, tzinfo=UTC)
     assert event.get_datacontenttype() == "application/json"
     assert event.get_data() == EVENT
-    assert record.key == b"https://cs01.example.com"
+    assert record.key == b"horizon:cs01.example.com"
 
 
 def test_horizon_event_id_is_deterministic_and_differs_between_servers() -> None:
