@@ -186,22 +186,27 @@ class HorizonWorker(threading.Thread):
             to_ms = position.time_ms + (to_ms - position.time_ms) // 2
         self._count_logins()
         self.server_flag.ok()
-        if not complete:
-            log.warning(
-                "Horizon %s: more events at %d ms than one read holds; some may be skipped",
-                self.server.name,
-                to_ms,
-            )
         self._check_gap(position, events)
         fresh = sorted(filter(position.is_new, events), key=lambda e: (e["time"], e["id"]))
         for start in range(0, len(fresh), MAX_BATCH_EVENTS):
             self._commit(writer, fresh[start : start + MAX_BATCH_EVENTS])
-        if to_ms < until and self._position.time_ms < to_ms:
-            # a narrowed window, read whole and with no event at its end: the next read
-            # starts there, or an empty stretch would be narrowed into again and again
-            # (in memory only: after a restart the checkpoint's position is as good)
-            self._position = HorizonPosition(to_ms)
-        return to_ms == until
+        if not complete:
+            # one millisecond holds more events than one read: what was read is written,
+            # the rest cannot be reached by time and is skipped, counted as a gap
+            metrics.HORIZON_HISTORY_GAPS.labels(self.server.name).inc()
+            log.warning(
+                "Horizon %s: gap: more events at %d ms than one read holds (%d); the rest "
+                "is skipped",
+                self.server.name,
+                to_ms,
+                len(events),
+            )
+        if to_ms < until or not complete:
+            # everything up to to_ms has been read: the next read starts after it, or an
+            # empty stretch (or a dense millisecond) would be narrowed into again and
+            # again (in memory only: after a restart the checkpoint's position is as good)
+            self._position = HorizonPosition(to_ms + 1)
+        return to_ms == until and complete
 
     def _check_gap(self, position: HorizonPosition, events: list[dict[str, Any]]) -> None:
         """The events at the checkpoint's time are gone: the history no longer reaches it."""

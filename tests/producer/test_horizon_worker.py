@@ -23,9 +23,10 @@ class FakeClient:
 
     logins = refreshes = 0
 
-    def __init__(self, events: list[dict[str, Any]], widest: int) -> None:
+    def __init__(self, events: list[dict[str, Any]], widest: int, most: int | None = None) -> None:
         self.events = events
         self.widest = widest
+        self.most = most  # more events than this in a window: incomplete too
         self.windows: list[tuple[int, int]] = []
 
     def audit_events(self, from_ms: int, to_ms: int) -> tuple[list[dict[str, Any]], bool]:
@@ -34,6 +35,8 @@ class FakeClient:
         inside.sort(key=lambda e: e["time"], reverse=True)
         if to_ms - from_ms > self.widest:
             return inside[:2], False  # the newest pages only: unsafe to move past
+        if self.most is not None and len(inside) > self.most:
+            return inside[: self.most], False
         return inside, True
 
     def logout(self) -> None:
@@ -95,3 +98,29 @@ def test_a_configuration_without_vcenters_or_horizon_servers_exits_2(caplog) -> 
 
     assert run(Settings(), None, Health()) == EXIT_CONFIG
     assert "at least one vCenter (or horizon server) is needed" in caplog.text
+
+
+def written_ids(worker: HorizonWorker) -> list[int]:
+    return [
+        data_id(record)
+        for transaction in worker._writer.transactions  # type: ignore[union-attr]
+        for topic, record in transaction
+        if not topic.endswith("checkpoints")
+    ]
+
+
+def test_a_millisecond_denser_than_one_read_is_written_in_part_counted_and_passed(
+    monkeypatch,
+) -> None:
+    from producer import metrics
+
+    dense = [event(i, 5_000) for i in range(1, 6)]  # 5 events in one millisecond
+    client = FakeClient([*dense, event(9, 7_000)], widest=10**9, most=3)
+    worker = worker_with(client, HorizonPosition(0), monkeypatch)
+    gaps = metrics.HORIZON_HISTORY_GAPS.labels("cs")
+    before = gaps._value.get()
+    caught_up = [worker._poll() for _ in range(60)]
+    assert caught_up[-1] is True  # never stuck on the dense millisecond
+    written = written_ids(worker)
+    assert 9 in written and len(written) == len(set(written)) == 4  # 3 of the 5, then 9
+    assert gaps._value.get() == before + 1
