@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_CONFIG = 2
+STARTUP_LOGIN_TIMEOUT = 10.0  # seconds, for the Horizon login check at start-up
 
 
 class StartupFailed(Exception):
@@ -94,7 +95,8 @@ def check_horizon_logins(settings: Settings) -> None:
     not waited for: its worker keeps trying, and never holds up the others."""
     if not settings.horizon:
         return
-    timeout = settings.producer.request_timeout.total_seconds()
+    # short: a server that does not answer must not hold up the vCenters' start
+    timeout = min(settings.producer.request_timeout.total_seconds(), STARTUP_LOGIN_TIMEOUT)
     with ThreadPoolExecutor(max_workers=len(settings.horizon)) as pool:
         problems = [p for p in pool.map(lambda h: check_login(h, timeout), settings.horizon) if p]
     if problems:

@@ -210,3 +210,23 @@ def test_wrong_horizon_password_at_start_exits_2_without_showing_it(
     assert "configuration error: Horizon cs: login refused for example\\vcstream" in log
     assert wrong not in log
     assert horizon_ids(kafka, topics, horizon) == {}
+
+
+def test_horizon_server_that_does_not_answer_at_start_holds_nothing_up(
+    kafka: LocalKafka, horizon: HorizonStandIn, topics: Topics, tmp_path: Path, producer_process
+) -> None:
+    silent = HorizonStandIn().start()
+    try:
+        silent.stall = 60  # answers after the 60s request timeout: never, for the producer
+        entries = horizon_entry(horizon, "good") + horizon_entry(silent, "silent")
+        producer = producer_process(
+            write_horizon_config(tmp_path / "c.yaml", kafka, topics, entries)
+        )
+        horizon.emit(3)
+        # well before the request timeout: the start-up check waits 10s at most
+        wait_for(lambda: all_written(kafka, topics, horizon), 45, "the answering server's events")
+        assert "Horizon silent" in producer.log() and "timed out" in producer.log()
+        assert producer.terminate() == 0
+    finally:
+        silent.stall = 0
+        silent.stop()
