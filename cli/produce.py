@@ -20,6 +20,12 @@ Example configuration:
         url: https://vc01.example.com/sdk
         username: svc-vcstream
         password: {fromEnv: VC01_PASSWORD}
+    horizon:               # optional: Horizon Connection Servers' audit events
+      - name: cs01
+        url: https://cs01.example.com
+        domain: EXAMPLE
+        username: svc-vcstream
+        password: {fromEnv: CS01_PASSWORD}
     producer:
       startAt: 1h          # with no checkpoint: now | earliest | a history window
       pageSize: 100
@@ -28,7 +34,7 @@ Example configuration:
 
 @app.command("produce", epilog=EXAMPLE)
 def produce(config: ConfigOption = None) -> None:
-    """Stream vCenter events into the raw topic, exactly once, resuming after any crash.
+    """Stream vCenter and Horizon events into the raw topic, exactly once, resuming after a crash.
 
     Exit 0 after SIGTERM/SIGINT, 1 when Kafka or every vCenter stays unreachable at
     start, 2 for a configuration error (including wrong vCenter credentials).

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from devenv.horizon import HorizonStandIn
 from devenv.kafka import LocalKafka
 from devenv.process import ChildProcess, free_port, wait_until
 from devenv.vcsim import LocalVcsim
@@ -34,9 +35,11 @@ def local_config(
     workdir: Path,
     knative_url: str,
     slack_url: str,
+    horizon: HorizonStandIn | None = None,
 ) -> dict[str, Any]:
-    """The configuration of a local pipeline; the vCenter password comes from the env."""
-    return {
+    """The configuration of a local pipeline; the vCenter password comes from the env
+    (and the Horizon stand-in's, when there is one, from HORIZON_PASSWORD)."""
+    config: dict[str, Any] = {
         "kafka": {"bootstrapServers": kafka.bootstrap_servers},
         "vcenters": [
             {
@@ -61,6 +64,18 @@ def local_config(
         "gateway": {"host": "127.0.0.1", "port": free_port()},
         "metrics": {"host": "127.0.0.1"},
     }
+    if horizon is not None:
+        config["horizon"] = [
+            {
+                "name": "horizon",
+                "url": horizon.url,
+                "domain": horizon.domain,
+                "username": horizon.username,
+                "password": {"fromEnv": "HORIZON_PASSWORD"},
+                "pollInterval": "2s",
+            }
+        ]
+    return config
 
 
 @dataclass

@@ -19,6 +19,7 @@ import typer
 
 from devenv import LocalKafka, LocalVcsim
 from devenv.activity import DemoActivity
+from devenv.horizon import HorizonActivity, HorizonStandIn
 from devenv.pipeline import LocalPipeline, local_config
 from devenv.process import cache_dir
 from devenv.receivers import CloudEventsDisplay, SlackConsole
@@ -32,6 +33,9 @@ def up(
     vcsim_port: Annotated[int, typer.Option(help="vcsim port.")] = 8989,
     knative_port: Annotated[int, typer.Option(help="Local CloudEvents display port.")] = 8081,
     slack_port: Annotated[int, typer.Option(help="Local Slack console port.")] = 8082,
+    horizon_port: Annotated[
+        int, typer.Option(help="Horizon Connection Server stand-in port (its audit events).")
+    ] = 8083,
     activity: Annotated[
         bool, typer.Option(help="Power VMs off/on and raise alarms in vcsim now and then.")
     ] = True,
@@ -50,6 +54,7 @@ def up(
         "--vcsim-port": vcsim_port,
         "--knative-port": knative_port,
         "--slack-port": slack_port,
+        "--horizon-port": horizon_port,
     }
     busy = busy_ports(ports)
     if busy:
@@ -63,8 +68,10 @@ def up(
     vcsim = LocalVcsim(root / "vcsim", port=vcsim_port, login_required=False)
     display = CloudEventsDisplay(knative_port, say)
     slack = SlackConsole(slack_port, say)
+    horizon = HorizonStandIn(horizon_port)
     pipeline: LocalPipeline | None = None
     demo: DemoActivity | None = None
+    horizon_demo: HorizonActivity | None = None
     failed = False
     try:
         say(f"starting Kafka on {kafka.bootstrap_servers} ...")
@@ -73,10 +80,13 @@ def up(
         vcsim.start()
         display.start()
         slack.start()
-        config = local_config(kafka, vcsim, root, display.url, slack.url)
+        horizon.start()
+        say(f"Horizon stand-in on {horizon.url}")
+        config = local_config(kafka, vcsim, root, display.url, slack.url, horizon)
         config_path = LocalPipeline.write_config(root, config)
+        env = {"VCSIM_PASSWORD": vcsim.password, "HORIZON_PASSWORD": horizon.password}
         # assigned before it starts: roles started before a failure are stopped too
-        pipeline = LocalPipeline(root, config_path, env={"VCSIM_PASSWORD": vcsim.password})
+        pipeline = LocalPipeline(root, config_path, env=env)
         pipeline.start()
         say(f"pipeline starting (config {config_path}, logs {root / 'logs'}) ...")
         pipeline.wait_healthy()
@@ -85,6 +95,7 @@ def up(
         say("all roles healthy; events appear below. Ctrl-C stops everything.")
         if activity:
             demo = DemoActivity(vcsim).start()
+            horizon_demo = HorizonActivity(horizon).start()
         while not stop.wait(1):
             dead = pipeline.dead()
             if dead:
@@ -105,9 +116,11 @@ def up(
         began = time.monotonic()
         steps: list[tuple[str, Callable[[], object]]] = [
             ("demo activity", demo.stop if demo is not None else lambda: None),
+            ("Horizon activity", horizon_demo.stop if horizon_demo is not None else lambda: None),
             ("pipeline", pipeline.stop if pipeline is not None else lambda: None),
             ("CloudEvents display", display.stop),
             ("Slack console", slack.stop),
+            ("Horizon stand-in", horizon.stop),
             ("vcsim", vcsim.stop),
             ("Kafka", kafka.stop),
         ]

@@ -23,6 +23,7 @@ from types import FrameType
 from confluent_kafka import KafkaException
 
 from producer.connection import ConfigurationProblem, Session, VCenterUnavailable, connect
+from producer.horizon_worker import HorizonWorker, check_login
 from producer.identity import CheckpointKeys
 from producer.worker import VCenterWorker
 from vcstream.exits import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME
@@ -33,6 +34,8 @@ from vcstream.settings.vcenter import VCenterSettings
 from vcstream.topics import pipeline_topics
 
 log = logging.getLogger(__name__)
+
+STARTUP_LOGIN_TIMEOUT = 10.0  # seconds, for the Horizon login check at start-up
 
 
 class StartupFailed(Exception):
@@ -85,6 +88,19 @@ def connect_all(settings: Settings, stop: threading.Event) -> dict[str, Session 
     return sessions
 
 
+def check_horizon_logins(settings: Settings) -> None:
+    """Refused Horizon credentials exit 2, as a vCenter's do. A server that is down is
+    not waited for: its worker keeps trying, and never holds up the others."""
+    if not settings.horizon:
+        return
+    # short: a server that does not answer must not hold up the vCenters' start
+    timeout = min(settings.producer.request_timeout.total_seconds(), STARTUP_LOGIN_TIMEOUT)
+    with ThreadPoolExecutor(max_workers=len(settings.horizon)) as pool:
+        problems = [p for p in pool.map(lambda h: check_login(h, timeout), settings.horizon) if p]
+    if problems:
+        raise StartupFailed("\n".join(problems), EXIT_CONFIG)
+
+
 def create_topics(settings: Settings, stop: threading.Event) -> None:
     """The topics the producer writes, with the pipeline's layout, if missing."""
     mine = {
@@ -121,16 +137,22 @@ def install_signal_handlers(stop: threading.Event) -> None:
 
 def run(settings: Settings, server: ObservabilityServer | None, health: Health) -> int:
     """The producer until a signal (0), or until start-up fails (1 or 2)."""
-    if not settings.vcenters:
-        log.error("configuration error: vcenters: at least one vCenter is needed")
+    if not settings.vcenters and not settings.horizon:
+        log.error(
+            "configuration error: vcenters: at least one vCenter (or horizon server) is needed"
+        )
         return EXIT_CONFIG
     for vcenter in settings.vcenters:
         if vcenter.insecure:
             log.warning("vCenter %s: TLS certificate NOT verified (insecure)", vcenter.name)
+    for horizon in settings.horizon:
+        if horizon.insecure:
+            log.warning("Horizon %s: TLS certificate NOT verified (insecure)", horizon.name)
     stop = threading.Event()
     install_signal_handlers(stop)
     try:
-        sessions = connect_all(settings, stop)
+        check_horizon_logins(settings)
+        sessions = connect_all(settings, stop) if settings.vcenters else {}
         create_topics(settings, stop)
     except StartupFailed as exc:
         for line in str(exc).splitlines():
@@ -138,13 +160,18 @@ def run(settings: Settings, server: ObservabilityServer | None, health: Health) 
         return exc.exit_code
     keys = CheckpointKeys()
     keys.register({name: s.identity.instance_uuid for name, s in sessions.items() if s is not None})
-    workers = [
+    workers: list[VCenterWorker | HorizonWorker] = [
         VCenterWorker(vc, settings, stop, health, keys, sessions.get(vc.name))
         for vc in settings.vcenters
     ]
+    workers += [HorizonWorker(h, settings, stop, health) for h in settings.horizon]
     for worker in workers:
         worker.start()
-    log.info("producing from %d vCenter(s)", len(workers))
+    log.info(
+        "producing from %d vCenter(s) and %d Horizon server(s)",
+        len(settings.vcenters),
+        len(settings.horizon),
+    )
     while not stop.wait(0.5):
         if not any(worker.is_alive() for worker in workers):
             break

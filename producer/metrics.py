@@ -96,3 +96,28 @@ class Progress(Collector):
 
 PROGRESS = Progress()
 REGISTRY.register(PROGRESS)
+
+# Horizon servers (producer.horizon_worker), labelled by the configured server name.
+# Their transactions count in the vcstream_producer_transactions_* counters above, under
+# the server's name in the `vcenter` label (one writer class serves both sources).
+HORIZON_EVENTS = Counter(
+    "vcstream_producer_horizon_events_total",
+    "Horizon audit events committed to the raw topic, by Horizon event type.",
+    ["server", "type"],
+)
+HORIZON_UNAVAILABLE = Counter(
+    "vcstream_producer_horizon_unavailable_total",
+    "Polls of a Horizon server that failed (unreachable, timeout, 5xx, login refused).",
+    ["server"],
+)
+HORIZON_LOGINS = Counter(
+    "vcstream_producer_horizon_logins_total",
+    "Horizon logins (how=login) and access tokens renewed (how=refresh).",
+    ["server", "how"],
+)
+HORIZON_HISTORY_GAPS = Counter(
+    "vcstream_producer_horizon_history_gaps_total",
+    "Times a Horizon server's oldest returned event was newer than the checkpoint "
+    "(events at the checkpoint time and maybe after it are gone: some may be lost).",
+    ["server"],
+)

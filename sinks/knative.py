@@ -15,6 +15,8 @@ dead-lettered at once.
 `typeFormat: event-router` serves Triggers written for VEBA up to v0.7: `type` becomes
 `com.vmware.event.router/event` (`/eventex`, `/extendedevent`) and `subject` the event
 class (for EventEx/ExtendedEvent, its eventTypeId), as VEBA's event router sent them.
+Horizon events become `com.vmware.event.router/horizon.<type in lower case>.v0`, as that
+router's Horizon provider named them (no subject).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from email.utils import parsedate_to_datetime
 from typing import ClassVar
 
 from schemas.cloudevent import CloudEventView
+from schemas.horizon import TYPE_PREFIX as HORIZON_TYPE_PREFIX
 from sinks.base import DeliveryError, Outcome, Sink, SinkEvent, deliver_per_key
 from sinks.http_client import HTTPClient, InvalidHeader
 from vcstream.proxy import proxy_for
@@ -54,6 +57,10 @@ def event_router_changes(view: CloudEventView) -> dict[str, str]:
     """The attributes VEBA's v0.7 event router would have set (`com.vmware.event.router/…`).
 
     Data is parsed only for EventEx and ExtendedEvent, whose subject is their eventTypeId."""
+    current = view.get("type") or ""
+    if current.startswith(HORIZON_TYPE_PREFIX):
+        # com.vmware.horizon.<type>.v0 → com.vmware.event.router/horizon.<type>.v0
+        return {"type": EVENT_ROUTER_TYPE + "horizon." + current[len(HORIZON_TYPE_PREFIX) :]}
     kind = view.get("eventclass") or "event"
     changes = {"type": EVENT_ROUTER_TYPE + kind}
     if kind != "event":

@@ -6,6 +6,10 @@ An enriched alarm event (`AlarmStatusChangedEvent` with `AlarmInfo`) gives the s
 vCenter, the time and vCenter's own message. The colour bar needs a legacy attachment
 (Block Kit has no colour), so blocks go inside one; `text` is the plain fallback that
 notifications and screen readers show.
+
+A Horizon audit event (`com.vmware.horizon.*`) gets a message of its own: the colour from
+its severity (AUDIT_FAIL and ERROR red, WARNING yellow), its type, Horizon's message,
+the user, machine and pool it names, the server and the time.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from urllib.parse import urlsplit
 
 from cloudevents.core.base import BaseCloudEvent
 
+from schemas.horizon import TYPE_PREFIX as HORIZON_TYPE_PREFIX
 from schemas.vsphere import ALARM_STORM_TYPE
 
 COLOURS = {"red": "#d32f2f", "yellow": "#f9a825", "green": "#2e7d32", "gray": "#9e9e9e"}
@@ -29,6 +34,14 @@ EMOJI = {
     "gray": ":white_circle:",
 }
 SEVERITY = ("red", "yellow", "gray", "green")  # worst first, for a digest's colour
+# a Horizon event's severity as an alarm status (UNKNOWN and anything new: gray)
+HORIZON_STATUS = {
+    "AUDIT_FAIL": "red",
+    "ERROR": "red",
+    "WARNING": "yellow",
+    "AUDIT_SUCCESS": "green",
+    "INFO": "green",
+}
 DIGEST_TOP = 10
 MAX_TEXT = 2900  # Slack cuts section text at 3,000 characters
 
@@ -49,6 +62,8 @@ class Alarm:
         data = _mapping(event.get_data())
         if event.get_type() == ALARM_STORM_TYPE:
             return cls._of_storm(event, data)
+        if is_horizon(event):
+            return cls._of_horizon(event, data)
         info = _mapping(data.get("AlarmInfo"))
         alarm_ref = _mapping(data.get("Alarm"))
         entity = _mapping(data.get("Entity"))
@@ -81,6 +96,32 @@ class Alarm:
             message=str(data.get("message") or ""),
         )
 
+    @classmethod
+    def _of_horizon(cls, event: BaseCloudEvent, data: dict[str, Any]) -> Alarm:
+        """A Horizon audit event: what it is about is its user, else its machine or pool."""
+        severity = str(data.get("severity") or "UNKNOWN").upper()
+        about = (
+            data.get("user_id")
+            or data.get("machine_dns_name")
+            or data.get("desktop_pool_name")
+            or data.get("application_pool_name")
+        )
+        time = event.get_attributes().get("time")
+        return cls(
+            status=HORIZON_STATUS.get(severity, "gray"),
+            previous=None,
+            name=f"Horizon {severity}: {data.get('type') or event.get_type()}",
+            description="",
+            entity=str(about or "Horizon"),
+            vcenter=urlsplit(str(event.get_source())).hostname or str(event.get_source()),
+            time=time if isinstance(time, datetime) else None,
+            message=str(data.get("message") or ""),
+        )
+
+
+def is_horizon(event: BaseCloudEvent) -> bool:
+    return str(event.get_type()).startswith(HORIZON_TYPE_PREFIX)
+
 
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
@@ -106,7 +147,44 @@ def message_for(event: BaseCloudEvent) -> dict[str, Any]:
     """The message of one event: an AlarmStorm summary, or an alarm."""
     if event.get_type() == ALARM_STORM_TYPE:
         return storm_message(event)
+    if is_horizon(event):
+        return horizon_message(event)
     return alarm_message(event)
+
+
+def horizon_message(event: BaseCloudEvent) -> dict[str, Any]:
+    """A Horizon audit event: severity, type, message, and what it names."""
+    data = _mapping(event.get_data())
+    alarm = Alarm.from_event(event)
+    named = [
+        ("User", data.get("user_id")),
+        ("Machine", data.get("machine_dns_name")),
+        ("Desktop pool", data.get("desktop_pool_name")),
+        ("Application pool", data.get("application_pool_name")),
+        ("Module", data.get("module")),
+    ]
+    fields = [{"type": "mrkdwn", "text": f"*{label}*\n{value}"} for label, value in named if value]
+    fields += [
+        {"type": "mrkdwn", "text": f"*Horizon server*\n{alarm.vcenter}"},
+        {"type": "mrkdwn", "text": f"*Time*\n{_when(alarm.time)}"},
+    ]
+    headline = f"{EMOJI[alarm.status]} *{alarm.name}*"
+    if alarm.message:
+        headline += f"\n{alarm.message}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": _clip(headline)}},
+        # Slack shows at most 10 fields in a section
+        {"type": "section", "fields": fields[:10]},
+    ]
+    text = f"[{alarm.status.upper()}] {alarm.name} on {alarm.vcenter}"
+    if alarm.message:
+        text += f": {alarm.message}"
+    return {
+        "text": _clip(text),
+        "attachments": [
+            {"color": COLOURS[alarm.status], "fallback": _clip(text), "blocks": blocks}
+        ],
+    }
 
 
 def storm_message(event: BaseCloudEvent) -> dict[str, Any]:

@@ -46,6 +46,9 @@ def test_dashboard_has_the_panels_operators_look_for() -> None:
         "vcstream_sink_retried_total",
         "vcstream_sink_dead_lettered_total",
         "vcstream_streams_dead_lettered_total",
+        "vcstream_producer_horizon_events_total",
+        "vcstream_producer_horizon_unavailable_total",
+        "vcstream_producer_horizon_history_gaps_total",
     ):
         assert metric in read, f"no panel reads {metric}"
     expressions = " ".join(query.promql for query in dashboard_queries())

@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from vcstream.settings.gateway import GatewaySettings
+from vcstream.settings.horizon import HorizonSettings
 from vcstream.settings.kafka import KafkaSettings, TopicsSettings
 from vcstream.settings.observability import LoggingSettings, MetricsSettings
 from vcstream.settings.producer import ProducerSettings
@@ -43,6 +44,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicsSettings = Field(default_factory=TopicsSettings)
     vcenters: list[VCenterSettings] = Field(default_factory=list)
+    horizon: list[HorizonSettings] = Field(default_factory=list)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
     sinks: SinksSettings = Field(default_factory=SinksSettings)

@@ -97,7 +97,8 @@ class KnativeSinkSettings(SinkCommonSettings):
     )
     type_format: Literal["vsphere", "event-router"] = Field(
         "vsphere",
-        description="event-router: VEBA v0.7 types (com.vmware.event.router/event) + subject.",
+        description="event-router: VEBA v0.7 types (com.vmware.event.router/event) + subject; "
+        "Horizon events as com.vmware.event.router/horizon.<type>.v0.",
     )
     auth: AuthHeader | None = Field(None, description="Optional auth header from a secret.")
     concurrency: int = Field(16, ge=1, description="HTTP requests in flight at once.")
