@@ -20,6 +20,7 @@ from pyVmomi import vim
 from devenv import LocalKafka, LocalVcsim
 from devenv.activity import connect, post_alarm_status, wait_task
 from devenv.dashboard import dashboard_queries
+from devenv.horizon import HorizonStandIn
 from devenv.pipeline import LocalPipeline, local_config
 from devenv.process import REPO, free_port, wait_until
 from devenv.prometheus import LocalPrometheus
@@ -58,20 +59,24 @@ def running(
     slack = SlackConsole(free_port(), None)
     display.start()
     slack.start()
-    config = local_config(kafka, vcsim, tmp_path, display.url, slack.url)
+    # Horizon beside vCenter, as under ./dev run: its events go through the same pipeline
+    horizon = HorizonStandIn().start()
+    config = local_config(kafka, vcsim, tmp_path, display.url, slack.url, horizon)
     pipeline = LocalPipeline(
         tmp_path,
         LocalPipeline.write_config(tmp_path, config),
-        env={"VCSIM_PASSWORD": vcsim.password},
+        env={"VCSIM_PASSWORD": vcsim.password, "HORIZON_PASSWORD": horizon.password},
     )
     try:
         pipeline.start()
         pipeline.wait_healthy(timeout=180)
+        horizon.emit(3, "VLSI_USERLOGGEDIN_REST", "AUDIT_SUCCESS")
         yield Running(pipeline, display, slack, vcsim, tmp_path)
     finally:
         pipeline.stop()
         display.stop()
         slack.stop()
+        horizon.stop()
 
 
 def make_events(vcsim: LocalVcsim) -> tuple[str, str]:
