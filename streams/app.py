@@ -25,14 +25,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaProducer
 from cloudevents.core.v1.event import CloudEvent
 from faust.app.base import BootStrategy
+from faust.transport.drivers.aiokafka import Producer as FaustProducer
 
 from schemas.errors import InvalidRecord
 from schemas.record import KafkaRecord
 from streams import metrics, oversize, transport
 from streams.acks import OrderedAcks, Pending
 from streams.api import AnyProcessor
+from streams.batches import Batches
 from streams.definitions import DefinitionIndex
 from streams.definitions_reader import DefinitionsReader
 from streams.delivery import Deliveries
@@ -51,6 +54,7 @@ from vcstream.settings import Settings
 log = logging.getLogger(__name__)
 
 RELEASE_INTERVAL = 0.1  # seconds between checks of alarm events waiting for a definition
+PARTITIONS_REFRESH = 300  # release intervals between reads of the output topics' partitions
 # Outputs fan out over every partition of several topics, so a batch per partition holds
 # what arrived within the linger: at 5 to 10 ms that was a record or two, and aiokafka's
 # cost per batch and per request dominated its cost per record. 50 ms measured ~20% less
@@ -87,6 +91,7 @@ class StreamsApp:
         self.health = health or Flag()
         options = faust_broker_options(settings.kafka)
         options["broker"] = broker_urls(options["broker"])
+        partitioner = KeyPartitioner()
         streams = settings.streams
         session_timeout = streams.session_timeout.total_seconds()
         self.app = _App(
@@ -103,7 +108,7 @@ class StreamsApp:
             producer_acks=-1,
             producer_linger=PRODUCER_LINGER,
             producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
-            producer_partitioner=KeyPartitioner(),
+            producer_partitioner=partitioner,
             monitor=QuietMonitor(),
             # Stopping commits what the agents finished (`_write_and_commit`) and leaves
             # the rest to the partition's next owner. Waiting for every record handed to
@@ -124,6 +129,14 @@ class StreamsApp:
         self.dead_letter_limit = min(
             request_limit, (message_limits or {}).get(settings.topics.dead_letter, request_limit)
         )
+        self.batches = Batches(
+            self._aiokafka_producer,
+            partitioner,
+            request_limit,
+            self.limits,
+            int(self.app.conf.producer_max_batch_size),
+        )
+        self._ticks = 0
         self.app.shutdown_grace = streams.shutdown_grace.total_seconds()
         self.definitions = DefinitionsReader(settings, definition_partitions, self.stop_on)
         self.app.task(self._read_definitions)
@@ -151,6 +164,16 @@ class StreamsApp:
     async def _read_definitions(self) -> None:
         self.definitions.start(asyncio.get_running_loop())
 
+    def _aiokafka_producer(self) -> AIOKafkaProducer:
+        # Private touch point (faust-streaming 0.15.3): Faust's producer has no public
+        # accessor for the aiokafka producer it runs, and its `send()` takes one record
+        # at a time; streams.batches writes the outputs with aiokafka's public batch API
+        # on this same producer (its connection settings, and the flush Faust does
+        # before each commit). Guard: tests/streams/test_batches.py.
+        faust_producer = self.app.producer
+        assert isinstance(faust_producer, FaustProducer), "the app runs on Faust's aiokafka"
+        return faust_producer._ensure_producer()
+
     def _consumer(self) -> Consumer:
         consumer = self.app.consumer
         assert isinstance(consumer, Consumer), "the app runs on streams.transport"
@@ -170,6 +193,7 @@ class StreamsApp:
         # The consumer has stopped handing over records: wait for Kafka to acknowledge
         # the outputs already sent, ack their inputs, and commit those before exiting.
         self.definitions.stop()
+        self.batches.close()  # what they hold leaves now, without waiting out the linger
         await self.app.producer.flush()
         self.deliveries.settle()
         await self._consumer().commit()
@@ -240,6 +264,9 @@ class StreamsApp:
     async def _release_waiting(self) -> None:
         self._report_health()
         self.deliveries.settle()  # what completed since the last event
+        self._ticks += 1
+        if self._ticks % PARTITIONS_REFRESH == 0:
+            await self.batches.refresh_partitions()
         if not self.waiting:
             return
         now = time.monotonic()
@@ -274,10 +301,11 @@ class StreamsApp:
     async def _emit(
         self, source: Pending, record: KafkaRecord, outputs: list[Output], started: float
     ) -> None:
-        # Faust's producer, not a faust Topic: the records are bytes already, and
-        # Topic.send wraps each one in a FutureMessage with sensor calls and a callback
-        # task. Faust flushes this producer before each offset commit.
-        send = self.app.producer.send
+        # Record batches on Faust's producer (streams.batches), not a faust Topic: the
+        # records are bytes already, and Topic.send wraps each one in a FutureMessage
+        # with sensor calls and a callback task. Faust flushes this producer before each
+        # offset commit.
+        send = self.batches.send
         futures: list[Any] = []
         refused: tuple[str, BaseException] | None = None
         limits = self.limits
@@ -288,7 +316,7 @@ class StreamsApp:
                 refused = refused or (topic, oversize.over_limit(out, topic, limit))
                 continue
             try:
-                futures.append(await send(topic, out.key, out.value, None, None, out.headers))
+                futures.append(await send(topic, out))
             except Exception as exc:
                 error = oversize.too_large(exc)
                 if error is None:
