@@ -25,7 +25,8 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
-from schemas.codec import with_changes
+from schemas.codec import PARTITION_KEY, encode, with_changes
+from schemas.record import KafkaRecord
 from schemas.vsphere import SUPPRESSED_EXTENSION, derived_id
 from streams.match import Readable, Selector
 from streams.state import Table
@@ -95,6 +96,28 @@ class Processor:
             with_changes(item, id=derived_id(event.get_id(), self.name, index))
             for index, item in enumerate(_events_of(self.name, self.function(event)))
         ]
+
+    def records(self, event: CloudEvent, key: bytes | None) -> list[tuple[str, KafkaRecord]]:
+        """(type, record) of each of the function's events: `schemas.encode` of what
+        `self(event)` returns, keyed `key`.
+
+        The derived id is written into the encoded record's `ce_id` header rather than
+        into a copy of the event: a copy is built and validated again by the SDK, which
+        was a sixth of the example processor's cost. (`with_changes` also drops a
+        `partitionkey` attribute; an event that has one is copied as before.)
+        """
+        input_id = event.get_id()
+        produced: list[tuple[str, KafkaRecord]] = []
+        for index, item in enumerate(_events_of(self.name, self.function(event))):
+            new_id = derived_id(input_id, self.name, index)
+            if PARTITION_KEY in item.get_attributes():
+                produced.append((item.get_type(), encode(with_changes(item, id=new_id), key)))
+                continue
+            record = encode(item, key)
+            raw_id = new_id.encode()
+            headers = [(name, raw_id if name == "ce_id" else raw) for name, raw in record.headers]
+            produced.append((item.get_type(), KafkaRecord(record.value, record.key, headers)))
+        return produced
 
 
 @dataclass(frozen=True)

@@ -210,8 +210,7 @@ class Pipeline:
             metrics.events_in(item.name, event_type).inc()
             given = sdk_event(event)  # not JSON: InvalidRecord, to the caller
             try:
-                results = item(given)
-                produced = [(out.get_type(), schemas.encode(out, record.key)) for out in results]
+                produced = item.records(given, record.key)
             except Exception as exc:  # a user's bug must not stop the stream
                 log.warning("processor %s failed on %s: %r", item.name, given.get_id(), exc)
                 outputs.append(self.dead_letter(record, item.name, "processing", exc))

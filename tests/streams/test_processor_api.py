@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from datetime import timedelta, timezone
 
 import pytest
 
+import schemas
+from schemas.codec import with_changes
 from schemas.vsphere import derived_id
 from streams.api import Processor, ProcessorOutputError, data_of, processor
 from streams.discovery import DiscoveryError, discover
@@ -47,6 +50,30 @@ def test_output_ids_are_derived_from_input_whatever_the_function_sets():
     again = run(twice, event)
     assert [e.get_id() for e in first] == [e.get_id() for e in again]
     assert len({e.get_id() for e in first} | {event.get_id()}) == 3
+
+
+def test_records_are_what_the_sdk_encodes_of_the_processors_events():
+    """The worker's path (the derived id written into the encoded record) gives the
+    records `schemas.encode` makes of `processor(event)`, byte for byte, header order
+    included; a `partitionkey` attribute (which the id's copy drops) is dropped too."""
+
+    @processor(output="out")
+    def several(event):
+        keyed = with_changes(event, type="com.example.Keyed.v0", partitionkey="pk")
+        offset = timezone(timedelta(hours=2))  # encode writes it as UTC
+        local = with_changes(
+            event, type="com.example.Local.v0", time=event.get_time().astimezone(offset)
+        )
+        return [event, keyed, local, with_changes(event, data={"n": 1}, subject="x")]
+
+    on = vsphere_event("VmPoweredOnEvent", {"Vm": VM, "Host": HOST, "UserName": "root"})
+    for item, event in ((vm_power, on), (several, on)):
+        for key in (b"vc/VirtualMachine:vm-42", None):
+            expected = [(out.get_type(), schemas.encode(out, key)) for out in item(event)]
+            assert item.records(event, key) == expected
+            assert len(expected) == (1 if item is vm_power else 4)
+    [(_, keyed)] = [(t, r) for t, r in several.records(on, None) if t.endswith("Keyed.v0")]
+    assert "ce_partitionkey" not in dict(keyed.headers)
 
 
 def test_none_drops_and_filters_skip():
