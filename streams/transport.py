@@ -78,6 +78,9 @@ class Consumer(faust_aiokafka.Consumer):
         self._committing: dict[TP, int] = {}  # the positions handed to the last commit
         self._handed: dict[TP, int] = {}  # the last record handed over, per partition
         self._past_markers: set[TP] = set()  # handed records since the position was read
+        # Faust's `changelog_topics` builds a new set on every call; asked twice a record.
+        # Tables are declared before the app starts: read again at each assignment
+        self._changelog_topics: frozenset[str] | None = None
 
     # Private touch point (faust-streaming 0.15.3): the only way to give the consumer
     # a thread of another class. Guard: the read_committed test (its thread's consumer).
@@ -214,7 +217,10 @@ class Consumer(faust_aiokafka.Consumer):
         await self.seek(tp, offset)
 
     def _changelog(self, tp: TP) -> bool:
-        return tp.topic in self.app.tables.changelog_topics
+        topics = self._changelog_topics
+        if topics is None:
+            topics = self._changelog_topics = frozenset(self.app.tables.changelog_topics)
+        return tp.topic in topics
 
     def _hold(self, tp: TP, offset: int) -> None:
         # Read again from the first record handed over but not taken yet, too: once a
@@ -253,6 +259,7 @@ class Consumer(faust_aiokafka.Consumer):
         self._committing.clear()
         self._handed.clear()
         self._past_markers.clear()
+        self._changelog_topics = None
         await super().on_partitions_assigned(assigned, generation_id)
 
     def held_back(self) -> Mapping[TP, int]:
