@@ -26,6 +26,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from cloudevents.core.v1.event import CloudEvent
 from faust.app.base import BootStrategy
 from faust.transport.drivers.aiokafka import Producer as FaustProducer
@@ -54,7 +55,7 @@ from vcstream.settings import Settings
 log = logging.getLogger(__name__)
 
 RELEASE_INTERVAL = 0.1  # seconds between checks of alarm events waiting for a definition
-PARTITIONS_REFRESH = 300  # release intervals between reads of the output topics' partitions
+PARTITIONS_REFRESH = 30.0  # seconds between reads of the output topics' partition counts
 # Outputs fan out over every partition of several topics, so a batch per partition holds
 # what arrived within the linger: at 5 to 10 ms that was a record or two, and aiokafka's
 # cost per batch and per request dominated its cost per record. 50 ms measured ~20% less
@@ -136,7 +137,6 @@ class StreamsApp:
             self.limits,
             int(self.app.conf.producer_max_batch_size),
         )
-        self._ticks = 0
         self.app.shutdown_grace = streams.shutdown_grace.total_seconds()
         self.definitions = DefinitionsReader(settings, definition_partitions, self.stop_on)
         self.app.task(self._read_definitions)
@@ -160,6 +160,17 @@ class StreamsApp:
             )
             self.app.agent(channel, name=f"streams.{topic}")(self._agent_for(topic))
         self.app.timer(RELEASE_INTERVAL, name="streams.release-waiting")(self._release_waiting)
+        self.app.timer(PARTITIONS_REFRESH, name="streams.output-partitions")(
+            self._refresh_partitions
+        )
+
+    async def _refresh_partitions(self) -> None:
+        # a topic that grew places keys anew, as aiokafka's own partitioner would; a
+        # broker that does not answer now leaves the counts as they were until next time
+        try:
+            await self.batches.refresh_partitions()
+        except KafkaError as exc:
+            log.debug("output partitions not read again: %r", exc)
 
     async def _read_definitions(self) -> None:
         self.definitions.start(asyncio.get_running_loop())
@@ -264,9 +275,6 @@ class StreamsApp:
     async def _release_waiting(self) -> None:
         self._report_health()
         self.deliveries.settle()  # what completed since the last event
-        self._ticks += 1
-        if self._ticks % PARTITIONS_REFRESH == 0:
-            await self.batches.refresh_partitions()
         if not self.waiting:
             return
         now = time.monotonic()

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from types import SimpleNamespace
 from typing import Any
 
 import faust
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 from schemas.record import KafkaRecord
 from streams.app import PRODUCER_LINGER, PRODUCER_MAX_BATCH_BYTES, StreamsApp
@@ -166,3 +167,35 @@ def test_faust_runs_the_aiokafka_producer_the_batches_are_written_with(kafka):
             await app.producer.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_topic_that_grew_places_keys_anew_after_a_refresh(kafka, topic_name):
+    topic = topic_name("out")
+    create_topic(kafka.bootstrap_servers, topic, 2)
+    keys = [record(key) for key in range(40)]
+
+    async def scenario(producer: AIOKafkaProducer) -> set[int]:
+        batches = Batches(
+            lambda: producer, KeyPartitioner(), 1_000_000, {}, PRODUCER_MAX_BATCH_BYTES
+        )
+        await asyncio.gather(*[await batches.send(topic, item) for item in keys])
+        admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+        admin.create_partitions([NewPartitions(topic, 4)])[topic].result(30)
+        await producer.client.force_metadata_update()
+        await batches.refresh_partitions()
+        await asyncio.gather(*[await batches.send(topic, item) for item in keys])
+        written = consume(settings_for(kafka.bootstrap_servers), topic, 80, settle=1.0)
+        return {item.partition for item in written if item.partition is not None}
+
+    partitions = asyncio.run(with_producer(kafka.bootstrap_servers, scenario))
+    assert partitions == {0, 1, 2, 3}  # before the refresh only 0 and 1 took records
+
+
+def test_partition_counts_not_read_again_leave_the_worker_running(caplog):
+    async def refuse() -> None:
+        raise KafkaTimeoutError()
+
+    stub = SimpleNamespace(batches=SimpleNamespace(refresh_partitions=refuse))
+    with caplog.at_level(logging.DEBUG, logger="streams.app"):
+        asyncio.run(StreamsApp._refresh_partitions(stub))  # type: ignore[arg-type]
+    assert "output partitions not read again" in caplog.text
