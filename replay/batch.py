@@ -194,7 +194,7 @@ class BatchChecker:
                     offset,
                     second_text,
                     time_ms % 1000,
-                    b"null" if key is None else dumps(key.decode("utf-8", errors="replace")),
+                    b"null" if key is None else dumps(key.decode("utf-8", "replace")),
                     layout[1],
                     dumps(first),
                     layout[2],
