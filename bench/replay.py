@@ -13,7 +13,8 @@ Every stage runs as a child process (the real command for replay), so its figure
 its own: records/s over the wall time (start-up included, as for kcat), events per
 CPU-second (the tree's user + system time), the peak RSS of every process, and the
 1-minute load average as it ended (a loaded machine is slower: read it next to the
-rates). Each rate is also given as a ratio to kcat's. Without --bootstrap a private
+rates). Each rate is also given as a ratio to kcat's and to the bare consume loop's, over
+the wall time and per CPU-second. Without --bootstrap a private
 local broker is started (deploy/local/install.sh first). Prints one JSON object.
 """
 
@@ -150,6 +151,21 @@ def replay(
     )
 
 
+def _ratios(runs: list[dict[str, Any]]) -> None:
+    """Each stage against both ceilings of the same run: wall rates (what a user waits
+    for; on a loaded machine they follow each process's share of the CPU) and events
+    per CPU-second (what the stage itself costs, whatever the load)."""
+    for ceiling, name in (("kcat", "kcat"), ("confluent_kafka_consume", "consume")):
+        measured = next((r for r in runs if r["stage"] == ceiling), None)
+        for run in runs:
+            if measured is None:
+                continue
+            run[f"ratio_to_{name}"] = round(run["records_per_s"] / measured["records_per_s"], 3)
+            run[f"cpu_ratio_to_{name}"] = round(
+                run["events_per_cpu_second"] / measured["events_per_cpu_second"], 3
+            )
+
+
 def _consume_only(args: argparse.Namespace) -> None:
     """The bare consume loop, in a child process of its own (see `bare_consume`)."""
     consume(args.bootstrap, args.topic, args.partitions, args.records)
@@ -207,9 +223,7 @@ def main() -> None:
                 target = "audit" if name == "audit" else f"file:{workdir / 'replay.jsonl'}"
                 shutil.rmtree(workdir / "audit", ignore_errors=True)
                 runs.append(replay(config, topic, target, workers, workdir, args.records))
-        ceiling = next((r["records_per_s"] for r in runs if r["stage"] == "kcat"), None)
-        for run in runs:
-            run["ratio_to_kcat"] = round(run["records_per_s"] / ceiling, 3) if ceiling else None
+        _ratios(runs)
         result["stages"] = runs
         result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
         print(json.dumps(result, indent=2))

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from replay.plan import PartitionRange, Plan
 from schemas import KafkaRecord
@@ -106,6 +106,8 @@ class RangeReader:
                 },
             )
         )
+        # offset bound per partition still being read (none once done): `_in_range`
+        self._stops = {p: c.range.stop for p, c in self._cursors.items() if not c.done}
         pending = [
             TopicPartition(plan.topic, p, cursor.next_offset)
             for p, cursor in self._cursors.items()
@@ -120,47 +122,61 @@ class RangeReader:
 
     def batches(self) -> Iterator[list[KafkaRecord]]:
         """Batches until every partition reached its stop; the caller may stop early."""
+        for messages in self.message_batches():
+            yield [KafkaRecord.from_confluent(message) for message in messages]
+
+    def message_batches(self) -> Iterator[list[Message]]:
+        """The same batches as confluent-kafka's messages, for a loop that reads their
+        bytes without building a record for each (offsets in range, errors handled)."""
         while not self.finished:
-            batch: list[KafkaRecord] = []
-            for message in self._consumer.consume(self.batch_size, timeout=POLL_SECONDS):
-                record = self._accept(message)
-                if record is not None:
-                    batch.append(record)
+            batch = self._in_range(self._consumer.consume(self.batch_size, timeout=POLL_SECONDS))
             if batch:
                 yield batch
 
-    def _accept(self, message: object) -> KafkaRecord | None:
-        error = message.error()  # type: ignore[attr-defined]
-        partition: int = message.partition()  # type: ignore[attr-defined]
-        offset: int = message.offset()  # type: ignore[attr-defined]
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                # the end of the log: only transaction markers lay between us and the stop
+    def _in_range(self, messages: list[Message]) -> list[Message]:
+        # one pass with the cursors' bounds in locals: this runs for every record
+        kept: list[Message] = []
+        keep = kept.append
+        stops = self._stops
+        for message in messages:
+            if message.error() is not None:
+                self._error(message)
+                continue
+            # both set on every consumed message (None only on one made by hand)
+            partition: int = message.partition()  # type: ignore[assignment]
+            offset: int = message.offset()  # type: ignore[assignment]
+            stop = stops.get(partition, -1)
+            if offset < stop:
+                keep(message)
+                cursor = self._cursors[partition]
+                cursor.next_offset = offset + 1
+                cursor.taken += 1
+                if offset + 1 >= stop or cursor.taken == cursor.range.limit:
+                    self._finish(partition)
+            elif stop >= 0:
                 self._finish(partition)
-                return None
-            if error.code() == KafkaError._AUTO_OFFSET_RESET:
-                raise ReplayReadError(
-                    f"partition {partition}: offset {self._cursors[partition].next_offset} "
-                    "was deleted (retention) while replaying: the range is no longer complete"
-                )
-            if error.fatal() or not error.retriable():
-                raise ReplayReadError(f"reading {self.plan.topic}[{partition}]: {error.str()}")
-            log.warning("reading %s[%d]: %s (retrying)", self.plan.topic, partition, error.str())
-            return None
-        cursor = self._cursors.get(partition)
-        if cursor is None or cursor.done:
-            return None
-        if offset >= cursor.range.stop:
+        return kept
+
+    def _error(self, message: Message) -> None:
+        error = message.error()
+        partition = message.partition()
+        assert error is not None and partition is not None
+        if error.code() == KafkaError._PARTITION_EOF:
+            # the end of the log: only transaction markers lay between us and the stop
             self._finish(partition)
-            return None
-        cursor.next_offset = offset + 1
-        cursor.taken += 1
-        if cursor.done:
-            self._finish(partition)
-        return KafkaRecord.from_confluent(message)
+            return
+        if error.code() == KafkaError._AUTO_OFFSET_RESET:
+            raise ReplayReadError(
+                f"partition {partition}: offset {self._cursors[partition].next_offset} "
+                "was deleted (retention) while replaying: the range is no longer complete"
+            )
+        if error.fatal() or not error.retriable():
+            raise ReplayReadError(f"reading {self.plan.topic}[{partition}]: {error.str()}")
+        log.warning("reading %s[%d]: %s (retrying)", self.plan.topic, partition, error.str())
 
     def _finish(self, partition: int) -> None:
         self._cursors[partition].ended = True
+        self._stops.pop(partition, None)
         # already unassigned when a stop record and an EOF arrive for the same partition
         with contextlib.suppress(KafkaException):
             self._consumer.incremental_unassign([TopicPartition(self.plan.topic, partition)])

@@ -1,5 +1,7 @@
 """The replay loop: read a batch, check, filter, write, count, save the position.
 
+Checking and counting a batch is `replay.batch` (one pass over its messages).
+
 A batch is counted only after the target accepted it, and the resume state is saved
 right after, so what the state says was written is what the target has.
 """
@@ -13,13 +15,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from replay.batch import BatchChecker, Checked
 from replay.progress import Progress
 from replay.reader import RangeReader
 from replay.spec import ReplaySpec
 from replay.tally import PartitionTally
-from replay.targets.base import Position, ReplayItem, ReplayTarget
-from schemas import InvalidRecord, KafkaRecord
-from schemas.cloudevent import CloudEventView
+from replay.targets.base import Position, ReplayTarget
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +29,8 @@ log = logging.getLogger(__name__)
 class _InFlight:
     """A batch handed to the writer thread, not yet counted."""
 
-    classified: list[_Classified]
+    checked: Checked
     written: Future[tuple[set[Position], int | None]]
-
-
-@dataclass(frozen=True)
-class _Classified:
-    record: KafkaRecord
-    item: ReplayItem | None = None  # to write
-    problem: str | None = None  # undecodable: why
-    # neither: filtered out by type
 
 
 class ReplayLoop:
@@ -73,15 +66,15 @@ class ReplayLoop:
         began = time.monotonic()
         replayed = 0
         in_flight: _InFlight | None = None
+        checker = BatchChecker(self.spec.topic, self._wanted, lines=self.target.takes_lines)
         with ThreadPoolExecutor(1, thread_name_prefix="replay-write") as writer:
             try:
-                for batch in self.reader.batches():
-                    classified = [self._classify(record) for record in batch]
+                for batch in self.reader.message_batches():
+                    checked = checker.check(batch)
                     if in_flight is not None:
                         self._account(in_flight)
                         in_flight = None
-                    items = [c.item for c in classified if c.item is not None]
-                    in_flight = _InFlight(classified, writer.submit(self._write, items))
+                    in_flight = _InFlight(checked, writer.submit(self._write, checked))
                     replayed += len(batch)
                     if self.rate:
                         # hold back so the next batch starts no earlier than the rate allows
@@ -98,10 +91,18 @@ class ReplayLoop:
                     self._account_if_written(in_flight)
         return self.reader.finished if self.stop.is_set() else True
 
-    def _write(self, items: list[ReplayItem]) -> tuple[set[Position], int | None]:
+    def _wanted(self, event_type: str) -> bool:
+        return self.spec.matches_type(event_type) and self.target.accepts(event_type)
+
+    def _write(self, checked: Checked) -> tuple[set[Position], int | None]:
         """In the writer thread: the batch, then the target's resume marker right after
         it (taken here, since the next write may move it before the loop saves)."""
-        rejected = self.target.write(items) if items else set()
+        rejected: set[Position] = set()
+        if self.target.takes_lines:
+            if checked.lines:
+                self.target.write_lines(checked.lines)
+        elif checked.items:
+            rejected = self.target.write(checked.items)
         return rejected, self.target.resume_marker()
 
     def _account_if_written(self, in_flight: _InFlight) -> None:
@@ -113,42 +114,18 @@ class ReplayLoop:
     def _account(self, in_flight: _InFlight) -> None:
         """Count a written batch, commit it under --group, save the position."""
         rejected, marker = in_flight.written.result()
+        checked = in_flight.checked
+        if rejected:
+            checked.dead_lettered(rejected)
         touched: dict[int, int] = {}
-        for entry in in_flight.classified:
-            record = entry.record
-            assert record.partition is not None and record.offset is not None
-            tally = self.tallies[record.partition]
-            tally.saw(record.offset, record.timestamp_ms)
-            if entry.problem is not None:
+        for partition, counted in checked.counted.items():
+            for offset, problem in counted.undecodable:
                 log.warning(
-                    "undecodable record %s[%d]@%d: %s",
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    entry.problem,
+                    "undecodable record %s[%d]@%d: %s", self.spec.topic, partition, offset, problem
                 )
-                tally.skip(record.offset, entry.problem)
-            elif entry.item is None:
-                tally.filter_out()
-            elif entry.item.position in rejected:
-                tally.dead_letter()
-            else:
-                tally.wrote(record.offset, entry.item.view.id)
-            tally.next_offset = record.offset + 1
-            touched[record.partition] = tally.next_offset
+            tally = self.tallies[partition]
+            tally.add(counted)
+            touched[partition] = tally.next_offset
         self.reader.commit(touched)
         self.after_batch(marker)
-        self.progress.advance(len(in_flight.classified))
-
-    def _classify(self, record: KafkaRecord) -> _Classified:
-        # checked as `schemas.decode` would (the SDK's object is the largest cost of a
-        # replay), and written as its bytes
-        view = CloudEventView(record)
-        try:
-            view.check()
-        except InvalidRecord as exc:
-            return _Classified(record, problem=str(exc))
-        event_type = view.type
-        if not (self.spec.matches_type(event_type) and self.target.accepts(event_type)):
-            return _Classified(record)
-        return _Classified(record, item=ReplayItem(view))
+        self.progress.advance(checked.read)

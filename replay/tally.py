@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from replay.batch import Counted
 
 MODULUS = 2**256
 MAX_LISTED_UNDECODABLE = 100
@@ -74,6 +77,26 @@ class PartitionTally:
 
     def dead_letter(self) -> None:
         self.dead_lettered += 1
+
+    def add(self, counted: Counted) -> None:
+        """A written batch's counts for this partition (`replay.batch`), in one step."""
+        self.read += counted.read
+        if self.first_offset is None:
+            self.first_offset = counted.first_offset
+        self.last_offset = counted.last_offset
+        for time_ms in (counted.first_time_ms, counted.last_time_ms):
+            if time_ms is not None:
+                if self.first_time_ms is None or time_ms < self.first_time_ms:
+                    self.first_time_ms = time_ms
+                if self.last_time_ms is None or time_ms > self.last_time_ms:
+                    self.last_time_ms = time_ms
+        self.written += counted.written
+        self.filtered += counted.filtered
+        self.dead_lettered += counted.dead_lettered
+        for offset, reason in counted.undecodable:
+            self.skip(offset, reason)
+        self.checksum = (self.checksum + counted.checksum) % MODULUS
+        self.next_offset = counted.last_offset + 1
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -19,7 +19,6 @@ from dateutil.parser import isoparse  # type: ignore[import-untyped]
 
 from schemas.errors import InvalidRecord
 from schemas.record import KafkaRecord
-from schemas.vmodl_json import event_class_name, to_go_json
 from schemas.vsphere import VCenterIdentity, as_utc, event_class_kind, event_id, event_type
 from schemas.vsphere import record_key as vsphere_record_key
 
@@ -134,6 +133,10 @@ def encode_vsphere(data: dict[str, Any], class_name: str, vcenter: VCenterIdenti
 
 def encode_event(event: Any, vcenter: VCenterIdentity) -> KafkaRecord:
     """A pyVmomi event (any of vSphere's event classes) as its Kafka record."""
+    # imported here: pyVmomi's type tables take ~0.4 CPU-s to load, and only the producer
+    # encodes pyVmomi events (replay, sinks and the streams worker read bytes)
+    from schemas.vmodl_json import event_class_name, to_go_json
+
     return encode_vsphere(to_go_json(event), event_class_name(event), vcenter)
 
 

@@ -46,12 +46,21 @@ class ReplayTarget(abc.ABC):
     # records per batch the target writes best; a sink asks for its own batch size
     batch_records: int = 1000
 
+    # a target that writes each event as its JSON line (`replay.targets.jsonlines`): the
+    # replay loop hands it a batch as those lines' bytes (`write_lines`), built from the
+    # records' bytes without an object per record
+    takes_lines: bool = False
+
     def accepts(self, event_type: str) -> bool:
         """The target's own type filter (a sink's `types`); replay counts the rest filtered."""
         return True
 
     @abc.abstractmethod
     def write(self, items: Sequence[ReplayItem]) -> set[Position]: ...
+
+    def write_lines(self, lines: bytes) -> None:
+        """A batch as JSON lines (`takes_lines` targets only); durable when it returns."""
+        raise NotImplementedError(f"{self.name} does not take JSON lines")
 
     def resume_marker(self) -> int | None:
         """Saved with the replay's state after each batch (e.g. a file's size), so a

@@ -26,11 +26,11 @@ from replay.targets.base import Position, ReplayItem, ReplayTarget
 def _iso(ms: int | None) -> str | None:
     if ms is None:
         return None
-    return f"{_second(ms // 1000)}.{ms % 1000:03d}Z"
+    return f"{iso_second(ms // 1000)}.{ms % 1000:03d}Z"
 
 
 @functools.lru_cache(maxsize=1024)
-def _second(seconds: int) -> str:
+def iso_second(seconds: int) -> str:
     # records come in bursts within a second: a datetime per record was a fifth of a line
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
@@ -72,10 +72,15 @@ class JsonLinesTarget(ReplayTarget):
     def resume_marker(self) -> int | None:
         return self.stream.tell() if self._owns_stream else None
 
+    takes_lines = True
+
     def write(self, items: Sequence[ReplayItem]) -> set[Position]:
-        self.stream.write(b"".join(as_json_line(item) for item in items))
-        self.stream.flush()
+        self.write_lines(b"".join(as_json_line(item) for item in items))
         return set()
+
+    def write_lines(self, lines: bytes) -> None:
+        self.stream.write(lines)
+        self.stream.flush()
 
     def close(self) -> None:
         if self._owns_stream:

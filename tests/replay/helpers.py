@@ -9,7 +9,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from devenv import LocalKafka
-from schemas import VCenterIdentity
+from schemas import KafkaRecord, VCenterIdentity
 from schemas.codec import encode_vsphere
 from vcstream.kafka import TopicSpec, ensure_topics
 from vcstream.settings import Settings
@@ -94,3 +94,38 @@ def committed(kafka: LocalKafka, group: str, topic: str, partitions: Sequence[in
         return [tp.offset for tp in found]
     finally:
         consumer.close()
+
+
+class RecordMessage:
+    """A record read through confluent_kafka.Message's methods, for the replay loop's
+    checks without a broker (`replay.batch.Message`)."""
+
+    def __init__(self, record: KafkaRecord, raw_headers: list[Any] | None = None) -> None:
+        self._record = record
+        # a header without a value is None in confluent-kafka (KafkaRecord makes it b"")
+        self._headers = list(record.headers) if raw_headers is None else raw_headers
+
+    def error(self) -> None:
+        return None
+
+    def partition(self) -> int | None:
+        return self._record.partition
+
+    def offset(self) -> int | None:
+        return self._record.offset
+
+    def timestamp(self) -> tuple[int, int]:
+        ms = self._record.timestamp_ms
+        return (0, -1) if ms is None else (1, ms)
+
+    def headers(self) -> list[Any] | None:
+        return self._headers or None
+
+    def value(self) -> bytes | None:
+        return self._record.value
+
+    def key(self) -> bytes | None:
+        return self._record.key
+
+    def topic(self) -> str | None:
+        return self._record.topic

@@ -191,3 +191,24 @@ def test_shares_balance_records_and_leave_out_empty_ranges() -> None:
     )
     assert shares(plan, 2) == [[0, 4], [1, 2]]  # 110 records each
     assert shares(plan, 8) == [[0], [1], [2], [4]]
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("", "fork"),  # the CLI's coordinator: replay's imports, no thread
+        ("import threading; threading.Thread(target=threading.Event().wait).start()", "spawn"),
+        # a thread Python does not know of: librdkafka's, of a client still alive
+        ("import confluent_kafka; p = confluent_kafka.Producer({})", "spawn"),
+    ],
+    ids=["alone", "python-thread", "librdkafka-threads"],
+)
+def test_workers_are_forked_only_from_a_process_without_other_threads(
+    code: str, expected: str
+) -> None:
+    script = f"{code}\nfrom replay.workers import start_method\nprint(start_method(), flush=True)"
+    script += "\nimport os; os._exit(0)"  # not waiting for the thread
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == expected

@@ -19,7 +19,7 @@ from replay.tally import PartitionTally
 from replay.targets.base import Position, ReplayItem, ReplayTarget
 from schemas import KafkaRecord
 from schemas.codec import encode_vsphere
-from tests.replay.helpers import CLASSES, EPOCH, VCENTER, event_data
+from tests.replay.helpers import CLASSES, EPOCH, VCENTER, RecordMessage, event_data
 
 
 def records(count: int) -> list[KafkaRecord]:
@@ -38,8 +38,9 @@ class BatchesOf:
         self.finished = False
         self.committed: list[dict[int, int]] = []
 
-    def batches(self) -> Iterator[list[KafkaRecord]]:
-        yield from self._batches
+    def message_batches(self) -> Iterator[list[RecordMessage]]:
+        for batch in self._batches:
+            yield [RecordMessage(record) for record in batch]
         self.finished = True
 
     def commit(self, next_offsets: dict[int, int]) -> None:
