@@ -178,3 +178,57 @@ def test_an_http_1_0_server_gets_a_connection_per_request_and_loses_none() -> No
         server.shutdown()
         server.server_close()
     assert statuses == [202] * 400
+
+
+def test_a_header_name_that_is_not_printable_is_refused_before_sending():
+    async def post(client: HTTPClient) -> list[Response]:
+        with pytest.raises(InvalidHeader, match="not printable"):
+            await client.post({"ce-\tid": "1"}, b"{}")
+        return []
+
+    _, received, connections = asyncio.run(serve(lambda n: None, post))
+    assert (received, connections) == ([], 0)
+
+
+def test_requests_beyond_the_connections_wait_and_a_cancelled_waiter_gives_back_its_slot():
+    """Two connections, four requests: two wait; one of them is cancelled while waiting
+    (its slot must not be lost), the others are answered once the server answers."""
+    async def scenario() -> None:
+        release = asyncio.Event()
+        opened = 0
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal opened
+            opened += 1
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    break
+                await reader.readexactly(int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]))
+                await release.wait()
+                writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = HTTPClient(f"http://127.0.0.1:{port}/", connections=2, timeout=5)
+        try:
+            posts = [asyncio.create_task(client.post({}, b"{}")) for _ in range(4)]
+            while len(client._waiters) < 2:  # two in flight, two waiting for a slot
+                await asyncio.sleep(0.01)
+            posts[2].cancel()
+            release.set()
+            answers = await asyncio.gather(posts[0], posts[1], posts[3])
+            assert [a.status for a in answers] == [202, 202, 202]
+            assert posts[2].cancelled()
+            assert (client._free, list(client._waiters), opened) == (2, [], 2)
+            # every slot is usable again: two more at once go through
+            more = await asyncio.gather(*(client.post({}, b"{}") for _ in range(2)))
+            assert [a.status for a in more] == [202, 202]
+        finally:
+            await client.close()
+            server.close()
+
+    asyncio.run(scenario())
