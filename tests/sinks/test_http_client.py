@@ -193,6 +193,7 @@ def test_a_header_name_that_is_not_printable_is_refused_before_sending():
 def test_requests_beyond_the_connections_wait_and_a_cancelled_waiter_gives_back_its_slot():
     """Two connections, four requests: two wait; one of them is cancelled while waiting
     (its slot must not be lost), the others are answered once the server answers."""
+
     async def scenario() -> None:
         release = asyncio.Event()
         opened = 0
