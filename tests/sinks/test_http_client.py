@@ -16,10 +16,13 @@ CLOSE = b"\0close"
 
 
 async def serve(
-    answer: Answer, post: Callable[[HTTPClient], Awaitable[list[Response]]]
+    answer: Answer,
+    post: Callable[[HTTPClient], Awaitable[list[Response]]],
+    hold: asyncio.Event | None = None,
 ) -> tuple[list[Response], list[bytes], int]:
-    """Run `post` against a server answering request n with `answer(n)`; returns the
-    responses, the requests as received and how many connections were opened."""
+    """Run `post` against a server answering request n with `answer(n)` (once `hold` is
+    set, if given); returns the responses, the requests as received and how many
+    connections were opened."""
     received: list[bytes] = []
     connections = 0
 
@@ -34,6 +37,8 @@ async def serve(
             length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
             received.append(head + await reader.readexactly(length))
             data = answer(len(received))
+            if hold is not None:
+                await hold.wait()
             if data is None:
                 break
             writer.write(data.removesuffix(CLOSE))
@@ -193,43 +198,21 @@ def test_a_header_name_that_is_not_printable_is_refused_before_sending():
 def test_requests_beyond_the_connections_wait_and_a_cancelled_waiter_gives_back_its_slot():
     """Two connections, four requests: two wait; one of them is cancelled while waiting
     (its slot must not be lost), the others are answered once the server answers."""
+    hold = asyncio.Event()
 
-    async def scenario() -> None:
-        release = asyncio.Event()
-        opened = 0
+    async def post(client: HTTPClient) -> list[Response]:
+        posts = [asyncio.create_task(client.post({}, b"{}")) for _ in range(4)]
+        while len(client._waiters) < 2:  # two in flight, two waiting for a slot
+            await asyncio.sleep(0.01)
+        posts[2].cancel()
+        hold.set()
+        answers = await asyncio.gather(posts[0], posts[1], posts[3])
+        assert posts[2].cancelled()
+        assert (client._free, list(client._waiters)) == (2, [])
+        # every slot is usable again: two more at once go through
+        return [*answers, *await asyncio.gather(*(client.post({}, b"{}") for _ in range(2)))]
 
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            nonlocal opened
-            opened += 1
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    break
-                await reader.readexactly(int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]))
-                await release.wait()
-                writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
-                await writer.drain()
-            writer.close()
-
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        client = HTTPClient(f"http://127.0.0.1:{port}/", connections=2, timeout=5)
-        try:
-            posts = [asyncio.create_task(client.post({}, b"{}")) for _ in range(4)]
-            while len(client._waiters) < 2:  # two in flight, two waiting for a slot
-                await asyncio.sleep(0.01)
-            posts[2].cancel()
-            release.set()
-            answers = await asyncio.gather(posts[0], posts[1], posts[3])
-            assert [a.status for a in answers] == [202, 202, 202]
-            assert posts[2].cancelled()
-            assert (client._free, list(client._waiters), opened) == (2, [], 2)
-            # every slot is usable again: two more at once go through
-            more = await asyncio.gather(*(client.post({}, b"{}") for _ in range(2)))
-            assert [a.status for a in more] == [202, 202]
-        finally:
-            await client.close()
-            server.close()
-
-    asyncio.run(scenario())
+    accepted = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
+    responses, received, connections = asyncio.run(serve(lambda n: accepted, post, hold))
+    assert [r.status for r in responses] == [202] * 5
+    assert (len(received), connections) == (5, 2)
