@@ -1,10 +1,15 @@
 """The Knative sink against a bare keep-alive client of the same library, one receiver.
 
     .venv/bin/python -m bench.knative [--events 20000] [--rate 2000] [--seconds 10]
+        [--receiver lean|aiohttp]
 
-A private local broker, and one receiver in its own process (`bench.sinks`' aiohttp
-receiver, answering 202). Every phase runs in a process of its own, so its CPU time and
-peak RSS are its own:
+A private local broker, and one receiver in its own process answering 202: `lean` (the
+default: an asyncio protocol that reads each request by its Content-Length, about as
+cheap per request as Knative's Go ingress, so it caps the clients later) or `aiohttp`
+(`bench.sinks`' receiver, which capped both clients near 4,000/s on this machine). The
+receiver's CPU time in each phase is reported with it: a receiver near a CPU of its own
+is the ceiling of both clients. Every phase runs in a process of its own, so its CPU
+time and peak RSS are its own:
 - bare: the sink's HTTP client (`sinks.http_client`) posting the same records'
   binary-mode requests (built beforehand, no Kafka) over `--connections` keep-alive
   connections: what the library and the receiver allow, the ceiling the sink is
@@ -15,8 +20,9 @@ peak RSS are its own:
   last, and events per CPU-second of the sink's process over the same span;
 - latency: records produced at `--rate`/s by another process while the sink runs; p50
   and p99 from the broker appending a record (LogAppendTime) to the receiver's answer.
-Prints one JSON object, with the 1-minute load average before and after: on a shared
-machine a high one means the figures are low bounds.
+Prints one JSON object: each phase with its 1-minute load average at its end, the sink
+as a ratio to the bare client in events/s and in events per CPU-second; on a shared
+machine a high load average means the wall rates are low bounds.
 """
 
 from __future__ import annotations
@@ -88,7 +94,53 @@ def usage() -> dict[str, float]:
     own = resource.getrusage(resource.RUSAGE_SELF)
     status = Path("/proc/self/status").read_text()
     peak_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
-    return {"cpu_s": own.ru_utime + own.ru_stime, "peak_rss_mb": peak_kb / 1024}
+    return {
+        "cpu_s": own.ru_utime + own.ru_stime,
+        "peak_rss_mb": peak_kb / 1024,
+        "load_1m": os.getloadavg()[0],
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of another process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Receiver(asyncio.Protocol):
+    """Answers 202 to each POST, read by its Content-Length (the clients send one)."""
+
+    ANSWER = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        answers = 0
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head = bytes(self.buffer[:end]).lower()
+            length = head.find(b"content-length:")
+            size = int(head[length + 15 :].split(b"\r\n", 1)[0]) if length >= 0 else 0
+            if len(self.buffer) < end + 4 + size:
+                break
+            del self.buffer[: end + 4 + size]
+            answers += 1
+        if answers and self.transport is not None:
+            self.transport.write(self.ANSWER * answers)
+
+
+def lean_receiver(port: int) -> None:
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(_Receiver, "127.0.0.1", port)
+        await server.serve_forever()
+
+    asyncio.run(serve())
 
 
 # -- the phases, each in its own process ------------------------------------------------
@@ -213,12 +265,18 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--rate", type=float, default=2000, help="events/s, latency phase")
     parser.add_argument("--seconds", type=float, default=10, help="length of the latency phase")
-    parser.add_argument("--phase", choices=["bare", "aiohttp", "sink", "latency", "produce"])
+    parser.add_argument("--receiver", choices=["lean", "aiohttp"], default="lean")
+    parser.add_argument(
+        "--phase", choices=["bare", "aiohttp", "sink", "latency", "produce", "receive"]
+    )
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.phase == "produce":
+    if args.phase == "receive":
+        lean_receiver(args.port)
+    elif args.phase == "produce":
         produce(args.bootstrap, args.topic, records(args.events, start=10**6), args.rate)
     elif args.phase in ("bare", "aiohttp"):
         result = asyncio.run(bare(args.url, args.events, args.connections, args.phase))
@@ -237,7 +295,19 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     broker = LocalKafka(work / "kafka", heap="1g").start()
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    receiver = subprocess.Popen([sys.executable, "-m", "bench.sinks", "--receiver", str(port)])
+    if args.receiver == "lean":
+        argv = [sys.executable, "-m", "bench.knative", "--phase", "receive", "--port", str(port)]
+    else:
+        argv = [sys.executable, "-m", "bench.sinks", "--receiver", str(port)]
+    receiver = subprocess.Popen(argv)
+
+    def measured(phase: str, **extra: str) -> dict[str, Any]:
+        """The phase's result, with the receiver's CPU seconds over it."""
+        before = cpu_seconds(receiver.pid)
+        result = run_child(phase, args, url=url, **extra)
+        result["receiver_cpu_s"] = round(cpu_seconds(receiver.pid) - before, 2)
+        return result
+
     try:
         wait_until(lambda: _listening(port), 20, "bench receiver")
         bootstrap = broker.bootstrap_servers
@@ -251,10 +321,10 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
             + [TopicSpec("bench.knative.dlq")],
         )
         produce(bootstrap, backlog, records(args.events))
-        bare_result = run_child("bare", args, url=url)
-        aiohttp_result = run_child("aiohttp", args, url=url)
-        sink_result = run_child("sink", args, url=url, bootstrap=bootstrap, topic=backlog)
-        latency_result = run_child("latency", args, url=url, bootstrap=bootstrap, topic=paced)
+        bare_result = measured("bare")
+        aiohttp_result = measured("aiohttp")
+        sink_result = measured("sink", bootstrap=bootstrap, topic=backlog)
+        latency_result = measured("latency", bootstrap=bootstrap, topic=paced)
     finally:
         receiver.terminate()
         receiver.wait(10)
@@ -264,11 +334,15 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         "events": args.events,
         "connections": args.connections,
         "partitions": args.partitions,
+        "receiver": args.receiver,
         "machine": {"cpus": os.cpu_count()},
         "bare_client": bare_result,
         "aiohttp_client": aiohttp_result,
         "sink": sink_result,
         "sink_to_bare_ratio": round(sink_result["events_per_s"] / bare_result["events_per_s"], 3),
+        "sink_to_bare_cpu_ratio": round(
+            sink_result["events_per_cpu_s"] / bare_result["events_per_cpu_s"], 3
+        ),
         "latency": latency_result,
         "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
     }

@@ -31,7 +31,9 @@ STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 _JSON_CONTENT = re.compile(r"^(application|text)/([a-zA-Z0-9\-\.]+\+)?json(;.*)?$")
 # CloudEvents HTTP binding 3.1.3.2: printable ASCII stays, except space, '"' and '%'
 _SAFE = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in ' "%')
-_NEEDS_QUOTING = re.compile(r'[^\x21-\x7e]|["%]')
+# one character class: the alternation `[^\x21-\x7e]|["%]` took 2.5 times as long,
+# once per attribute of every event the Knative sink posts (py-spy: 5% of its CPU)
+_NEEDS_QUOTING = re.compile(r"[^\x21\x23\x24\x26-\x7e]")
 _EXTENSION_NAME = re.compile(r"[a-z0-9]+\Z")
 _CONTEXT = frozenset(
     {"id", "source", "type", "specversion", "time", "subject", "datacontenttype", "dataschema"}

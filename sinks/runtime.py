@@ -90,6 +90,8 @@ class SinkRunner:
             sink, self._dead_letters, stopping=self._stopping, health=self.delivery_health
         )
         self.report = self._delivery.totals
+        # looked up once: the loop sets it on every turn
+        self._paused_gauge = metrics.PAUSED_PARTITIONS.labels(sink.name)
         self._partitions: dict[PartitionKey, _Partition] = {}
         self._to_commit: dict[PartitionKey, TopicPartition] = {}
         self._commit_task: asyncio.Task[None] | None = None
@@ -273,7 +275,7 @@ class SinkRunner:
                 self._consumer.resume([TopicPartition(*key)])
                 state.paused = False
         paused = sum(1 for state in self._partitions.values() if state.paused)
-        metrics.PAUSED_PARTITIONS.labels(self.sink.name).set(paused)
+        self._paused_gauge.set(paused)
 
     # -- rebalances and shutdown -------------------------------------------------------
 

@@ -16,10 +16,13 @@ CLOSE = b"\0close"
 
 
 async def serve(
-    answer: Answer, post: Callable[[HTTPClient], Awaitable[list[Response]]]
+    answer: Answer,
+    post: Callable[[HTTPClient], Awaitable[list[Response]]],
+    hold: asyncio.Event | None = None,
 ) -> tuple[list[Response], list[bytes], int]:
-    """Run `post` against a server answering request n with `answer(n)`; returns the
-    responses, the requests as received and how many connections were opened."""
+    """Run `post` against a server answering request n with `answer(n)` (once `hold` is
+    set, if given); returns the responses, the requests as received and how many
+    connections were opened."""
     received: list[bytes] = []
     connections = 0
 
@@ -34,6 +37,8 @@ async def serve(
             length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
             received.append(head + await reader.readexactly(length))
             data = answer(len(received))
+            if hold is not None:
+                await hold.wait()
             if data is None:
                 break
             writer.write(data.removesuffix(CLOSE))
@@ -178,3 +183,36 @@ def test_an_http_1_0_server_gets_a_connection_per_request_and_loses_none() -> No
         server.shutdown()
         server.server_close()
     assert statuses == [202] * 400
+
+
+def test_a_header_name_that_is_not_printable_is_refused_before_sending():
+    async def post(client: HTTPClient) -> list[Response]:
+        with pytest.raises(InvalidHeader, match="not printable"):
+            await client.post({"ce-\tid": "1"}, b"{}")
+        return []
+
+    _, received, connections = asyncio.run(serve(lambda n: None, post))
+    assert (received, connections) == ([], 0)
+
+
+def test_requests_beyond_the_connections_wait_and_a_cancelled_waiter_gives_back_its_slot():
+    """Two connections, four requests: two wait; one of them is cancelled while waiting
+    (its slot must not be lost), the others are answered once the server answers."""
+    hold = asyncio.Event()
+
+    async def post(client: HTTPClient) -> list[Response]:
+        posts = [asyncio.create_task(client.post({}, b"{}")) for _ in range(4)]
+        while len(client._waiters) < 2:  # two in flight, two waiting for a slot
+            await asyncio.sleep(0.01)
+        posts[2].cancel()
+        hold.set()
+        answers = await asyncio.gather(posts[0], posts[1], posts[3])
+        assert posts[2].cancelled()
+        assert (client._free, list(client._waiters)) == (2, [])
+        # every slot is usable again: two more at once go through
+        return [*answers, *await asyncio.gather(*(client.post({}, b"{}") for _ in range(2)))]
+
+    accepted = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
+    responses, received, connections = asyncio.run(serve(lambda n: accepted, post, hold))
+    assert [r.status for r in responses] == [202] * 5
+    assert (len(received), connections) == (5, 2)

@@ -376,3 +376,23 @@ def test_a_header_value_that_would_split_the_request_is_not_retried():
     [outcome] = asyncio.run(deliver())
     assert outcome is not None and not outcome.retryable  # type: ignore[attr-defined]
     assert "line break" in str(outcome)
+
+
+def test_every_character_is_percent_encoded_as_the_http_binding_says() -> None:
+    """CloudEvents HTTP binding 3.1.3.2: printable ASCII (U+0021-U+007E) stays as it
+    is, except '"' and '%'; every other character is percent-encoded as its UTF-8 bytes.
+    Checked one character at a time, so the shortcut that skips `quote` for values
+    needing none can never let one through."""
+    from urllib.parse import quote
+
+    from schemas.cloudevent import percent_encode
+
+    spec_safe = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
+    characters = [chr(c) for c in [*range(0x3000), 0xD7FF, 0xE000, 0xFFFD, 0x1F600, 0x10FFFF]]
+    wrong = [
+        (c, percent_encode(c))
+        for c in characters
+        if percent_encode(c) != quote(c, safe=spec_safe, encoding="utf-8")
+    ]
+    assert wrong == []
+    assert percent_encode('a "b" 100%') == "a%20%22b%22%20100%25"
