@@ -65,7 +65,8 @@ def records() -> list[dict[str, Any]]:
             record.value, record.key, record.headers, "vcenter.events", index, 10**index, 17 + index
         )
         made.append(audit_record(SinkEvent(None, located), NOW))
-    # a record as a reader might hand one over: no headers, nulls, far offsets and times
+    # records as a reader might hand them over: no headers, nulls, far offsets and times
+    made.append({**made[0], "partition": 2**31 - 1, "offset": -(2**63)})
     made.append(
         {
             **made[0],
@@ -78,7 +79,7 @@ def records() -> list[dict[str, Any]]:
             "entity": None,
             "entityName": None,
             "offset": 2**63 - 1,
-            "partition": 2**31 - 1,
+            "partition": -1,
             "time": datetime(1969, 7, 20, 20, 17, 40, tzinfo=UTC),
             "recordedAt": datetime(2100, 1, 1, tzinfo=UTC) + timedelta(microseconds=1),
             "event": "ünïcode " * 2000,
