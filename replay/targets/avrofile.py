@@ -50,9 +50,9 @@ class AvroFileTarget(ReplayTarget):
         now = datetime.now(UTC)
         by_partition: dict[int, list[dict[str, Any]]] = {}
         for item in items:
-            by_partition.setdefault(item.position[0], []).append(
-                audit_record(SinkEvent(None, item.record), now)
-            )
+            event = SinkEvent(None, item.record)
+            event.view = item.view  # its attributes, read once by the replay, not again
+            by_partition.setdefault(item.position[0], []).append(audit_record(event, now))
         for partition, records in by_partition.items():
             for linked, encoded in chain_encoded(
                 records, self._prev_hashes.get(partition, GENESIS)
