@@ -4,7 +4,8 @@ pre-loaded topic (VEBA-shaped records, distinct keys over several partitions):
 - `consume`: a bare confluent-kafka consume loop (the ceiling for any Python stage);
 - `ceiling`: that loop plus a bare fastavro writer (`--codec`) of the same records as
   Avro (topic, partition, offset, timestamp, key, headers, value), one file per
-  partition, fsynced: what the audit files backend costs at the least;
+  partition, fsynced: what writing the records with the library costs (the sink
+  encodes its Avro itself, `sinks.audit.encoding`, so it may pass this);
 - `sink`: `vcstream sink audit` itself (files backend), as `SinkRunner` runs it:
   consume, check, build the record, chain, write, rotate, commit; it stops once every
   record is delivered and its files are closed and committed.
@@ -16,7 +17,8 @@ Each stage runs as a child process, so its figures are its own: records/s over t
 time (start-up and group join included; the sink also gives its rate from its first
 delivery to its last commit), events per CPU-second, peak RSS, and the 1-minute load
 average as it ended. `ratio_to_ceiling` is the rate over the `ceiling`
-stage's. Prints one JSON object.
+stage's (`cpu_ratio_to_ceiling` per CPU-second), `cpu_ratio_to_consume` the events per
+CPU-second over the bare consume's. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -227,11 +229,16 @@ def main() -> None:
             else:
                 runs.append(stage(name, args, bootstrap, topic, workdir / name))
         ceiling = next((r for r in runs if r["stage"] == "ceiling"), None)
+        consume = next((r for r in runs if r["stage"] == "confluent_kafka_consume"), None)
         for run in runs:
             if ceiling is not None:
                 run["ratio_to_ceiling"] = round(run["records_per_s"] / ceiling["records_per_s"], 3)
                 run["cpu_ratio_to_ceiling"] = round(
                     run["events_per_cpu_second"] / ceiling["events_per_cpu_second"], 3
+                )
+            if consume is not None:  # the bare consume: what any Python stage pays at least
+                run["cpu_ratio_to_consume"] = round(
+                    run["events_per_cpu_second"] / consume["events_per_cpu_second"], 3
                 )
         result["stages"] = runs
         result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
