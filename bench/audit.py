@@ -11,7 +11,8 @@ pre-loaded topic (VEBA-shaped records, distinct keys over several partitions):
   record is delivered and its files are closed and committed.
 
     .venv/bin/python -m bench.audit [--records 200000] [--partitions 6]
-        [--stages consume,ceiling,sink] [--codec snappy|deflate] [--bootstrap HOST:PORT]
+        [--stages consume,ceiling,sink] [--codec snappy|deflate] [--batch N]
+        [--bootstrap HOST:PORT]
 
 Each stage runs as a child process, so its figures are its own: records/s over the wall
 time (start-up and group join included; the sink also gives its rate from its first
@@ -130,7 +131,8 @@ def sink_main(args: argparse.Namespace) -> None:
                 "groupId": f"bench-audit-{uuid.uuid4().hex[:8]}",
                 "files": {"directory": args.out, "codec": args.codec},
                 "delivery": {"deadLetterTopic": f"{args.topic}.dlq"},
-                "batch": {"maxInFlight": args.partitions},
+                "batch": {"maxInFlight": args.partitions}
+                | ({"maxRecords": args.batch} if args.batch else {}),
             }
         },
         metrics={"enabled": False},
@@ -172,6 +174,7 @@ def stage(name: str, args: argparse.Namespace, bootstrap: str, topic: str, out: 
         sys.executable, "-m", "bench.audit", f"--{name}-child", "--bootstrap", bootstrap,
         "--topic", topic, "--partitions", str(args.partitions), "--records", str(args.records),
         "--out", str(out), "--codec", args.codec,
+        *(["--batch", str(args.batch)] if args.batch else []),
     ]  # fmt: skip
     report = out.with_suffix(".json")
     with report.open("wb") as stream:
@@ -189,6 +192,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--stages", default="consume,ceiling,sink")
     parser.add_argument("--codec", default="snappy", help="Avro codec of sink and ceiling")
+    parser.add_argument("--batch", type=int, help="the sink's batch.maxRecords (its default)")
     parser.add_argument("--bootstrap", help="an existing broker; default: start a local one")
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -219,6 +223,7 @@ def main() -> None:
             "records": args.records,
             "partitions": args.partitions,
             "codec": args.codec,
+            "sink_batch_max_records": args.batch,
             "preload": preload(bootstrap, topic, args.records),
             "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         }
