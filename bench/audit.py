@@ -4,19 +4,22 @@ pre-loaded topic (VEBA-shaped records, distinct keys over several partitions):
 - `consume`: a bare confluent-kafka consume loop (the ceiling for any Python stage);
 - `ceiling`: that loop plus a bare fastavro writer (`--codec`) of the same records as
   Avro (topic, partition, offset, timestamp, key, headers, value), one file per
-  partition, fsynced: what the audit files backend costs at the least;
+  partition, fsynced: what writing the records with the library costs (the sink
+  encodes its Avro itself, `sinks.audit.encoding`, so it may pass this);
 - `sink`: `vcstream sink audit` itself (files backend), as `SinkRunner` runs it:
   consume, check, build the record, chain, write, rotate, commit; it stops once every
   record is delivered and its files are closed and committed.
 
     .venv/bin/python -m bench.audit [--records 200000] [--partitions 6]
-        [--stages consume,ceiling,sink] [--codec snappy|deflate] [--bootstrap HOST:PORT]
+        [--stages consume,ceiling,sink] [--codec snappy|deflate] [--batch N]
+        [--bootstrap HOST:PORT]
 
 Each stage runs as a child process, so its figures are its own: records/s over the wall
 time (start-up and group join included; the sink also gives its rate from its first
 delivery to its last commit), events per CPU-second, peak RSS, and the 1-minute load
 average as it ended. `ratio_to_ceiling` is the rate over the `ceiling`
-stage's. Prints one JSON object.
+stage's (`cpu_ratio_to_ceiling` per CPU-second), `cpu_ratio_to_consume` the events per
+CPU-second over the bare consume's. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -128,7 +131,8 @@ def sink_main(args: argparse.Namespace) -> None:
                 "groupId": f"bench-audit-{uuid.uuid4().hex[:8]}",
                 "files": {"directory": args.out, "codec": args.codec},
                 "delivery": {"deadLetterTopic": f"{args.topic}.dlq"},
-                "batch": {"maxInFlight": args.partitions},
+                "batch": {"maxInFlight": args.partitions}
+                | ({"maxRecords": args.batch} if args.batch else {}),
             }
         },
         metrics={"enabled": False},
@@ -170,6 +174,7 @@ def stage(name: str, args: argparse.Namespace, bootstrap: str, topic: str, out: 
         sys.executable, "-m", "bench.audit", f"--{name}-child", "--bootstrap", bootstrap,
         "--topic", topic, "--partitions", str(args.partitions), "--records", str(args.records),
         "--out", str(out), "--codec", args.codec,
+        *(["--batch", str(args.batch)] if args.batch else []),
     ]  # fmt: skip
     report = out.with_suffix(".json")
     with report.open("wb") as stream:
@@ -187,6 +192,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--stages", default="consume,ceiling,sink")
     parser.add_argument("--codec", default="snappy", help="Avro codec of sink and ceiling")
+    parser.add_argument("--batch", type=int, help="the sink's batch.maxRecords (its default)")
     parser.add_argument("--bootstrap", help="an existing broker; default: start a local one")
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -217,6 +223,7 @@ def main() -> None:
             "records": args.records,
             "partitions": args.partitions,
             "codec": args.codec,
+            "sink_batch_max_records": args.batch,
             "preload": preload(bootstrap, topic, args.records),
             "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         }
@@ -227,11 +234,16 @@ def main() -> None:
             else:
                 runs.append(stage(name, args, bootstrap, topic, workdir / name))
         ceiling = next((r for r in runs if r["stage"] == "ceiling"), None)
+        consume = next((r for r in runs if r["stage"] == "confluent_kafka_consume"), None)
         for run in runs:
             if ceiling is not None:
                 run["ratio_to_ceiling"] = round(run["records_per_s"] / ceiling["records_per_s"], 3)
                 run["cpu_ratio_to_ceiling"] = round(
                     run["events_per_cpu_second"] / ceiling["events_per_cpu_second"], 3
+                )
+            if consume is not None:  # the bare consume: what any Python stage pays at least
+                run["cpu_ratio_to_consume"] = round(
+                    run["events_per_cpu_second"] / consume["events_per_cpu_second"], 3
                 )
         result["stages"] = runs
         result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}

@@ -45,6 +45,23 @@ REVOKE_TIMEOUT = 30.0  # how long a rebalance waits for batches in flight
 LOOP_STALE_AFTER = 120.0
 
 
+# The prefetch bounded as replay's reader bounds it (replay/reader.py says how it was
+# measured): librdkafka's defaults, a 64 MB queue and 50 MB fetches, held the audit
+# sink at ~300 MB RSS on 6 partitions, most of it records fetched ahead. The sink
+# pauses a partition at `batch.maxBuffered` anyway. A user's `clientProperties` win.
+BOUNDED_FETCH: dict[str, str] = {
+    "queued.max.messages.kbytes": "4096",
+    "fetch.queue.backoff.ms": "10",  # the default 1000 ms stalls a small queue
+    "fetch.max.bytes": str(2 * 1024 * 1024),
+}
+
+
+def bounded_fetch(kafka: KafkaSettings) -> dict[str, str]:
+    return {
+        name: str(kafka.client_properties.get(name, value)) for name, value in BOUNDED_FETCH.items()
+    }
+
+
 @dataclass
 class _Partition:
     buffer: deque[tuple[KafkaRecord, float]] = field(default_factory=deque)
@@ -106,6 +123,7 @@ class SinkRunner:
                     "statistics.interval.ms": 5000,
                     "stats_cb": self._on_stats,
                     "error_cb": self._on_error,
+                    **bounded_fetch(kafka),
                 },
             )
         )

@@ -11,26 +11,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import fastavro
 
 from replay.targets.base import Position, ReplayItem, ReplayTarget
-from schemas import avro
+from sinks.audit.encoding import ContainerWriter
+
+CODEC = "deflate"
 
 
 class AvroFileTarget(ReplayTarget):
-    def __init__(self, stream: IO[bytes], path: Path, prev_hashes: dict[int, str]) -> None:
+    def __init__(self, writer: ContainerWriter, path: Path, prev_hashes: dict[int, str]) -> None:
         self.name = f"file:{path}"
-        self._stream = stream
+        self._stream = writer.stream
         self._prev_hashes = prev_hashes
-        schema = avro.load("audit_record")
-        self._writer = fastavro.write.Writer(stream, schema, codec="deflate")
+        self._writer = writer
 
     @classmethod
     def open(cls, path: Path, resume_at: int | None = None) -> AvroFileTarget:
         if resume_at is None or resume_at == 0:
-            return cls(path.open("w+b"), path, {})
+            return cls(ContainerWriter(path.open("w+b"), CODEC), path, {})
         stream = path.open("r+b")
         stream.truncate(resume_at)
         stream.seek(0)
@@ -39,23 +40,24 @@ class AvroFileTarget(ReplayTarget):
         for row in fastavro.reader(stream):
             assert isinstance(row, dict)
             prev[int(row["partition"])] = str(row["hash"])
-        # fastavro appends (reusing header and sync marker) to a readable stream not at 0
-        stream.seek(resume_at)
-        return cls(stream, path, prev)
+        # new blocks go after the last whole one, with the header's codec and sync marker
+        return cls(ContainerWriter.resume(stream), path, prev)
 
     def write(self, items: Sequence[ReplayItem]) -> set[Position]:
-        from sinks.audit.record import GENESIS, audit_record, chain
+        from sinks.audit.record import GENESIS, audit_record, chain_encoded
         from sinks.base import SinkEvent
 
         now = datetime.now(UTC)
         by_partition: dict[int, list[dict[str, Any]]] = {}
         for item in items:
-            by_partition.setdefault(item.position[0], []).append(
-                audit_record(SinkEvent(None, item.record), now)
-            )
+            event = SinkEvent(None, item.record)
+            event.view = item.view  # its attributes, read once by the replay, not again
+            by_partition.setdefault(item.position[0], []).append(audit_record(event, now))
         for partition, records in by_partition.items():
-            for linked in chain(records, self._prev_hashes.get(partition, GENESIS)):
-                self._writer.write(linked)
+            for linked, encoded in chain_encoded(
+                records, self._prev_hashes.get(partition, GENESIS)
+            ):
+                self._writer.add(encoded)
                 self._prev_hashes[partition] = linked["hash"]
         self._writer.flush()
         self._stream.flush()

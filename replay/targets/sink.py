@@ -60,7 +60,9 @@ class SinkTarget(ReplayTarget):
     def write(self, items: Sequence[ReplayItem]) -> set[Position]:
         by_partition: dict[int, list[SinkEvent]] = {}
         for item in items:
-            by_partition.setdefault(item.position[0], []).append(SinkEvent(None, item.record))
+            event = SinkEvent(None, item.record)
+            event.view = item.view  # its attributes, read once by the replay, not again
+            by_partition.setdefault(item.position[0], []).append(event)
         self._dead_letters.positions = set()
         self._loop.run(self._deliver(list(by_partition.values())))
         # a replay's batch is durable when `write` returns (its position is saved next):

@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import fastavro
-import fastavro.write
 
 from schemas import avro
 from sinks.audit.anchors import Anchor
-from sinks.audit.record import AuditRecord, chain
+from sinks.audit.encoding import ContainerWriter
+from sinks.audit.record import AuditRecord, chain_encoded
 from sinks.audit.store import EMPTY, AuditStore, ChainBroken, StoredRef, unique
 
 if TYPE_CHECKING:
@@ -56,7 +56,6 @@ _NAME = re.compile(
 TMP_SUFFIX = ".tmp"
 PENDING_PREFIX = ".pending-"  # written by releases before rotation; finished by open()
 SEAL_SUFFIX = ".seals"
-RECORD_OVERHEAD = 200  # bytes of a record besides its value and headers, roughly
 
 
 @dataclass(frozen=True, order=True)
@@ -99,14 +98,13 @@ class _Open:
     folder: Path
     tmp: Path
     stream: IO[bytes]
-    writer: fastavro.write.Writer
+    writer: ContainerWriter
     place: tuple[str, str]
     prev: Anchor  # the durable head it continues
     first: int
     opened_at: float
     head: Anchor
     records: int = 0
-    pending: int = 0  # bytes written to the writer's block, not yet to the file (estimate)
     written: int = 0  # the file's size at the last block written out
 
 
@@ -132,7 +130,6 @@ class AuditFiles(AuditStore):
         # the visible file holding each partition's durable head, and its size: checked
         # before every append, so a deleted or replaced newest file stops the partition
         self._tail: dict[tuple[str, int], tuple[Path, int]] = {}
-        self._schema = avro.load("audit_record")
         self._unreadable: list[str] = []
 
     @property
@@ -228,20 +225,19 @@ class AuditFiles(AuditStore):
         if not fresh:
             return prev
         head = prev
-        for record in chain(fresh, prev.hash):
+        for record, encoded in chain_encoded(fresh, prev.hash):
             current = self._open.get(key)
             if current is not None and current.place != _place(record):
                 self._rotate(key)  # one file per date and vCenter folder
                 current = None
             if current is None:
                 current = self._start(topic, partition, record, head)
-            current.writer.write(record)
+            current.writer.add(encoded)
             current.records += 1
-            current.pending += _size(record)
             head = current.head = Anchor(record["offset"], record["hash"])
             if current.records >= self.rotate_records:
                 self._rotate(key)
-            elif current.written + current.pending >= self.rotate_bytes:
+            elif current.written + current.writer.pending >= self.rotate_bytes:
                 # the block is compressed when written out: only then is the size known
                 # (tell() is a syscall: asked per block, never per record)
                 self._write_block(current)
@@ -255,7 +251,6 @@ class AuditFiles(AuditStore):
     @staticmethod
     def _write_block(current: _Open) -> None:
         current.writer.flush()
-        current.pending = 0
         current.written = current.stream.tell()
 
     def _check_tail(self, key: tuple[str, int], prev: Anchor) -> None:
@@ -282,7 +277,7 @@ class AuditFiles(AuditStore):
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / (AuditFile.name(topic, partition, record["offset"], 0) + TMP_SUFFIX)
         stream = tmp.open("wb")
-        writer = fastavro.write.Writer(stream, self._schema, codec=self.codec)
+        writer = ContainerWriter(stream, self.codec)
         opened = _Open(
             folder, tmp, stream, writer, place, prev, record["offset"], time.monotonic(), prev
         )
@@ -398,9 +393,3 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _size(record: AuditRecord) -> int:
-    """Roughly what a record adds to a block before compression."""
-    headers = sum(map(len, record["headerNames"])) + sum(map(len, record["headerValues"]))
-    return len(record["value"] or b"") + headers + RECORD_OVERHEAD

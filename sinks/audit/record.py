@@ -8,11 +8,11 @@ to find the entity's name. Nothing goes through the cloudevents SDK.
 
 The chain's unit is one record: each carries `prevHash`, the hash of the record before
 it in the same topic-partition, and `hash` over `prevHash` and every other field. So a
-single record is proven on its own (recompute its hash) and placed (its hash is the
-next record's `prevHash`, up to the head the sink committed and sealed); the PostgreSQL
-backend has no blocks anyway. A block-level hash measured no faster once the hash
-input is plain byte concatenation (`_hash_v2`), the per-record cost being small next
-to the Avro encoding.
+single record is proven on its own (recompute its hash from its fields) and placed (its
+hash is the next record's `prevHash`, up to the head the sink committed and sealed);
+the PostgreSQL backend has no blocks anyway. A hash per Avro block would save only a
+`hashlib` call per record (the bytes hashed are the same) and would need the whole
+block to prove one record.
 
 Hash versions (`hashVersion`), so what was stored before keeps verifying:
 
@@ -21,6 +21,11 @@ Hash versions (`hashVersion`), so what was stored before keeps verifying:
 - 2: SHA-256 of `vcstream-audit-v2`, then every field in `V2_FIELDS` order, each
   tagged and length-prefixed (`_frame`), bytes fields as their raw bytes; `event` is
   empty (the event is the headers + `value`).
+- 3: SHA-256 of `vcstream-audit-v3`, then the record's Avro binary encoding without
+  its last field, `hash` (`encoding.encode_body`: every other field, in the order of
+  `schemas/audit_record.avsc`): the bytes a file stores, so the files backend encodes
+  a record once and hashes those bytes; Avro's encoding of a fixed schema is as
+  unambiguous as version 2's framing. Same fields as version 2.
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ import orjson
 from schemas.cloudevent import CloudEventView
 from schemas.codec import _parse_time
 from schemas.vsphere import ENTITY_FIELDS
+from sinks.audit.encoding import encode_body, encode_hash
 from sinks.base import SinkEvent
 
 GENESIS = "0" * 64
-HASH_VERSION = 2
+HASH_VERSION = 3
 AuditRecord = dict[str, Any]
 # the fields hash version 1 covers (`hash` itself excluded)
 HASHED_FIELDS = (
@@ -54,6 +60,7 @@ V2_FIELDS = (
     "event", "recordedAt", "prevHash",
 )  # fmt: skip
 _V2_PREFIX = b"vcstream-audit-v2"
+_V3_START = hashlib.sha256(b"vcstream-audit-v3")  # copied per record, never updated
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -148,9 +155,17 @@ def _hash_v2(r: AuditRecord) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
+def _hash_v3(body: bytes) -> str:
+    digest = _V3_START.copy()
+    digest.update(body)
+    return digest.hexdigest()
+
+
 def record_hash(record: AuditRecord) -> str:
     """The hash a record should carry, by its `hashVersion` (absent: 1)."""
     version = record.get("hashVersion") or 1
+    if version == 3:
+        return _hash_v3(encode_body(record))
     if version == 2:
         return _hash_v2(record)
     if version == 1:
@@ -216,10 +231,23 @@ def audit_record(item: SinkEvent, recorded_at: datetime) -> AuditRecord:
 
 def chain(records: Iterable[AuditRecord], prev_hash: str) -> Iterator[AuditRecord]:
     """The records, in order, each with `prevHash` and `hash` set (in place)."""
+    for record, _ in chain_encoded(records, prev_hash):
+        yield record
+
+
+def chain_encoded(
+    records: Iterable[AuditRecord], prev_hash: str
+) -> Iterator[tuple[AuditRecord, bytes]]:
+    """`chain`, with each record's Avro binary encoding (all of it, `hash` included)."""
     for record in records:
         record["prevHash"] = prev_hash
-        record["hash"] = prev_hash = record_hash(record)
-        yield record
+        if record.get("hashVersion") == 3:
+            body = encode_body(record)
+            record["hash"] = prev_hash = _hash_v3(body)
+        else:  # an older version: only tests write those now
+            record["hash"] = prev_hash = record_hash(record)
+            body = encode_body(record)
+        yield record, body + encode_hash(prev_hash)
 
 
 def event_json(record: AuditRecord) -> bytes:

@@ -21,7 +21,7 @@ from schemas.record import KafkaRecord
 from sinks.audit.anchors import Anchor
 from sinks.audit.files import AuditFiles, read_file
 from sinks.audit.postgres import AuditTable, row_to_record
-from sinks.audit.record import GENESIS, audit_record, kafka_headers, record_hash
+from sinks.audit.record import GENESIS, HASH_VERSION, audit_record, kafka_headers, record_hash
 from sinks.audit.verify import verify_chain, verify_files
 from sinks.base import SinkEvent
 from tests.sinks.helpers import (
@@ -35,6 +35,7 @@ from tests.sinks.helpers import (
 )
 
 V1_FIXTURE = Path(__file__).parent / "fixtures" / "audit_v1"
+V2_FIXTURE = Path(__file__).parent / "fixtures" / "audit_v2"
 NOW = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)
 
 
@@ -78,7 +79,9 @@ def test_audit_store_holds_the_exact_kafka_bytes_and_headers(
     assert [
         (r["offset"], r["key"], kafka_headers(r), r["value"], r["timestamp"]) for r in stored
     ] == [(k.offset, k.key, k.headers, k.value, k.timestamp_ms) for k in on_kafka]
-    assert {r["hashVersion"] for r in stored} == {2} and all(r["event"] == "" for r in stored)
+    assert {r["hashVersion"] for r in stored} == {HASH_VERSION} and all(
+        r["event"] == "" for r in stored
+    )
     assert verify_chain([(str(r["offset"]), r) for r in stored]) == []
 
 
@@ -119,7 +122,7 @@ async def append_and_close(
     await store.flush()
 
 
-def test_files_of_hash_version_1_verify_and_the_chain_goes_on_in_version_2(tmp_path):
+def test_files_of_hash_version_1_verify_and_the_chain_goes_on_in_the_current_one(tmp_path):
     root = tmp_path / "audit"
     shutil.copytree(V1_FIXTURE, root)
     store = AuditFiles(root)
@@ -136,7 +139,7 @@ def test_files_of_hash_version_1_verify_and_the_chain_goes_on_in_version_2(tmp_p
     stored = [r for f in AuditFiles(root).files() for r in read_file(f.path)]
     assert [(r["offset"], r["hashVersion"]) for r in stored] == [
         *((o, 1) for o in range(6)),
-        *((o, 2) for o in range(6, 9)),
+        *((o, HASH_VERSION) for o in range(6, 9)),
     ]
     assert stored[6]["prevHash"] == old[-1]["hash"]
     assert verify_files(AuditFiles(root)).ok
@@ -216,9 +219,41 @@ def test_rows_of_hash_version_1_verify_once_the_table_gains_the_new_columns(post
     rows, report = asyncio.run(carry_on())
 
     assert report.ok and report.records == 9, report.problems
-    assert [r["hashVersion"] for r in rows] == [1] * 6 + [2] * 3
+    assert [r["hashVersion"] for r in rows] == [1] * 6 + [HASH_VERSION] * 3
     assert rows[0]["event"] == old[0]["event"]
     assert row_to_record({**_row(rows[7])})["value"] == rows[7]["value"]
+
+
+@pytest.mark.integration
+def test_rows_of_hash_version_2_verify_beside_new_ones(postgres):
+    """The version 2 fixture's records as rows (what the sink stored before version 3):
+    the table holds the same hashes, verifies, and the chain goes on in version 3."""
+    table = f"audit_{uuid.uuid4().hex[:10]}"
+    old = sorted(
+        (r for f in AuditFiles(V2_FIXTURE).files() for r in read_file(f.path)),
+        key=lambda r: r["offset"],
+    )
+    assert {r["hashVersion"] for r in old} == {2}
+
+    async def store() -> Any:
+        audit = AuditTable(postgres.dsn, table)
+        try:
+            unhashed = [{k: v for k, v in r.items() if k not in ("hash", "prevHash")} for r in old]
+            head = await audit.append("vcenter.audit", 0, unhashed, Anchor(-1, GENESIS))
+            records = [
+                {**audit_record(i, NOW), "topic": "vcenter.audit"}
+                for i in located(vm_records(2), 6)
+            ]
+            await audit.append("vcenter.audit", 0, records, head)
+            return [r async for r in audit.rows()], await audit.verify()
+        finally:
+            await audit.close()
+
+    rows, report = asyncio.run(store())
+
+    assert report.ok and report.records == 8, report.problems
+    assert [r["hash"] for r in rows[:6]] == [r["hash"] for r in old]
+    assert [r["hashVersion"] for r in rows] == [2] * 6 + [HASH_VERSION] * 2
 
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:

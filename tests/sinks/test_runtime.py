@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from cli import app
 from sinks import metrics, registry
 from sinks.delivery import backoff
-from sinks.runtime import SinkRunner, partition_lag
+from sinks.runtime import SinkRunner, bounded_fetch, partition_lag
 from tests.sinks.helpers import (
     committed,
     ensure_topics_for,
@@ -311,3 +311,17 @@ def http_get(port: int, path: str) -> tuple[int, dict[str, Any]]:
 )
 def test_partition_lag_from_librdkafka_statistics(stats, lag):
     assert partition_lag(stats) == lag
+
+
+def test_sink_consumer_prefetch_is_bounded_unless_the_user_says_otherwise():
+    from vcstream.settings.kafka import KafkaSettings
+
+    default = bounded_fetch(KafkaSettings(bootstrapServers="k:9092"))
+    assert int(default["queued.max.messages.kbytes"]) <= 8192  # librdkafka's: 65536
+    assert int(default["fetch.max.bytes"]) <= 4 * 1024 * 1024  # librdkafka's: 52428800
+    assert int(default["fetch.queue.backoff.ms"]) <= 50  # librdkafka's 1000 ms stalls
+
+    chosen = KafkaSettings(
+        bootstrapServers="k:9092", clientProperties={"fetch.max.bytes": "8000000"}
+    )
+    assert bounded_fetch(chosen)["fetch.max.bytes"] == "8000000"
