@@ -135,8 +135,15 @@ class TopicReader:
         time_ms: int | None,
         resume: dict[int, int] | None,
     ) -> list[TopicPartition]:
-        """Where a watch starts: an offset, a time or now (the end), except where the
-        cursor of a resumed watch (`Last-Event-ID`) says where it got to."""
+        """Where a watch starts on each partition, always an explicit offset: an offset,
+        a time or now (the end), except where the cursor of a resumed watch
+        (`Last-Event-ID`) says where it got to.
+
+        The positions go into every event id, so a resumed watch starts where its
+        first request did on partitions it has not yet seen an event of. A cursor names
+        every partition the watch started on: a partition it lacks was created since,
+        so a resumed `now` reads it from its earliest offset (an offset or a time means
+        the same on every request and is applied again)."""
         partitions = self.partitions(consumer)
         if partition is not None:
             if partition not in partitions:
@@ -145,30 +152,43 @@ class TopicReader:
         if offset is not None:
             starts = {p: offset for p in partitions}
         elif time_ms is not None:
+            # the ends before the search: a partition with no record that late starts
+            # there, so nothing written between the two questions is skipped
+            ends = self._ends(consumer, partitions)
             asked = [TopicPartition(self.topic, p, time_ms) for p in partitions]
             try:
                 found = consumer.offsets_for_times(asked, timeout=10)
             except KafkaException as exc:
                 raise ReadError(f"Kafka did not answer: {exc}") from None
-            # no record at or after the time: -1 (OFFSET_END), which librdkafka reads as
-            # the end
-            starts = {tp.partition: tp.offset for tp in found}
+            # no record at or after the time: -1 (OFFSET_END), which librdkafka would
+            # resolve only when the fetcher gets to it
+            starts = {
+                tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found
+            }
+        elif resume:
+            starts = dict.fromkeys(partitions, 0)
         else:
             # now: the end when asked (the last stable offset: the consumer reads
             # committed), not when the fetcher gets to it, which can be after events
             # that arrived since the request
-            starts = {}
-            for p in partitions:
-                try:
-                    _, starts[p] = consumer.get_watermark_offsets(
-                        TopicPartition(self.topic, p), timeout=10, cached=False
-                    )
-                except KafkaException as exc:
-                    raise ReadError(f"Kafka did not answer: {exc}") from None
+            starts = self._ends(consumer, partitions)
         for p, next_offset in (resume or {}).items():
             if p in starts:
                 starts[p] = next_offset
         return [TopicPartition(self.topic, p, o) for p, o in sorted(starts.items())]
+
+    def _ends(self, consumer: Consumer, partitions: list[int]) -> dict[int, int]:
+        """Each partition's end as read_committed sees it (the last stable offset), as
+        the broker has it now."""
+        ends = {}
+        for p in partitions:
+            try:
+                _, ends[p] = consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, p), timeout=10, cached=False
+                )
+            except KafkaException as exc:
+                raise ReadError(f"Kafka did not answer: {exc}") from None
+        return ends
 
     def ends(
         self, consumer: Consumer, partitions: list[TopicPartition], until_ms: int | None = None
@@ -177,22 +197,20 @@ class TopicReader:
         as read_committed sees it) when asked, or its first record at or after
         `until_ms` if sooner; partitions that start there are left out."""
         stops: dict[int, int] = {}
-        try:
-            if until_ms is not None:
-                asked = [TopicPartition(self.topic, tp.partition, until_ms) for tp in partitions]
+        if until_ms is not None:
+            asked = [TopicPartition(self.topic, tp.partition, until_ms) for tp in partitions]
+            try:
                 for found in consumer.offsets_for_times(asked, timeout=10):
                     if found.offset >= 0:  # -1: no record that late, the end decides
                         stops[found.partition] = found.offset
-            ends = {}
-            for tp in partitions:
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, tp.partition), timeout=10, cached=False
-                )
-                end = min(high, stops.get(tp.partition, high))
-                if 0 <= tp.offset < end:
-                    ends[tp.partition] = end
-        except KafkaException as exc:
-            raise ReadError(f"Kafka did not answer: {exc}") from None
+            except KafkaException as exc:
+                raise ReadError(f"Kafka did not answer: {exc}") from None
+        highs = self._ends(consumer, [tp.partition for tp in partitions])
+        ends = {}
+        for tp in partitions:
+            end = min(highs[tp.partition], stops.get(tp.partition, highs[tp.partition]))
+            if 0 <= tp.offset < end:
+                ends[tp.partition] = end
         return ends
 
     def reached(self, consumer: Consumer, ends: dict[int, int]) -> set[int]:
