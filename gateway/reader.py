@@ -5,7 +5,7 @@ nothing (the group id is a throwaway librdkafka requires and never sends), so wa
 never disturb the pipeline's consumers. The fetch queue is small, so a watch holds at
 most about `queued.max.messages.kbytes` of records however slow its client: the consumer
 stops fetching when its queue is full, and the queue drains only as fast as the
-watch writes to its client.
+watch writes to its client. Fetches are small too: a fetch's cap counts compressed bytes.
 """
 
 from __future__ import annotations
@@ -28,11 +28,20 @@ from vcstream.kafka import client_config
 from vcstream.settings.kafka import KafkaSettings
 
 POLL_SECONDS = 0.5
-# per watch: 1 MB of prefetched records and 1 MB fetches (librdkafka's defaults, 64 MB
-# and 50 MB, would let a stalled watch hold up to 64 MB); the user's clientProperties win
+# What one watch's consumer may hold, whatever its client's pace. librdkafka's defaults
+# (queued.min.messages 100,000 a partition, 64 MB queued, 50 MB fetches) are far too
+# much for up to maxWatches consumers in one process, and a cap on fetched bytes is a
+# cap on *compressed* bytes: 1 MB of a well-compressed topic held about 15 MB a consumer
+# once decompressed (bench.gateway, 50 readers: 1.4 GB). So: few records queued, small
+# fetches; a record larger than a fetch still comes (Kafka returns at least one batch,
+# KIP-74). librdkafka wants fetch.max.bytes >= message.max.bytes, a consumer sends no
+# message that large. The user's clientProperties win.
 FETCH_SETTINGS = {
-    "queued.max.messages.kbytes": "1024",
-    "fetch.max.bytes": str(1024 * 1024),
+    "queued.min.messages": "500",
+    "queued.max.messages.kbytes": "128",
+    "fetch.max.bytes": str(128 * 1024),
+    "max.partition.fetch.bytes": str(128 * 1024),
+    "message.max.bytes": str(128 * 1024),
     "fetch.queue.backoff.ms": "10",
 }
 
