@@ -32,16 +32,25 @@ def post(gateway: GatewayProcess, *ids: str) -> tuple[int, dict[str, str], objec
     return answer.status, answer.headers, answer.json()
 
 
-def test_kafka_stopped_gives_503_with_retry_after_and_nothing_half_written(
+@pytest.fixture
+def before(
     kafka_factory: Callable[..., LocalKafka],
     topic_name: Callable[[str], str],
     tmp_path: Path,
     gateway_process: Callable[[Path], GatewayProcess],
-) -> None:
+) -> tuple[LocalKafka, str, GatewayProcess]:
+    """A private broker, its topic, and the gateway on it, which wrote `before-1`."""
     broker = kafka_factory()
     topic = topic_name("webhook")
     gateway = gateway_process(gateway_config(tmp_path / "gw.yaml", broker.bootstrap_servers, topic))
     assert post(gateway, "before-1")[0] == 200
+    return broker, topic, gateway
+
+
+def test_kafka_stopped_gives_503_with_retry_after_and_nothing_half_written(
+    before: tuple[LocalKafka, str, GatewayProcess],
+) -> None:
+    broker, topic, gateway = before
 
     broker.stop()
     status, headers, body = post(gateway, "down-1", "down-2", "down-3")
@@ -64,15 +73,9 @@ def test_kafka_stopped_gives_503_with_retry_after_and_nothing_half_written(
 
 
 def test_kafka_killed_mid_request_gives_503_and_the_retried_events_are_written_once(
-    kafka_factory: Callable[..., LocalKafka],
-    topic_name: Callable[[str], str],
-    tmp_path: Path,
-    gateway_process: Callable[[Path], GatewayProcess],
+    before: tuple[LocalKafka, str, GatewayProcess],
 ) -> None:
-    broker = kafka_factory()
-    topic = topic_name("webhook")
-    gateway = gateway_process(gateway_config(tmp_path / "gw.yaml", broker.bootstrap_servers, topic))
-    assert post(gateway, "before-1")[0] == 200
+    broker, topic, gateway = before
     received = gateway.metric("vcstream_gateway_received_bytes_total")
 
     # the broker freezes, so the request's events are produced but never acknowledged,

@@ -77,6 +77,43 @@ def stalled_watch(url: str) -> socket.socket:
     return sock
 
 
+def serving(
+    kafka: LocalKafka,
+    topic_name: Callable[[str], str],
+    tmp_path: Path,
+    gateway_process: Callable[[Path], GatewayProcess],
+    topic: str,
+) -> GatewayProcess:
+    """A gateway whose read API serves `topic`."""
+    config = gateway_config(
+        tmp_path / "gw.yaml", kafka.bootstrap_servers, topic_name("webhook"), watch_topic=topic
+    )
+    return gateway_process(config)
+
+
+def growth_with_stalled_watches(gateway: GatewayProcess, watches: int, records: int) -> float:
+    """MB the gateway grew while `watches` stalled watches were open and a reader that
+    keeps up read all `records` (the stalled watches had as long to fetch)."""
+    # warm up: one complete read, so libraries and buffers are in place before measuring
+    assert curl(gateway.url + "/api/v1/events/0/0", *BASIC).status == 200
+    baseline = gateway.rss_kb()
+    stalled = [stalled_watch(gateway.url) for _ in range(watches)]
+    try:
+        wait_for(
+            lambda: gateway.metric("vcstream_gateway_active_watches") == watches, 30, "watches"
+        )
+        full = curl(gateway.url + "/api/v1/events?partition=0&offset=0", *BASIC, timeout=300)
+        assert full.body.count("\n") == records
+        grown_mb = (gateway.rss_kb() - baseline) / 1024
+        # still open, waiting
+        assert gateway.metric("vcstream_gateway_active_watches") == watches
+    finally:
+        for sock in stalled:
+            sock.close()
+    wait_for(lambda: gateway.metric("vcstream_gateway_active_watches") == 0, 60, "the watch end")
+    return grown_mb
+
+
 def test_stalled_watch_client_does_not_grow_gateway_memory(
     kafka: LocalKafka,
     topic_name: Callable[[str], str],
@@ -86,28 +123,11 @@ def test_stalled_watch_client_does_not_grow_gateway_memory(
     topic = topic_name("big")
     ensure_topics(KafkaSettings(bootstrapServers=kafka.bootstrap_servers), [TopicSpec(topic)])
     fill(kafka.bootstrap_servers, topic)
-    config = gateway_config(
-        tmp_path / "gw.yaml", kafka.bootstrap_servers, topic_name("webhook"), watch_topic=topic
-    )
-    gateway = gateway_process(config)
-    # warm up: one complete read, so libraries and buffers are in place before measuring
-    assert curl(gateway.url + "/api/v1/events/0/0", *BASIC).status == 200
-    baseline = gateway.rss_kb()
-
-    sock = stalled_watch(gateway.url)
-    try:
-        wait_for(lambda: gateway.metric("vcstream_gateway_active_watches") == 1, 30, "the watch")
-        # a reader that keeps up reads all 40 MB: the stalled watch had as long to fetch
-        full = curl(gateway.url + "/api/v1/events?partition=0&offset=0", *BASIC, timeout=300)
-        assert full.body.count("\n") == RECORDS
-        grown_mb = (gateway.rss_kb() - baseline) / 1024
-        # what the stalled watch may hold: its 1 MB fetch queue, one batch and the
-        # socket's buffers; buffering its backlog would add the topic's 40 MB
-        assert grown_mb < 25, f"the gateway grew {grown_mb:.0f} MB"
-        assert gateway.metric("vcstream_gateway_active_watches") == 1  # still open, waiting
-    finally:
-        sock.close()
-    wait_for(lambda: gateway.metric("vcstream_gateway_active_watches") == 0, 60, "the watch end")
+    gateway = serving(kafka, topic_name, tmp_path, gateway_process, topic)
+    grown_mb = growth_with_stalled_watches(gateway, 1, RECORDS)
+    # what the stalled watch may hold: its small fetch queue, one batch and the
+    # socket's buffers; buffering its backlog would add the topic's 40 MB
+    assert grown_mb < 25, f"the gateway grew {grown_mb:.0f} MB"
 
 
 def test_stalled_watches_on_a_compressed_topic_hold_little(
@@ -129,25 +149,11 @@ def test_stalled_watches_on_a_compressed_topic_hold_little(
         lambda i: {"i": i, "message": message},  # about 1 KB, compresses well
         **{"compression.type": "lz4", "batch.size": 1_000_000, "linger.ms": 100},
     )
-    config = gateway_config(
-        tmp_path / "gw.yaml", kafka.bootstrap_servers, topic_name("webhook"), watch_topic=topic
-    )
-    gateway = gateway_process(config)
-    assert curl(gateway.url + "/api/v1/events/0/0", *BASIC).status == 200  # warm up
-    baseline = gateway.rss_kb()
-
-    stalled = [stalled_watch(gateway.url) for _ in range(2)]  # maxWatches is 3
-    try:
-        wait_for(lambda: gateway.metric("vcstream_gateway_active_watches") == 2, 30, "2 watches")
-        full = curl(gateway.url + "/api/v1/events?partition=0&offset=0", *BASIC, timeout=300)
-        assert full.body.count("\n") == records
-        grown_mb = (gateway.rss_kb() - baseline) / 1024
-        # measured: 78 MB with 1 MB fetches, 29 MB with the watch's small ones (of which
-        # ~20 MB is what any full read leaves behind, as in the test above)
-        assert grown_mb < 45, f"the gateway grew {grown_mb:.0f} MB"
-    finally:
-        for sock in stalled:
-            sock.close()
+    gateway = serving(kafka, topic_name, tmp_path, gateway_process, topic)
+    grown_mb = growth_with_stalled_watches(gateway, 2, records)  # maxWatches is 3
+    # measured: 78 MB with 1 MB fetches, 29 MB with the watch's small ones (of which
+    # ~20 MB is what any full read leaves behind, as in the test above)
+    assert grown_mb < 45, f"the gateway grew {grown_mb:.0f} MB"
 
 
 def test_a_record_larger_than_a_watch_fetch_is_still_read(
@@ -160,10 +166,7 @@ def test_a_record_larger_than_a_watch_fetch_is_still_read(
     ensure_topics(KafkaSettings(bootstrapServers=kafka.bootstrap_servers), [TopicSpec(topic)])
     sizes = [300_000, 100, 600_000]  # bytes of hex: above and below a watch's fetch
     fill(kafka.bootstrap_servers, topic, len(sizes), lambda i: {"pad": "ab" * (sizes[i] // 2)})
-    config = gateway_config(
-        tmp_path / "gw.yaml", kafka.bootstrap_servers, topic_name("webhook"), watch_topic=topic
-    )
-    gateway = gateway_process(config)
+    gateway = serving(kafka, topic_name, tmp_path, gateway_process, topic)
     read = curl(gateway.url + "/api/v1/events?partition=0&offset=0", *BASIC)
     assert read.status == 200, read.body
     lines = [json.loads(line) for line in read.body.splitlines()]
