@@ -34,8 +34,8 @@ POLL_SECONDS = 0.5
 # cap on *compressed* bytes: 1 MB of a well-compressed topic held about 15 MB a consumer
 # once decompressed (bench.gateway, 50 readers: 1.4 GB). So: few records queued, small
 # fetches; a record larger than a fetch still comes (Kafka returns at least one batch,
-# KIP-74). librdkafka wants fetch.max.bytes >= message.max.bytes, a consumer sends no
-# message that large. The user's clientProperties win.
+# KIP-74). librdkafka wants fetch.max.bytes >= message.max.bytes, which for a consumer
+# bounds only the requests it sends. The user's clientProperties win.
 FETCH_SETTINGS = {
     "queued.min.messages": "500",
     "queued.max.messages.kbytes": "128",
