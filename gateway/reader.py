@@ -5,7 +5,7 @@ nothing (the group id is a throwaway librdkafka requires and never sends), so wa
 never disturb the pipeline's consumers. The fetch queue is small, so a watch holds at
 most about `queued.max.messages.kbytes` of records however slow its client: the consumer
 stops fetching when its queue is full, and the queue drains only as fast as the
-watch writes to its client.
+watch writes to its client. Fetches are small too: a fetch's cap counts compressed bytes.
 """
 
 from __future__ import annotations
@@ -28,11 +28,20 @@ from vcstream.kafka import client_config
 from vcstream.settings.kafka import KafkaSettings
 
 POLL_SECONDS = 0.5
-# per watch: 1 MB of prefetched records and 1 MB fetches (librdkafka's defaults, 64 MB
-# and 50 MB, would let a stalled watch hold up to 64 MB); the user's clientProperties win
+# What one watch's consumer may hold, whatever its client's pace. librdkafka's defaults
+# (queued.min.messages 100,000 a partition, 64 MB queued, 50 MB fetches) are far too
+# much for up to maxWatches consumers in one process, and a cap on fetched bytes is a
+# cap on *compressed* bytes: 1 MB of a well-compressed topic held about 15 MB a consumer
+# once decompressed (bench.gateway, 50 readers: 1.4 GB). So: few records queued, small
+# fetches; a record larger than a fetch still comes (Kafka returns at least one batch,
+# KIP-74). librdkafka wants fetch.max.bytes >= message.max.bytes, which for a consumer
+# bounds only the requests it sends. The user's clientProperties win.
 FETCH_SETTINGS = {
-    "queued.max.messages.kbytes": "1024",
-    "fetch.max.bytes": str(1024 * 1024),
+    "queued.min.messages": "500",
+    "queued.max.messages.kbytes": "128",
+    "fetch.max.bytes": str(128 * 1024),
+    "max.partition.fetch.bytes": str(128 * 1024),
+    "message.max.bytes": str(128 * 1024),
     "fetch.queue.backoff.ms": "10",
 }
 
@@ -135,8 +144,15 @@ class TopicReader:
         time_ms: int | None,
         resume: dict[int, int] | None,
     ) -> list[TopicPartition]:
-        """Where a watch starts: an offset, a time or now (the end), except where the
-        cursor of a resumed watch (`Last-Event-ID`) says where it got to."""
+        """Where a watch starts on each partition, always an explicit offset: an offset,
+        a time or now (the end), except where the cursor of a resumed watch
+        (`Last-Event-ID`) says where it got to.
+
+        The positions go into every event id, so a resumed watch starts where its
+        first request did on partitions it has not yet seen an event of. A cursor names
+        every partition the watch started on: a partition it lacks was created since,
+        so a resumed `now` reads it from its earliest offset (an offset or a time means
+        the same on every request and is applied again)."""
         partitions = self.partitions(consumer)
         if partition is not None:
             if partition not in partitions:
@@ -145,30 +161,43 @@ class TopicReader:
         if offset is not None:
             starts = {p: offset for p in partitions}
         elif time_ms is not None:
+            # the ends before the search: a partition with no record that late starts
+            # there, so nothing written between the two questions is skipped
+            ends = self._ends(consumer, partitions)
             asked = [TopicPartition(self.topic, p, time_ms) for p in partitions]
             try:
                 found = consumer.offsets_for_times(asked, timeout=10)
             except KafkaException as exc:
                 raise ReadError(f"Kafka did not answer: {exc}") from None
-            # no record at or after the time: -1 (OFFSET_END), which librdkafka reads as
-            # the end
-            starts = {tp.partition: tp.offset for tp in found}
+            # no record at or after the time: -1 (OFFSET_END), which librdkafka would
+            # resolve only when the fetcher gets to it
+            starts = {
+                tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found
+            }
+        elif resume:
+            starts = dict.fromkeys(partitions, 0)
         else:
             # now: the end when asked (the last stable offset: the consumer reads
             # committed), not when the fetcher gets to it, which can be after events
             # that arrived since the request
-            starts = {}
-            for p in partitions:
-                try:
-                    _, starts[p] = consumer.get_watermark_offsets(
-                        TopicPartition(self.topic, p), timeout=10, cached=False
-                    )
-                except KafkaException as exc:
-                    raise ReadError(f"Kafka did not answer: {exc}") from None
+            starts = self._ends(consumer, partitions)
         for p, next_offset in (resume or {}).items():
             if p in starts:
                 starts[p] = next_offset
         return [TopicPartition(self.topic, p, o) for p, o in sorted(starts.items())]
+
+    def _ends(self, consumer: Consumer, partitions: list[int]) -> dict[int, int]:
+        """Each partition's end as read_committed sees it (the last stable offset), as
+        the broker has it now."""
+        ends = {}
+        for p in partitions:
+            try:
+                _, ends[p] = consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, p), timeout=10, cached=False
+                )
+            except KafkaException as exc:
+                raise ReadError(f"Kafka did not answer: {exc}") from None
+        return ends
 
     def ends(
         self, consumer: Consumer, partitions: list[TopicPartition], until_ms: int | None = None
@@ -177,22 +206,20 @@ class TopicReader:
         as read_committed sees it) when asked, or its first record at or after
         `until_ms` if sooner; partitions that start there are left out."""
         stops: dict[int, int] = {}
-        try:
-            if until_ms is not None:
-                asked = [TopicPartition(self.topic, tp.partition, until_ms) for tp in partitions]
+        if until_ms is not None:
+            asked = [TopicPartition(self.topic, tp.partition, until_ms) for tp in partitions]
+            try:
                 for found in consumer.offsets_for_times(asked, timeout=10):
                     if found.offset >= 0:  # -1: no record that late, the end decides
                         stops[found.partition] = found.offset
-            ends = {}
-            for tp in partitions:
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, tp.partition), timeout=10, cached=False
-                )
-                end = min(high, stops.get(tp.partition, high))
-                if 0 <= tp.offset < end:
-                    ends[tp.partition] = end
-        except KafkaException as exc:
-            raise ReadError(f"Kafka did not answer: {exc}") from None
+            except KafkaException as exc:
+                raise ReadError(f"Kafka did not answer: {exc}") from None
+        highs = self._ends(consumer, [tp.partition for tp in partitions])
+        ends = {}
+        for tp in partitions:
+            end = min(highs[tp.partition], stops.get(tp.partition, highs[tp.partition]))
+            if 0 <= tp.offset < end:
+                ends[tp.partition] = end
         return ends
 
     def reached(self, consumer: Consumer, ends: dict[int, int]) -> set[int]:

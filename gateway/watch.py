@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 from gateway import metrics
 from gateway.reader import NotThere, ReadError, TopicReader
@@ -80,7 +80,16 @@ def parse_cursor(value: str | None) -> dict[int, int] | None:
             cursor[int(partition)] = int(offset) + 1
     except ValueError:
         raise BadQuery(f"Last-Event-ID must be partition:offset[,...], not {value!r}") from None
+    if any(next_offset < 0 for next_offset in cursor.values()):
+        # -1 is a partition's start before its first record; below, no offset at all
+        raise BadQuery(f"Last-Event-ID has an offset below -1: {value!r}")
     return cursor
+
+
+def cursor_id(last: dict[int, int]) -> bytes:
+    """The SSE id: the last offset sent per partition (one less than its start before
+    any), so `parse_cursor` of it resumes after what the client saw."""
+    return ",".join(f"{p}:{o}" for p, o in sorted(last.items())).encode()
 
 
 def line(record: KafkaRecord) -> bytes:
@@ -205,7 +214,7 @@ class ReadApi:
             await self._run(consumer.assign, positions)
             wanted = Filter(query.getall("type", []), query.getall("subject", []))
             sse = SSE in request.headers.get("Accept", "")
-            return await self._stream(request, consumer, wanted, sse, ends)
+            return await self._stream(request, consumer, positions, wanted, sse, ends)
         finally:
             if consumer is not None:
                 await self._run(consumer.close)
@@ -215,6 +224,7 @@ class ReadApi:
         self,
         request: web.Request,
         consumer: Consumer,
+        positions: list[TopicPartition],
         wanted: Filter,
         sse: bool,
         ends: dict[int, int] | None,
@@ -225,8 +235,17 @@ class ReadApi:
         response.enable_chunked_encoding()
         await response.prepare(request)
         metrics.ACTIVE_WATCHES.inc()  # from here on, every committed event is streamed
+        # every partition's start is in the cursor from the first message on
+        last = {tp.partition: tp.offset - 1 for tp in positions}
         try:
-            return await self._pump(request, response, consumer, wanted, sse, ends)
+            if sse:
+                # an id without data dispatches no event but is the client's
+                # Last-Event-ID: a reconnect before any event resumes at the start
+                try:
+                    await response.write(b"id: " + cursor_id(last) + b"\n\n")
+                except (ConnectionError, RuntimeError):
+                    return response  # the client left already
+            return await self._pump(request, response, consumer, last, wanted, sse, ends)
         finally:
             metrics.ACTIVE_WATCHES.dec()
 
@@ -235,11 +254,12 @@ class ReadApi:
         request: web.Request,
         response: web.StreamResponse,
         consumer: Consumer,
+        last: dict[int, int],
         wanted: Filter,
         sse: bool,
         ends: dict[int, int] | None,
     ) -> web.StreamResponse:
-        last: dict[int, int] = {}  # the last offset sent per partition: the SSE cursor
+        """`last`: the last offset read per partition (the SSE cursor), updated here."""
         written_at = time.monotonic()
         while (ends is None or ends) and not self.closing:
             if request.transport is None or request.transport.is_closing():
@@ -261,8 +281,7 @@ class ReadApi:
                     continue
                 text = line(record)
                 if sse:
-                    cursor = ",".join(f"{p}:{o}" for p, o in sorted(last.items()))
-                    chunk += b"id: " + cursor.encode() + b"\ndata: " + text + b"\n\n"
+                    chunk += b"id: " + cursor_id(last) + b"\ndata: " + text + b"\n\n"
                 else:
                     chunk += text + b"\n"
                 metrics.WATCH_EVENTS.inc()

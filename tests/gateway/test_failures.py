@@ -76,6 +76,8 @@ def test_read_api_on_a_topic_that_does_not_exist_is_404(
     assert "does not exist" in curl(gateway.url + "/api/v1/range", *BASIC).body
     bad = curl(gateway.url + "/api/v1/events", *BASIC, "-H", "Last-Event-ID: zero")
     assert bad.status == 400 and "partition:offset" in bad.body
+    below = curl(gateway.url + "/api/v1/events", *BASIC, "-H", "Last-Event-ID: 0:-2")
+    assert below.status == 400 and "below -1" in below.body
     for both in (
         "offset=1&from=now",
         "offset=1&from=earliest",

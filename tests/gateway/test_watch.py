@@ -152,23 +152,23 @@ def test_sse_watch_resumes_after_last_event_id(gateway: GatewayProcess) -> None:
     url = gateway.url + f"/api/v1/events?watch=true&partition={partition}&offset=0"
     first = Stream(url, "-H", "Accept: text/event-stream")
     try:
-        taken = first.take(6)  # id, data, blank per event
+        # the start (before offset 0), then id, data, blank per event
+        taken = first.take(8)
     finally:
         first.close()
-    assert taken[0] == f"id: {partition}:0\n".encode()
-    assert json.loads(taken[4].removeprefix(b"data: "))["event"]["id"] == "s1"
-    last_id = taken[3].decode().removeprefix("id: ").strip()
+    assert taken[:2] == [f"id: {partition}:-1\n".encode(), b"\n"]
+    assert taken[2] == f"id: {partition}:0\n".encode()
+    assert json.loads(taken[6].removeprefix(b"data: "))["event"]["id"] == "s1"
+    last_id = taken[5].decode().removeprefix("id: ").strip()
     assert last_id == f"{partition}:1"
     post(gateway, ["s3"])
     resumed = Stream(url, "-H", "Accept: text/event-stream", "-H", f"Last-Event-ID: {last_id}")
     try:
-        lines = resumed.take(6)
+        events = sse_messages(resumed, 2)
     finally:
         resumed.close()
-    events = [
-        json.loads(line.removeprefix(b"data: ")) for line in lines if line.startswith(b"data")
-    ]
-    assert [event["event"]["id"] for event in events] == ["s2", "s3"]
+    assert [line["event"]["id"] for _, line in events] == ["s2", "s3"]
+    assert [event_id for event_id, _ in events] == [f"{partition}:2", f"{partition}:3"]
 
 
 def test_watches_beyond_the_limit_get_429(gateway: GatewayProcess) -> None:
@@ -236,6 +236,98 @@ def test_a_quiet_sse_watch_sends_keepalive_comments(
         gateway.url + "/api/v1/events?watch=true&from=now", "-H", "Accept: text/event-stream"
     )
     try:
-        assert watch.take(2) == [b": keepalive\n", b"\n"]  # with no event in the topic
+        head, blank, *keepalive = watch.take(4)  # with no event in the topic
+        assert head.startswith(b"id: ") and blank == b"\n"
+        assert keepalive == [b": keepalive\n", b"\n"]
     finally:
         watch.close()
+
+
+def sse_messages(stream: Stream, count: int) -> list[tuple[str | None, dict[str, Any]]]:
+    """The next `count` events of an SSE watch as (id, line); id-only messages and
+    comments are skipped."""
+    messages: list[tuple[str | None, dict[str, Any]]] = []
+    event_id, data = None, None
+    while len(messages) < count:
+        [raw] = stream.take(1)
+        text = raw.decode().rstrip("\n")
+        if text.startswith("id: "):
+            event_id = text.removeprefix("id: ")
+        elif text.startswith("data: "):
+            data = json.loads(text.removeprefix("data: "))
+        elif not text:
+            if data is not None:
+                messages.append((event_id, data))
+            data = None
+    return messages
+
+
+def subjects_on_partitions(gateway: GatewayProcess, count: int) -> list[str]:
+    """`count` subjects whose events the gateway's key puts on `count` different
+    partitions (found by posting one event for each of a few subjects)."""
+    post_subjects = [f"vm-{i}" for i in range(16)]
+    for subject in post_subjects:
+        post(gateway, [f"probe-{subject}"], subject=subject)
+    read = curl(gateway.url + "/api/v1/events?from=earliest", *BASIC)
+    by_partition: dict[int, str] = {}
+    for text in read.body.splitlines():
+        line = json.loads(text)
+        by_partition.setdefault(line["partition"], line["event"]["subject"])
+    assert len(by_partition) >= count, by_partition
+    return [by_partition[p] for p in sorted(by_partition)][:count]
+
+
+@pytest.mark.parametrize("start", ["from=now", "time=now"])
+def test_a_resumed_watch_gets_events_of_partitions_it_had_not_seen_before(
+    gateway: GatewayProcess, start: str
+) -> None:
+    """Last-Event-ID names every partition's position as of the watch's start, so
+    events that reach another partition while the client is away are not skipped
+    (a resumed `from=now` resolved `now` again for partitions missing from the ID)."""
+    seen, unseen = subjects_on_partitions(gateway, 2)
+    if start == "time=now":
+        start = "time=" + datetime.now(UTC).isoformat(timespec="milliseconds").replace("+", "%2B")
+    url = gateway.url + f"/api/v1/events?watch=true&{start}"
+    first = Stream(url, "-H", "Accept: text/event-stream")
+    try:
+        wait_for(lambda: gateway.metric("vcstream_gateway_active_watches") == 1, 30, "the watch")
+        post(gateway, ["seen-0"], subject=seen)
+        [(last_id, line)] = sse_messages(first, 1)
+    finally:
+        first.close()
+    assert line["event"]["id"] == "seen-0" and last_id is not None
+    wait_for(lambda: gateway.metric("vcstream_gateway_active_watches") == 0, 30, "the watch end")
+    post(gateway, ["unseen-0"], subject=unseen)  # while no watch is open
+    post(gateway, ["seen-1"], subject=seen)
+    resumed = Stream(url, "-H", "Accept: text/event-stream", "-H", f"Last-Event-ID: {last_id}")
+    try:
+        events = sse_messages(resumed, 2)
+    finally:
+        resumed.close()
+    assert sorted(line["event"]["id"] for _, line in events) == ["seen-1", "unseen-0"]
+
+
+def test_a_watch_dropped_before_its_first_event_resumes_where_it_started(
+    gateway: GatewayProcess,
+) -> None:
+    """An SSE watch's first message is an id alone (its start on every partition): a
+    client that reconnects before any event came resumes there, not at a new `now`."""
+    [subject] = subjects_on_partitions(gateway, 1)
+    url = gateway.url + "/api/v1/events?watch=true&from=now"
+    first = Stream(url, "-H", "Accept: text/event-stream")
+    try:
+        head, blank = first.take(2)
+    finally:
+        first.close()
+    assert head.startswith(b"id: ") and blank == b"\n"
+    start_id = head.decode().removeprefix("id: ").strip()
+    ranges = curl(gateway.url + "/api/v1/range", *BASIC).json()
+    ends = [f"{p['partition']}:{p['latest'] - 1}" for p in ranges["partitions"]]  # type: ignore[index]
+    assert start_id == ",".join(ends)  # every partition, at its end when the watch began
+    post(gateway, ["while-away"], subject=subject)
+    resumed = Stream(url, "-H", "Accept: text/event-stream", "-H", f"Last-Event-ID: {start_id}")
+    try:
+        [(_, line)] = sse_messages(resumed, 1)
+    finally:
+        resumed.close()
+    assert line["event"]["id"] == "while-away"
