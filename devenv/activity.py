@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from datetime import UTC, datetime
 from itertools import count
 from typing import Any, Protocol
 
+from devenv.background import BackgroundActivity
 from devenv.vcsim import LocalVcsim
 
 log = logging.getLogger(__name__)
@@ -215,23 +215,13 @@ class VcsimClient:
 # ---- the demo of `./dev run` ---------------------------------------------------
 
 
-class DemoActivity:
+class DemoActivity(BackgroundActivity):
     """VMs powered off and on every `period` seconds, and now and then an alarm turning
     red or green again, so `./dev run` shows events flowing."""
 
     def __init__(self, vcsim: LocalVcsim, period: float = 3.0) -> None:
+        super().__init__("demo-activity", period)
         self.vcsim = vcsim
-        self.period = period
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="demo-activity", daemon=True)
-
-    def start(self) -> DemoActivity:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
     def _run(self) -> None:
         from pyVmomi import vim

@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from devenv.background import BackgroundActivity
+
 AUDIT_EVENTS = "/rest/external/v1/audit-events"
 
 
@@ -239,22 +241,12 @@ DEMO_EVENTS = (
 )
 
 
-class HorizonActivity:
+class HorizonActivity(BackgroundActivity):
     """An audit event on the stand-in every `period` seconds, for `./dev run`."""
 
     def __init__(self, server: HorizonStandIn, period: float = 5.0) -> None:
+        super().__init__("horizon-activity", period)
         self.server = server
-        self.period = period
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="horizon-activity", daemon=True)
-
-    def start(self) -> HorizonActivity:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
     def _run(self) -> None:
         tick = 0

@@ -176,15 +176,7 @@ def horizon_message(event: BaseCloudEvent) -> dict[str, Any]:
         # Slack shows at most 10 fields in a section
         {"type": "section", "fields": fields[:10]},
     ]
-    text = f"[{alarm.status.upper()}] {alarm.name} on {alarm.vcenter}"
-    if alarm.message:
-        text += f": {alarm.message}"
-    return {
-        "text": _clip(text),
-        "attachments": [
-            {"color": COLOURS[alarm.status], "fallback": _clip(text), "blocks": blocks}
-        ],
-    }
+    return _coloured(alarm, f"[{alarm.status.upper()}] {alarm.name} on {alarm.vcenter}", blocks)
 
 
 def storm_message(event: BaseCloudEvent) -> dict[str, Any]:
@@ -264,9 +256,14 @@ def alarm_message(event: BaseCloudEvent) -> dict[str, Any]:
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(alarm.message)}]}
         )
-    text = f"[{alarm.status.upper()}] {alarm.name}: {alarm.entity} on {alarm.vcenter}"
-    if alarm.message:
-        text += f": {alarm.message}"
+    summary = f"[{alarm.status.upper()}] {alarm.name}: {alarm.entity} on {alarm.vcenter}"
+    return _coloured(alarm, summary, blocks)
+
+
+def _coloured(alarm: Alarm, summary: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The message: `summary` (and the alarm's message) as the notification text, and
+    the blocks in an attachment whose bar has the status's colour."""
+    text = f"{summary}: {alarm.message}" if alarm.message else summary
     return {
         "text": _clip(text),
         "attachments": [
