@@ -33,7 +33,8 @@ class ReplayItem:
 
 
 class ReplayTarget(abc.ABC):
-    """Takes batches of events; a batch is durable at the target when `write` returns.
+    """Takes batches of events; a batch is durable at the target when `write` returns,
+    or for a target that makes it durable later, at its next `sync` that says so.
 
     `write` returns the positions it dead-lettered instead of writing (a sink that gave
     up on an event after its retries); every other item was written. Raising means the
@@ -61,6 +62,13 @@ class ReplayTarget(abc.ABC):
     def write_lines(self, lines: bytes) -> None:
         """A batch as JSON lines (`takes_lines` targets only); durable when it returns."""
         raise NotImplementedError(f"{self.name} does not take JSON lines")
+
+    def sync(self, force: bool = False) -> bool:
+        """After each write, in the writer thread: make what was written durable if it is
+        time (always with `force`); True when everything written so far is durable, so
+        the replay may save its position and commit under --group. A target that is
+        durable whenever `write` returns (the default) always says True."""
+        return True
 
     def resume_marker(self) -> int | None:
         """Saved with the replay's state after each batch (e.g. a file's size), so a

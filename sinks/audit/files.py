@@ -153,6 +153,10 @@ class AuditFiles(AuditStore):
     async def head(self, topic: str, partition: int) -> Anchor:
         return await asyncio.to_thread(self._head, topic, partition)
 
+    def head_blocking(self, topic: str, partition: int) -> Anchor:
+        """`head`, in the caller's thread (a replay's writer thread)."""
+        return self._head(topic, partition)
+
     def _head(self, topic: str, partition: int) -> Anchor:
         files = self.files(topic, partition)
         if not files:
@@ -215,6 +219,13 @@ class AuditFiles(AuditStore):
         self, topic: str, partition: int, records: Sequence[AuditRecord], prev: Anchor
     ) -> Anchor:
         return await asyncio.to_thread(self._append, topic, partition, records, prev)
+
+    def append_blocking(
+        self, topic: str, partition: int, records: Sequence[AuditRecord], prev: Anchor
+    ) -> Anchor:
+        """`append`, in the caller's thread: the records go to the partition's open file
+        (durable once it rotates: `rotate_blocking`, or a limit reached)."""
+        return self._append(topic, partition, records, prev)
 
     def _append(
         self, topic: str, partition: int, records: Sequence[AuditRecord], prev: Anchor
@@ -329,6 +340,10 @@ class AuditFiles(AuditStore):
     def due(self) -> list[tuple[str, int]]:
         now = time.monotonic()
         return [k for k, f in self._open.items() if now - f.opened_at >= self.rotate_interval]
+
+    def rotate_blocking(self) -> None:
+        """Every open file made durable (fsync, rename, seal), in the caller's thread."""
+        self._rotate_all(list(self._open))
 
     def _rotate_all(self, keys: list[tuple[str, int]]) -> None:
         for key in keys:

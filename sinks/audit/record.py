@@ -34,15 +34,15 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from schemas.cloudevent import CloudEventView
 from schemas.codec import _parse_time
 from schemas.vsphere import ENTITY_FIELDS
+from schemas.record import KafkaRecord
 from sinks.audit.encoding import encode_body, encode_hash
-from sinks.base import SinkEvent
 
 GENESIS = "0" * 64
 HASH_VERSION = 3
@@ -196,7 +196,17 @@ def _entity(key: bytes | None, view: CloudEventView) -> tuple[str, str | None, s
     return vcenter, entity or None, name
 
 
-def audit_record(item: SinkEvent, recorded_at: datetime) -> AuditRecord:
+class Readable(Protocol):
+    """A record with its CloudEvent view: a sink's `SinkEvent`, a replay's `ReplayItem`."""
+
+    @property
+    def record(self) -> KafkaRecord: ...
+
+    @property
+    def view(self) -> CloudEventView: ...
+
+
+def audit_record(item: Readable, recorded_at: datetime) -> AuditRecord:
     """The record for a Kafka record (version 2), without `prevHash`/`hash` (see `chain`).
 
     Reads only the `ce_*` headers (and the data for the entity's name): the runtime has
@@ -255,8 +265,6 @@ def event_json(record: AuditRecord) -> bytes:
     stored headers and value (data spliced in as Kafka held it), for version 1 the JSON
     that was stored."""
     if (record.get("hashVersion") or 1) >= 2:
-        from schemas.record import KafkaRecord
-
         headers = kafka_headers(record)
         stored = KafkaRecord(record.get("value"), record.get("key"), headers)
         return CloudEventView(stored).http_structured()[1]
