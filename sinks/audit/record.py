@@ -40,8 +40,8 @@ import orjson
 
 from schemas.cloudevent import CloudEventView
 from schemas.codec import _parse_time
-from schemas.vsphere import ENTITY_FIELDS
 from schemas.record import KafkaRecord
+from schemas.vsphere import ENTITY_FIELDS
 from sinks.audit.encoding import encode_body, encode_hash
 
 GENESIS = "0" * 64
