@@ -93,8 +93,9 @@ class Checked:
                 ) % MODULUS
 
 
-# (written (not filtered), head before the first of id/time, between, after, id first)
-_Layout = tuple[bool, bytes, bytes, bytes, bool]
+# (written (not filtered), head before the first of id/time, between, after, id first,
+# the attributes but id and time as `CloudEventView.attributes` reads them)
+_Layout = tuple[bool, bytes, bytes, bytes, bool, dict[str, str]]
 
 
 class BatchChecker:
@@ -161,10 +162,11 @@ class BatchChecker:
                 try:
                     id_text = id_raw.decode()
                     time_text = time_raw.decode()
-                    if not id_text or parse_time(time_text).tzinfo is None:
+                    moment = parse_time(time_text)
+                    if not id_text or moment.tzinfo is None:
                         layout = None
                     else:
-                        loads(value)  # type: ignore[arg-type]
+                        data = loads(value)  # type: ignore[arg-type]
                 except (ValueError, OverflowError, AttributeError):
                     layout = None  # the slow way says exactly what is wrong
             if layout is None:
@@ -179,7 +181,10 @@ class BatchChecker:
                 "big",
             )
             if not build_lines:
-                items.append(ReplayItem(CloudEventView(KafkaRecord.from_confluent(message))))
+                # what was read here goes with the item, so a target reads nothing twice
+                attributes = {**layout[5], "id": id_text, "time": time_text}
+                view = CloudEventView(KafkaRecord.from_confluent(message))
+                items.append(ReplayItem(view, attributes, moment, data))
                 continue
             key = message.key()
             if time_ms // 1000 != second:
@@ -271,5 +276,6 @@ class BatchChecker:
         if shape not in self._layouts:
             self._layouts[shape] = (itemgetter(*others_at), {})
         others, known = self._layouts[shape]
-        known[others(headers)] = (written, pre, mid, post, id_first)
+        attributes = {k: v for k, v in view.attributes.items() if k not in ("id", "time")}
+        known[others(headers)] = (written, pre, mid, post, id_first, attributes)
         self._learned += 1

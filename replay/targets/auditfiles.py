@@ -67,7 +67,11 @@ class AuditFilesTarget(ReplayTarget):
         now = datetime.now(UTC)
         by_partition: dict[int, list[AuditRecord]] = {}
         for item in items:
-            by_partition.setdefault(item.position[0], []).append(audit_record(item, now))
+            if item.attributes is None:  # checked the slow way: read from its view
+                record = audit_record(item, now)
+            else:
+                record = audit_record(item, now, item.attributes, item.time, item.data)
+            by_partition.setdefault(record["partition"], []).append(record)
         for partition, records in by_partition.items():
             topic: str = records[0]["topic"]
             head = self._heads.get(partition)

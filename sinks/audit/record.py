@@ -173,16 +173,22 @@ def record_hash(record: AuditRecord) -> str:
     raise UnknownHashVersion(f"hash version {version} is unknown to this release")
 
 
-def _entity(key: bytes | None, view: CloudEventView) -> tuple[str, str | None, str | None]:
+UNPARSED: Any = object()  # `data` not given: parse the value if it is needed
+
+
+def _entity(
+    key: bytes | None, view: CloudEventView, data: Any = UNPARSED
+) -> tuple[str, str | None, str | None]:
     """(vCenter uuid, `<Type>:<moref>`, entity name) from the record key and event data."""
     text = key.decode(errors="replace") if key else ""
     vcenter, _, entity = text.partition("/")
     name = None
     if entity:
-        try:
-            data = view.data()
-        except orjson.JSONDecodeError:
-            data = None
+        if data is UNPARSED:
+            try:
+                data = view.data()
+            except orjson.JSONDecodeError:
+                data = None
         if isinstance(data, dict):
             for field in ENTITY_FIELDS:
                 ref = data.get(field)
@@ -206,14 +212,23 @@ class Readable(Protocol):
     def view(self) -> CloudEventView: ...
 
 
-def audit_record(item: Readable, recorded_at: datetime) -> AuditRecord:
+def audit_record(
+    item: Readable,
+    recorded_at: datetime,
+    attributes: dict[str, str] | None = None,
+    time: datetime | None = None,
+    data: Any = UNPARSED,
+) -> AuditRecord:
     """The record for a Kafka record (version 2), without `prevHash`/`hash` (see `chain`).
 
     Reads only the `ce_*` headers (and the data for the entity's name): the runtime has
-    checked the record (`CloudEventView.check`), so `time` is there and parses."""
+    checked the record (`CloudEventView.check`), so `time` is there and parses. A caller
+    that read them already passes them (the view's `attributes`, `ce_time` parsed, the
+    value parsed), so nothing is read twice."""
     record, view = item.record, item.view
-    attributes = view.attributes
-    vcenter, entity, entity_name = _entity(record.key, view)
+    if attributes is None:
+        attributes = view.attributes
+    vcenter, entity, entity_name = _entity(record.key, view, data)
     assert record.topic is not None and record.partition is not None
     assert record.offset is not None
     return {
@@ -230,7 +245,7 @@ def audit_record(item: Readable, recorded_at: datetime) -> AuditRecord:
         "type": attributes.get("type", ""),
         "source": attributes.get("source", ""),
         "subject": attributes.get("subject"),
-        "time": _utc(_parse_time(attributes["time"])),
+        "time": _utc(time or _parse_time(attributes["time"])),
         "vcenterUuid": vcenter,
         "entity": entity,
         "entityName": entity_name,

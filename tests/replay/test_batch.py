@@ -280,3 +280,23 @@ def test_a_time_of_the_sdks_but_not_rfc_3339_is_accepted_as_check_accepts_it() -
     checker = BatchChecker("t", lambda t: True, lines=True)
     tallies, lines = batched(checker, [RecordMessage(record), RecordMessage(odd)])
     assert (tallies, lines) == reference([record, odd], lambda t: True)
+
+
+def test_what_a_known_layout_reads_is_what_the_view_reads_and_makes_the_same_audit_record() -> None:
+    from datetime import UTC, datetime
+
+    from sinks.audit.record import audit_record
+
+    _, messages = placed(every_case())
+    checker = BatchChecker("vcenter.events", lambda t: True, lines=False)
+    items = [item for start in range(0, len(messages), 7) for item in
+             checker.check(messages[start : start + 7]).items]  # fmt: skip
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    read = [item for item in items if item.attributes is not None]
+    assert len(read) > len(items) // 2  # most came by a known layout
+    for item in read:
+        fresh = CloudEventView(item.record)  # nothing read yet
+        assert item.attributes == fresh.attributes
+        assert item.data == fresh.data()
+        known = audit_record(item, now, item.attributes, item.time, item.data)
+        assert known == audit_record(ReplayItem(fresh), now)
