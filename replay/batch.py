@@ -19,12 +19,12 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from replay.tally import MODULUS, record_digest
-from replay.targets.base import Position, ReplayItem
+from replay.targets.base import Message, Position, ReplayItem
 from replay.targets.jsonlines import as_json_line, iso_second
 from schemas import InvalidRecord, KafkaRecord
 from schemas.cloudevent import CloudEventView
@@ -37,18 +37,6 @@ MAX_LAYOUTS = 4096
 # that orjson escapes, so the head's other attributes cannot contain them
 _ID_MARK = "\x00\x01id"
 _TIME_MARK = "\x00\x02time"
-
-
-class Message(Protocol):
-    """What is read of a confluent_kafka.Message (tests stand records in for it)."""
-
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def timestamp(self) -> tuple[int, int]: ...
-    def headers(self) -> Any: ...  # list[tuple[str, bytes | None]] | None
-    def value(self) -> bytes | None: ...
-    def key(self) -> bytes | None: ...
-    def topic(self) -> str | None: ...
 
 
 @dataclass
@@ -183,8 +171,7 @@ class BatchChecker:
             if not build_lines:
                 # what was read here goes with the item, so a target reads nothing twice
                 attributes = {**layout[5], "id": id_text, "time": time_text}
-                view = CloudEventView(KafkaRecord.from_confluent(message))
-                items.append(ReplayItem(view, attributes, moment, data))
+                items.append(ReplayItem(None, attributes, moment, data, message))
                 continue
             key = message.key()
             if time_ms // 1000 != second:

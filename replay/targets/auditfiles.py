@@ -29,10 +29,18 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from replay.targets.base import Position, ReplayItem, ReplayTarget
+from replay.targets.base import Message, Position, ReplayItem, ReplayTarget
 from sinks.audit.anchors import Anchor
+from sinks.audit.encoding import encode_head, micros, moment
 from sinks.audit.files import AuditFiles
-from sinks.audit.record import AuditRecord, audit_record
+from sinks.audit.record import (
+    HASH_VERSION,
+    Head,
+    audit_record,
+    entity_name,
+    head_of,
+    split_key,
+)
 from sinks.delivery import type_matcher
 from vcstream.settings.sinks import AuditSinkSettings
 
@@ -56,6 +64,7 @@ class AuditFilesTarget(ReplayTarget):
         self.checkpoint_seconds = min(CHECKPOINT_SECONDS, files.rotate_interval.total_seconds())
         self._types = type_matcher(settings.types)
         self._heads: dict[int, Anchor] = {}
+        self._topic = ""  # the replay's one topic, known from its first record
         self._synced_at = time.monotonic()
         if recover:  # under --workers the coordinator recovered once, before any worker
             self.store.recover()
@@ -65,20 +74,50 @@ class AuditFilesTarget(ReplayTarget):
 
     def write(self, items: Sequence[ReplayItem]) -> set[Position]:
         now = datetime.now(UTC)
-        by_partition: dict[int, list[AuditRecord]] = {}
+        recorded = moment(now)
+        by_partition: dict[int, list[Head]] = {}
         for item in items:
-            if item.attributes is None:  # checked the slow way: read from its view
-                record = audit_record(item, now)
-            else:
-                record = audit_record(item, now, item.attributes, item.time, item.data)
-            by_partition.setdefault(record["partition"], []).append(record)
-        for partition, records in by_partition.items():
-            topic: str = records[0]["topic"]
-            head = self._heads.get(partition)
-            if head is None:  # where an earlier (interrupted) replay left the chain
-                head = self.store.head_blocking(topic, partition)
-            self._heads[partition] = self.store.append_blocking(topic, partition, records, head)
+            head = self.encode(item, now, recorded)
+            by_partition.setdefault(head[0], []).append(head[1])
+        for partition, heads in by_partition.items():
+            topic = self._topic
+            prev = self._heads.get(partition)
+            if prev is None:  # where an earlier (interrupted) replay left the chain
+                prev = self.store.head_blocking(topic, partition)
+            self._heads[partition] = self.store.append_heads(topic, partition, heads, prev)
         return set()
+
+    def encode(self, item: ReplayItem, now: datetime, recorded: bytes) -> tuple[int, Head]:
+        """(partition, the record encoded up to its `prevHash`): the fields of
+        `sinks.audit.record.audit_record`, from what the replay's check read of the
+        message (tests/replay/test_batch.py holds the two to the same bytes); `recorded`
+        is `now` encoded."""
+        message, attributes, moment_ = item.message, item.attributes, item.time
+        if message is None or attributes is None or moment_ is None:  # the slow way
+            record = audit_record(item, now)
+            self._topic = record["topic"]
+            return record["partition"], head_of(record)
+        partition: int = message.partition()  # type: ignore[assignment]
+        offset: int = message.offset()  # type: ignore[assignment]
+        key = message.key()
+        headers = message.headers() or []
+        vcenter, entity = split_key(key)
+        time = moment_.astimezone(UTC)  # the check made sure it has a zone
+        encoded = encode_head(
+            self._topic_of(message), partition, offset, HASH_VERSION, message.timestamp()[1],
+            key, [name for name, _ in headers],
+            [b"" if value is None else value for _, value in headers],  # as KafkaRecord
+            message.value(), attributes.get("id", ""), attributes.get("type", ""),
+            attributes.get("source", ""), attributes.get("subject"), micros(time), vcenter,
+            entity, entity_name(entity, item.data) if entity else None, "", recorded,
+        )  # fmt: skip
+        return partition, Head(offset, time, vcenter, encoded)
+
+    def _topic_of(self, message: Message) -> str:
+        topic = message.topic()
+        assert topic is not None  # set on every consumed message
+        self._topic = topic
+        return topic
 
     def sync(self, force: bool = False) -> bool:
         if not force and time.monotonic() - self._synced_at < self.checkpoint_seconds:

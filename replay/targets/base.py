@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from schemas import KafkaRecord
 from schemas.cloudevent import CloudEventView
@@ -15,32 +15,55 @@ Position = tuple[int, int]
 UNREAD: Any = object()  # ReplayItem.data when the value was not parsed
 
 
+class Message(Protocol):
+    """What is read of a confluent_kafka.Message (tests stand records in for it)."""
+
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+    def headers(self) -> Any: ...  # list[tuple[str, bytes | None]] | None
+    def value(self) -> bytes | None: ...
+    def key(self) -> bytes | None: ...
+    def topic(self) -> str | None: ...
+
+
 class ReplayItem:
     """A checked event as the record's bytes hold it (topic, partition, offset set).
 
     Targets read the view's attributes and the record's bytes; a target that needs the
     SDK's object decodes it itself (`sinks.base.SinkEvent` does, on first use).
 
-    `attributes`, `time` and `data`: what the replay's check already read of a record
-    of a known layout (`replay.batch`): its attributes as `view.attributes` reads them,
-    `ce_time` parsed, the value parsed. None (data: `UNREAD`) when it was not read, so a
-    target that uses them reads nothing twice (audit records: `sinks.audit.record`).
+    What the replay's check already read of a record of a known layout (`replay.batch`)
+    comes with it, so a target reads nothing twice: `attributes` as `view.attributes`
+    reads them, `time` (`ce_time` parsed), `data` (the value parsed) and `message`, the
+    consumer's message it was read from (the view is then made from it on first use).
+    None (data: `UNREAD`) when not read (audit records: `replay.targets.auditfiles`).
     """
 
     # a plain class: a frozen dataclass's __init__ was 4% of a replay into audit files
-    __slots__ = ("attributes", "data", "time", "view")
+    __slots__ = ("_view", "attributes", "data", "message", "time")
 
     def __init__(
         self,
-        view: CloudEventView,
+        view: CloudEventView | None = None,
         attributes: dict[str, str] | None = None,
         time: datetime | None = None,
         data: Any = UNREAD,
+        message: Message | None = None,
     ) -> None:
-        self.view = view
+        if view is None and message is None:
+            raise ValueError("a replay item needs its view or its message")
+        self._view = view
         self.attributes = attributes
         self.time = time
         self.data = data
+        self.message = message
+
+    @property
+    def view(self) -> CloudEventView:
+        if self._view is None:
+            self._view = CloudEventView(KafkaRecord.from_confluent(self.message))
+        return self._view
 
     @property
     def record(self) -> KafkaRecord:
@@ -48,8 +71,12 @@ class ReplayItem:
 
     @property
     def position(self) -> Position:
-        assert self.record.partition is not None and self.record.offset is not None
-        return self.record.partition, self.record.offset
+        if self._view is None and self.message is not None:
+            partition, offset = self.message.partition(), self.message.offset()
+        else:
+            partition, offset = self.record.partition, self.record.offset
+        assert partition is not None and offset is not None
+        return partition, offset
 
 
 class ReplayTarget(abc.ABC):

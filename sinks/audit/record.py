@@ -30,11 +30,12 @@ Hash versions (`hashVersion`), so what was stored before keeps verifying:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -42,7 +43,7 @@ from schemas.cloudevent import CloudEventView
 from schemas.codec import _parse_time
 from schemas.record import KafkaRecord
 from schemas.vsphere import ENTITY_FIELDS
-from sinks.audit.encoding import encode_body, encode_hash
+from sinks.audit.encoding import encode_body, encode_hash, encode_record_head, string
 
 GENESIS = "0" * 64
 HASH_VERSION = 3
@@ -180,8 +181,7 @@ def _entity(
     key: bytes | None, view: CloudEventView, data: Any = UNPARSED
 ) -> tuple[str, str | None, str | None]:
     """(vCenter uuid, `<Type>:<moref>`, entity name) from the record key and event data."""
-    text = key.decode(errors="replace") if key else ""
-    vcenter, _, entity = text.partition("/")
+    vcenter, entity = split_key(key)
     name = None
     if entity:
         if data is UNPARSED:
@@ -189,17 +189,28 @@ def _entity(
                 data = view.data()
             except orjson.JSONDecodeError:
                 data = None
-        if isinstance(data, dict):
-            for field in ENTITY_FIELDS:
-                ref = data.get(field)
-                moref = ref.get(field) if isinstance(ref, dict) else None
-                if (
-                    isinstance(moref, dict)
-                    and f"{moref.get('Type')}:{moref.get('Value')}" == entity
-                ):
-                    name = ref.get("Name")  # type: ignore[union-attr]
-                    break
-    return vcenter, entity or None, name
+        name = entity_name(entity, data)
+    return vcenter, entity, name
+
+
+@functools.lru_cache(maxsize=4096)
+def split_key(key: bytes | None) -> tuple[str, str | None]:
+    """(vCenter uuid, `<Type>:<moref>` or None) of a record key `<uuid>/<Type>:<moref>`
+    (cached: a topic's keys are its entities, they repeat)."""
+    text = key.decode(errors="replace") if key else ""
+    vcenter, _, entity = text.partition("/")
+    return vcenter, entity or None
+
+
+def entity_name(entity: str, data: Any) -> str | None:
+    """The name the event data gives the key's entity, if it names it."""
+    if isinstance(data, dict):
+        for field in ENTITY_FIELDS:
+            ref = data.get(field)
+            moref = ref.get(field) if isinstance(ref, dict) else None
+            if isinstance(moref, dict) and f"{moref.get('Type')}:{moref.get('Value')}" == entity:
+                return ref.get("Name")  # type: ignore[union-attr,no-any-return]
+    return None
 
 
 class Readable(Protocol):
@@ -273,6 +284,28 @@ def chain_encoded(
             record["hash"] = prev_hash = record_hash(record)
             body = encode_body(record)
         yield record, body + encode_hash(prev_hash)
+
+
+class Head(NamedTuple):
+    """A record encoded up to its `prevHash` (`encoding.encode_head`), with what places it."""
+
+    offset: int
+    time: datetime  # UTC
+    vcenter: str
+    encoded: bytes
+
+
+def head_of(record: AuditRecord) -> Head:
+    """A record dict as a `Head` (without `prevHash`/`hash`)."""
+    return Head(record["offset"], record["time"], record["vcenterUuid"], encode_record_head(record))
+
+
+def chain_heads(heads: Iterable[Head], prev_hash: str) -> Iterator[tuple[Head, str, bytes]]:
+    """Each head chained (version 3): its hash and its whole Avro encoding."""
+    for head in heads:
+        body = head.encoded + string(prev_hash)
+        prev_hash = _hash_v3(body)
+        yield head, prev_hash, body + encode_hash(prev_hash)
 
 
 def event_json(record: AuditRecord) -> bytes:
