@@ -102,16 +102,16 @@ class AuditFilesTarget(ReplayTarget):
         key = message.key()
         headers = message.headers() or []
         vcenter, entity = split_key(key)
-        time = moment_.astimezone(UTC)  # the check made sure it has a zone
+        when = moment_.astimezone(UTC)  # the check made sure it has a zone
         encoded = encode_head(
             self._topic_of(message), partition, offset, HASH_VERSION, message.timestamp()[1],
             key, [name for name, _ in headers],
             [b"" if value is None else value for _, value in headers],  # as KafkaRecord
             message.value(), attributes.get("id", ""), attributes.get("type", ""),
-            attributes.get("source", ""), attributes.get("subject"), micros(time), vcenter,
+            attributes.get("source", ""), attributes.get("subject"), micros(when), vcenter,
             entity, entity_name(entity, item.data) if entity else None, "", recorded,
         )  # fmt: skip
-        return partition, Head(offset, time, vcenter, encoded)
+        return partition, Head(offset, when, vcenter, encoded)
 
     def _topic_of(self, message: Message) -> str:
         topic = message.topic()

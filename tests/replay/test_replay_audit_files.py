@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -163,3 +164,25 @@ def test_replay_into_audit_killed_between_checkpoints_resumes_without_loss_or_du
     )
     assert comparable(report) == comparable(whole.report)
     assert audit_rows(whole_dir / "audit") == rows
+
+
+def test_a_durable_file_deleted_under_the_replay_stops_it_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    from replay.batch import BatchChecker
+    from sinks.audit.store import ChainBroken
+    from tests.replay.helpers import RecordMessage
+    from tests.replay.test_batch import base
+
+    records = [replace(base(k), topic="t", partition=0, offset=k, timestamp_ms=k) for k in range(6)]
+    checker = BatchChecker("t", lambda t: True, lines=False)
+    target = AuditFilesTarget(settings_for_directory(tmp_path).sinks.audit)
+    target.write(checker.check([RecordMessage(r) for r in records[:3]]).items)
+    assert target.sync(force=True)
+    [durable] = AuditFiles(tmp_path).files()
+    durable.path.unlink()
+    with pytest.raises(ChainBroken, match=re.escape(f"{durable.path.name}, the newest durable")):
+        target.write(checker.check([RecordMessage(r) for r in records[3:]]).items)
+    assert not target.sync()  # not due yet: nothing said durable between checkpoints
