@@ -41,6 +41,7 @@ from sinks.audit.record import (
     head_of,
     split_key,
 )
+from sinks.audit.store import open_store
 from sinks.delivery import type_matcher
 from vcstream.settings.sinks import AuditSinkSettings
 
@@ -50,18 +51,12 @@ CHECKPOINT_SECONDS = 5.0
 
 class AuditFilesTarget(ReplayTarget):
     def __init__(self, settings: AuditSinkSettings, recover: bool = True) -> None:
-        files = settings.files
-        self.store = AuditFiles(
-            files.directory,
-            seal_directory=files.seal_directory,
-            rotate_records=files.rotate_records,
-            rotate_bytes=files.rotate_bytes,
-            rotate_interval=files.rotate_interval.total_seconds(),
-            codec=files.codec,
-        )
+        store = open_store(settings)
+        assert isinstance(store, AuditFiles), "the files backend only"
+        self.store = store
         self.name = f"audit ({self.store.dest})"
         self.batch_records = settings.batch.max_records
-        self.checkpoint_seconds = min(CHECKPOINT_SECONDS, files.rotate_interval.total_seconds())
+        self.checkpoint_seconds = min(CHECKPOINT_SECONDS, store.rotate_interval)
         self._types = type_matcher(settings.types)
         self._heads: dict[int, Anchor] = {}
         self._topic = ""  # the replay's one topic, known from its first record

@@ -171,68 +171,50 @@ def encode_head(
     entity_name: str | None,
     event: str,
     recorded_at: bytes,
+    lengths: tuple[bytes, ...] = _LONGS,
 ) -> bytes:
     """Every field up to `prevHash` (excluded), from the fields themselves: a caller that
     has them at hand (a replay) builds no record dict. `recorded_at` is encoded already
-    (`moment`: the same for a whole batch)."""
-    try:
-        return _head_short(
-            topic, partition, offset, hash_version, timestamp, key, names, values, value,
-            ident, type_, source, subject, time_micros, vcenter, entity, entity_name, event,
-            recorded_at,
-        )  # fmt: skip
-    except IndexError:  # a length or a number past the tables: the general path
-        return _head_general(
-            topic, partition, offset, hash_version, timestamp, key, names, values, value,
-            ident, type_, source, subject, time_micros, vcenter, entity, entity_name, event,
-            recorded_at,
-        )  # fmt: skip
+    (`moment`: the same for a whole batch).
 
-
-def _head_short(
-    topic: str,
-    partition: int,
-    offset: int,
-    hash_version: int,
-    timestamp: int | None,
-    key: bytes | None,
-    names: list[str],
-    values: list[bytes],
-    value: bytes | None,
-    ident: str,
-    type_: str,
-    source: str,
-    subject: str | None,
-    time_micros: int,
-    vcenter: str,
-    entity: str | None,
-    entity_name: str | None,
-    event: str,
-    recorded_at: bytes,
-    lengths: tuple[bytes, ...] = _LONGS,
-) -> bytes:
-    """`encode_head` for the common record: every length and small number in `_LONGS`
-    (IndexError otherwise), the repeating texts cached, few calls per field (each
-    call was a measurable share of the sink)."""
+    The common record first: every length and small number from `_LONGS`, the repeating
+    texts cached, few calls per field (each call was a measurable share of the sink); a
+    length past the table (IndexError) takes the general path below."""
     identifier = ident.encode()
-    parts = [
-        _texts.get(topic) or _text(topic),
-        long(partition),  # never an index: a negative one would count from the end
-        long(offset),
-        long(hash_version),
-        _NULL if timestamp is None else _SOME + long(timestamp),
-        _NULL if key is None else _SOME + lengths[len(key)] + key,
-        _header_names(names),
-    ]
-    if values:
-        parts.append(lengths[len(values)])
-        parts += [part for data in values for part in (lengths[len(data)], data)]
+    try:
+        parts = [
+            _texts.get(topic) or _text(topic),
+            long(partition),  # never an index: a negative one would count from the end
+            long(offset),
+            long(hash_version),
+            _NULL if timestamp is None else _SOME + long(timestamp),
+            _NULL if key is None else _SOME + lengths[len(key)] + key,
+            _header_names(names),
+        ]
+        if values:
+            parts.append(lengths[len(values)])
+            parts += [part for data in values for part in (lengths[len(data)], data)]
+        parts += (
+            _NULL,
+            _NULL if value is None else _SOME + lengths[len(value)],
+            b"" if value is None else value,
+            lengths[len(identifier)],
+            identifier,
+        )
+    except IndexError:
+        parts = [
+            string(topic),
+            long(partition),
+            long(offset),
+            long(hash_version),
+            _NULL if timestamp is None else _SOME + long(timestamp),
+            _NULL if key is None else _SOME + raw(key),
+            _array([string(name) for name in names]),
+            _array([raw(data) for data in values]),
+            _NULL if value is None else _SOME + raw(value),
+            string(ident),
+        ]
     parts += (
-        _NULL,
-        _NULL if value is None else _SOME + lengths[len(value)],
-        b"" if value is None else value,
-        lengths[len(identifier)],
-        identifier,
         _texts.get(type_) or _text(type_),
         _texts.get(source) or _text(source),
         _NULL if subject is None else _SOME + (_texts.get(subject) or _text(subject)),
@@ -244,52 +226,6 @@ def _head_short(
         recorded_at,
     )
     return b"".join(parts)
-
-
-def _head_general(
-    topic: str,
-    partition: int,
-    offset: int,
-    hash_version: int,
-    timestamp: int | None,
-    key: bytes | None,
-    names: list[str],
-    values: list[bytes],
-    value: bytes | None,
-    ident: str,
-    type_: str,
-    source: str,
-    subject: str | None,
-    time_micros: int,
-    vcenter: str,
-    entity: str | None,
-    entity_name: str | None,
-    event: str,
-    recorded_at: bytes,
-) -> bytes:
-    return b"".join(
-        (
-            string(topic),
-            long(partition),
-            long(offset),
-            long(hash_version),
-            _NULL if timestamp is None else _SOME + long(timestamp),
-            _NULL if key is None else _SOME + raw(key),
-            _array([string(name) for name in names]),
-            _array([raw(data) for data in values]),
-            _NULL if value is None else _SOME + raw(value),
-            string(ident),
-            string(type_),
-            string(source),
-            _NULL if subject is None else _SOME + string(subject),
-            long(time_micros),
-            string(vcenter),
-            _NULL if entity is None else _SOME + string(entity),
-            _NULL if entity_name is None else _SOME + string(entity_name),
-            string(event),
-            recorded_at,
-        )
-    )
 
 
 def _array(items: list[bytes]) -> bytes:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import signal
 import subprocess
@@ -14,7 +13,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,24 +21,14 @@ from replay.session import ReplayRequest, run_replay
 from replay.spec import ReplaySpec
 from replay.targets.auditfiles import AuditFilesTarget
 from replay.targets.factory import open_target
-from sinks.audit.files import AuditFiles, read_file
+from sinks.audit.files import AuditFiles
 from tests.replay.helpers import fill_topic, settings_for
+from tests.replay.test_replay_workers import audit_rows, comparable, vcstream
 from vcstream.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 RECORDS = 400  # over 4 partitions, every 25th poison: 384 events, 16 skipped
-
-
-def audit_rows(directory: Path) -> list[tuple[int, int, str]]:
-    store = AuditFiles(directory)
-    return sorted(
-        (r["partition"], r["offset"], r["id"]) for f in store.files() for r in read_file(f.path)
-    )
-
-
-def comparable(report: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in report.items() if k not in ("run", "target")}
 
 
 def settings_for_directory(directory: Path) -> Settings:
@@ -82,17 +70,6 @@ def test_a_replay_keeps_one_file_per_partition_across_batches(
     assert len(audit_rows(directory)) == 384
     seals = sorted((directory / "_seals").glob("*.seals"))
     assert [len(p.read_text().splitlines()) for p in seals] == [1, 1]
-
-
-def vcstream(config: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "XDG_STATE_HOME": str(config.parent / "state")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "cli", "replay", "--config", str(config), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
 
 
 def _between_checkpoints(state: Path, audit: Path) -> bool:
