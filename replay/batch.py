@@ -171,7 +171,7 @@ class BatchChecker:
             if not build_lines:
                 # what was read here goes with the item, so a target reads nothing twice
                 attributes = {**layout[5], "id": id_text, "time": time_text}
-                items.append(ReplayItem(None, attributes, moment, data, message))
+                items.append(ReplayItem(None, attributes, moment, data, message, layout))
                 continue
             key = message.key()
             if time_ms // 1000 != second:

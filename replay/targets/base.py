@@ -36,12 +36,14 @@ class ReplayItem:
     What the replay's check already read of a record of a known layout (`replay.batch`)
     comes with it, so a target reads nothing twice: `attributes` as `view.attributes`
     reads them, `time` (`ce_time` parsed), `data` (the value parsed) and `message`, the
-    consumer's message it was read from (the view is then made from it on first use).
-    None (data: `UNREAD`) when not read (audit records: `replay.targets.auditfiles`).
+    consumer's message it was read from (the view is then made from it on first use),
+    and `layout`, the same object for every record whose headers differ from its only in
+    `ce_id` and `ce_time`. None (data: `UNREAD`) when not read (audit records:
+    `replay.targets.auditfiles`).
     """
 
     # a plain class: a frozen dataclass's __init__ was 4% of a replay into audit files
-    __slots__ = ("_view", "attributes", "data", "message", "time")
+    __slots__ = ("_view", "attributes", "data", "layout", "message", "time")
 
     def __init__(
         self,
@@ -50,6 +52,7 @@ class ReplayItem:
         time: datetime | None = None,
         data: Any = UNREAD,
         message: Message | None = None,
+        layout: object | None = None,
     ) -> None:
         if view is None and message is None:
             raise ValueError("a replay item needs its view or its message")
@@ -58,6 +61,7 @@ class ReplayItem:
         self.time = time
         self.data = data
         self.message = message
+        self.layout = layout
 
     @property
     def view(self) -> CloudEventView:

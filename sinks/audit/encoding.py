@@ -143,7 +143,8 @@ def encode_record_head(r: dict[str, Any]) -> bytes:
     try:
         return encode_head(
             r["topic"], r["partition"], r["offset"], r["hashVersion"], r["timestamp"],
-            r["key"], r["headerNames"], r["headerValues"], r["value"], r["id"], r["type"],
+            r["key"], encode_headers(r["headerNames"], r["headerValues"]), r["value"],
+            r["id"], r["type"],
             r["source"], r["subject"], micros(r["time"]), r["vcenterUuid"], r["entity"],
             r["entityName"], r["event"], moment(r["recordedAt"]),
         )  # fmt: skip
@@ -158,8 +159,7 @@ def encode_head(
     hash_version: int,
     timestamp: int | None,
     key: bytes | None,
-    names: list[str],
-    values: list[bytes],
+    headers: bytes,
     value: bytes | None,
     ident: str,
     type_: str,
@@ -174,8 +174,8 @@ def encode_head(
     lengths: tuple[bytes, ...] = _LONGS,
 ) -> bytes:
     """Every field up to `prevHash` (excluded), from the fields themselves: a caller that
-    has them at hand (a replay) builds no record dict. `recorded_at` is encoded already
-    (`moment`: the same for a whole batch).
+    has them at hand (a replay) builds no record dict. `headers` (`encode_headers`) and
+    `recorded_at` (`moment`: the same for a whole batch) are encoded already.
 
     The common record first: every length and small number from `_LONGS`, the repeating
     texts cached, few calls per field (each call was a measurable share of the sink); a
@@ -189,18 +189,12 @@ def encode_head(
             long(hash_version),
             _NULL if timestamp is None else _SOME + long(timestamp),
             _NULL if key is None else _SOME + lengths[len(key)] + key,
-            _header_names(names),
-        ]
-        if values:
-            parts.append(lengths[len(values)])
-            parts += [part for data in values for part in (lengths[len(data)], data)]
-        parts += (
-            _NULL,
+            headers,
             _NULL if value is None else _SOME + lengths[len(value)],
             b"" if value is None else value,
             lengths[len(identifier)],
             identifier,
-        )
+        ]
     except IndexError:
         parts = [
             string(topic),
@@ -209,8 +203,7 @@ def encode_head(
             long(hash_version),
             _NULL if timestamp is None else _SOME + long(timestamp),
             _NULL if key is None else _SOME + raw(key),
-            _array([string(name) for name in names]),
-            _array([raw(data) for data in values]),
+            headers,
             _NULL if value is None else _SOME + raw(value),
             string(ident),
         ]
@@ -226,6 +219,33 @@ def encode_head(
         recorded_at,
     )
     return b"".join(parts)
+
+
+def encode_headers(
+    names: list[str], values: list[bytes], lengths: tuple[bytes, ...] = _LONGS
+) -> bytes:
+    """The `headerNames` and `headerValues` arrays."""
+    try:
+        if not values:
+            return _header_names(names) + _NULL
+        parts = [_header_names(names), lengths[len(values)]]
+        parts += [part for data in values for part in (lengths[len(data)], data)]
+        parts.append(_NULL)
+        return b"".join(parts)
+    except IndexError:  # a value or a count past the table
+        return _header_names(names) + _array([raw(data) for data in values])
+
+
+def headers_around(
+    names: list[str], values: list[bytes], first_at: int, second_at: int
+) -> tuple[bytes, bytes, bytes]:
+    """`encode_headers` cut around the values at two positions (first_at < second_at):
+    what comes before the first, between the two, after the second. With each of the
+    two as `raw(value)` in its place, it is `encode_headers` of the whole."""
+    before = [_header_names(names), long(len(values)), *map(raw, values[:first_at])]
+    between = map(raw, values[first_at + 1 : second_at])
+    after = [*map(raw, values[second_at + 1 :]), _NULL]
+    return b"".join(before), b"".join(between), b"".join(after)
 
 
 def _array(items: list[bytes]) -> bytes:
