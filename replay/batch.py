@@ -19,12 +19,12 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from replay.tally import MODULUS, record_digest
-from replay.targets.base import Position, ReplayItem
+from replay.targets.base import Message, Position, ReplayItem
 from replay.targets.jsonlines import as_json_line, iso_second
 from schemas import InvalidRecord, KafkaRecord
 from schemas.cloudevent import CloudEventView
@@ -37,18 +37,6 @@ MAX_LAYOUTS = 4096
 # that orjson escapes, so the head's other attributes cannot contain them
 _ID_MARK = "\x00\x01id"
 _TIME_MARK = "\x00\x02time"
-
-
-class Message(Protocol):
-    """What is read of a confluent_kafka.Message (tests stand records in for it)."""
-
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def timestamp(self) -> tuple[int, int]: ...
-    def headers(self) -> Any: ...  # list[tuple[str, bytes | None]] | None
-    def value(self) -> bytes | None: ...
-    def key(self) -> bytes | None: ...
-    def topic(self) -> str | None: ...
 
 
 @dataclass
@@ -93,8 +81,9 @@ class Checked:
                 ) % MODULUS
 
 
-# (written (not filtered), head before the first of id/time, between, after, id first)
-_Layout = tuple[bool, bytes, bytes, bytes, bool]
+# (written (not filtered), head before the first of id/time, between, after, id first,
+# the attributes but id and time as `CloudEventView.attributes` reads them)
+_Layout = tuple[bool, bytes, bytes, bytes, bool, dict[str, str]]
 
 
 class BatchChecker:
@@ -161,10 +150,11 @@ class BatchChecker:
                 try:
                     id_text = id_raw.decode()
                     time_text = time_raw.decode()
-                    if not id_text or parse_time(time_text).tzinfo is None:
+                    moment = parse_time(time_text)
+                    if not id_text or moment.tzinfo is None:
                         layout = None
                     else:
-                        loads(value)  # type: ignore[arg-type]
+                        data = loads(value)  # type: ignore[arg-type]
                 except (ValueError, OverflowError, AttributeError):
                     layout = None  # the slow way says exactly what is wrong
             if layout is None:
@@ -179,7 +169,9 @@ class BatchChecker:
                 "big",
             )
             if not build_lines:
-                items.append(ReplayItem(CloudEventView(KafkaRecord.from_confluent(message))))
+                # what was read here goes with the item, so a target reads nothing twice
+                attributes = {**layout[5], "id": id_text, "time": time_text}
+                items.append(ReplayItem(None, attributes, moment, data, message, layout))
                 continue
             key = message.key()
             if time_ms // 1000 != second:
@@ -271,5 +263,6 @@ class BatchChecker:
         if shape not in self._layouts:
             self._layouts[shape] = (itemgetter(*others_at), {})
         others, known = self._layouts[shape]
-        known[others(headers)] = (written, pre, mid, post, id_first)
+        attributes = {k: v for k, v in view.attributes.items() if k not in ("id", "time")}
+        known[others(headers)] = (written, pre, mid, post, id_first, attributes)
         self._learned += 1

@@ -26,11 +26,18 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class _Written:
+    rejected: set[Position]
+    marker: int | None  # the target's resume marker right after the batch
+    durable: bool  # everything written so far is durable (`ReplayTarget.sync`)
+
+
+@dataclass(frozen=True)
 class _InFlight:
     """A batch handed to the writer thread, not yet counted."""
 
     checked: Checked
-    written: Future[tuple[set[Position], int | None]]
+    written: Future[_Written]
 
 
 class ReplayLoop:
@@ -53,6 +60,10 @@ class ReplayLoop:
         self.stop = stop
         self.rate = rate
         self.after_batch = after_batch
+        # next offsets counted but not yet durable at the target: committed (--group)
+        # and saved together at the target's next durable point
+        self._unsaved: dict[int, int] = {}
+        self._saved = True
 
     def run(self) -> bool:
         """True when the whole range was replayed, False when stopped early.
@@ -86,6 +97,9 @@ class ReplayLoop:
                 if in_flight is not None:
                     self._account(in_flight)
                     in_flight = None
+                if not self._saved:  # a target that syncs at checkpoints: one now
+                    durable = writer.submit(self.target.sync, True).result()
+                    self._checkpoint(durable, self.target.resume_marker())
             finally:
                 if in_flight is not None:  # reading failed: keep what was written
                     self._account_if_written(in_flight)
@@ -94,16 +108,18 @@ class ReplayLoop:
     def _wanted(self, event_type: str) -> bool:
         return self.spec.matches_type(event_type) and self.target.accepts(event_type)
 
-    def _write(self, checked: Checked) -> tuple[set[Position], int | None]:
-        """In the writer thread: the batch, then the target's resume marker right after
-        it (taken here, since the next write may move it before the loop saves)."""
+    def _write(self, checked: Checked) -> _Written:
+        """In the writer thread: the batch, the target's sync, then its resume marker
+        right after it (taken here, since the next write may move it before the loop
+        saves)."""
         rejected: set[Position] = set()
         if self.target.takes_lines:
             if checked.lines:
                 self.target.write_lines(checked.lines)
         elif checked.items:
             rejected = self.target.write(checked.items)
-        return rejected, self.target.resume_marker()
+        durable = self.target.sync()
+        return _Written(rejected, self.target.resume_marker(), durable)
 
     def _account_if_written(self, in_flight: _InFlight) -> None:
         try:
@@ -112,12 +128,13 @@ class ReplayLoop:
             log.exception("the last batch was not written; --resume sends it again")
 
     def _account(self, in_flight: _InFlight) -> None:
-        """Count a written batch, commit it under --group, save the position."""
-        rejected, marker = in_flight.written.result()
+        """Count a written batch; once the target says it is durable, commit it under
+        --group and save the position."""
+        written = in_flight.written.result()
         checked = in_flight.checked
-        if rejected:
-            checked.dead_lettered(rejected)
-        touched: dict[int, int] = {}
+        if written.rejected:
+            checked.dead_lettered(written.rejected)
+        touched = self._unsaved
         for partition, counted in checked.counted.items():
             for offset, problem in counted.undecodable:
                 log.warning(
@@ -126,6 +143,14 @@ class ReplayLoop:
             tally = self.tallies[partition]
             tally.add(counted)
             touched[partition] = tally.next_offset
-        self.reader.commit(touched)
-        self.after_batch(marker)
+        self._saved = False
+        self._checkpoint(written.durable, written.marker)
         self.progress.advance(checked.read)
+
+    def _checkpoint(self, durable: bool, marker: int | None) -> None:
+        if not durable:
+            return
+        self.reader.commit(self._unsaved)
+        self.after_batch(marker)
+        self._unsaved = {}
+        self._saved = True

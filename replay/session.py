@@ -239,8 +239,8 @@ def _open(
 GC_THRESHOLD = 200_000
 
 # records read at once: a batch is held twice (one written while the next is checked),
-# and a decoded event with its audit record takes ~8 KB: 2,000 keep a replay process
-# (librdkafka and imports ~120 MB of it) near 150 MB RSS
+# each record with what its check read (attributes, parsed data): 2,000 keep a replay
+# into audit files (librdkafka and imports ~125 MB of it) at ~147 MB RSS
 MAX_BATCH = 2_000
 # a line target's batch is its messages (~1.5 KB each with headers) and their lines, not
 # decoded events: 5,000 keep it as small, and save the position half as often

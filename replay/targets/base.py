@@ -4,23 +4,70 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
 
 from schemas import KafkaRecord
 from schemas.cloudevent import CloudEventView
 
 # (partition, offset) of a record
 Position = tuple[int, int]
+UNREAD: Any = object()  # ReplayItem.data when the value was not parsed
 
 
-@dataclass(frozen=True, slots=True)
+class Message(Protocol):
+    """What is read of a confluent_kafka.Message (tests stand records in for it)."""
+
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+    def headers(self) -> Any: ...  # list[tuple[str, bytes | None]] | None
+    def value(self) -> bytes | None: ...
+    def key(self) -> bytes | None: ...
+    def topic(self) -> str | None: ...
+
+
 class ReplayItem:
     """A checked event as the record's bytes hold it (topic, partition, offset set).
 
     Targets read the view's attributes and the record's bytes; a target that needs the
-    SDK's object decodes it itself (`sinks.base.SinkEvent` does, on first use)."""
+    SDK's object decodes it itself (`sinks.base.SinkEvent` does, on first use).
 
-    view: CloudEventView
+    What the replay's check already read of a record of a known layout (`replay.batch`)
+    comes with it, so a target reads nothing twice: `attributes` as `view.attributes`
+    reads them, `time` (`ce_time` parsed), `data` (the value parsed) and `message`, the
+    consumer's message it was read from (the view is then made from it on first use),
+    and `layout`, the same object for every record whose headers differ from its only in
+    `ce_id` and `ce_time`. None (data: `UNREAD`) when not read (audit records:
+    `replay.targets.auditfiles`).
+    """
+
+    # a plain class: a frozen dataclass's __init__ was 4% of a replay into audit files
+    __slots__ = ("_view", "attributes", "data", "layout", "message", "time")
+
+    def __init__(
+        self,
+        view: CloudEventView | None = None,
+        attributes: dict[str, str] | None = None,
+        time: datetime | None = None,
+        data: Any = UNREAD,
+        message: Message | None = None,
+        layout: object | None = None,
+    ) -> None:
+        if view is None and message is None:
+            raise ValueError("a replay item needs its view or its message")
+        self._view = view
+        self.attributes = attributes
+        self.time = time
+        self.data = data
+        self.message = message
+        self.layout = layout
+
+    @property
+    def view(self) -> CloudEventView:
+        if self._view is None:
+            self._view = CloudEventView(KafkaRecord.from_confluent(self.message))
+        return self._view
 
     @property
     def record(self) -> KafkaRecord:
@@ -28,12 +75,17 @@ class ReplayItem:
 
     @property
     def position(self) -> Position:
-        assert self.record.partition is not None and self.record.offset is not None
-        return self.record.partition, self.record.offset
+        if self._view is None and self.message is not None:
+            partition, offset = self.message.partition(), self.message.offset()
+        else:
+            partition, offset = self.record.partition, self.record.offset
+        assert partition is not None and offset is not None
+        return partition, offset
 
 
 class ReplayTarget(abc.ABC):
-    """Takes batches of events; a batch is durable at the target when `write` returns.
+    """Takes batches of events; a batch is durable at the target when `write` returns,
+    or for a target that makes it durable later, at its next `sync` that says so.
 
     `write` returns the positions it dead-lettered instead of writing (a sink that gave
     up on an event after its retries); every other item was written. Raising means the
@@ -61,6 +113,13 @@ class ReplayTarget(abc.ABC):
     def write_lines(self, lines: bytes) -> None:
         """A batch as JSON lines (`takes_lines` targets only); durable when it returns."""
         raise NotImplementedError(f"{self.name} does not take JSON lines")
+
+    def sync(self, force: bool = False) -> bool:
+        """After each write, in the writer thread: make what was written durable if it is
+        time (always with `force`); True when everything written so far is durable, so
+        the replay may save its position and commit under --group. A target that is
+        durable whenever `write` returns (the default) always says True."""
+        return True
 
     def resume_marker(self) -> int | None:
         """Saved with the replay's state after each batch (e.g. a file's size), so a

@@ -55,6 +55,11 @@ def open_target(
 
             return AvroFileTarget.open(path, resume_at)
         return JsonLinesTarget.file(path, resume_at)
+    if to == "audit" and settings.sinks.audit.backend == "files":
+        # written in the replay's own thread, made durable at checkpoints (see the module)
+        from replay.targets.auditfiles import AuditFilesTarget
+
+        return AuditFilesTarget(settings.sinks.audit, recover=not recovered)
     return _sink_target(to, settings, start=not recovered)
 
 

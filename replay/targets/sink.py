@@ -1,5 +1,6 @@
-"""Replay into a sink connector (audit, knative, slack), through the sinks runtime's
-BatchDelivery: the same retries, backoff and dead letters as the live sink.
+"""Replay into a sink connector (knative, slack, audit in PostgreSQL), through the sinks
+runtime's BatchDelivery: the same retries, backoff and dead letters as the live sink.
+Audit files are written by the replay itself (`replay.targets.auditfiles`).
 
 Dead-lettered records are recognised by the source position the dead-letter headers
 carry, so the report counts them apart from written records and leaves them out of

@@ -116,14 +116,15 @@ def _header_names(names: list[str]) -> bytes:
     return found
 
 
-def _moment(moment: datetime | int) -> bytes:
-    if isinstance(moment, int):
-        return long(moment)
-    found = _moments.get(moment)
+def moment(when: datetime | int) -> bytes:
+    """A timestamp-micros field, encoded (cached: a batch's `recordedAt` repeats)."""
+    if isinstance(when, int):
+        return long(when)
+    found = _moments.get(when)
     if found is None:
         if len(_moments) >= _CACHED:
             _moments.clear()
-        found = _moments[moment] = long(micros(moment))
+        found = _moments[when] = long(micros(when))
     return found
 
 
@@ -132,82 +133,119 @@ def encode_body(r: dict[str, Any]) -> bytes:
 
     TypeError for a record of another shape (a field missing or of the wrong type)."""
     try:
-        return _encode_short(r)
-    except IndexError:  # a length or a number past the tables: the general path
-        return _encode_general(r)
+        return encode_record_head(r) + string(r["prevHash"])
     except (KeyError, AttributeError) as exc:
         raise TypeError(f"not an audit record: {exc!r}") from None
 
 
-def _encode_short(r: dict[str, Any], lengths: tuple[bytes, ...] = _LONGS) -> bytes:
-    """`encode_body` for the common record: every length and small number in `_LONGS`
-    (IndexError otherwise), the repeating texts cached, few calls per field (each
-    call was a measurable share of the sink)."""
-    timestamp, key, value = r["timestamp"], r["key"], r["value"]
-    subject, entity, name, event = r["subject"], r["entity"], r["entityName"], r["event"]
-    values: list[bytes] = r["headerValues"]
-    ident, prev = r["id"].encode(), r["prevHash"].encode()
-    parts = [
-        _texts.get(r["topic"]) or _text(r["topic"]),
-        long(r["partition"]),  # never an index: a negative one would count from the end
-        long(r["offset"]),
-        long(r["hashVersion"]),
-        _NULL if timestamp is None else _SOME + long(timestamp),
-        _NULL if key is None else _SOME + lengths[len(key)] + key,
-        _header_names(r["headerNames"]),
-    ]
-    if values:
-        parts.append(lengths[len(values)])
-        parts += [part for data in values for part in (lengths[len(data)], data)]
+def encode_record_head(r: dict[str, Any]) -> bytes:
+    """`encode_head` of a record dict: every field before `prevHash`."""
+    try:
+        return encode_head(
+            r["topic"], r["partition"], r["offset"], r["hashVersion"], r["timestamp"],
+            r["key"], encode_headers(r["headerNames"], r["headerValues"]), r["value"],
+            r["id"], r["type"],
+            r["source"], r["subject"], micros(r["time"]), r["vcenterUuid"], r["entity"],
+            r["entityName"], r["event"], moment(r["recordedAt"]),
+        )  # fmt: skip
+    except (KeyError, AttributeError) as exc:
+        raise TypeError(f"not an audit record: {exc!r}") from None
+
+
+def encode_head(
+    topic: str,
+    partition: int,
+    offset: int,
+    hash_version: int,
+    timestamp: int | None,
+    key: bytes | None,
+    headers: bytes,
+    value: bytes | None,
+    ident: str,
+    type_: str,
+    source: str,
+    subject: str | None,
+    time_micros: int,
+    vcenter: str,
+    entity: str | None,
+    entity_name: str | None,
+    event: str,
+    recorded_at: bytes,
+    lengths: tuple[bytes, ...] = _LONGS,
+) -> bytes:
+    """Every field up to `prevHash` (excluded), from the fields themselves: a caller that
+    has them at hand (a replay) builds no record dict. `headers` (`encode_headers`) and
+    `recorded_at` (`moment`: the same for a whole batch) are encoded already.
+
+    The common record first: every length and small number from `_LONGS`, the repeating
+    texts cached, few calls per field (each call was a measurable share of the sink); a
+    length past the table (IndexError) takes the general path below."""
+    identifier = ident.encode()
+    try:
+        parts = [
+            _texts.get(topic) or _text(topic),
+            long(partition),  # never an index: a negative one would count from the end
+            long(offset),
+            long(hash_version),
+            _NULL if timestamp is None else _SOME + long(timestamp),
+            _NULL if key is None else _SOME + lengths[len(key)] + key,
+            headers,
+            _NULL if value is None else _SOME + lengths[len(value)],
+            b"" if value is None else value,
+            lengths[len(identifier)],
+            identifier,
+        ]
+    except IndexError:
+        parts = [
+            string(topic),
+            long(partition),
+            long(offset),
+            long(hash_version),
+            _NULL if timestamp is None else _SOME + long(timestamp),
+            _NULL if key is None else _SOME + raw(key),
+            headers,
+            _NULL if value is None else _SOME + raw(value),
+            string(ident),
+        ]
     parts += (
-        _NULL,
-        _NULL if value is None else _SOME + lengths[len(value)],
-        b"" if value is None else value,
-        lengths[len(ident)],
-        ident,
-        _texts.get(r["type"]) or _text(r["type"]),
-        _texts.get(r["source"]) or _text(r["source"]),
+        _texts.get(type_) or _text(type_),
+        _texts.get(source) or _text(source),
         _NULL if subject is None else _SOME + (_texts.get(subject) or _text(subject)),
-        long(micros(r["time"])),
-        _texts.get(r["vcenterUuid"]) or _text(r["vcenterUuid"]),
+        long(time_micros),
+        _texts.get(vcenter) or _text(vcenter),
         _NULL if entity is None else _SOME + string(entity),
-        _NULL if name is None else _SOME + string(name),
+        _NULL if entity_name is None else _SOME + string(entity_name),
         string(event),
-        _moment(r["recordedAt"]),
-        lengths[len(prev)],
-        prev,
+        recorded_at,
     )
     return b"".join(parts)
 
 
-def _encode_general(r: dict[str, Any]) -> bytes:
-    timestamp, key, value = r["timestamp"], r["key"], r["value"]
-    subject, entity, name = r["subject"], r["entity"], r["entityName"]
-    values: list[bytes] = r["headerValues"]
-    return b"".join(
-        (
-            string(r["topic"]),
-            long(r["partition"]),
-            long(r["offset"]),
-            long(r["hashVersion"]),
-            _NULL if timestamp is None else _SOME + long(timestamp),
-            _NULL if key is None else _SOME + raw(key),
-            _array([string(name) for name in r["headerNames"]]),
-            _array([raw(data) for data in values]),
-            _NULL if value is None else _SOME + raw(value),
-            string(r["id"]),
-            string(r["type"]),
-            string(r["source"]),
-            _NULL if subject is None else _SOME + string(subject),
-            long(micros(r["time"])),
-            string(r["vcenterUuid"]),
-            _NULL if entity is None else _SOME + string(entity),
-            _NULL if name is None else _SOME + string(name),
-            string(r["event"]),
-            long(micros(r["recordedAt"])),
-            string(r["prevHash"]),
-        )
-    )
+def encode_headers(
+    names: list[str], values: list[bytes], lengths: tuple[bytes, ...] = _LONGS
+) -> bytes:
+    """The `headerNames` and `headerValues` arrays."""
+    try:
+        if not values:
+            return _header_names(names) + _NULL
+        parts = [_header_names(names), lengths[len(values)]]
+        parts += [part for data in values for part in (lengths[len(data)], data)]
+        parts.append(_NULL)
+        return b"".join(parts)
+    except IndexError:  # a value or a count past the table
+        return _header_names(names) + _array([raw(data) for data in values])
+
+
+def headers_around(
+    names: list[str], values: list[bytes], first_at: int, second_at: int
+) -> tuple[bytes, bytes, bytes]:
+    """`encode_headers` cut around the values at two positions (first_at < second_at):
+    what comes before the first, between the two, after the second. With each of the
+    two as `raw(value)` in its place, it is `encode_headers` of the whole."""
+    before = [_header_names(names), long(len(values)), *map(raw, values[:first_at])]
+    between = map(raw, values[first_at + 1 : second_at])
+    after = [*map(raw, values[second_at + 1 :]), _NULL]
+    return b"".join(before), b"".join(between), b"".join(after)
 
 
 def _array(items: list[bytes]) -> bytes:

@@ -43,7 +43,7 @@ import fastavro
 from schemas import avro
 from sinks.audit.anchors import Anchor
 from sinks.audit.encoding import ContainerWriter
-from sinks.audit.record import AuditRecord, chain_encoded
+from sinks.audit.record import AuditRecord, Head, chain_encoded, chain_heads
 from sinks.audit.store import EMPTY, AuditStore, ChainBroken, StoredRef, unique
 
 if TYPE_CHECKING:
@@ -88,7 +88,11 @@ def read_file(path: Path) -> Iterator[AuditRecord]:
 
 
 def _place(record: AuditRecord) -> tuple[str, str]:
-    return record["time"].astimezone(UTC).date().isoformat(), record["vcenterUuid"] or "unknown"
+    return _day(record["time"]), record["vcenterUuid"] or "unknown"
+
+
+def _day(moment: datetime) -> str:
+    return moment.astimezone(UTC).date().isoformat()
 
 
 @dataclass
@@ -153,6 +157,10 @@ class AuditFiles(AuditStore):
     async def head(self, topic: str, partition: int) -> Anchor:
         return await asyncio.to_thread(self._head, topic, partition)
 
+    def head_blocking(self, topic: str, partition: int) -> Anchor:
+        """`head`, in the caller's thread (a replay's writer thread)."""
+        return self._head(topic, partition)
+
     def _head(self, topic: str, partition: int) -> Anchor:
         files = self.files(topic, partition)
         if not files:
@@ -216,25 +224,57 @@ class AuditFiles(AuditStore):
     ) -> Anchor:
         return await asyncio.to_thread(self._append, topic, partition, records, prev)
 
+    def append_blocking(
+        self, topic: str, partition: int, records: Sequence[AuditRecord], prev: Anchor
+    ) -> Anchor:
+        """`append`, in the caller's thread: the records go to the partition's open file
+        (durable once it rotates: `rotate_blocking`, or a limit reached)."""
+        return self._append(topic, partition, records, prev)
+
+    def append_heads(
+        self, topic: str, partition: int, heads: Sequence[Head], prev: Anchor
+    ) -> Anchor:
+        """`append_blocking` for records encoded up to their `prevHash` (a replay's, built
+        without a record dict): chained and written exactly as `append` would."""
+        self._check_tail((topic, partition), prev)
+        fresh = [head for head in heads if head.offset > prev.offset]
+        linked = (
+            (head.offset, (_day(head.time), head.vcenter or "unknown"), hash_, encoded)
+            for head, hash_, encoded in chain_heads(fresh, prev.hash)
+        )
+        return self._write(topic, partition, linked, prev)
+
     def _append(
         self, topic: str, partition: int, records: Sequence[AuditRecord], prev: Anchor
     ) -> Anchor:
-        key = (topic, partition)
-        self._check_tail(key, prev)
+        self._check_tail((topic, partition), prev)
         fresh = [r for r in records if r["offset"] > prev.offset]
-        if not fresh:
-            return prev
+        linked = (
+            (record["offset"], _place(record), record["hash"], encoded)
+            for record, encoded in chain_encoded(fresh, prev.hash)
+        )
+        return self._write(topic, partition, linked, prev)
+
+    def _write(
+        self,
+        topic: str,
+        partition: int,
+        linked: Iterator[tuple[int, tuple[str, str], str, bytes]],
+        prev: Anchor,
+    ) -> Anchor:
+        """Chained records, (offset, place, hash, encoding) each, into the open file."""
+        key = (topic, partition)
         head = prev
-        for record, encoded in chain_encoded(fresh, prev.hash):
+        for offset, place, hash_, encoded in linked:
             current = self._open.get(key)
-            if current is not None and current.place != _place(record):
+            if current is not None and current.place != place:
                 self._rotate(key)  # one file per date and vCenter folder
                 current = None
             if current is None:
-                current = self._start(topic, partition, record, head)
+                current = self._start(topic, partition, offset, place, head)
             current.writer.add(encoded)
             current.records += 1
-            head = current.head = Anchor(record["offset"], record["hash"])
+            head = current.head = Anchor(offset, hash_)
             if current.records >= self.rotate_records:
                 self._rotate(key)
             elif current.written + current.writer.pending >= self.rotate_bytes:
@@ -244,7 +284,7 @@ class AuditFiles(AuditStore):
                 if current.written >= self.rotate_bytes:
                     self._rotate(key)
         current = self._open.get(key)
-        if current is not None:
+        if current is not None and head != prev:
             self._write_block(current)  # whole blocks: memory is freed, the size is known
         return head
 
@@ -271,16 +311,15 @@ class AuditFiles(AuditStore):
         if actual != size:
             raise ChainBroken(*key, f"{path.name} changed size ({size} -> {actual} bytes)")
 
-    def _start(self, topic: str, partition: int, record: AuditRecord, prev: Anchor) -> _Open:
-        place = _place(record)
+    def _start(
+        self, topic: str, partition: int, first: int, place: tuple[str, str], prev: Anchor
+    ) -> _Open:
         folder = self.root / f"date={place[0]}" / f"vcenter={place[1]}"
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (AuditFile.name(topic, partition, record["offset"], 0) + TMP_SUFFIX)
+        tmp = folder / (AuditFile.name(topic, partition, first, 0) + TMP_SUFFIX)
         stream = tmp.open("wb")
         writer = ContainerWriter(stream, self.codec)
-        opened = _Open(
-            folder, tmp, stream, writer, place, prev, record["offset"], time.monotonic(), prev
-        )
+        opened = _Open(folder, tmp, stream, writer, place, prev, first, time.monotonic(), prev)
         self._open[(topic, partition)] = opened
         return opened
 
@@ -329,6 +368,10 @@ class AuditFiles(AuditStore):
     def due(self) -> list[tuple[str, int]]:
         now = time.monotonic()
         return [k for k, f in self._open.items() if now - f.opened_at >= self.rotate_interval]
+
+    def rotate_blocking(self) -> None:
+        """Every open file made durable (fsync, rename, seal), in the caller's thread."""
+        self._rotate_all(list(self._open))
 
     def _rotate_all(self, keys: list[tuple[str, int]]) -> None:
         for key in keys:

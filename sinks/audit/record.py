@@ -30,19 +30,20 @@ Hash versions (`hashVersion`), so what was stored before keeps verifying:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
 from schemas.cloudevent import CloudEventView
 from schemas.codec import _parse_time
+from schemas.record import KafkaRecord
 from schemas.vsphere import ENTITY_FIELDS
-from sinks.audit.encoding import encode_body, encode_hash
-from sinks.base import SinkEvent
+from sinks.audit.encoding import encode_body, encode_hash, encode_record_head, string
 
 GENESIS = "0" * 64
 HASH_VERSION = 3
@@ -173,37 +174,72 @@ def record_hash(record: AuditRecord) -> str:
     raise UnknownHashVersion(f"hash version {version} is unknown to this release")
 
 
-def _entity(key: bytes | None, view: CloudEventView) -> tuple[str, str | None, str | None]:
+UNPARSED: Any = object()  # `data` not given: parse the value if it is needed
+
+
+def _entity(
+    key: bytes | None, view: CloudEventView, data: Any = UNPARSED
+) -> tuple[str, str | None, str | None]:
     """(vCenter uuid, `<Type>:<moref>`, entity name) from the record key and event data."""
-    text = key.decode(errors="replace") if key else ""
-    vcenter, _, entity = text.partition("/")
+    vcenter, entity = split_key(key)
     name = None
     if entity:
-        try:
-            data = view.data()
-        except orjson.JSONDecodeError:
-            data = None
-        if isinstance(data, dict):
-            for field in ENTITY_FIELDS:
-                ref = data.get(field)
-                moref = ref.get(field) if isinstance(ref, dict) else None
-                if (
-                    isinstance(moref, dict)
-                    and f"{moref.get('Type')}:{moref.get('Value')}" == entity
-                ):
-                    name = ref.get("Name")  # type: ignore[union-attr]
-                    break
-    return vcenter, entity or None, name
+        if data is UNPARSED:
+            try:
+                data = view.data()
+            except orjson.JSONDecodeError:
+                data = None
+        name = entity_name(entity, data)
+    return vcenter, entity, name
 
 
-def audit_record(item: SinkEvent, recorded_at: datetime) -> AuditRecord:
+@functools.lru_cache(maxsize=4096)
+def split_key(key: bytes | None) -> tuple[str, str | None]:
+    """(vCenter uuid, `<Type>:<moref>` or None) of a record key `<uuid>/<Type>:<moref>`
+    (cached: a topic's keys are its entities, they repeat)."""
+    text = key.decode(errors="replace") if key else ""
+    vcenter, _, entity = text.partition("/")
+    return vcenter, entity or None
+
+
+def entity_name(entity: str, data: Any) -> str | None:
+    """The name the event data gives the key's entity, if it names it."""
+    if isinstance(data, dict):
+        for field in ENTITY_FIELDS:
+            ref = data.get(field)
+            moref = ref.get(field) if isinstance(ref, dict) else None
+            if isinstance(moref, dict) and f"{moref.get('Type')}:{moref.get('Value')}" == entity:
+                return ref.get("Name")  # type: ignore[union-attr,no-any-return]
+    return None
+
+
+class Readable(Protocol):
+    """A record with its CloudEvent view: a sink's `SinkEvent`, a replay's `ReplayItem`."""
+
+    @property
+    def record(self) -> KafkaRecord: ...
+
+    @property
+    def view(self) -> CloudEventView: ...
+
+
+def audit_record(
+    item: Readable,
+    recorded_at: datetime,
+    attributes: dict[str, str] | None = None,
+    time: datetime | None = None,
+    data: Any = UNPARSED,
+) -> AuditRecord:
     """The record for a Kafka record (version 2), without `prevHash`/`hash` (see `chain`).
 
     Reads only the `ce_*` headers (and the data for the entity's name): the runtime has
-    checked the record (`CloudEventView.check`), so `time` is there and parses."""
+    checked the record (`CloudEventView.check`), so `time` is there and parses. A caller
+    that read them already passes them (the view's `attributes`, `ce_time` parsed, the
+    value parsed), so nothing is read twice."""
     record, view = item.record, item.view
-    attributes = view.attributes
-    vcenter, entity, entity_name = _entity(record.key, view)
+    if attributes is None:
+        attributes = view.attributes
+    vcenter, entity, entity_name = _entity(record.key, view, data)
     assert record.topic is not None and record.partition is not None
     assert record.offset is not None
     return {
@@ -220,7 +256,7 @@ def audit_record(item: SinkEvent, recorded_at: datetime) -> AuditRecord:
         "type": attributes.get("type", ""),
         "source": attributes.get("source", ""),
         "subject": attributes.get("subject"),
-        "time": _utc(_parse_time(attributes["time"])),
+        "time": _utc(time or _parse_time(attributes["time"])),
         "vcenterUuid": vcenter,
         "entity": entity,
         "entityName": entity_name,
@@ -250,13 +286,33 @@ def chain_encoded(
         yield record, body + encode_hash(prev_hash)
 
 
+class Head(NamedTuple):
+    """A record encoded up to its `prevHash` (`encoding.encode_head`), with what places it."""
+
+    offset: int
+    time: datetime  # UTC
+    vcenter: str
+    encoded: bytes
+
+
+def head_of(record: AuditRecord) -> Head:
+    """A record dict as a `Head` (without `prevHash`/`hash`)."""
+    return Head(record["offset"], record["time"], record["vcenterUuid"], encode_record_head(record))
+
+
+def chain_heads(heads: Iterable[Head], prev_hash: str) -> Iterator[tuple[Head, str, bytes]]:
+    """Each head chained (version 3): its hash and its whole Avro encoding."""
+    for head in heads:
+        body = head.encoded + string(prev_hash)
+        prev_hash = _hash_v3(body)
+        yield head, prev_hash, body + encode_hash(prev_hash)
+
+
 def event_json(record: AuditRecord) -> bytes:
     """The stored event as a structured-mode CloudEvent: for version 2 built from the
     stored headers and value (data spliced in as Kafka held it), for version 1 the JSON
     that was stored."""
     if (record.get("hashVersion") or 1) >= 2:
-        from schemas.record import KafkaRecord
-
         headers = kafka_headers(record)
         stored = KafkaRecord(record.get("value"), record.get("key"), headers)
         return CloudEventView(stored).http_structured()[1]

@@ -98,7 +98,7 @@ def committed(kafka: LocalKafka, group: str, topic: str, partitions: Sequence[in
 
 class RecordMessage:
     """A record read through confluent_kafka.Message's methods, for the replay loop's
-    checks without a broker (`replay.batch.Message`)."""
+    checks without a broker (`replay.targets.base.Message`)."""
 
     def __init__(self, record: KafkaRecord, raw_headers: list[Any] | None = None) -> None:
         self._record = record

@@ -280,3 +280,47 @@ def test_a_time_of_the_sdks_but_not_rfc_3339_is_accepted_as_check_accepts_it() -
     checker = BatchChecker("t", lambda t: True, lines=True)
     tallies, lines = batched(checker, [RecordMessage(record), RecordMessage(odd)])
     assert (tallies, lines) == reference([record, odd], lambda t: True)
+
+
+def test_what_a_known_layout_reads_is_what_the_view_reads_and_makes_the_same_audit_record() -> None:
+    from datetime import UTC, datetime
+
+    from sinks.audit.record import audit_record
+
+    _, messages = placed(every_case())
+    checker = BatchChecker("vcenter.events", lambda t: True, lines=False)
+    items = [item for start in range(0, len(messages), 7) for item in
+             checker.check(messages[start : start + 7]).items]  # fmt: skip
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    read = [item for item in items if item.attributes is not None]
+    assert len(read) > len(items) // 2  # most came by a known layout
+    for item in read:
+        fresh = CloudEventView(item.record)  # nothing read yet
+        assert item.attributes == fresh.attributes
+        assert item.data == fresh.data()
+        known = audit_record(item, now, item.attributes, item.time, item.data)
+        assert known == audit_record(ReplayItem(fresh), now)
+
+
+def test_replay_into_audit_files_encodes_each_record_as_the_audit_sink_would(
+    tmp_path: Path,
+) -> None:
+    """`AuditFilesTarget` encodes from what the check read, not from a record dict: the
+    same bytes, for records of a known layout and for every variant."""
+    from datetime import UTC, datetime
+
+    from replay.targets.auditfiles import AuditFilesTarget
+    from sinks.audit.encoding import moment
+    from sinks.audit.record import audit_record, head_of
+    from vcstream.settings.sinks import AuditSinkSettings
+
+    target = AuditFilesTarget(AuditSinkSettings(files={"directory": str(tmp_path)}))
+    _, messages = placed(every_case())
+    checker = BatchChecker("vcenter.events", lambda t: True, lines=False)
+    items = [item for start in range(0, len(messages), 7) for item in
+             checker.check(messages[start : start + 7]).items]  # fmt: skip
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    assert sum(item.message is not None for item in items) > len(items) // 2
+    for item in items:
+        record = audit_record(ReplayItem(CloudEventView(item.record)), now)
+        assert target.encode(item, now, moment(now)) == (record["partition"], head_of(record))
