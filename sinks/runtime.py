@@ -22,7 +22,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from schemas.record import KafkaRecord
+from schemas.record import ConsumedRecord, KafkaRecord
 from sinks import metrics
 from sinks.base import PartitionHalted, Sink
 from sinks.deadletters import DeadLetterError, DeadLetterWriter
@@ -180,18 +180,27 @@ class SinkRunner:
         return first + self._consumer.consume(self.batching.max_records - 1, 0)
 
     def _take(self, messages: list[Any]) -> None:
+        """Buffer the fetched messages as `ConsumedRecord`s, by partition.
+
+        Per message only what must be: its error, its partition, the record view (the
+        message's fields are read when a sink reads them); health once per fetch."""
         now = time.monotonic()
+        partitions = self._partitions
+        taken = False
         for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("sink %s: consumer error: %s", self.sink.name, error)
                 continue
-            self.kafka_health.ok()
+            taken = True
             key = (message.topic(), message.partition())
-            self._partitions.setdefault(key, _Partition()).buffer.append(
-                (KafkaRecord.from_confluent(message), now)
-            )
+            state = partitions.get(key)
+            if state is None:
+                state = partitions[key] = _Partition()
+            state.buffer.append((ConsumedRecord(message), now))
+        if taken:
+            self.kafka_health.ok()
 
     def _dispatch(self) -> None:
         now = time.monotonic()
