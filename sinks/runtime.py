@@ -206,12 +206,16 @@ class SinkRunner:
         now = time.monotonic()
         in_flight = sum(1 for state in self._partitions.values() if state.task is not None)
         max_wait = self.batching.max_wait.total_seconds()
+        # a partition is paused at `max_buffered`, so its buffer grows no further: a
+        # batch waiting for more only waited out `max_wait` (the audit sink's 5,000
+        # records over 1,000 buffered delivered one batch per partition per second)
+        full_at = min(self.batching.max_records, self.batching.max_buffered)
         for key, state in self._partitions.items():
             if in_flight >= self.batching.max_in_flight:
                 return
             if state.task is not None or not state.buffer or now < state.not_before:
                 continue
-            full = len(state.buffer) >= self.batching.max_records
+            full = len(state.buffer) >= full_at
             if not full and now - state.buffer[0][1] < max_wait:
                 continue
             count = min(len(state.buffer), self.batching.max_records)

@@ -79,6 +79,28 @@ def test_slow_receiver_pauses_the_partition_instead_of_buffering(kafka, topic_na
 
 
 @pytest.mark.integration
+def test_a_batch_that_cannot_grow_past_the_pause_does_not_wait_out_max_wait(
+    kafka, topic_name, receiver
+):
+    """maxRecords above maxBuffered (the audit sink's defaults: 5,000 and 1,000): the
+    partition pauses before a batch fills, so waiting for it to fill only waited out
+    maxWait, one batch per partition per maxWait."""
+    topic, dlq = topic_name("events"), topic_name("dlq")
+    produce(kafka.bootstrap_servers, topic, vm_records(400))
+    settings = sink_settings(
+        kafka.bootstrap_servers,
+        "knative",
+        dlq,
+        topics=[topic],
+        url=receiver.url,
+        batch={"maxRecords": 1000, "maxBuffered": 100, "maxWait": "PT120S"},
+    )
+    runner = make_runner("knative", settings)
+    run_until(runner, settled(runner, 400), timeout=60)  # half of one maxWait
+    assert (runner.report.delivered, runner.report.dead_lettered) == (400, 0)
+
+
+@pytest.mark.integration
 def test_sink_stopped_while_retrying_commits_nothing_undelivered(kafka, topic_name, receiver):
     topic, dlq = topic_name("events"), topic_name("dlq")
     receiver.plan = lambda _n, _body: Fault.http(503)
