@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from operator import itemgetter
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -61,12 +62,13 @@ _UNPARSED = object()
 class CloudEventView:
     """The CloudEvent of a binary-mode record, read lazily; the record is never changed."""
 
-    __slots__ = ("_attributes", "_data", "record")
+    __slots__ = ("_attributes", "_data", "_time", "record")
 
     def __init__(self, record: KafkaRecord) -> None:
         self.record = record
         self._attributes: dict[str, str] | None = None
         self._data: Any = _UNPARSED
+        self._time: datetime | None = None
 
     @property
     def attributes(self) -> dict[str, str]:
@@ -98,6 +100,13 @@ class CloudEventView:
     @property
     def type(self) -> str:
         return self.attributes.get("type", "")
+
+    def time(self) -> datetime:
+        """`time` parsed as the SDK parses it (ValueError if it does not parse); parsed
+        once: `check` parses it, the audit sink stores it."""
+        if self._time is None:
+            self._time = _parse_time(self.attributes["time"])
+        return self._time
 
     def data(self) -> Any:
         """The data parsed: only for a stage that reads a field of it (InvalidRecord if it
@@ -149,7 +158,7 @@ class CloudEventView:
                 if len(_VALID_NAMES) < _MAX_VALID_NAMES:  # bounded whatever the input
                     _VALID_NAMES.add(name)
         try:
-            when = _parse_time(attributes["time"])
+            when = self.time()
         except (ValueError, OverflowError) as exc:
             raise InvalidRecord(f"invalid CloudEvent attributes: time: {exc}") from None
         if when.tzinfo is None:
@@ -274,13 +283,14 @@ class LayoutCheck:
             known, id_raw, time_raw = found
             try:
                 id_text, time_text = id_raw.decode(), time_raw.decode()
-                fits = bool(id_text) and _parse_time(time_text).tzinfo is not None
+                when = _parse_time(time_text)
+                fits = bool(id_text) and when.tzinfo is not None
             except (ValueError, OverflowError):  # UnicodeDecodeError is a ValueError
                 fits = False
             if fits:
                 attributes = known.copy()  # the same order: the headers' order
                 attributes["id"], attributes["time"] = id_text, time_text
-                view._attributes = attributes
+                view._attributes, view._time = attributes, when
                 if data:
                     view.data()
                 return

@@ -39,7 +39,6 @@ from typing import Any
 import orjson
 
 from schemas.cloudevent import CloudEventView
-from schemas.codec import _parse_time
 from schemas.vsphere import ENTITY_FIELDS
 from sinks.audit.encoding import encode_body, encode_hash
 from sinks.base import SinkEvent
@@ -220,7 +219,7 @@ def audit_record(item: SinkEvent, recorded_at: datetime) -> AuditRecord:
         "type": attributes.get("type", ""),
         "source": attributes.get("source", ""),
         "subject": attributes.get("subject"),
-        "time": _utc(_parse_time(attributes["time"])),
+        "time": _utc(view.time()),
         "vcenterUuid": vcenter,
         "entity": entity,
         "entityName": entity_name,

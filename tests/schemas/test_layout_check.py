@@ -99,13 +99,13 @@ def consumed(record: KafkaRecord) -> ConsumedRecord:
 
 def verdict(check: Callable[[CloudEventView], None], record: KafkaRecord) -> tuple[Any, ...]:
     """What a check makes of a record: its reason for refusing it, or the attributes in
-    order and the data it read."""
+    order, the time and the data it read."""
     view = CloudEventView(record)
     try:
         check(view)
     except InvalidRecord as exc:
         return ("refused", str(exc))
-    return ("accepted", list(view.attributes.items()), view.data())
+    return ("accepted", list(view.attributes.items()), view.time(), view.data())
 
 
 def learned(base: KafkaRecord) -> LayoutCheck:
@@ -149,10 +149,12 @@ def test_records_differing_only_in_id_and_time_take_the_fast_way() -> None:
     assert checker.slow_checks == 1
 
 
-def test_the_data_is_parsed_once_by_check_and_data() -> None:
+def test_the_data_and_time_are_parsed_once_by_check_and_their_readers() -> None:
     view = CloudEventView(consumed(golden_record(GOLDEN[0])))
     learned(golden_record(GOLDEN[0])).check(view)
     assert view.data() is view.data()
+    assert view.time() is view.time()
+    assert view.time() == decode(view.record).get_time()
 
 
 def test_layouts_are_bounded_and_repeated_names_are_not_learned() -> None:
