@@ -12,6 +12,7 @@ On revocation and on shutdown, batches in flight are finished and committed firs
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -43,6 +44,7 @@ REVOKE_TIMEOUT = 30.0  # how long a rebalance waits for batches in flight
 # the loop turns at least every poll (0.1 s), or after a revoke (at most REVOKE_TIMEOUT):
 # not turning for this long is a stuck process, the one thing /livez reports
 LOOP_STALE_AFTER = 120.0
+GC_YOUNG_THRESHOLD = 10_000  # net allocations between young collections (CPython: 700)
 
 
 # The prefetch bounded as replay's reader bounds it (replay/reader.py says how it was
@@ -137,6 +139,14 @@ class SinkRunner:
         self._consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         log.info("sink %s reading %s", self.sink.name, ", ".join(self.topics))
         fetch: asyncio.Future[list[Any]] | None = None
+        collecting = gc.get_threshold()
+        # Records are freed by reference counting; the cyclic collector only walks them.
+        # At its default (a young collection every 700 net allocations) it walked every
+        # buffered record many times over: ~10% of the audit and Knative sinks' CPU
+        # (measured with the collector off and with these settings). What start-up
+        # built stays for the process's life: frozen, no full collection walks it.
+        gc.freeze()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *collecting[1:])
         try:
             while not stop.is_set():
                 self.heartbeat.beat()
@@ -162,6 +172,8 @@ class SinkRunner:
             if fetch is not None:
                 self._take(await fetch)  # buffered only; uncommitted, so re-read later
             await self._shutdown()
+            gc.set_threshold(*collecting)
+            gc.unfreeze()
 
     def _fetch(self) -> list[Any]:
         """Records as soon as there is one, and whatever else is already fetched.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import urllib.error
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 from cli import app
 from sinks import metrics, registry
 from sinks.delivery import backoff
-from sinks.runtime import SinkRunner, bounded_fetch, partition_lag
+from sinks.runtime import GC_YOUNG_THRESHOLD, SinkRunner, bounded_fetch, partition_lag
 from tests.sinks.helpers import (
     committed,
     ensure_topics_for,
@@ -96,8 +97,18 @@ def test_a_batch_that_cannot_grow_past_the_pause_does_not_wait_out_max_wait(
         batch={"maxRecords": 1000, "maxBuffered": 100, "maxWait": "PT120S"},
     )
     runner = make_runner("knative", settings)
-    run_until(runner, settled(runner, 400), timeout=60)  # half of one maxWait
+    collecting = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+
+    def done() -> bool:
+        seen.append(gc.get_threshold())
+        return settled(runner, 400)()
+
+    run_until(runner, done, timeout=60)  # half of one maxWait
     assert (runner.report.delivered, runner.report.dead_lettered) == (400, 0)
+    # the runtime's collector settings held while it ran, and were given back
+    assert GC_YOUNG_THRESHOLD in [young for young, _, _ in seen]
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (collecting, 0)
 
 
 @pytest.mark.integration
