@@ -219,21 +219,6 @@ class _Batch:
         self.left = 0  # key chains not yet delivered
         self.workers: set[asyncio.Task[None]] = set()  # delivering one of its chains
 
-    async def deliver_chain(self, indexes: list[int]) -> None:
-        """A key's events in order; after one that failed, the rest are `HELD`."""
-        outcomes = self.outcomes
-        for position, index in enumerate(indexes):
-            try:
-                await self.deliver_one(self.events[index])
-            except DeliveryError as exc:
-                outcomes[index] = exc
-            except Exception as exc:  # network errors and the like: worth a retry
-                outcomes[index] = DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True)
-            if outcomes[index] is not None:
-                for later in indexes[position + 1 :]:
-                    outcomes[later] = HELD
-                return
-
 
 class KeyPool:
     """Deliver events one by one, keys concurrently, each key's events in order, with at
@@ -289,8 +274,21 @@ class KeyPool:
             if job.done.cancelled():
                 continue
             job.workers.add(worker)
-            try:
-                await job.deliver_chain(indexes)
+            events, outcomes, deliver_one = job.events, job.outcomes, job.deliver_one
+            try:  # the key's events in order; after one that failed, the rest are HELD
+                for position, index in enumerate(indexes):
+                    try:
+                        await deliver_one(events[index])
+                    except DeliveryError as exc:
+                        outcomes[index] = exc
+                    except Exception as exc:  # network errors and the like: worth a retry
+                        outcomes[index] = DeliveryError(
+                            f"{type(exc).__name__}: {exc}", retryable=True
+                        )
+                    if outcomes[index] is not None:
+                        for later in indexes[position + 1 :]:
+                            outcomes[later] = HELD
+                        break
             except asyncio.CancelledError:
                 if not job.done.cancelled():
                     raise  # the worker itself is cancelled (`close`)
