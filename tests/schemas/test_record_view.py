@@ -51,7 +51,7 @@ def test_headers_are_the_messages_own_list_unless_a_value_is_missing() -> None:
 def test_a_consumed_record_is_frozen_and_derives_plain_records() -> None:
     consumed = ConsumedRecord(message(headers=HEADERS))
     with pytest.raises(FrozenInstanceError):
-        consumed.value = b"other"  # type: ignore[misc]
+        consumed.value = b"other"
     extended = consumed.with_headers([("x", b"y")])
     assert type(extended) is KafkaRecord
     assert extended.headers == [*HEADERS, ("x", b"y")]

@@ -88,15 +88,11 @@ def test_a_batch_that_cannot_grow_past_the_pause_does_not_wait_out_max_wait(
     maxWait, one batch per partition per maxWait."""
     topic, dlq = topic_name("events"), topic_name("dlq")
     produce(kafka.bootstrap_servers, topic, vm_records(400))
-    settings = sink_settings(
-        kafka.bootstrap_servers,
-        "knative",
-        dlq,
-        topics=[topic],
-        url=receiver.url,
-        batch={"maxRecords": 1000, "maxBuffered": 100, "maxWait": "PT120S"},
+    batch = {"maxRecords": 1000, "maxBuffered": 100, "maxWait": "PT120S"}
+    section = {"topics": [topic], "url": receiver.url, "batch": batch}
+    runner = make_runner(
+        "knative", sink_settings(kafka.bootstrap_servers, "knative", dlq, **section)
     )
-    runner = make_runner("knative", settings)
     collecting = gc.get_threshold()
     seen: list[tuple[int, int, int]] = []
 
