@@ -8,14 +8,20 @@ from the `ce_*` headers, the data stays the value's bytes, and `http_binary` /
 stays the reference: tests/schemas/test_cloudevent_view.py holds every method here to
 field-for-field equality with the SDK's reading of the same record, and `check` to
 refusing exactly what `decode` refuses.
+
+`LayoutCheck` is `check` for a stream of records from one encoder: a record whose
+headers equal, apart from `ce_id` and `ce_time`, those of a record already checked the
+slow way (`HeaderLayouts`) needs only its id, time and value checked.
 """
 
 from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from operator import itemgetter
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import orjson
@@ -50,14 +56,19 @@ def percent_encode(value: str) -> str:
     return quote(value, safe=_SAFE) if _NEEDS_QUOTING.search(value) else value
 
 
+_UNPARSED = object()
+
+
 class CloudEventView:
     """The CloudEvent of a binary-mode record, read lazily; the record is never changed."""
 
-    __slots__ = ("_attributes", "record")
+    __slots__ = ("_attributes", "_data", "_time", "record")
 
     def __init__(self, record: KafkaRecord) -> None:
         self.record = record
         self._attributes: dict[str, str] | None = None
+        self._data: Any = _UNPARSED
+        self._time: datetime | None = None
 
     @property
     def attributes(self) -> dict[str, str]:
@@ -90,13 +101,23 @@ class CloudEventView:
     def type(self) -> str:
         return self.attributes.get("type", "")
 
+    def time(self) -> datetime:
+        """`time` parsed as the SDK parses it (ValueError if it does not parse); parsed
+        once: `check` parses it, the audit sink stores it."""
+        if self._time is None:
+            self._time = _parse_time(self.attributes["time"])
+        return self._time
+
     def data(self) -> Any:
         """The data parsed: only for a stage that reads a field of it (InvalidRecord if it
-        is not JSON)."""
-        try:
-            return orjson.loads(self.record.value or b"null")
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRecord(f"data is not valid JSON: {exc}") from None
+        is not JSON). Parsed once (`check` parses it, the audit sink reads it again);
+        what it returns is shared, never to be changed."""
+        if self._data is _UNPARSED:
+            try:
+                self._data = orjson.loads(self.record.value or b"null")
+            except orjson.JSONDecodeError as exc:
+                raise InvalidRecord(f"data is not valid JSON: {exc}") from None
+        return self._data
 
     def check(self, data: bool = True) -> None:
         """Raise `InvalidRecord` for exactly the records `schemas.decode` refuses.
@@ -137,7 +158,7 @@ class CloudEventView:
                 if len(_VALID_NAMES) < _MAX_VALID_NAMES:  # bounded whatever the input
                     _VALID_NAMES.add(name)
         try:
-            when = _parse_time(attributes["time"])
+            when = self.time()
         except (ValueError, OverflowError) as exc:
             raise InvalidRecord(f"invalid CloudEvent attributes: time: {exc}") from None
         if when.tzinfo is None:
@@ -174,6 +195,108 @@ class CloudEventView:
         else:
             body = head + b',"data_base64":' + orjson.dumps(base64.b64encode(value).decode()) + b"}"
         return {"content-type": STRUCTURED_CONTENT_TYPE}, body
+
+
+# layouts kept by one `HeaderLayouts` (one per event type and source, in practice);
+# forgotten all at once when full, so memory stays bounded whatever a topic holds
+MAX_LAYOUTS = 4096
+_Known = TypeVar("_Known")
+# (position of ce_id, position of ce_time, number of headers)
+_Shape = tuple[int, int, int]
+
+
+class HeaderLayouts(Generic[_Known]):
+    """What a stage knows of header sets it has seen, by everything but `ce_id` and
+    `ce_time`: the same names in the same order, the same values.
+
+    A topic's records come from few encoders, and an encoder's records of one event
+    type and source differ in their headers only by the id and the time. What a stage
+    decided about one such record (whatever `_Known` is) holds for the next apart from
+    those two values, which `find` returns beside it. `learn` takes only header sets
+    in which no name repeats (by case either: the last of a repeated attribute wins,
+    and positions would then lie)."""
+
+    def __init__(self, limit: int = MAX_LAYOUTS) -> None:
+        self._limit = limit
+        self._kept = 0
+        self._shapes: dict[_Shape, tuple[Callable[[Any], Any], dict[Any, _Known]]] = {}
+
+    def __len__(self) -> int:
+        return self._kept
+
+    def find(self, headers: Sequence[tuple[str, Any]]) -> tuple[_Known, Any, Any] | None:
+        """What was learned of this header set, its ce_id value and its ce_time value."""
+        size = len(headers)
+        for (id_at, time_at, count), (others, known) in self._shapes.items():
+            if count == size:
+                id_header, time_header = headers[id_at], headers[time_at]
+                if id_header[0] == "ce_id" and time_header[0] == "ce_time":
+                    found = known.get(others(headers))
+                    if found is not None:
+                        return found, id_header[1], time_header[1]
+        return None
+
+    def learn(self, headers: Sequence[tuple[str, Any]], known: _Known) -> bool:
+        """Keep `known` for this header set's layout; False: a layout not kept."""
+        names = [name for name, _ in headers]
+        if len({name.lower() for name in names}) != len(names):
+            return False
+        try:
+            id_at, time_at = names.index("ce_id"), names.index("ce_time")
+        except ValueError:
+            return False
+        positions = [i for i in range(len(names)) if i not in (id_at, time_at)]
+        if len(positions) < 2:  # an itemgetter of one position gives no tuple
+            return False
+        if self._kept >= self._limit:
+            self._shapes.clear()
+            self._kept = 0
+        shape = (id_at, time_at, len(names))
+        if shape not in self._shapes:
+            self._shapes[shape] = (itemgetter(*positions), {})
+        others, layouts = self._shapes[shape]
+        layouts[others(headers)] = known
+        self._kept += 1
+        return True
+
+
+class LayoutCheck:
+    """`CloudEventView.check` over many records, the same verdicts and reasons.
+
+    `check` decides on the headers, the value and (with `data`) the data's JSON. A
+    record whose other headers are those of a record it accepted (`HeaderLayouts`)
+    needs only its id (UTF-8, not empty), its time (UTF-8, a time with a zone) and its
+    value (not empty; JSON) checked, and its attributes are the known record's with
+    that id and time. Anything else, and anything those checks refuse, goes the slow
+    way, which says exactly what is wrong; tests/schemas/test_layout_check.py holds
+    both ways to the same verdict, reason and attributes."""
+
+    def __init__(self, limit: int = MAX_LAYOUTS) -> None:
+        self._layouts: HeaderLayouts[dict[str, str]] = HeaderLayouts(limit)
+        self.slow_checks = 0  # records checked the slow way
+
+    def check(self, view: CloudEventView, data: bool = True) -> None:
+        record = view.record
+        headers = record.headers
+        found = self._layouts.find(headers) if headers else None
+        if found is not None and record.value:
+            known, id_raw, time_raw = found
+            try:
+                id_text, time_text = id_raw.decode(), time_raw.decode()
+                when = _parse_time(time_text)
+                fits = bool(id_text) and when.tzinfo is not None
+            except (ValueError, OverflowError):  # UnicodeDecodeError is a ValueError
+                fits = False
+            if fits:
+                attributes = known.copy()  # the same order: the headers' order
+                attributes["id"], attributes["time"] = id_text, time_text
+                view._attributes, view._time = attributes, when
+                if data:
+                    view.data()
+                return
+        self.slow_checks += 1
+        view.check(data)
+        self._layouts.learn(headers, dict(view.attributes))
 
 
 def _refuse_undecodable(headers: Iterable[tuple[str, bytes]], attributes_only: bool) -> None:

@@ -8,7 +8,8 @@ This is the documented way to use a sink outside a consumer group (replay does):
         report = await BatchDelivery(sink, dead_letters).deliver(records)
 
 `deliver` decodes each record (`schemas.decode`; poison → dead letter at once), or for
-a sink that reads the record's bytes only checks it (`CloudEventView.check`), skips
+a sink that reads the record's bytes only checks it (`LayoutCheck`: what
+`CloudEventView.check` refuses, by the layouts of records it checked before), skips
 events whose type matches none of the sink's `types` globs, hands the rest to the
 sink, retries what failed per the sink's `delivery` settings (Knative's DeliverySpec:
 `retry`, `backoffPolicy`, `backoffDelay`, `Retry-After` capped by `retryAfterMax`),
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from schemas import InvalidRecord, decode
+from schemas.cloudevent import LayoutCheck
 from schemas.deadletter import dead_letter
 from schemas.record import KafkaRecord
 from sinks import metrics
@@ -47,6 +49,7 @@ from vcstream.observability import Flag
 from vcstream.settings.sinks import DeliverySettings
 
 log = logging.getLogger(__name__)
+MAX_TYPES_KEPT = 1024  # event types whose match against a sink's `types` is remembered
 
 
 class DeadLetters(Protocol):
@@ -84,7 +87,7 @@ def type_matcher(globs: Sequence[str]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{fnmatch.translate(glob)})" for glob in globs))
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     item: SinkEvent
     read_at: float
@@ -104,6 +107,8 @@ class BatchDelivery:
         self.dead_letters = dead_letters
         self.delivery = sink.settings.delivery
         self._types = type_matcher(sink.settings.types)
+        self._wanted: dict[str, bool] = {}  # event type → whether `types` matches it
+        self._check = LayoutCheck().check  # layouts learned over every batch of the sink
         self._stage = f"sink:{sink.name}"
         # set on shutdown: a batch waiting for its next retry gives up (uncommitted)
         self._stopping = stopping or asyncio.Event()
@@ -122,13 +127,14 @@ class BatchDelivery:
         """Deliver, filter or dead-letter every record; raises if that is not certain."""
         report = BatchReport()
         events: list[SinkEvent] = []
+        decodes, check = self.sink.decodes, self._check
         for record in records:
             try:
-                if self.sink.decodes:
+                if decodes:
                     item = SinkEvent(decode(record), record)
                 else:
                     item = SinkEvent(None, record)
-                    item.view.check()
+                    check(item.view)
             except InvalidRecord as exc:
                 self._dead_letter(record, report, "poison", exc, attempts=0)
                 continue
@@ -146,8 +152,15 @@ class BatchDelivery:
         report = report or BatchReport()
         started = time.monotonic() if read_at is None else read_at
         pending: list[_Pending] = []
+        wanted = self._wanted
         for item in events:
-            if not self._types.fullmatch(item.type):
+            kind = item.type
+            match = wanted.get(kind)
+            if match is None:
+                if len(wanted) >= MAX_TYPES_KEPT:  # bounded whatever the topic holds
+                    wanted.clear()
+                match = wanted[kind] = self._types.fullmatch(kind) is not None
+            if not match:
                 self._count(report, "filtered")
                 continue
             pending.append(_Pending(item, started))

@@ -7,8 +7,8 @@ is inserted into the JSON envelope without being re-encoded. Nothing is decoded 
 SDK object on the way (the runtime only checks each record: `Sink.decodes`).
 
 Requests go over a pool of up to `concurrency` keep-alive connections
-(`sinks.http_client`, which says why not aiohttp), each key's events in order
-(`deliver_per_key`). 2xx is delivered;
+(`sinks.http_client`, which says why not aiohttp), each key's events in order, from
+as many workers shared by every partition's batches (`sinks.base.KeyPool`). 2xx is delivered;
 404, 408, 409, 429 and 5xx are retried (honouring `Retry-After`); any other status is
 dead-lettered at once.
 
@@ -28,7 +28,7 @@ from typing import ClassVar
 
 from schemas.cloudevent import CloudEventView
 from schemas.horizon import TYPE_PREFIX as HORIZON_TYPE_PREFIX
-from sinks.base import DeliveryError, Outcome, Sink, SinkEvent, deliver_per_key
+from sinks.base import DeliveryError, KeyPool, Outcome, Sink, SinkEvent
 from sinks.http_client import HTTPClient, InvalidHeader
 from vcstream.proxy import proxy_for
 from vcstream.settings.sinks import KnativeSinkSettings
@@ -78,6 +78,7 @@ class KnativeSink(Sink):
     def __init__(self, settings: KnativeSinkSettings, name: str | None = None) -> None:
         super().__init__(settings, name)
         self._client: HTTPClient | None = None
+        self._pool = KeyPool(settings.concurrency)
         self._headers: dict[str, str] = {}
         self._event_router = settings.type_format == "event-router"
         self._structured = settings.content_mode == "structured"
@@ -97,6 +98,7 @@ class KnativeSink(Sink):
         )
 
     async def close(self) -> None:
+        await self._pool.close()
         if self._client is not None:
             await self._client.close()
             self._client = None
@@ -113,7 +115,7 @@ class KnativeSink(Sink):
         return headers, body
 
     async def deliver(self, batch: Sequence[SinkEvent]) -> Sequence[Outcome]:
-        return await deliver_per_key(batch, self._post, self.settings.concurrency)
+        return await self._pool.deliver(batch, self._post)
 
     async def _post(self, item: SinkEvent) -> None:
         if self._client is None:

@@ -12,6 +12,7 @@ On revocation and on shutdown, batches in flight are finished and committed firs
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -22,7 +23,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from schemas.record import KafkaRecord
+from schemas.record import ConsumedRecord, KafkaRecord
 from sinks import metrics
 from sinks.base import PartitionHalted, Sink
 from sinks.deadletters import DeadLetterError, DeadLetterWriter
@@ -43,6 +44,7 @@ REVOKE_TIMEOUT = 30.0  # how long a rebalance waits for batches in flight
 # the loop turns at least every poll (0.1 s), or after a revoke (at most REVOKE_TIMEOUT):
 # not turning for this long is a stuck process, the one thing /livez reports
 LOOP_STALE_AFTER = 120.0
+GC_YOUNG_THRESHOLD = 10_000  # net allocations between young collections (CPython: 700)
 
 
 # The prefetch bounded as replay's reader bounds it (replay/reader.py says how it was
@@ -137,6 +139,14 @@ class SinkRunner:
         self._consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         log.info("sink %s reading %s", self.sink.name, ", ".join(self.topics))
         fetch: asyncio.Future[list[Any]] | None = None
+        collecting = gc.get_threshold()
+        # Records are freed by reference counting; the cyclic collector only walks them.
+        # At its default (a young collection every 700 net allocations) it walked every
+        # buffered record many times over: ~10% of the audit and Knative sinks' CPU
+        # (measured with the collector off and with these settings). What start-up
+        # built stays for the process's life: frozen, no full collection walks it.
+        gc.freeze()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *collecting[1:])
         try:
             while not stop.is_set():
                 self.heartbeat.beat()
@@ -162,6 +172,8 @@ class SinkRunner:
             if fetch is not None:
                 self._take(await fetch)  # buffered only; uncommitted, so re-read later
             await self._shutdown()
+            gc.set_threshold(*collecting)
+            gc.unfreeze()
 
     def _fetch(self) -> list[Any]:
         """Records as soon as there is one, and whatever else is already fetched.
@@ -180,29 +192,42 @@ class SinkRunner:
         return first + self._consumer.consume(self.batching.max_records - 1, 0)
 
     def _take(self, messages: list[Any]) -> None:
+        """Buffer the fetched messages as `ConsumedRecord`s, by partition.
+
+        Per message only what must be: its error, its partition, the record view (the
+        message's fields are read when a sink reads them); health once per fetch."""
         now = time.monotonic()
+        partitions = self._partitions
+        taken = False
         for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("sink %s: consumer error: %s", self.sink.name, error)
                 continue
-            self.kafka_health.ok()
+            taken = True
             key = (message.topic(), message.partition())
-            self._partitions.setdefault(key, _Partition()).buffer.append(
-                (KafkaRecord.from_confluent(message), now)
-            )
+            state = partitions.get(key)
+            if state is None:
+                state = partitions[key] = _Partition()
+            state.buffer.append((ConsumedRecord(message), now))
+        if taken:
+            self.kafka_health.ok()
 
     def _dispatch(self) -> None:
         now = time.monotonic()
         in_flight = sum(1 for state in self._partitions.values() if state.task is not None)
         max_wait = self.batching.max_wait.total_seconds()
+        # a partition is paused at `max_buffered`, so its buffer grows no further: a
+        # batch waiting for more only waited out `max_wait` (the audit sink's 5,000
+        # records over 1,000 buffered delivered one batch per partition per second)
+        full_at = min(self.batching.max_records, self.batching.max_buffered)
         for key, state in self._partitions.items():
             if in_flight >= self.batching.max_in_flight:
                 return
             if state.task is not None or not state.buffer or now < state.not_before:
                 continue
-            full = len(state.buffer) >= self.batching.max_records
+            full = len(state.buffer) >= full_at
             if not full and now - state.buffer[0][1] < max_wait:
                 continue
             count = min(len(state.buffer), self.batching.max_records)

@@ -40,7 +40,6 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from schemas.cloudevent import CloudEventView
-from schemas.codec import _parse_time
 from schemas.record import KafkaRecord
 from schemas.vsphere import ENTITY_FIELDS
 from sinks.audit.encoding import encode_body, encode_hash, encode_record_head, string
@@ -256,7 +255,7 @@ def audit_record(
         "type": attributes.get("type", ""),
         "source": attributes.get("source", ""),
         "subject": attributes.get("subject"),
-        "time": _utc(time or _parse_time(attributes["time"])),
+        "time": _utc(time or view.time()),
         "vcenterUuid": vcenter,
         "entity": entity,
         "entityName": entity_name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from schemas import InvalidRecord, decode
 from schemas.deadletter import error_context
 from schemas.record import KafkaRecord
-from sinks.base import HELD, DeliveryError, Outcome, Sink, SinkEvent, deliver_per_key
+from sinks.base import HELD, DeliveryError, KeyPool, Outcome, Sink, SinkEvent, deliver_per_key
 from sinks.delivery import BatchDelivery
 from sinks.slack import SlackSink
 from tests.sinks.helpers import vm_records
@@ -183,3 +184,68 @@ def test_deliver_per_key_keeps_key_order_with_few_workers_and_holds_after_a_fail
     assert outcomes[9] is HELD  # same key, after the failure: not tried
     assert 9 not in order
     assert [o for i, o in enumerate(outcomes) if i not in (5, 9)] == [None] * 10
+
+
+def test_one_key_pool_bounds_every_batch_together_and_keeps_each_keys_order():
+    records = located(40, vms=8)
+    halves = [records[:20], records[20:]]  # two partitions' batches at once
+    in_flight, peak, order = 0, 0, []
+
+    async def deliver_one(item: SinkEvent) -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.001)
+        order.append(item.record.offset)
+        in_flight -= 1
+
+    async def both() -> list[list[Outcome]]:
+        pool = KeyPool(3)
+        try:
+            return await asyncio.gather(
+                *(pool.deliver([SinkEvent(None, r) for r in half], deliver_one) for half in halves)
+            )
+        finally:
+            await pool.close()
+
+    outcomes = asyncio.run(both())
+
+    assert outcomes == [[None] * 20, [None] * 20]
+    assert peak == 3  # not 3 per batch
+    for key in {r.key for r in records}:
+        offsets = [r.offset for r in records if r.key == key]
+        assert [o for o in order if o in offsets] == offsets
+
+
+def test_a_cancelled_batch_stops_and_the_pool_goes_on_with_the_others():
+    stuck = located(6, vms=3)
+    other = [replace(r, offset=100 + n) for n, r in enumerate(located(4, vms=2))]
+    tried: list[int | None] = []
+
+    async def deliver_one(item: SinkEvent) -> None:
+        tried.append(item.record.offset)
+        if item.record.offset in {r.offset for r in stuck}:
+            await asyncio.sleep(60)  # a target that does not answer
+
+    async def run() -> list[Outcome]:
+        pool = KeyPool(2)
+        first = asyncio.create_task(pool.deliver([SinkEvent(None, r) for r in stuck], deliver_one))
+        await asyncio.sleep(0.01)  # both workers are stuck on its first two keys
+        later = asyncio.create_task(pool.deliver([SinkEvent(None, r) for r in other], deliver_one))
+        await asyncio.sleep(0.01)
+        first.cancel()
+        outcomes = await asyncio.wait_for(later, 5)
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await pool.close()
+        return outcomes
+
+    assert asyncio.run(run()) == [None] * 4
+    # the stuck batch's third key was never begun, and the other batch was delivered
+    assert [o for o in tried if o in {r.offset for r in stuck}] == [
+        stuck[0].offset,
+        stuck[1].offset,
+    ]
+    assert sorted(o or 0 for o in tried if o not in {r.offset for r in stuck}) == [
+        r.offset for r in other
+    ]

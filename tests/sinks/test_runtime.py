@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import urllib.error
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 from cli import app
 from sinks import metrics, registry
 from sinks.delivery import backoff
-from sinks.runtime import SinkRunner, bounded_fetch, partition_lag
+from sinks.runtime import GC_YOUNG_THRESHOLD, SinkRunner, bounded_fetch, partition_lag
 from tests.sinks.helpers import (
     committed,
     ensure_topics_for,
@@ -76,6 +77,34 @@ def test_slow_receiver_pauses_the_partition_instead_of_buffering(kafka, topic_na
     assert peak_held <= 50 + 20 * 2 + 100, peak_held
     assert (runner.report.delivered, runner.report.dead_lettered) == (600, 0)
     assert committed(kafka.bootstrap_servers, "vcstream-sink-knative", topic) == 600
+
+
+@pytest.mark.integration
+def test_a_batch_that_cannot_grow_past_the_pause_does_not_wait_out_max_wait(
+    kafka, topic_name, receiver
+):
+    """maxRecords above maxBuffered (the audit sink's defaults: 5,000 and 1,000): the
+    partition pauses before a batch fills, so waiting for it to fill only waited out
+    maxWait, one batch per partition per maxWait."""
+    topic, dlq = topic_name("events"), topic_name("dlq")
+    produce(kafka.bootstrap_servers, topic, vm_records(400))
+    batch = {"maxRecords": 1000, "maxBuffered": 100, "maxWait": "PT120S"}
+    section = {"topics": [topic], "url": receiver.url, "batch": batch}
+    runner = make_runner(
+        "knative", sink_settings(kafka.bootstrap_servers, "knative", dlq, **section)
+    )
+    collecting = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+
+    def done() -> bool:
+        seen.append(gc.get_threshold())
+        return settled(runner, 400)()
+
+    run_until(runner, done, timeout=60)  # half of one maxWait
+    assert (runner.report.delivered, runner.report.dead_lettered) == (400, 0)
+    # the runtime's collector settings held while it ran, and were given back
+    assert GC_YOUNG_THRESHOLD in [young for young, _, _ in seen]
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (collecting, 0)
 
 
 @pytest.mark.integration
