@@ -135,8 +135,10 @@ def encode_event(event: Any, vcenter: VCenterIdentity) -> KafkaRecord:
     """A pyVmomi event (any of vSphere's event classes) as its Kafka record."""
     # imported here: pyVmomi's type tables take ~0.4 CPU-s to load, and only the producer
     # encodes pyVmomi events (replay, sinks and the streams worker read bytes)
-    from schemas.vmodl_json import event_class_name, to_go_json
+    from schemas.vmodl_json import GoEvent, event_class_name, to_go_json
 
+    if isinstance(event, GoEvent):  # read from the SOAP XML straight into Go JSON
+        return encode_vsphere(event.data, event.class_name, vcenter)
     return encode_vsphere(to_go_json(event), event_class_name(event), vcenter)
 
 

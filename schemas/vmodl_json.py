@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,8 +60,21 @@ _POINTER_INTS_IF_OPTIONAL = frozenset(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class GoEvent:
+    """An event read straight into its Go JSON (`schemas.vmodl_soap`), with what the
+    producer needs of it besides: the class name, key and createdTime."""
+
+    class_name: str
+    data: dict[str, Any]  # what `to_go_json` writes for the event
+    key: int
+    createdTime: datetime  # noqa: N815 - pyVmomi's name, so positions read either kind
+
+
 def event_class_name(event: Any) -> str:
     """The vmodl class of an event, as VEBA names it (e.g. "VmPoweredOnEvent")."""
+    if isinstance(event, GoEvent):
+        return event.class_name
     return str(type(event)._wsdlName)
 
 
