@@ -305,6 +305,6 @@ def read_events(xml: bytes, version: str | None) -> list[GoEvent] | None:
     parser.CharacterDataHandler = reader.chars
     try:
         parser.Parse(xml, True)
-    except Declined:
+    except (Declined, expat.ExpatError):  # not XML: pyVmomi's error, as before
         return None
     return reader.events
