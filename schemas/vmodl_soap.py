@@ -18,7 +18,9 @@ page: `read_events` returns None and the caller hands the same bytes to pyVmomi.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -46,6 +48,11 @@ class Declined(Exception):
     """The page holds something this reader does not follow; pyVmomi reads it instead."""
 
 
+# what an element's type makes of it (`_plan`)
+_OBJECT, _LEAF, _MOREF = 0, 1, 2
+Plan = tuple[int, Any]  # (_OBJECT, its class) | (_LEAF, text → value) | (_MOREF, None)
+
+
 @dataclass(frozen=True, slots=True)
 class _Prop:
     name: str  # the vmodl (wire) name
@@ -55,6 +62,8 @@ class _Prop:
     item: Any  # the item type of an array, else the type itself
     structured: bool  # data object or MoRef (or an array of them): read as Go dicts
     convert: Converter  # to_go_json's converter for this field
+    dynamic: bool  # xsi:type is ignored (pyVmomi's isDynamicType)
+    plan: Plan | None  # without xsi:type; None: declined
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +73,7 @@ class _Table:
 
 
 @cache
-def _table(cls: Any) -> _Table:
+def _table(cls: Any, version: str | None) -> _Table:
     by_attr = {attr: (go_name, convert) for go_name, attr, convert in fields_of(cls)}
     props: dict[str, _Prop] = {}
     for info in cls._GetPropertyList():
@@ -76,36 +85,67 @@ def _table(cls: Any) -> _Table:
             continue  # send them; an element of that name makes the page decline
         go_name, convert = found
         structured = isinstance(item, type) and issubclass(item, _DataObject | _ManagedObject)
-        props[info.name] = _Prop(info.name, go_name, ptype, array, item, structured, convert)
+        dynamic = ptype is _ManagedMethod or ptype is _PropertyPath or ptype is type
+        props[info.name] = _Prop(
+            info.name, go_name, ptype, array, item, structured, convert, dynamic,
+            _plan(item, version),
+        )  # fmt: skip
     unset = {go_name: convert(None) for go_name, _, convert in fields_of(cls)}
     return _Table(props, unset)
 
 
-@dataclass(slots=True)
-class _Object:
-    cls: Any
-    table: _Table
-    values: dict[str, Any] = field(default_factory=dict)  # vmodl name → value(s) read
+@cache
+def _plan(declared: Any, version: str | None) -> Plan | None:
+    """How SoapDeserializer.StartElementHandler reads an element of type `declared`
+    (after xsi:type and array items are resolved); None where this reader declines."""
+    if issubclass(declared, list):
+        return None  # an array where a single value belongs (wrapped arrays, anyType)
+    if version:
+        declared = VmomiSupport.GetCompatibleType(declared, version)
+    if issubclass(declared, _ManagedObject):
+        return (_MOREF, None)
+    if issubclass(declared, _DataObject):
+        if issubclass(declared, Exception | _LocalizedMethodFault):
+            return None  # pyVmomi unwraps faults
+        return (_OBJECT, declared)
+    leaf = _leaf_reader(declared)
+    return None if leaf is None else (_LEAF, leaf)
 
 
-@dataclass(slots=True)
-class _Leaf:
-    cls: Any
+@cache
+def _element_type(ns: str, name: str) -> Any:
+    """pyVmomi's LookupWsdlType(ns, name, allowManagedObjectReference=True), or None."""
+    if name.endswith("ManagedObjectReference"):
+        return _ManagedObject
+    try:
+        return VmomiSupport.GetWsdlType(ns, name)
+    except KeyError:
+        return None  # pyVmomi would guess: declined
 
 
-@dataclass(slots=True)
-class _MoRef:
-    type_name: str
+@cache
+def _moref_type_name(ns: str, name: str) -> str | None:
+    try:
+        return str(VmomiSupport.GetWsdlType(ns, name)._wsdlName)
+    except KeyError:
+        return None
+
+
+@cache
+def _local_name(tag: str) -> str:
+    return tag.rpartition(_NS_SEP)[2]
 
 
 class _Reader:
     def __init__(self, version: str | None) -> None:
         self.version = version
         self.ns: dict[str | None, list[str]] = {}
-        self.stack: list[Any] = []
+        # frames: [kind, payload, prop (None for an event), values (objects)]
+        self.stack: list[list[Any]] = []
         self.in_result = False
-        self.text: list[str] = []
+        self.text = ""
         self.events: list[GoEvent] = []
+        self.event_table = _table(_EVENT, version)
 
     # -- namespaces, as ExpatDeserializerNSHandlers keeps them
 
@@ -115,7 +155,7 @@ class _Reader:
     def end_ns(self, prefix: str | None) -> None:
         self.ns[prefix].pop()
 
-    def _qualified(self, text: str) -> tuple[str, str]:
+    def qualified(self, text: str) -> tuple[str, str]:
         prefix, colon, name = text.partition(":")
         if not colon:
             prefix, name = None, text  # type: ignore[assignment]
@@ -125,168 +165,203 @@ class _Reader:
     # -- elements
 
     def start(self, tag: str, attrs: dict[str, str]) -> None:
-        self.text = []
-        if not self.in_result:
+        self.text = ""
+        stack = self.stack
+        if stack:
+            parent = stack[-1]
+            if parent[0] is not _OBJECT:
+                raise Declined(f"an element inside a value: {tag!r}")
+            prop = parent[1].props.get(_local_name(tag))
+            if prop is None:
+                raise Declined(f"{parent[2]} has no property {tag!r}")
+            plan = prop.plan
+            if attrs and not prop.dynamic and _XSI_TYPE in attrs:
+                plan = self._dynamic(attrs[_XSI_TYPE])
+        elif self.in_result:
+            prop = None
+            xsi_type = attrs.get(_XSI_TYPE) if attrs else None
+            plan = self._dynamic(xsi_type) if xsi_type else _plan(_EVENT, self.version)
+        else:
             if tag == _SOAP_FAULT:
                 raise Declined("a SOAP fault")
             if tag.endswith("Response"):
                 self.in_result = True
             return
-        stack = self.stack
-        if not stack:
-            declared: Any = _EVENT  # ReadNextEvents returns Event[]: each item an Event
+        if plan is None:
+            raise Declined(f"{tag!r}: a type this reader does not follow")
+        kind, payload = plan
+        if kind is _OBJECT:
+            stack.append([_OBJECT, _table(payload, self.version), payload, prop, {}])
+        elif kind is _LEAF:
+            stack.append([_LEAF, payload, None, prop, None])
         else:
-            parent = stack[-1]
-            if not isinstance(parent, _Object):
-                raise Declined(f"an element inside a {type(parent).__name__}")
-            prop = parent.table.props.get(tag.rpartition(_NS_SEP)[2])
-            if prop is None:
-                raise Declined(f"{parent.cls.__name__} has no property {tag!r}")
-            declared = prop.type
-        xsi_type = attrs.get(_XSI_TYPE)
-        if xsi_type and not (
-            declared is _ManagedMethod or declared is _PropertyPath or declared is type
-        ):
-            dynamic = self._type(xsi_type)
-            if issubclass(dynamic, list):
-                raise Declined(f"an array typed {xsi_type!r} in an element")
-            declared = dynamic
-        elif issubclass(declared, list):
-            declared = declared.Item
-        if self.version:
-            declared = VmomiSupport.GetCompatibleType(declared, self.version)
-        if issubclass(declared, _ManagedObject):
-            type_attr = attrs.get("type")
+            type_attr = attrs.get("type") if attrs else None
             if type_attr is None:
                 raise Declined("a MoRef without a type")
-            ns, name = self._qualified(type_attr)
-            stack.append(_MoRef(self._lookup(ns, name)._wsdlName))
-        elif issubclass(declared, _DataObject):
-            if issubclass(declared, Exception | _LocalizedMethodFault):
-                raise Declined(f"a {declared.__name__}: pyVmomi unwraps faults")
-            stack.append(_Object(declared, _table(declared)))
-        elif issubclass(declared, list):
-            raise Declined(f"an array ({declared.__name__}) as a value")
-        else:
-            stack.append(_Leaf(declared))
+            type_name = _moref_type_name(*self.qualified(type_attr))
+            if type_name is None:
+                raise Declined(f"a MoRef of unknown type {type_attr!r}")
+            stack.append([_MOREF, type_name, None, prop, None])
 
-    def _type(self, xsi_type: str) -> Any:
-        ns, name = self._qualified(xsi_type)
-        if name.endswith("ManagedObjectReference"):
-            return _ManagedObject  # pyVmomi's LookupWsdlType(allowManagedObjectReference)
-        return self._lookup(ns, name)
-
-    @staticmethod
-    def _lookup(ns: str, name: str) -> Any:
-        try:
-            return VmomiSupport.GetWsdlType(ns, name)
-        except KeyError:
-            raise Declined(f"unknown type {ns}:{name} (pyVmomi would guess)") from None
+    def _dynamic(self, xsi_type: str) -> Plan | None:
+        dynamic = _element_type(*self.qualified(xsi_type))
+        return None if dynamic is None else _plan(dynamic, self.version)
 
     def chars(self, data: str) -> None:
-        self.text.append(data)
+        self.text += data
 
     def end(self, tag: str) -> None:
-        if not self.stack:
+        stack = self.stack
+        if not stack:
             if self.in_result and tag.endswith("Response"):
                 self.in_result = False
             return
-        frame = self.stack.pop()
+        kind, payload, cls, prop, values = stack.pop()
         value: Any
-        if isinstance(frame, _Object):
-            value = self._finish(frame)
-        elif isinstance(frame, _MoRef):
-            value = {"Type": frame.type_name, "Value": "".join(self.text)}
+        if kind is _LEAF:
+            value = payload(self.text, self)
+        elif kind is _OBJECT:
+            value = _finish(payload, values)
         else:
-            value = self._leaf(frame.cls, "".join(self.text))
-        self.text = []
-        if not self.stack:
-            self._add_event(frame, value)
+            value = {"Type": payload, "Value": self.text}
+        self.text = ""
+        if prop is None:
+            if kind is not _OBJECT:
+                raise Declined("an event that is not a data object")
+            key = values.get("key")
+            created = values.get("createdTime")
+            if not isinstance(key, int) or not isinstance(created, datetime):
+                raise Declined("an event without key or createdTime")
+            self.events.append(GoEvent(cls._wsdlName, value, int(key), created))
             return
-        parent = self.stack[-1]
-        prop = parent.table.props[tag.rpartition(_NS_SEP)[2]]
+        parent_values = stack[-1][4]
         if prop.array and not isinstance(value, list):
             if value is None:
                 raise Declined(f"an empty item in {prop.name}")
-            parent.values.setdefault(prop.name, []).append(value)
-        else:
-            parent.values[prop.name] = value
-
-    def _add_event(self, frame: Any, data: Any) -> None:
-        if not isinstance(frame, _Object):
-            raise Declined("an event that is not a data object")
-        key = frame.values.get("key")
-        created = frame.values.get("createdTime")
-        if not isinstance(key, int) or not isinstance(created, datetime):
-            raise Declined("an event without key or createdTime")
-        self.events.append(GoEvent(frame.cls._wsdlName, data, int(key), created))
-
-    def _finish(self, frame: _Object) -> dict[str, Any]:
-        out = dict(frame.table.unset)
-        props = frame.table.props
-        for name, value in frame.values.items():
-            prop = props[name]
-            if value is None:
-                continue  # pyVmomi sets None: unset
-            if not prop.array:
-                out[prop.go_name] = value if isinstance(value, dict) else prop.convert(value)
-            elif prop.structured:
-                if not all(isinstance(x, dict) for x in value):
-                    raise Declined(f"{name}: a value where a data object belongs")
-                out[prop.go_name] = value
-            elif prop.item is object:
-                out[prop.go_name] = [x if isinstance(x, dict) else prop.convert([x])[0] for x in value]
+            items = parent_values.get(prop.name)
+            if items is None:
+                parent_values[prop.name] = [value]
             else:
-                if any(isinstance(x, dict) for x in value):
-                    raise Declined(f"{name}: a data object where a value belongs")
-                out[prop.go_name] = prop.convert(value)
-        return out
+                items.append(value)
+        else:
+            parent_values[prop.name] = value
 
-    def _leaf(self, cls: Any, data: str) -> Any:
-        """The value pyVmomi's EndElementHandler makes of `data` as `cls`."""
-        if cls is type:
-            if not data:
-                return None
-            ns, name = self._qualified(data)
-            return self._lookup(ns, name)
-        if cls is _ManagedMethod:
-            ns, name = self._qualified(data)
-            try:
-                return VmomiSupport.GetWsdlMethod(ns, name)
-            except KeyError:
-                try:
-                    return VmomiSupport.GuessWsdlMethod(name)
-                except KeyError:
-                    return VmomiSupport.UnknownManagedMethod(name)
-        if cls is bool:
-            if data == "0" or data.lower() == "false":
-                return False
-            if data == "1" or data.lower() == "true":
-                return True
-            raise Declined(f"{data!r} is not a boolean")
-        if cls is _binary:
-            try:
-                return cls(base64.b64decode(data))
-            except ValueError:
-                raise Declined("invalid base64") from None
-        if cls is str:
-            return data
-        if cls is datetime:
-            parsed = Iso8601.ParseISO8601(data)
-            if not parsed:
-                raise Declined(f"{data!r} is not a time")
-            return parsed
-        if cls is object:
-            raise Declined("an anyType value without xsi:type")
-        if issubclass(cls, _Enum):
+
+def _finish(table: _Table, values: dict[str, Any]) -> dict[str, Any]:
+    out = table.unset.copy()
+    props = table.props
+    for name, value in values.items():
+        prop = props[name]
+        if value is None:
+            continue  # pyVmomi sets None: unset
+        if not prop.array:
+            out[prop.go_name] = value if isinstance(value, dict) else prop.convert(value)
+        elif prop.structured:
+            if not all(isinstance(x, dict) for x in value):
+                raise Declined(f"{name}: a value where a data object belongs")
+            out[prop.go_name] = value
+        elif prop.item is object:
+            out[prop.go_name] = [x if isinstance(x, dict) else prop.convert([x])[0] for x in value]
+        else:
+            if any(isinstance(x, dict) for x in value):
+                raise Declined(f"{name}: a data object where a value belongs")
+            out[prop.go_name] = prop.convert(value)
+    return out
+
+
+LeafReader = Callable[[str, _Reader], Any]
+# RFC 3339 in UTC as vCenter writes times; anything else goes to pyVmomi's own parser
+_UTC_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z\Z")
+
+
+def _time(data: str, reader: _Reader) -> datetime:
+    """Iso8601.ParseISO8601 (fraction cut to 6 digits), at C speed for the usual form."""
+    match = _UTC_TIME.match(data)
+    if match:
+        head, fraction = match.groups()
+        try:
+            return datetime.fromisoformat(f"{head}.{(fraction or '')[:6]:0<6}+00:00")
+        except ValueError:
+            pass  # e.g. hour 24, which pyVmomi reads as the next day
+    parsed = Iso8601.ParseISO8601(data)
+    if not parsed:
+        raise Declined(f"{data!r} is not a time")
+    return parsed  # type: ignore[no-any-return]
+
+
+def _type_value(data: str, reader: _Reader) -> Any:
+    if not data:
+        return None
+    try:
+        return VmomiSupport.GetWsdlType(*reader.qualified(data))
+    except KeyError:
+        raise Declined(f"unknown type {data!r} (pyVmomi would guess)") from None
+
+
+def _method(data: str, reader: _Reader) -> Any:
+    ns, name = reader.qualified(data)
+    try:
+        return VmomiSupport.GetWsdlMethod(ns, name)
+    except KeyError:
+        try:
+            return VmomiSupport.GuessWsdlMethod(name)
+        except KeyError:
+            return VmomiSupport.UnknownManagedMethod(name)
+
+
+def _bool(data: str, reader: _Reader) -> bool:
+    if data == "0" or data.lower() == "false":
+        return False
+    if data == "1" or data.lower() == "true":
+        return True
+    raise Declined(f"{data!r} is not a boolean")
+
+
+def _base64(data: str, reader: _Reader) -> Any:
+    try:
+        return _binary(base64.b64decode(data))
+    except ValueError:
+        raise Declined("invalid base64") from None
+
+
+def _text(data: str, reader: _Reader) -> str:
+    return data
+
+
+@cache
+def _leaf_reader(cls: Any) -> LeafReader | None:
+    """What pyVmomi's EndElementHandler makes of an element's text as `cls`."""
+    if cls is type:
+        return _type_value
+    if cls is _ManagedMethod:
+        return _method
+    if cls is bool:
+        return _bool
+    if cls is _binary:
+        return _base64
+    if cls is str:
+        return _text
+    if cls is datetime:
+        return _time
+    if cls is object:
+        return None  # an anyType value without xsi:type: pyVmomi cannot make one
+    if issubclass(cls, _Enum):
+
+        def enum_value(data: str, reader: _Reader) -> Any:
             try:
                 return getattr(cls, data)
             except AttributeError:
                 raise Declined(f"{data!r} is no {cls.__name__}") from None
+
+        return enum_value
+
+    def constructed(data: str, reader: _Reader) -> Any:
         try:
             return cls(data)
         except (TypeError, ValueError):
             raise Declined(f"{data!r} is no {cls.__name__}") from None
+
+    return constructed
 
 
 def read_events(xml: bytes, version: str | None) -> list[GoEvent] | None:

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
-from pyVmomi import SoapAdapter, VmomiSupport, vim, vmodl
+from pyVmomi import Iso8601, SoapAdapter, VmomiSupport, vim, vmodl
 
 from schemas.vmodl_json import GoEvent, event_class_name, to_go_json
-from schemas.vmodl_soap import read_events
+from schemas.vmodl_soap import Declined, _time, read_events
 from tests.schemas.vmodl_strategies import XML_TEXT, data_objects, event_classes, events
 
 EVENT_ARRAY: Any = VmomiSupport.GetVmodlType("vim.event.Event[]")
@@ -167,3 +167,18 @@ def test_a_soap_fault_is_declined() -> None:
         b"</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>"
     )
     assert read_events(fault, NEWEST) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.from_regex(r"\d{4}-[01]\d-[0-3]\dT[0-2]\d:[0-6]\d:[0-6]\d(\.\d{1,12})?Z", fullmatch=True)
+    | st.sampled_from(["2026-01-01T24:00:00Z", "2026-01-01T24:00:01Z", "2026-01-01T10:00:00+02:00"])
+)
+def test_times_read_as_pyvmomi_reads_them(text: str) -> None:
+    expected = Iso8601.ParseISO8601(text)
+    try:
+        got = _time(text, None)  # type: ignore[arg-type]
+    except Declined:
+        assert expected is None
+    else:
+        assert got == expected and got.utcoffset() == expected.utcoffset()
