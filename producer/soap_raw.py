@@ -19,8 +19,9 @@ from __future__ import annotations
 import inspect
 import zlib
 from functools import cache
-from importlib.metadata import version
 from http.client import HTTPException
+from http.cookies import SimpleCookie
+from importlib.metadata import version
 from typing import Any
 
 from pyVmomi import SoapAdapter
@@ -59,13 +60,15 @@ class RawEventReader:
         self._stub = collector._stub
         # the method's type info, as `collector.ReadNextEvents` passes it to the stub
         self._info = inspect.getattr_static(type(collector), "ReadNextEvents").info
+        # the request for a page size: the same bytes every time (same collector, count)
+        self._requests: dict[int, bytes] = {}
         self.fast_pages = 0  # pages read without pyVmomi's objects
         self.slow_pages = 0
 
     def read(self, max_count: int, keep: Any = None) -> list[Any]:
         """Events as `schemas.vmodl_json.GoEvent`, or pyVmomi's events for a page the fast
         reader declines or `keep(events)` refuses (events it must see as objects)."""
-        status, body = self._post([max_count])
+        status, body = self._post(max_count)
         if status == 200:
             events = read_events(body, self._stub.version)
             if events is not None and (keep is None or keep(events)):
@@ -74,7 +77,7 @@ class RawEventReader:
         self.slow_pages += 1
         return list(self._deserialize(status, body) or [])
 
-    def _post(self, args: list[Any]) -> tuple[int, bytes]:
+    def _post(self, max_count: int) -> tuple[int, bytes]:
         """SoapStubAdapter.InvokeMethod up to the response's body (9.1.1, SoapAdapter.py)."""
         stub = self._stub
         headers = {
@@ -86,7 +89,10 @@ class RawEventReader:
         custom = getattr(stub, "_customHeaders", None)
         if custom:
             headers.update(custom)
-        request = stub.SerializeRequest(self._collector, self._info, args)
+        request = self._requests.get(max_count)
+        if request is None:
+            request = stub.SerializeRequest(self._collector, self._info, [max_count])
+            self._requests[max_count] = request
         for modifier in getattr(stub, "requestModifierList", []):
             request = modifier(request)
         conn = stub.GetConnection()
@@ -102,9 +108,9 @@ class RawEventReader:
         if cookie:
             # what InvokeMethod does with a new session cookie (never seen mid-session)
             stub.cookie = cookie
-            session = SoapAdapter.SimpleCookie(cookie).get(SoapAdapter.COOKIE_NAME)
+            session = SimpleCookie(cookie).get(SoapAdapter.COOKIE_NAME)
             if session:
-                super(SoapAdapter.SoapStubAdapter, stub).SetSessionId(session.value)
+                super(SoapAdapter.SoapStubAdapter, stub).SetSessionId(session.value)  # type: ignore[misc]
         if response.status not in (200, 500):
             conn.close()
             raise HTTPException(f"{response.status} {response.reason}")

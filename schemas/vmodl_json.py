@@ -68,7 +68,7 @@ class GoEvent:
     class_name: str
     data: dict[str, Any]  # what `to_go_json` writes for the event
     key: int
-    createdTime: datetime  # noqa: N815 - pyVmomi's name, so positions read either kind
+    createdTime: datetime
 
 
 def event_class_name(event: Any) -> str:

@@ -50,7 +50,7 @@ class Stub:
     def __init__(self, version: str) -> None:
         self.version = version
 
-    def SupportServerGUIDs(self) -> bool:  # noqa: N802 - pyVmomi's name
+    def SupportServerGUIDs(self) -> bool:
         return False
 
 
@@ -64,8 +64,8 @@ def fast_page(events: list[GoEvent]) -> list[tuple[str, int, datetime, Any]]:
 
 
 def assert_same_or_declined(xml: bytes, version: str) -> str:
-    """"read" when the fast path read the page (and equally), "declined" when it left it
-    to pyVmomi, "unreadable" when pyVmomi cannot read it either (e.g. text with control
+    """`read` when the fast path read the page (and equally), `declined` when it left it
+    to pyVmomi, `unreadable` when pyVmomi cannot read it either (e.g. text with control
     characters, which XML 1.0 cannot hold)."""
     fast = read_events(xml, version)
     try:
@@ -89,7 +89,7 @@ def holds_a_fault(value: Any) -> bool:
     if isinstance(value, VmomiSupport.DataObject):
         return any(
             holds_a_fault(getattr(value, p.name))
-            for p in value._GetPropertyList()  # type: ignore[attr-defined]
+            for p in value._GetPropertyList()
         )
     return False
 
@@ -123,8 +123,12 @@ def plain_event(key: int = 7) -> Any:
 
 
 def test_a_plain_page_is_read_fast() -> None:
-    xml = response([plain_event(7), vim.event.EventEx(key=8, chainId=8, eventTypeId="a.b",
-                                                       createdTime=datetime.now(UTC))])
+    xml = response(
+        [
+            plain_event(7),
+            vim.event.EventEx(key=8, chainId=8, eventTypeId="a.b", createdTime=datetime.now(UTC)),
+        ]
+    )
     assert assert_same_or_declined(xml, NEWEST) == "read"
 
 
