@@ -87,10 +87,7 @@ def holds_a_fault(value: Any) -> bool:
     if isinstance(value, list):
         return any(holds_a_fault(x) for x in value)
     if isinstance(value, VmomiSupport.DataObject):
-        return any(
-            holds_a_fault(getattr(value, p.name))
-            for p in value._GetPropertyList()
-        )
+        return any(holds_a_fault(getattr(value, p.name)) for p in value._GetPropertyList())
     return False
 
 
