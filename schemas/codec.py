@@ -145,8 +145,8 @@ def encode_vsphere(data: dict[str, Any], class_name: str, vcenter: VCenterIdenti
             vsphere_cloudevent(data, class_name, vcenter),
             vsphere_record_key(vcenter.instance_uuid, data),
         )
-        headers = dict(record.headers)
-        _SHARED_HEADERS[vcenter] = (headers["ce_source"], headers["ce_vsphereapiversion"])
+        first = dict(record.headers)
+        _SHARED_HEADERS[vcenter] = (first["ce_source"], first["ce_vsphereapiversion"])
         return record
     source, api_version = shared
     created_time, key = _created_and_key(data, class_name)
@@ -157,7 +157,7 @@ def encode_vsphere(data: dict[str, Any], class_name: str, vcenter: VCenterIdenti
         value = _FORMAT.write_data(data, CONTENT_TYPE)
     except TypeError as exc:
         raise ValueError(f"event {ident} has data that is not JSON: {exc}") from None
-    headers = [
+    headers: list[tuple[str, bytes]] = [
         ("ce_id", ident.encode()),
         ("ce_source", source),
         ("ce_type", event_type(class_name, data.get("EventTypeId")).encode()),
