@@ -11,14 +11,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
-from pyVmomi import Iso8601, SoapAdapter, VmomiSupport, vim, vmodl
+from pyVmomi import Iso8601, VmomiSupport, vim, vmodl
 
+from bench.decode import NEWEST, pyvmomi_page, read_next_events_response
 from schemas.vmodl_json import GoEvent, event_class_name, to_go_json
 from schemas.vmodl_soap import Declined, _time, read_events
 from tests.schemas.vmodl_strategies import XML_TEXT, data_objects, event_classes, events
 
-EVENT_ARRAY: Any = VmomiSupport.GetVmodlType("vim.event.Event[]")
-NEWEST = VmomiSupport.newestVersions.GetName("vim")
 # VEBA's govmomi's version: pyVmomi narrows newer types to what an old stub knows
 OLD = "vim.version.v7_0_1_0"
 PER_CLASS = settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
@@ -26,36 +25,14 @@ MIXED = settings(max_examples=100, deadline=None, suppress_health_check=list(Hea
 
 
 def response(events: list[Any], version: str = NEWEST) -> bytes:
-    """`events` as vCenter answers ReadNextEvents, written by pyVmomi's serializer."""
-    info = VmomiSupport.Object(name="returnval", type=EVENT_ARRAY, version=version, flags=0)
     try:
-        body = SoapAdapter.SerializeToStr(
-            events, info=info, version=version, nsMap={"urn:vim25": ""}
-        )
+        return read_next_events_response(events, version)
     except TypeError:  # e.g. a fault without its required fields: no vCenter sends that
         reject()
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"'
-        ' xmlns:xsd="http://www.w3.org/2001/XMLSchema"'
-        ' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>'
-        f'<ReadNextEventsResponse xmlns="urn:vim25">{body}</ReadNextEventsResponse>'
-        "</soapenv:Body></soapenv:Envelope>"
-    ).encode()
 
 
-class Stub:
-    """What pyVmomi's deserialiser asks of a stub."""
-
-    def __init__(self, version: str) -> None:
-        self.version = version
-
-    def SupportServerGUIDs(self) -> bool:
-        return False
-
-
-def pyvmomi_page(xml: bytes, version: str) -> list[tuple[str, int, datetime, Any]]:
-    page = SoapAdapter.SoapResponseDeserializer(Stub(version)).Deserialize(xml, EVENT_ARRAY)
+def pyvmomi_go_page(xml: bytes, version: str) -> list[tuple[str, int, datetime, Any]]:
+    page = pyvmomi_page(xml, version)
     return [(event_class_name(e), e.key, e.createdTime, to_go_json(e)) for e in page]
 
 
@@ -69,7 +46,7 @@ def assert_same_or_declined(xml: bytes, version: str) -> str:
     characters, which XML 1.0 cannot hold)."""
     fast = read_events(xml, version)
     try:
-        slow = pyvmomi_page(xml, version)
+        slow = pyvmomi_go_page(xml, version)
     except Exception:
         assert fast is None  # what pyVmomi cannot read, the fast path must not either
         return "unreadable"
