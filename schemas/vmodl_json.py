@@ -85,6 +85,10 @@ def to_go_json(obj: Any, max_version: str | None = None) -> Any:
     properties vSphere added after it, to reproduce the field set of an older govmomi
     exactly; by default every property pyVmomi knows is written.
     """
+    if isinstance(obj, GoEvent):
+        if max_version is not None:
+            raise ValueError("an event read as Go JSON has every field: no max_version")
+        return obj.data
     if isinstance(obj, list):
         return [_any_value(item, max_version) for item in obj] if obj else None
     return _any_value(obj, max_version)

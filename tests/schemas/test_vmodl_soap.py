@@ -160,3 +160,10 @@ def test_times_read_as_pyvmomi_reads_them(text: str) -> None:
         assert expected is None
     else:
         assert got == expected and got.utcoffset() == expected.utcoffset()
+
+
+def test_an_event_read_as_go_json_is_its_own_go_json() -> None:
+    [event] = read_events(response([plain_event()]), NEWEST) or []
+    assert to_go_json(event) is event.data
+    with pytest.raises(ValueError, match="max_version"):
+        to_go_json(event, max_version="vim.version.v7_0_1_0")
