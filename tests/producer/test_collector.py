@@ -12,6 +12,7 @@ from pyVim.connect import Disconnect
 from pyVmomi import vim
 
 from devenv.activity import VcsimClient, connect, inventory
+from producer import soap_raw
 from producer.collector import EventCollector
 from producer.position import Position, Sequencer, position_of
 from schemas.vmodl_json import GoEvent, event_class_name, to_go_json
@@ -115,3 +116,19 @@ def test_a_fault_from_the_raw_read_is_pyvmomis(vcsim: Any) -> None:
             collector.read_page(10)
     finally:
         collector.close()
+
+
+def test_a_pyvmomi_the_raw_read_was_not_checked_against_reads_as_before(
+    vcsim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # soap_raw mirrors SoapStubAdapter internals of the pyVmomi releases it names
+    monkeypatch.setattr(soap_raw, "CHECKED_PYVMOMI", ("0.0.",))
+    client = VcsimClient(vcsim)
+    client.post_eventex(3)
+    collector = EventCollector(client.content, None, poll_interval=1)
+    try:
+        assert collector._reader is None
+        page = collector.read_page(1000)
+    finally:
+        collector.close()
+    assert len(page) >= 3 and not any(isinstance(event, GoEvent) for event in page)
