@@ -140,7 +140,7 @@ def encode_vsphere(data: dict[str, Any], class_name: str, vcenter: VCenterIdenti
     two equal for generated events of every class).
     """
     shared = _SHARED_HEADERS.get(vcenter)
-    if shared is None:
+    if shared is None or not class_name:  # (an empty subject: the SDK's error)
         record = encode(
             vsphere_cloudevent(data, class_name, vcenter),
             vsphere_record_key(vcenter.instance_uuid, data),

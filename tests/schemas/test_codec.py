@@ -189,3 +189,12 @@ def test_data_that_is_not_json_is_refused_as_by_the_sdk() -> None:
     with pytest.raises(ValueError) as sdk:
         through_the_sdk(data, "EventEx", VCENTER)
     assert str(raised.value) == str(sdk.value)
+
+
+def test_an_empty_class_name_is_refused_as_by_the_sdk() -> None:
+    encode_vsphere(to_go_json(event_ex()), "EventEx", VCENTER)
+    with pytest.raises(Exception, match="subject") as raised:
+        encode_vsphere(to_go_json(event_ex()), "", VCENTER)
+    with pytest.raises(Exception, match="subject") as sdk:
+        through_the_sdk(to_go_json(event_ex()), "", VCENTER)
+    assert type(raised.value) is type(sdk.value)
