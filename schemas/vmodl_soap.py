@@ -50,7 +50,9 @@ class Declined(Exception):
 
 # what an element's type makes of it (`_plan`)
 _OBJECT, _LEAF, _MOREF = 0, 1, 2
-Plan = tuple[int, Any]  # (_OBJECT, its class) | (_LEAF, text → value) | (_MOREF, None)
+# (kind, payload, the element's class): payload is the class (_OBJECT), the text's
+# reader (_LEAF) or None (_MOREF, whose class is its `type` attribute's)
+Plan = tuple[int, Any, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,10 @@ class _Prop:
     convert: Converter  # to_go_json's converter for this field
     dynamic: bool  # xsi:type is ignored (pyVmomi's isDynamicType)
     plan: Plan | None  # without xsi:type; None: declined
+    # pyVmomi's setattr checks a single value's type (CheckField) and refuses None for a
+    # required property; array items are appended unchecked
+    checked: bool
+    optional: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +94,8 @@ def _table(cls: Any, version: str | None) -> _Table:
         dynamic = ptype is _ManagedMethod or ptype is _PropertyPath or ptype is type
         props[info.name] = _Prop(
             info.name, go_name, ptype, array, item, structured, convert, dynamic,
-            _plan(item, version),
+            _plan(item, version), not array and ptype is not object,
+            bool(info.flags & VmomiSupport.F_OPTIONAL),
         )  # fmt: skip
     unset = {go_name: convert(None) for go_name, _, convert in fields_of(cls)}
     return _Table(props, unset)
@@ -103,13 +110,13 @@ def _plan(declared: Any, version: str | None) -> Plan | None:
     if version:
         declared = VmomiSupport.GetCompatibleType(declared, version)
     if issubclass(declared, _ManagedObject):
-        return (_MOREF, None)
+        return (_MOREF, None, None)
     if issubclass(declared, _DataObject):
         if issubclass(declared, Exception | _LocalizedMethodFault):
             return None  # pyVmomi unwraps faults
-        return (_OBJECT, declared)
+        return (_OBJECT, declared, declared)
     leaf = _leaf_reader(declared)
-    return None if leaf is None else (_LEAF, leaf)
+    return None if leaf is None else (_LEAF, leaf, declared)
 
 
 @cache
@@ -124,9 +131,9 @@ def _element_type(ns: str, name: str) -> Any:
 
 
 @cache
-def _moref_type_name(ns: str, name: str) -> str | None:
+def _moref_type(ns: str, name: str) -> Any:
     try:
-        return str(VmomiSupport.GetWsdlType(ns, name)._wsdlName)
+        return VmomiSupport.GetWsdlType(ns, name)
     except KeyError:
         return None
 
@@ -189,19 +196,24 @@ class _Reader:
             return
         if plan is None:
             raise Declined(f"{tag!r}: a type this reader does not follow")
-        kind, payload = plan
+        kind, payload, cls = plan
+        if kind is _MOREF:
+            type_attr = attrs.get("type") if attrs else None
+            if type_attr is None:
+                raise Declined("a MoRef without a type")
+            cls = _moref_type(*self.qualified(type_attr))
+            if cls is None:
+                raise Declined(f"a MoRef of unknown type {type_attr!r}")
+        if prop is not None and prop.checked and not issubclass(cls, prop.type):
+            # e.g. a type newer than the stub's version, narrowed to a base: pyVmomi's
+            # setattr refuses it (and where its CheckField would let it pass, pyVmomi reads)
+            raise Declined(f"{tag!r}: a {cls.__name__} where a {prop.type.__name__} belongs")
         if kind is _OBJECT:
             stack.append([_OBJECT, _table(payload, self.version), payload, prop, {}])
         elif kind is _LEAF:
             stack.append([_LEAF, payload, None, prop, None])
         else:
-            type_attr = attrs.get("type") if attrs else None
-            if type_attr is None:
-                raise Declined("a MoRef without a type")
-            type_name = _moref_type_name(*self.qualified(type_attr))
-            if type_name is None:
-                raise Declined(f"a MoRef of unknown type {type_attr!r}")
-            stack.append([_MOREF, type_name, None, prop, None])
+            stack.append([_MOREF, cls._wsdlName, None, prop, None])
 
     def _dynamic(self, xsi_type: str) -> Plan | None:
         dynamic = _element_type(*self.qualified(xsi_type))
@@ -244,6 +256,8 @@ class _Reader:
             else:
                 items.append(value)
         else:
+            if value is None and not prop.optional and prop.checked:
+                raise Declined(f"{prop.name} is required: pyVmomi refuses None")
             parent_values[prop.name] = value
 
 

@@ -167,3 +167,20 @@ def test_an_event_read_as_go_json_is_its_own_go_json() -> None:
     assert to_go_json(event) is event.data
     with pytest.raises(ValueError, match="max_version"):
         to_go_json(event, max_version="vim.version.v7_0_1_0")
+
+
+def test_a_value_narrowed_to_a_type_its_property_refuses_is_declined() -> None:
+    # VirtualDeviceGroups is newer than OLD: pyVmomi narrows it to DynamicData, which the
+    # property then refuses (pyVmomi raises); the fast path must not write it
+    event = vim.event.VmReconfiguredEvent(
+        key=3,
+        chainId=3,
+        createdTime=datetime(2026, 1, 2, tzinfo=UTC),
+        userName="root",
+        configSpec=vim.vm.ConfigSpec(deviceGroups=vim.vm.VirtualDeviceGroups()),
+    )
+    xml = response([event])
+    with pytest.raises(TypeError, match="deviceGroups"):
+        pyvmomi_page(xml, OLD)
+    assert read_events(xml, OLD) is None
+    assert assert_same_or_declined(xml, NEWEST) == "read"
