@@ -4,7 +4,10 @@
 
 - pyvmomi: pyVmomi's SoapResponseDeserializer → `to_go_json` → the record through the
   CloudEvents SDK (what the producer did before `schemas.vmodl_soap`);
-- fast: `schemas.vmodl_soap.read_events` → `schemas.codec.encode_vsphere` (now).
+- fast: `schemas.vmodl_soap.read_events` → `schemas.codec.encode_vsphere` (now);
+
+and each half alone: decode (pyVmomi + `to_go_json`, or `read_events`) and encode (the
+SDK's CloudEvent and `to_binary`, or `encode_vsphere`'s own headers).
 
 The page is bench.codec's mix of realistic events (VM power events, an EventEx, an
 alarm status change, a TaskEvent with a whole TaskInfo), written by pyVmomi's own SOAP
@@ -27,7 +30,7 @@ from typing import Any
 from pyVmomi import SoapAdapter, VmomiSupport
 
 from bench.codec import VCENTER, sample_events
-from schemas.codec import encode, vsphere_cloudevent
+from schemas.codec import encode, encode_vsphere, vsphere_cloudevent
 from schemas.vmodl_json import event_class_name, to_go_json
 from schemas.vmodl_soap import read_events
 from schemas.vsphere import record_key
@@ -86,19 +89,36 @@ def the_pyvmomi_way(xml: bytes) -> list[Any]:
 
 
 def the_fast_way(xml: bytes) -> list[Any]:
-    from schemas.codec import encode_vsphere
-
     events = read_events(xml, NEWEST)
     assert events is not None, "the fast path declined the bench page"
     return [encode_vsphere(e.data, e.class_name, VCENTER) for e in events]
 
 
-def cpu_ms_per_event(work: Callable[[bytes], list[Any]], xml: bytes, seconds: float) -> float:
-    events = len(work(xml))  # warm caches
+def pyvmomi_decode(xml: bytes) -> list[Any]:
+    return [(event_class_name(e), to_go_json(e)) for e in pyvmomi_page(xml)]
+
+
+def fast_decode(xml: bytes) -> list[Any]:
+    return [(e.class_name, e.data) for e in read_events(xml, NEWEST) or []]
+
+
+def sdk_encode(page: list[Any]) -> list[Any]:
+    return [
+        encode(vsphere_cloudevent(data, name, VCENTER), record_key(VCENTER.instance_uuid, data))
+        for name, data in page
+    ]
+
+
+def direct_encode(page: list[Any]) -> list[Any]:
+    return [encode_vsphere(data, name, VCENTER) for name, data in page]
+
+
+def cpu_ms_per_event(work: Callable[[Any], list[Any]], page: Any, seconds: float) -> float:
+    events = len(work(page))  # warm caches
     done = 0
     start = time.process_time()
     while time.process_time() - start < seconds:
-        work(xml)
+        work(page)
         done += events
     return (time.process_time() - start) * 1000 / done
 
@@ -115,6 +135,13 @@ def main() -> None:
     ]
     pyvmomi_ms = cpu_ms_per_event(the_pyvmomi_way, xml, args.seconds)
     fast_ms = cpu_ms_per_event(the_fast_way, xml, args.seconds)
+    decoded = fast_decode(xml)
+    halves = {
+        "decode_pyvmomi_cpu_ms_per_event": cpu_ms_per_event(pyvmomi_decode, xml, args.seconds),
+        "decode_fast_cpu_ms_per_event": cpu_ms_per_event(fast_decode, xml, args.seconds),
+        "encode_sdk_cpu_ms_per_event": cpu_ms_per_event(sdk_encode, decoded, args.seconds),
+        "encode_direct_cpu_ms_per_event": cpu_ms_per_event(direct_encode, decoded, args.seconds),
+    }
     print(
         json.dumps(
             {
@@ -126,6 +153,7 @@ def main() -> None:
                 "pyvmomi_events_per_cpu_s": round(1000 / pyvmomi_ms),
                 "fast_events_per_cpu_s": round(1000 / fast_ms),
                 "ratio_fast_to_pyvmomi": round(fast_ms / pyvmomi_ms, 3),
+                **{name: round(ms, 4) for name, ms in halves.items()},
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "machine": {
                     "cpus": os.cpu_count(),
