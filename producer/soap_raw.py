@@ -52,6 +52,20 @@ def _pyvmomi_version() -> str:
     return version("pyvmomi")
 
 
+def decoded_body(body: bytes, content_encoding: str | None) -> bytes:
+    """The body as pyVmomi's GzipReader reads it (no stub here asks for compression, but
+    a server may compress anyway): gzip, zlib or raw deflate."""
+    encoding = (content_encoding or "identity").lower()
+    if encoding == "gzip":
+        return zlib.decompress(body, zlib.MAX_WBITS + 16)
+    if encoding == "deflate":
+        zlib_header = (
+            len(body) >= 2 and (body[0] & 0x0F) == 8 and (body[0] * 256 + body[1]) % 31 == 0
+        )
+        return zlib.decompress(body, zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
+    return body
+
+
 class RawEventReader:
     """Reads an EventHistoryCollector's next page, fast where `read_events` follows it."""
 
@@ -115,12 +129,7 @@ class RawEventReader:
             conn.close()
             raise HTTPException(f"{response.status} {response.reason}")
         stub.ReturnConnection(conn)
-        encoding = (response.getheader("Content-Encoding") or "identity").lower()
-        if encoding == "gzip":
-            body = zlib.decompress(body, zlib.MAX_WBITS + 16)
-        elif encoding == "deflate":
-            body = zlib.decompress(body, -zlib.MAX_WBITS if body[:1] != b"\x78" else zlib.MAX_WBITS)
-        return response.status, body
+        return response.status, decoded_body(body, response.getheader("Content-Encoding"))
 
     def _deserialize(self, status: int, body: bytes) -> Any:
         """pyVmomi's reading of the response, and its raise of a fault."""
