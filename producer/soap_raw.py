@@ -17,6 +17,7 @@ holds both ways equal on vcsim.
 from __future__ import annotations
 
 import inspect
+import io
 import zlib
 from functools import cache
 from http.client import HTTPException
@@ -103,6 +104,8 @@ class RawEventReader:
         custom = getattr(stub, "_customHeaders", None)
         if custom:
             headers.update(custom)
+        if getattr(stub, "_acceptCompressedResponses", False):
+            headers["Accept-Encoding"] = "gzip, deflate"
         request = self._requests.get(max_count)
         if request is None:
             request = stub.SerializeRequest(self._collector, self._info, [max_count])
@@ -133,8 +136,10 @@ class RawEventReader:
 
     def _deserialize(self, status: int, body: bytes) -> Any:
         """pyVmomi's reading of the response, and its raise of a fault."""
+        # a file, as InvokeMethod passes it: given bytes, pyVmomi parses without the final
+        # flag and reads a truncated body as no result instead of raising
         result = SoapAdapter.SoapResponseDeserializer(self._stub).Deserialize(
-            body, self._info.result
+            io.BytesIO(body), self._info.result
         )
         if status == 200:
             return result
