@@ -11,8 +11,10 @@ JSON is the same. tests/schemas/test_vmodl_soap.py holds it equal to
 `to_go_json(pyVmomi's deserialisation)` for generated events of every event class.
 
 Whatever it is not sure of (a fault, LocalizedMethodFault, an array held by an
-anyType, a type or enum value pyVmomi would have to guess) makes it decline the whole
-page: `read_events` returns None and the caller hands the same bytes to pyVmomi.
+anyType, a type or enum value pyVmomi would have to guess, a value pyVmomi's setattr
+might refuse, XML that does not parse) makes it decline the whole page: `read_events`
+returns None and the caller hands the same bytes to pyVmomi, which reads them or raises
+as it always did.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from schemas.vmodl_json import Converter, GoEvent, fields_of
 _NS_SEP = " "
 _XSI_TYPE = "http://www.w3.org/2001/XMLSchema-instance type"
 _SOAP_FAULT = "http://schemas.xmlsoap.org/soap/envelope/ Fault"
-_VMODL_NS = VmomiSupport.XMLNS_VMODL_BASE
 _EVENT: Any = VmomiSupport.GetVmodlType("vim.event.Event")
 _DataObject: Any = VmomiSupport.DataObject
 _ManagedObject: Any = VmomiSupport.ManagedObject
