@@ -20,6 +20,8 @@ from typing import Any
 from pyVmomi import vim as _vim
 from pyVmomi import vmodl as _vmodl
 
+from producer import alarms, soap_raw
+
 log = logging.getLogger(__name__)
 
 # pyVmomi's stubs leave its generated types untyped; they are used dynamically here
@@ -50,6 +52,12 @@ class EventCollector:
         # read position is untouched (vcsim rebuilds the page list here).
         self._collector.SetCollectorPageSize(DOORBELL_PAGE_SIZE)
         self._content = content
+        # pages straight from the SOAP XML into Go JSON where the stub allows it
+        self._reader = (
+            soap_raw.RawEventReader(self._collector)
+            if soap_raw.supported(self._collector._stub)
+            else None
+        )
         self._property_collector: Any = None
         self._version = ""
         self._poll_interval = poll_interval
@@ -86,7 +94,10 @@ class EventCollector:
 
     def read_page(self, page_size: int) -> list[Any]:
         """The next events after the collector's position, oldest first (maybe none)."""
-        page = list(self._collector.ReadNextEvents(page_size) or [])
+        if self._reader is not None:
+            page = self._reader.read(page_size, keep=_no_alarm_changes)
+        else:
+            page = list(self._collector.ReadNextEvents(page_size) or [])
         self._read_since_wait += len(page)
         return page
 
@@ -143,6 +154,12 @@ class EventCollector:
                 call()
             except Exception as exc:  # the session may already be gone with the collector
                 log.debug("destroying the %s failed: %s", what, exc)
+
+
+def _no_alarm_changes(events: list[Any]) -> bool:
+    """A page with an alarm event is read as pyVmomi objects: the worker looks up the
+    alarm through the event's MoRef object (`alarms.changes_for`)."""
+    return not any(alarms.changes_definition(event) for event in events)
 
 
 def history_begin(current_time: datetime, window: timedelta | None) -> datetime | None:

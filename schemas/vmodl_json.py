@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,8 +60,21 @@ _POINTER_INTS_IF_OPTIONAL = frozenset(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class GoEvent:
+    """An event read straight into its Go JSON (`schemas.vmodl_soap`), with what the
+    producer needs of it besides: the class name, key and createdTime."""
+
+    class_name: str
+    data: dict[str, Any]  # what `to_go_json` writes for the event
+    key: int
+    createdTime: datetime
+
+
 def event_class_name(event: Any) -> str:
     """The vmodl class of an event, as VEBA names it (e.g. "VmPoweredOnEvent")."""
+    if isinstance(event, GoEvent):
+        return event.class_name
     return str(type(event)._wsdlName)
 
 
@@ -71,6 +85,10 @@ def to_go_json(obj: Any, max_version: str | None = None) -> Any:
     properties vSphere added after it, to reproduce the field set of an older govmomi
     exactly; by default every property pyVmomi knows is written.
     """
+    if isinstance(obj, GoEvent):
+        if max_version is not None:
+            raise ValueError("an event read as Go JSON has every field: no max_version")
+        return obj.data
     if isinstance(obj, list):
         return [_any_value(item, max_version) for item in obj] if obj else None
     return _any_value(obj, max_version)

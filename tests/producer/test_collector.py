@@ -11,9 +11,11 @@ import pytest
 from pyVim.connect import Disconnect
 from pyVmomi import vim
 
-from devenv.activity import VcsimClient, connect
+from devenv.activity import VcsimClient, connect, inventory
+from producer import soap_raw
 from producer.collector import EventCollector
 from producer.position import Position, Sequencer, position_of
+from schemas.vmodl_json import GoEvent, event_class_name, to_go_json
 
 pytestmark = pytest.mark.integration
 
@@ -55,3 +57,78 @@ def test_events_the_vcenter_returns_again_are_taken_once(vcsim: Any) -> None:
     assert len(repeats) >= 5
     assert [int(event.key) for event in again] == [int(taken[-1].key) + n for n in (1, 2, 3)]
     assert (sequencer.repeated, gaps) == (len(repeats), [])
+
+
+def _page_as_go_json(page: list[Any]) -> list[tuple[str, int, Any, dict[str, Any]]]:
+    return [
+        (
+            event_class_name(event),
+            int(event.key),
+            position_of(event).time,
+            event.data if isinstance(event, GoEvent) else to_go_json(event),
+        )
+        for event in page
+    ]
+
+
+def test_pages_read_from_the_xml_equal_pyvmomis_on_vcsim(vcsim: Any) -> None:
+    # vcsim's own history (inventory, sessions, power) plus EventEx and a power cycle
+    client = VcsimClient(vcsim)
+    client.post_eventex(5)
+    client.power_cycle(inventory(client.content, vim.VirtualMachine)[0])
+    collector = EventCollector(client.content, None, poll_interval=1)
+    plain = client.content.eventManager.CreateCollectorForEvents(vim.event.EventFilterSpec())
+    try:
+        assert collector._reader is not None  # vcsim's stub is the one soap_raw mirrors
+        fast = collector.read_page(1000)
+        slow = list(plain.ReadNextEvents(1000))
+    finally:
+        collector.close()
+        plain.DestroyCollector()
+    assert all(isinstance(event, GoEvent) for event in fast)
+    assert len({event_class_name(event) for event in fast}) >= 5
+    assert _page_as_go_json(fast) == _page_as_go_json(slow)
+    assert (collector._reader.fast_pages, collector._reader.slow_pages) == (1, 0)
+
+
+def test_a_page_with_an_alarm_event_is_read_by_pyvmomi(vcsim: Any) -> None:
+    # the worker looks the alarm up through the event's MoRef object: it needs pyVmomi's
+    client = VcsimClient(vcsim)
+    alarm = client.content.alarmManager.GetAlarm(None)[0]
+    client.post_alarm_event("AlarmCreatedEvent", alarm, "bench alarm")
+    collector = EventCollector(client.content, None, poll_interval=1)
+    try:
+        page = collector.read_page(1000)
+    finally:
+        collector.close()
+    assert collector._reader is not None
+    assert (collector._reader.fast_pages, collector._reader.slow_pages) == (0, 1)
+    assert not any(isinstance(event, GoEvent) for event in page)
+    assert any(event_class_name(event) == "AlarmCreatedEvent" for event in page)
+
+
+def test_a_fault_from_the_raw_read_is_pyvmomis(vcsim: Any) -> None:
+    si = connect(vcsim)
+    collector = EventCollector(si.RetrieveContent(), None, poll_interval=1)
+    Disconnect(si)  # the session ends under the collector
+    try:
+        with pytest.raises(vim.fault.NotAuthenticated):
+            collector.read_page(10)
+    finally:
+        collector.close()
+
+
+def test_a_pyvmomi_the_raw_read_was_not_checked_against_reads_as_before(
+    vcsim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # soap_raw mirrors SoapStubAdapter internals of the pyVmomi releases it names
+    monkeypatch.setattr(soap_raw, "CHECKED_PYVMOMI", ("0.0.",))
+    client = VcsimClient(vcsim)
+    client.post_eventex(3)
+    collector = EventCollector(client.content, None, poll_interval=1)
+    try:
+        assert collector._reader is None
+        page = collector.read_page(1000)
+    finally:
+        collector.close()
+    assert len(page) >= 3 and not any(isinstance(event, GoEvent) for event in page)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pyVmomi import vim
 
 from schemas import decode
 from schemas.codec import encode, encode_event, encode_vsphere, vsphere_cloudevent, with_changes
-from schemas.vmodl_json import to_go_json
-from schemas.vsphere import VCenterIdentity, event_id
+from schemas.vmodl_json import event_class_name, to_go_json
+from schemas.vsphere import VCenterIdentity, event_id, record_key
+from tests.schemas.vmodl_strategies import events
 
 VCENTER = VCenterIdentity("vc-uuid", "https://vc01.example.com/sdk", "8.0.3.0")
 CREATED = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -144,3 +147,54 @@ def test_with_changes_keeps_everything_else() -> None:
     assert changed.get_id() == event.get_id()
     assert changed.get_data() == event.get_data()
     assert "partitionkey" not in changed.get_attributes()
+
+
+def through_the_sdk(data: dict[str, Any], class_name: str, vcenter: VCenterIdentity) -> Any:
+    return encode(
+        vsphere_cloudevent(data, class_name, vcenter), record_key(vcenter.instance_uuid, data)
+    )
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(events(), st.sampled_from([UTC, timezone(timedelta(hours=-5, seconds=-968)), None]))
+def test_records_without_the_sdk_equal_the_sdks(event: Any, zone: Any) -> None:
+    # encode_vsphere builds the headers itself once a vCenter's first record is made
+    encode_vsphere(to_go_json(event_ex()), "EventEx", VCENTER)
+    data = to_go_json(event)
+    if zone is not None:  # CreatedTime as a datetime, in a zone with seconds, or naive
+        data["CreatedTime"] = event.createdTime.astimezone(zone)
+    elif event.createdTime is not None:
+        data["CreatedTime"] = event.createdTime.replace(tzinfo=None)
+    class_name = event_class_name(event)
+    try:
+        expected = through_the_sdk(data, class_name, VCENTER)
+    except ValueError as exc:
+        with pytest.raises(ValueError) as raised:
+            encode_vsphere(data, class_name, VCENTER)
+        assert str(raised.value) == str(exc)
+        return
+    record = encode_vsphere(data, class_name, VCENTER)
+    assert (record.value, record.key, record.headers) == (
+        expected.value,
+        expected.key,
+        expected.headers,
+    )
+
+
+def test_data_that_is_not_json_is_refused_as_by_the_sdk() -> None:
+    encode_vsphere(to_go_json(event_ex()), "EventEx", VCENTER)
+    data = {**to_go_json(event_ex()), "Odd": {1, 2}}
+    with pytest.raises(ValueError, match="has data that is not JSON") as raised:
+        encode_vsphere(data, "EventEx", VCENTER)
+    with pytest.raises(ValueError) as sdk:
+        through_the_sdk(data, "EventEx", VCENTER)
+    assert str(raised.value) == str(sdk.value)
+
+
+def test_an_empty_class_name_is_refused_as_by_the_sdk() -> None:
+    encode_vsphere(to_go_json(event_ex()), "EventEx", VCENTER)
+    with pytest.raises(Exception, match="subject") as raised:
+        encode_vsphere(to_go_json(event_ex()), "", VCENTER)
+    with pytest.raises(Exception, match="subject") as sdk:
+        through_the_sdk(to_go_json(event_ex()), "", VCENTER)
+    assert type(raised.value) is type(sdk.value)

@@ -11,6 +11,12 @@ from pyVmomi import VmomiSupport, vim
 
 MAX_DEPTH = 2
 _TEXT = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12)
+# what an XML 1.0 document (a SOAP response) can hold: no control characters but tab and
+# newline, no noncharacters
+XML_TEXT = st.text(
+    st.characters(blacklist_categories=["Cs", "Cc", "Cn"]) | st.sampled_from("\t\n"),
+    max_size=12,
+)
 _INT_RANGES = {
     VmomiSupport.byte: (-(2**7), 2**7 - 1),
     VmomiSupport.short: (-(2**15), 2**15 - 1),
@@ -30,21 +36,19 @@ def event_classes() -> tuple[type, ...]:
     return tuple(sorted(classes, key=lambda c: c.__name__))
 
 
-def events() -> st.SearchStrategy[Any]:
-    return st.sampled_from(event_classes()).flatmap(_event_of)
-
-
-def _event_of(cls: Any) -> st.SearchStrategy[Any]:
-    return data_objects(cls, 0)
+def events(text: st.SearchStrategy[str] = _TEXT) -> st.SearchStrategy[Any]:
+    return st.sampled_from(event_classes()).flatmap(lambda cls: data_objects(cls, 0, text))
 
 
 @cache
-def data_objects(cls: type, depth: int) -> st.SearchStrategy[Any]:
+def data_objects(
+    cls: type, depth: int, text: st.SearchStrategy[str] = _TEXT
+) -> st.SearchStrategy[Any]:
     """Objects of `cls` with every property drawn (optional ones sometimes unset)."""
     if depth > MAX_DEPTH:  # deep enough: an object with nothing set
         return st.builds(cls)
     fields = {
-        prop.name: _optional(prop, depth)
+        prop.name: _optional(prop, depth, text)
         for prop in cls._GetPropertyList()  # type: ignore[attr-defined]
         if prop.name not in ("dynamicType", "dynamicProperty")
     }
@@ -53,17 +57,20 @@ def data_objects(cls: type, depth: int) -> st.SearchStrategy[Any]:
     )
 
 
-def _optional(prop: Any, depth: int) -> st.SearchStrategy[Any]:
+def _optional(prop: Any, depth: int, text: st.SearchStrategy[str]) -> st.SearchStrategy[Any]:
     optional = bool(prop.flags & VmomiSupport.F_OPTIONAL)
-    value = values_of(prop.type, depth + 1, min_items=0 if optional else 1)
+    value = values_of(prop.type, depth + 1, min_items=0 if optional else 1, text=text)
     return st.none() | value if optional else value
 
 
 @cache
-def values_of(cls: type, depth: int, min_items: int = 0) -> st.SearchStrategy[Any]:
+def values_of(
+    cls: type, depth: int, min_items: int = 0, text: st.SearchStrategy[str] = _TEXT
+) -> st.SearchStrategy[Any]:
     if issubclass(cls, list):
         item = cls.Item  # type: ignore[attr-defined]
-        return st.lists(values_of(item, depth), min_size=min_items, max_size=2).map(cls)
+        items = values_of(item, depth, text=text)
+        return st.lists(items, min_size=min_items, max_size=2).map(cls)
     if cls is bool:
         return st.booleans()
     if issubclass(cls, int):
@@ -82,11 +89,11 @@ def values_of(cls: type, depth: int, min_items: int = 0) -> st.SearchStrategy[An
     if cls is VmomiSupport.ManagedMethod:  # e.g. TaskInfo.name
         return st.sampled_from([vim.VirtualMachine.PowerOn, vim.HostSystem.EnterMaintenanceMode])
     if issubclass(cls, str):
-        return _TEXT
+        return text
     if issubclass(cls, VmomiSupport.ManagedObject):
         kind = cls if cls is not VmomiSupport.ManagedObject else vim.VirtualMachine
         return st.from_regex(r"[a-z]{2,6}-[0-9]{1,4}", fullmatch=True).map(kind)
     if issubclass(cls, VmomiSupport.DataObject):
-        return data_objects(cast(type, cls), depth)
+        return data_objects(cast(type, cls), depth, text)
     # anyType
-    return _TEXT | st.integers(-(2**31), 2**31 - 1)
+    return text | st.integers(-(2**31), 2**31 - 1)

@@ -1,0 +1,128 @@
+"""RawEventReader against a real HTTP server on 127.0.0.1 that answers what a sick
+vCenter might: the errors are pyVmomi's own (SoapStubAdapter.InvokeMethod's)."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.client import HTTPException
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from xml.parsers.expat import ExpatError
+
+import pytest
+from pyVmomi import SoapAdapter, vim
+
+from bench.decode import read_next_events_response
+from producer.soap_raw import RawEventReader
+
+EVENT = vim.event.GeneralUserEvent(
+    key=4, chainId=4, createdTime=datetime(2026, 1, 1, tzinfo=UTC), userName="u", message="hello"
+)
+
+
+class Server:
+    """Answers every POST with `status`, `body` and `headers`, and keeps the requests."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.body = b""
+        self.headers: dict[str, str] = {}
+        self.requests: list[dict[str, str]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                server.requests.append(dict(self.headers))
+                self.send_response(server.status)
+                for name, value in server.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(server.body)))
+                self.end_headers()
+                self.wfile.write(server.body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+        self.thread.start()
+
+    def reader(self) -> RawEventReader:
+        stub = SoapAdapter.SoapStubAdapter(
+            host="127.0.0.1", port=-self.http.server_address[1], version="vim.version.v9_1_1_0"
+        )  # a negative port: plain HTTP (pyVmomi's convention)
+        return RawEventReader(vim.event.EventHistoryCollector("session[1]1", stub))
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    made = Server()
+    yield made
+    made.http.shutdown()
+    made.http.server_close()
+
+
+def test_a_page_is_read_fast_and_sent_as_pyvmomi_sends_it(server: Server) -> None:
+    server.body = read_next_events_response([EVENT])
+    reader = server.reader()
+    [event] = reader.read(10)
+    assert (event.class_name, event.key, event.data["Message"]) == ("GeneralUserEvent", 4, "hello")
+    sent = server.requests[0]
+    assert sent["SOAPAction"].startswith('"urn:vim25/')
+    assert sent["Accept-Encoding"] == "gzip, deflate"  # the stub accepts compression
+
+
+def test_a_gzipped_page_reads_the_same(server: Server) -> None:
+    server.body = gzip.compress(read_next_events_response([EVENT]))
+    server.headers = {"Content-Encoding": "gzip"}
+    [event] = server.reader().read(10)
+    assert event.key == 4
+
+
+def test_an_http_error_status_raises_as_pyvmomi_does(server: Server) -> None:
+    server.status = 503
+    with pytest.raises(HTTPException, match="503"):
+        server.reader().read(10)
+
+
+def test_a_body_that_is_not_xml_raises_pyvmomis_error(server: Server) -> None:
+    server.body = b"<not xml"
+    reader = server.reader()
+    with pytest.raises(ExpatError):
+        reader.read(10)
+    assert reader.slow_pages == 1
+
+
+def test_a_fault_raises_the_fault(server: Server) -> None:
+    server.status = 500
+    server.body = (
+        b'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope'
+        b' xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"'
+        b' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>'
+        b"<soapenv:Fault><faultcode>ServerFaultCode</faultcode>"
+        b"<faultstring>The session is not authenticated.</faultstring><detail>"
+        b'<NotAuthenticatedFault xmlns="urn:vim25" xsi:type="NotAuthenticated">'
+        b"<privilegeId>System.View</privilegeId></NotAuthenticatedFault>"
+        b"</detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+    )
+    with pytest.raises(vim.fault.NotAuthenticated, match="not authenticated"):
+        server.reader().read(10)
+
+
+def test_a_fault_status_without_a_fault_raises(server: Server) -> None:
+    server.status = 500
+    server.body = read_next_events_response([EVENT])
+    with pytest.raises(HTTPException, match="without a fault"):
+        server.reader().read(10)
+
+
+def test_a_truncated_page_raises_and_is_never_an_empty_page(server: Server) -> None:
+    # the collector has moved past these events: returning nothing would lose them
+    whole = read_next_events_response([EVENT])
+    server.body = whole[: len(whole) // 2]
+    with pytest.raises(ExpatError):
+        server.reader().read(10)

@@ -1,0 +1,186 @@
+"""The ReadNextEvents fast path (`schemas.vmodl_soap`) against pyVmomi: for generated
+events of every event class, serialised by pyVmomi's own SOAP serializer into a
+ReadNextEvents response, the fast path's Go JSON is `to_go_json` of pyVmomi's
+deserialisation of the same bytes, or it declines the page (and pyVmomi reads it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import strategies as st
+from pyVmomi import Iso8601, VmomiSupport, vim, vmodl
+
+from bench.decode import NEWEST, pyvmomi_page, read_next_events_response
+from schemas.vmodl_json import GoEvent, event_class_name, to_go_json
+from schemas.vmodl_soap import Declined, _time, read_events
+from tests.schemas.vmodl_strategies import XML_TEXT, data_objects, event_classes, events
+
+# VEBA's govmomi's version: pyVmomi narrows newer types to what an old stub knows
+OLD = "vim.version.v7_0_1_0"
+PER_CLASS = settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+MIXED = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def response(events: list[Any], version: str = NEWEST) -> bytes:
+    try:
+        return read_next_events_response(events, version)
+    except TypeError:  # e.g. a fault without its required fields: no vCenter sends that
+        reject()
+
+
+def pyvmomi_go_page(xml: bytes, version: str) -> list[tuple[str, int, datetime, Any]]:
+    page = pyvmomi_page(xml, version)
+    return [(event_class_name(e), e.key, e.createdTime, to_go_json(e)) for e in page]
+
+
+def fast_page(events: list[GoEvent]) -> list[tuple[str, int, datetime, Any]]:
+    return [(e.class_name, e.key, e.createdTime, e.data) for e in events]
+
+
+def assert_same_or_declined(xml: bytes, version: str) -> str:
+    """`read` when the fast path read the page (and equally), `declined` when it left it
+    to pyVmomi, `unreadable` when pyVmomi cannot read it either (e.g. text with control
+    characters, which XML 1.0 cannot hold)."""
+    fast = read_events(xml, version)
+    try:
+        slow = pyvmomi_go_page(xml, version)
+    except Exception:
+        assert fast is None  # what pyVmomi cannot read, the fast path must not either
+        return "unreadable"
+    if fast is None:
+        return "declined"
+    assert fast_page(fast) == slow
+    return "read"
+
+
+def holds_a_fault(value: Any) -> bool:
+    """Whether a LocalizedMethodFault is anywhere in `value`: pyVmomi unwraps those, and
+    the fast path declines them."""
+    if isinstance(value, vmodl.LocalizedMethodFault | vmodl.MethodFault):
+        return True
+    if isinstance(value, list):
+        return any(holds_a_fault(x) for x in value)
+    if isinstance(value, VmomiSupport.DataObject):
+        return any(holds_a_fault(getattr(value, p.name)) for p in value._GetPropertyList())
+    return False
+
+
+@pytest.mark.parametrize("cls", event_classes(), ids=lambda c: c.__name__)
+def test_every_event_class_reads_as_pyvmomi_reads_it(cls: Any) -> None:
+    @PER_CLASS
+    @given(data_objects(cls, 0, XML_TEXT))
+    def check(event: Any) -> None:
+        outcome = assert_same_or_declined(response([event]), NEWEST)
+        # it declines only what it says it declines
+        assert outcome != "declined" or holds_a_fault(event)
+
+    check()
+
+
+@MIXED
+@given(st.lists(events(XML_TEXT), min_size=1, max_size=4), st.sampled_from([NEWEST, OLD]))
+def test_pages_of_mixed_events_read_as_pyvmomi_reads_them(page: list[Any], stub: str) -> None:
+    assert_same_or_declined(response(page), stub)
+
+
+def plain_event(key: int = 7) -> Any:
+    return vim.event.VmPoweredOnEvent(
+        key=key,
+        chainId=key,
+        createdTime=datetime(2026, 1, 2, 3, 4, 5, 120000, tzinfo=UTC),
+        userName="root",
+        vm=vim.event.VmEventArgument(name="vm1", vm=vim.VirtualMachine("vm-1")),
+    )
+
+
+def test_a_plain_page_is_read_fast() -> None:
+    xml = response(
+        [
+            plain_event(7),
+            vim.event.EventEx(key=8, chainId=8, eventTypeId="a.b", createdTime=datetime.now(UTC)),
+        ]
+    )
+    assert assert_same_or_declined(xml, NEWEST) == "read"
+
+
+def test_one_event_with_a_fault_sends_the_whole_page_to_pyvmomi() -> None:
+    failed = vim.event.VmFailedToPowerOnEvent(
+        key=8,
+        chainId=8,
+        createdTime=datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC),
+        userName="",
+        vm=vim.event.VmEventArgument(name="vm1", vm=vim.VirtualMachine("vm-1")),
+        reason=vmodl.LocalizedMethodFault(fault=vim.fault.InvalidState(), localizedMessage="no"),
+    )
+    assert read_events(response([plain_event(), failed]), NEWEST) is None
+
+
+@pytest.mark.parametrize(
+    ("original", "changed", "what"),
+    [
+        (b"<template>false</template>", b"<template>maybe</template>", "a bad boolean"),
+        (b"<userName>root</userName>", b"<userNom>root</userNom>", "an unknown property"),
+        (b'xsi:type="VmPoweredOnEvent"', b'xsi:type="VmNoSuchEvent"', "an unknown type"),
+        (b'type="VirtualMachine"', b'kind="VirtualMachine"', "a MoRef without type"),
+        (b"<chainId>7</chainId>", b"<chainId>seven</chainId>", "a non-integer"),
+        (b"<key>7</key>", b"", "an event without key"),
+    ],
+)
+def test_what_the_fast_path_does_not_follow_it_declines(
+    original: bytes, changed: bytes, what: str
+) -> None:
+    xml = response([plain_event()])
+    assert original in xml
+    assert read_events(xml.replace(original, changed), NEWEST) is None, what
+
+
+def test_a_soap_fault_is_declined() -> None:
+    fault = (
+        b'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope'
+        b' xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>'
+        b"<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>gone"
+        b"</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+    )
+    assert read_events(fault, NEWEST) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.from_regex(r"\d{4}-[01]\d-[0-3]\dT[0-2]\d:[0-6]\d:[0-6]\d(\.\d{1,12})?Z", fullmatch=True)
+    | st.sampled_from(["2026-01-01T24:00:00Z", "2026-01-01T24:00:01Z", "2026-01-01T10:00:00+02:00"])
+)
+def test_times_read_as_pyvmomi_reads_them(text: str) -> None:
+    expected = Iso8601.ParseISO8601(text)
+    try:
+        got = _time(text, None)  # type: ignore[arg-type]
+    except Declined:
+        assert expected is None
+    else:
+        assert got == expected and got.utcoffset() == expected.utcoffset()
+
+
+def test_an_event_read_as_go_json_is_its_own_go_json() -> None:
+    [event] = read_events(response([plain_event()]), NEWEST) or []
+    assert to_go_json(event) is event.data
+    with pytest.raises(ValueError, match="max_version"):
+        to_go_json(event, max_version="vim.version.v7_0_1_0")
+
+
+def test_a_value_narrowed_to_a_type_its_property_refuses_is_declined() -> None:
+    # VirtualDeviceGroups is newer than OLD: pyVmomi narrows it to DynamicData, which the
+    # property then refuses (pyVmomi raises); the fast path must not write it
+    event = vim.event.VmReconfiguredEvent(
+        key=3,
+        chainId=3,
+        createdTime=datetime(2026, 1, 2, tzinfo=UTC),
+        userName="root",
+        configSpec=vim.vm.ConfigSpec(deviceGroups=vim.vm.VirtualDeviceGroups()),
+    )
+    xml = response([event])
+    with pytest.raises(TypeError, match="deviceGroups"):
+        pyvmomi_page(xml, OLD)
+    assert read_events(xml, OLD) is None
+    assert assert_same_or_declined(xml, NEWEST) == "read"
