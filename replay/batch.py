@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
-from typing import Any
 
 import orjson
 
@@ -27,12 +25,9 @@ from replay.tally import MODULUS, record_digest
 from replay.targets.base import Message, Position, ReplayItem
 from replay.targets.jsonlines import as_json_line, iso_second
 from schemas import InvalidRecord, KafkaRecord
-from schemas.cloudevent import CloudEventView
+from schemas.cloudevent import MAX_LAYOUTS, CloudEventView, HeaderLayouts
 from schemas.codec import _parse_time
 
-# layouts kept (one per event type and source, in practice); cleared when full, so
-# memory stays bounded whatever the topic holds
-MAX_LAYOUTS = 4096
 # stand-ins for the id and the time while a layout's head is made: control characters
 # that orjson escapes, so the head's other attributes cannot contain them
 _ID_MARK = "\x00\x01id"
@@ -94,12 +89,7 @@ class BatchChecker:
     def __init__(self, topic: str, wanted: Callable[[str], bool], lines: bool) -> None:
         self.wanted = wanted
         self.lines = lines
-        # (id position, time position, header count) -> (getter of the other headers,
-        # layouts by what it gets)
-        self._layouts: dict[
-            tuple[int, int, int], tuple[Callable[[Any], Any], dict[Any, _Layout]]
-        ] = {}
-        self._learned = 0
+        self._layouts: HeaderLayouts[_Layout] = HeaderLayouts(MAX_LAYOUTS)
         self.slow_checks = 0  # records checked the slow way (no known layout, or refused)
         self._line_start = orjson.dumps({"topic": topic})[:-1] + b',"partition":'
 
@@ -135,17 +125,9 @@ class BatchChecker:
             value = message.value()
             layout = None
             if headers and value and has_time:
-                # a topic's records nearly always have one encoder's shape: one turn
-                size = len(headers)
-                for (id_at, time_at, shape_size), (others, known) in layouts.items():
-                    if shape_size != size:
-                        continue
-                    id_name, id_raw = headers[id_at]
-                    time_name, time_raw = headers[time_at]
-                    if id_name == "ce_id" and time_name == "ce_time":
-                        layout = known.get(others(headers))
-                        if layout is not None:
-                            break
+                found = layouts.find(headers)
+                if found is not None:
+                    layout, id_raw, time_raw = found
             if layout is not None:
                 try:
                     id_text = id_raw.decode()
@@ -200,7 +182,7 @@ class BatchChecker:
         return Checked(counted, b"".join(lines), items)
 
     def layouts_kept(self) -> int:
-        return sum(len(known) for _, known in self._layouts.values())
+        return len(self._layouts)
 
     def _slow(
         self, message: Message, count: Counted, lines: list[bytes], items: list[ReplayItem]
@@ -252,17 +234,5 @@ class BatchChecker:
         first, later = (id_mark, time_mark) if id_first else (time_mark, id_mark)
         pre, rest = head.split(first)
         mid, post = rest.split(later)
-        id_at, time_at = names.index("ce_id"), names.index("ce_time")
-        others_at = [i for i in range(len(headers)) if i not in (id_at, time_at)]
-        if len(others_at) < 2:
-            return  # itemgetter of one position does not give a tuple
-        if self._learned >= MAX_LAYOUTS:
-            self._layouts.clear()
-            self._learned = 0
-        shape = (id_at, time_at, len(headers))
-        if shape not in self._layouts:
-            self._layouts[shape] = (itemgetter(*others_at), {})
-        others, known = self._layouts[shape]
         attributes = {k: v for k, v in view.attributes.items() if k not in ("id", "time")}
-        known[others(headers)] = (written, pre, mid, post, id_first, attributes)
-        self._learned += 1
+        self._layouts.learn(headers, (written, pre, mid, post, id_first, attributes))
