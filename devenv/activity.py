@@ -147,9 +147,9 @@ class VcsimClient:
         vim = self.vim
         collector = self.content.eventManager.CreateCollectorForEvents(vim.event.EventFilterSpec())
         try:
-            collector.ResetCollector()
-            page = collector.ReadPreviousEvents(1)
-            return int(page[0].key) if page else 0
+            # not ResetCollector + ReadPreviousEvents(1): that returns the one before
+            # the newest (seen on vcsim)
+            return max((int(event.key) for event in collector.latestPage), default=0)
         finally:
             collector.DestroyCollector()
 
