@@ -221,18 +221,24 @@ def test_a_cancelled_batch_stops_and_the_pool_goes_on_with_the_others():
     stuck = located(6, vms=3)
     other = [replace(r, offset=100 + n) for n, r in enumerate(located(4, vms=2))]
     tried: list[int | None] = []
-
-    async def deliver_one(item: SinkEvent) -> None:
-        tried.append(item.record.offset)
-        if item.record.offset in {r.offset for r in stuck}:
-            await asyncio.sleep(60)  # a target that does not answer
+    stuck_offsets = {r.offset for r in stuck}
 
     async def run() -> list[Outcome]:
+        both_stuck = asyncio.Event()
+
+        async def deliver_one(item: SinkEvent) -> None:
+            tried.append(item.record.offset)
+            if item.record.offset in stuck_offsets:
+                if sum(o in stuck_offsets for o in tried) == 2:
+                    both_stuck.set()
+                await asyncio.sleep(60)  # a target that does not answer
+
         pool = KeyPool(2)
         first = asyncio.create_task(pool.deliver([SinkEvent(None, r) for r in stuck], deliver_one))
-        await asyncio.sleep(0.01)  # both workers are stuck on its first two keys
+        await asyncio.wait_for(both_stuck.wait(), 5)  # both workers hang on its first keys
         later = asyncio.create_task(pool.deliver([SinkEvent(None, r) for r in other], deliver_one))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # its chains queue behind the stuck ones
+        assert not any(o in {r.offset for r in other} for o in tried)
         first.cancel()
         outcomes = await asyncio.wait_for(later, 5)
         with pytest.raises(asyncio.CancelledError):
