@@ -169,11 +169,13 @@ class SinkRunner:
                 self._apply_backpressure()
                 self._dead_letters.poll()
         finally:
-            if fetch is not None:
-                self._take(await fetch)  # buffered only; uncommitted, so re-read later
-            await self._shutdown()
-            gc.set_threshold(*collecting)
-            gc.unfreeze()
+            try:
+                if fetch is not None:
+                    self._take(await fetch)  # buffered only; uncommitted, so re-read later
+                await self._shutdown()
+            finally:  # a shutdown that raised leaves the process's collector as it was
+                gc.set_threshold(*collecting)
+                gc.unfreeze()
 
     def _fetch(self) -> list[Any]:
         """Records as soon as there is one, and whatever else is already fetched.

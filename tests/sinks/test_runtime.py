@@ -108,6 +108,34 @@ def test_a_batch_that_cannot_grow_past_the_pause_does_not_wait_out_max_wait(
 
 
 @pytest.mark.integration
+def test_collector_settings_are_given_back_when_shutdown_raises(kafka, topic_name, receiver):
+    """A sink whose close() fails: the error reaches the caller, and the process's
+    collector is as it was before the runner ran (threshold, nothing left frozen)."""
+    topic, dlq = topic_name("events"), topic_name("dlq")
+    produce(kafka.bootstrap_servers, topic, vm_records(10))
+    section = {"topics": [topic], "url": receiver.url}
+    runner = make_runner(
+        "knative", sink_settings(kafka.bootstrap_servers, "knative", dlq, **section)
+    )
+
+    async def failing_close() -> None:
+        raise OSError("connections would not close")
+
+    runner.sink.close = failing_close  # type: ignore[method-assign]
+    collecting = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+
+    def done() -> bool:
+        seen.append(gc.get_threshold())
+        return settled(runner, 10)()
+
+    with pytest.raises(OSError, match="would not close"):
+        run_until(runner, done)
+    assert GC_YOUNG_THRESHOLD in [young for young, _, _ in seen]
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (collecting, 0)
+
+
+@pytest.mark.integration
 def test_sink_stopped_while_retrying_commits_nothing_undelivered(kafka, topic_name, receiver):
     topic, dlq = topic_name("events"), topic_name("dlq")
     receiver.plan = lambda _n, _body: Fault.http(503)
