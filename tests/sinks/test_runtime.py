@@ -83,7 +83,7 @@ def test_slow_receiver_pauses_the_partition_instead_of_buffering(kafka, topic_na
 def test_a_batch_that_cannot_grow_past_the_pause_does_not_wait_out_max_wait(
     kafka, topic_name, receiver
 ):
-    """maxRecords above maxBuffered (the audit sink's defaults: 5,000 and 1,000): the
+    """maxRecords above maxBuffered (the audit sink's defaults were 5,000 and 1,000): the
     partition pauses before a batch fills, so waiting for it to fill only waited out
     maxWait, one batch per partition per maxWait."""
     topic, dlq = topic_name("events"), topic_name("dlq")

@@ -215,8 +215,10 @@ class AuditPostgresSettings(ConfigModel):
 
 
 def _audit_batch() -> BatchSettings:
-    # batches append to a partition's open file; files rotate by `files.rotate*`
-    return BatchSettings(maxRecords=5000, maxWait=timedelta(seconds=1))
+    # batches append to a partition's open file; files rotate by `files.rotate*`. A
+    # partition pauses at maxBuffered, so a batch never holds more: twice maxRecords
+    # keeps the next batch read while one is written (5,000 over 1,000 waited out maxWait)
+    return BatchSettings(maxRecords=2000, maxBuffered=4000, maxWait=timedelta(seconds=1))
 
 
 class AuditSinkSettings(SinkCommonSettings):
