@@ -134,7 +134,7 @@ class BatchDelivery:
                     item = SinkEvent(decode(record), record)
                 else:
                     item = SinkEvent(None, record)
-                    check(item.view)
+                    item.layout = check(item.view)
             except InvalidRecord as exc:
                 self._dead_letter(record, report, "poison", exc, attempts=0)
                 continue

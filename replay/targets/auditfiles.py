@@ -29,36 +29,17 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from replay.targets.base import Message, Position, ReplayItem, ReplayTarget
+from replay.targets.base import Position, ReplayItem, ReplayTarget
 from sinks.audit.anchors import Anchor
-from sinks.audit.encoding import encode_head, headers_around, micros, moment, raw
+from sinks.audit.encoding import moment
 from sinks.audit.files import AuditFiles
-from sinks.audit.record import (
-    HASH_VERSION,
-    Head,
-    audit_record,
-    entity_name,
-    head_of,
-    split_key,
-)
+from sinks.audit.record import Head, HeadEncoder, audit_record, head_of
 from sinks.audit.store import open_store
 from sinks.delivery import type_matcher
 from vcstream.settings.sinks import AuditSinkSettings
 
 # the longest a replay runs past its saved position: what a kill -9 makes it read again
 CHECKPOINT_SECONDS = 5.0
-MAX_LAYOUTS = 4096  # header layouts whose encoding is kept (`AuditFilesTarget._headers`)
-# (the layout, its encoding up to the first of ce_id/ce_time, that one's position, the
-# encoding between the two, the second one's position, the encoding after it)
-_LayoutParts = tuple[object, bytes, int, bytes, int, bytes]
-
-
-def _layout_parts(layout: object, headers: list[tuple[str, bytes | None]]) -> _LayoutParts:
-    names = [name for name, _ in headers]
-    values = [b"" if value is None else value for _, value in headers]  # as KafkaRecord
-    first_at, second_at = sorted((names.index("ce_id"), names.index("ce_time")))
-    before, between, after = headers_around(names, values, first_at, second_at)
-    return layout, before, first_at, between, second_at, after
 
 
 class AuditFilesTarget(ReplayTarget):
@@ -72,7 +53,7 @@ class AuditFilesTarget(ReplayTarget):
         self._types = type_matcher(settings.types)
         self._heads: dict[int, Anchor] = {}
         self._topic = ""  # the replay's one topic, known from its first record
-        self._layouts: dict[int, _LayoutParts] = {}
+        self._encoder = HeadEncoder()
         self._synced_at = time.monotonic()
         if recover:  # under --workers the coordinator recovered once, before any worker
             self.store.recover()
@@ -107,38 +88,9 @@ class AuditFilesTarget(ReplayTarget):
             record = audit_record(item, now)
             self._topic = record["topic"]
             return record["partition"], head_of(record)
-        partition: int = message.partition()  # type: ignore[assignment]
-        offset: int = message.offset()  # type: ignore[assignment]
-        key = message.key()
-        vcenter, entity = split_key(key)
-        when = moment_.astimezone(UTC)  # the check made sure it has a zone
-        encoded = encode_head(
-            self._topic_of(message), partition, offset, HASH_VERSION, message.timestamp()[1],
-            key, self._headers(layout, message.headers()), message.value(),
-            attributes.get("id", ""), attributes.get("type", ""),
-            attributes.get("source", ""), attributes.get("subject"), micros(when), vcenter,
-            entity, entity_name(entity, item.data) if entity else None, "", recorded,
-        )  # fmt: skip
-        return partition, Head(offset, when, vcenter, encoded)
-
-    def _headers(self, layout: object, headers: list[tuple[str, bytes | None]]) -> bytes:
-        """The header arrays encoded: a layout's are the same but for the values of
-        `ce_id` and `ce_time`, so the rest is encoded once per layout."""
-        known = self._layouts.get(id(layout))
-        if known is None or known[0] is not layout:  # an id can be reused once freed
-            if len(self._layouts) >= MAX_LAYOUTS:
-                self._layouts.clear()
-            known = self._layouts[id(layout)] = _layout_parts(layout, headers)
-        _, pre, first_at, mid, second_at, post = known
-        return b"".join(
-            (pre, raw(headers[first_at][1] or b""), mid, raw(headers[second_at][1] or b""), post)
-        )
-
-    def _topic_of(self, message: Message) -> str:
-        topic = message.topic()
-        assert topic is not None  # set on every consumed message
-        self._topic = topic
-        return topic
+        head = self._encoder.encode(message, attributes, moment_, item.data, layout, recorded)
+        self._topic = message.topic()  # type: ignore[assignment]  # set: it was encoded
+        return message.partition(), head  # type: ignore[return-value]
 
     def sync(self, force: bool = False) -> bool:
         if not force and time.monotonic() - self._synced_at < self.checkpoint_seconds:
