@@ -6,20 +6,27 @@ pre-loaded topic (VEBA-shaped records, distinct keys over several partitions):
   Avro (topic, partition, offset, timestamp, key, headers, value), one file per
   partition, fsynced: what writing the records with the library costs (the sink
   encodes its Avro itself, `sinks.audit.encoding`, so it may pass this);
+- `encoder`: the fastest bare loop that writes the sink's own bytes: that consume loop,
+  the sink's check of each record (`LayoutCheck`), its encoder (`HeadEncoder`), the
+  hash chain and the container writer, one file per partition, fsynced; no event loop,
+  no batches, no commits (the honest ceiling: `ratio_to_encoder`);
 - `sink`: `vcstream sink audit` itself (files backend), as `SinkRunner` runs it:
   consume, check, build the record, chain, write, rotate, commit; it stops once every
   record is delivered and its files are closed and committed.
 
     .venv/bin/python -m bench.audit [--records 200000] [--partitions 6]
-        [--stages consume,ceiling,sink] [--codec snappy|deflate] [--batch N]
+        [--stages consume,ceiling,encoder,sink] [--codec snappy|deflate] [--batch N]
         [--bootstrap HOST:PORT]
 
 Each stage runs as a child process, so its figures are its own: records/s over the wall
 time (start-up and group join included; the sink also gives its rate from its first
 delivery to its last commit), events per CPU-second, peak RSS, and the 1-minute load
 average as it ended. `ratio_to_ceiling` is the rate over the `ceiling`
-stage's (`cpu_ratio_to_ceiling` per CPU-second), `cpu_ratio_to_consume` the events per
-CPU-second over the bare consume's. Prints one JSON object.
+stage's (`cpu_ratio_to_ceiling` per CPU-second), `ratio_to_encoder` and
+`cpu_ratio_to_encoder` the same over the `encoder` stage's, `cpu_ratio_to_consume` the
+events per CPU-second over the bare consume's. The sink also reports its CPU from its
+first delivery to its end (`steady_events_per_cpu_second`: no imports, no group join).
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -117,6 +124,58 @@ def ceiling_main(args: argparse.Namespace) -> None:
     consumer.close()
 
 
+def encoder_main(args: argparse.Namespace) -> None:
+    """Consume every record and write the sink's bytes with its own code, nothing else."""
+    from datetime import UTC, datetime
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from schemas.cloudevent import CloudEventView, LayoutCheck
+    from schemas.record import ConsumedRecord
+    from sinks.audit.encoding import ContainerWriter, moment
+    from sinks.audit.record import GENESIS, HeadEncoder, chain_heads
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": f"encoder-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "fetch.queue.backoff.ms": 10,
+        }
+    )
+    consumer.assign([TopicPartition(args.topic, p, 0) for p in range(args.partitions)])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    streams = [(out / f"{p}.avro").open("wb") for p in range(args.partitions)]
+    writers = [ContainerWriter(stream, args.codec) for stream in streams]
+    prev = [GENESIS] * args.partitions
+    check, encoder = LayoutCheck().check, HeadEncoder()
+    seen = 0
+    while seen < args.records:
+        now = datetime.now(UTC)
+        recorded = moment(now)
+        heads: list[list[Any]] = [[] for _ in range(args.partitions)]
+        for message in consumer.consume(5000, timeout=1.0):
+            if message.error():
+                continue
+            seen += 1
+            view = CloudEventView(ConsumedRecord(message))
+            layout = check(view)
+            heads[message.partition() or 0].append(
+                encoder.encode(message, view.attributes, view.time(), view.data(), layout, recorded)
+            )
+        for partition, pending in enumerate(heads):
+            for _, hash_, encoded in chain_heads(pending, prev[partition]):
+                writers[partition].add(encoded)
+                prev[partition] = hash_
+    for writer, stream in zip(writers, streams, strict=True):
+        writer.flush()
+        stream.flush()
+        os.fsync(stream.fileno())
+        stream.close()
+    consumer.close()
+
+
 def sink_main(args: argparse.Namespace) -> None:
     """The audit sink over the topic until every record is delivered and committed."""
     from sinks import registry
@@ -146,6 +205,7 @@ def sink_main(args: argparse.Namespace) -> None:
     )
     began = time.perf_counter()
     first: list[float] = []
+    first_cpu: list[float] = []
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -154,6 +214,7 @@ def sink_main(args: argparse.Namespace) -> None:
             while runner.report.delivered < args.records:
                 if not first and runner.report.delivered:
                     first.append(time.perf_counter())
+                    first_cpu.append(time.process_time())
                 await asyncio.sleep(0.05)
             stop.set()  # shutdown closes the open files and commits them
 
@@ -166,7 +227,17 @@ def sink_main(args: argparse.Namespace) -> None:
         raise SystemExit(f"sink delivered {runner.report}, expected {args.records}")
     ended = time.perf_counter()
     steady = args.records / (ended - first[0]) if first else None
-    print(json.dumps({"seconds": ended - began, "steady_records_per_s": steady}))
+    # this process's CPU only (librdkafka's threads included), from the first delivery
+    steady_cpu = args.records / (time.process_time() - first_cpu[0]) if first_cpu else None
+    print(
+        json.dumps(
+            {
+                "seconds": ended - began,
+                "steady_records_per_s": steady,
+                "steady_events_per_cpu_second": steady_cpu,
+            }
+        )
+    )
 
 
 def stage(name: str, args: argparse.Namespace, bootstrap: str, topic: str, out: Path) -> Any:
@@ -181,8 +252,9 @@ def stage(name: str, args: argparse.Namespace, bootstrap: str, topic: str, out: 
         measured = run_measured(command, stdout=stream)
     extra: dict[str, Any] = {}
     if name == "sink":  # from its first delivery to its last commit: no start-up, no join
-        steady = json.loads(report.read_text())["steady_records_per_s"]
-        extra["steady_records_per_s"] = round(steady) if steady else None
+        figures = json.loads(report.read_text())
+        for field in ("steady_records_per_s", "steady_events_per_cpu_second"):
+            extra[field] = round(figures[field]) if figures[field] else None
     return _figures(name, measured, args.records, **extra)
 
 
@@ -198,12 +270,16 @@ def main() -> None:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--ceiling-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--sink-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--encoder-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ceiling_child:
         ceiling_main(args)
         return
     if args.sink_child:
         sink_main(args)
+        return
+    if args.encoder_child:
+        encoder_main(args)
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-audit-"))
@@ -234,12 +310,18 @@ def main() -> None:
             else:
                 runs.append(stage(name, args, bootstrap, topic, workdir / name))
         ceiling = next((r for r in runs if r["stage"] == "ceiling"), None)
+        encoder = next((r for r in runs if r["stage"] == "encoder"), None)
         consume = next((r for r in runs if r["stage"] == "confluent_kafka_consume"), None)
         for run in runs:
             if ceiling is not None:
                 run["ratio_to_ceiling"] = round(run["records_per_s"] / ceiling["records_per_s"], 3)
                 run["cpu_ratio_to_ceiling"] = round(
                     run["events_per_cpu_second"] / ceiling["events_per_cpu_second"], 3
+                )
+            if encoder is not None:  # the bare loop writing the sink's own bytes
+                run["ratio_to_encoder"] = round(run["records_per_s"] / encoder["records_per_s"], 3)
+                run["cpu_ratio_to_encoder"] = round(
+                    run["events_per_cpu_second"] / encoder["events_per_cpu_second"], 3
                 )
             if consume is not None:  # the bare consume: what any Python stage pays at least
                 run["cpu_ratio_to_consume"] = round(
