@@ -382,3 +382,40 @@ def test_sink_consumer_prefetch_is_bounded_unless_the_user_says_otherwise():
         bootstrapServers="k:9092", clientProperties={"fetch.max.bytes": "8000000"}
     )
     assert bounded_fetch(chosen)["fetch.max.bytes"] == "8000000"
+
+
+@pytest.mark.integration
+def test_a_position_kafka_holds_already_is_not_committed_again(kafka, topic_name, tmp_path):
+    """The audit sink's files commit when they rotate: every batch before that settles
+    the position committed already, and sending it again was a broker round trip per
+    batch. Each position goes once; the last one still reaches Kafka."""
+    topic, dlq = topic_name("events"), topic_name("dlq")
+    produce(kafka.bootstrap_servers, topic, vm_records(200))
+    section = {
+        "topics": [topic],
+        "files": {"directory": str(tmp_path / "audit")},
+        "batch": {"maxRecords": 20, "maxBuffered": 40, "maxWait": "PT0S"},
+    }
+    runner = make_runner("audit", sink_settings(kafka.bootstrap_servers, "audit", dlq, **section))
+    sent: list[tuple[int, str | None]] = []
+    commit = runner._commit
+
+    async def recording(offsets: list[Any]) -> None:
+        sent.extend((tp.offset, tp.metadata) for tp in offsets)
+        await commit(offsets)
+
+    runner._commit = recording  # type: ignore[method-assign]
+    batches: list[int] = []
+    deliver = runner._delivery.deliver
+
+    async def counting(records: Any, read_at: float | None = None) -> Any:
+        batches.append(len(records))
+        return await deliver(records, read_at)
+
+    runner._delivery.deliver = counting  # type: ignore[method-assign]
+    run_until(runner, settled(runner, 200))
+
+    assert len(batches) >= 5  # else this proves nothing
+    assert len(sent) == len(set(sent)), sent
+    assert sent[-1][0] == 200  # the files rotated on shutdown: all of it committed
+    assert committed(kafka.bootstrap_servers, "vcstream-sink-audit", topic) == 200
