@@ -16,6 +16,7 @@ pre-loaded topic (VEBA-shaped records, distinct keys over several partitions):
 
     .venv/bin/python -m bench.audit [--records 200000] [--partitions 6]
         [--stages consume,ceiling,encoder,sink] [--codec snappy|deflate] [--batch N]
+        [--buffered N]
         [--bootstrap HOST:PORT]
 
 Each stage runs as a child process, so its figures are its own: records/s over the wall
@@ -189,7 +190,8 @@ def sink_main(args: argparse.Namespace) -> None:
                 "files": {"directory": args.out, "codec": args.codec},
                 "delivery": {"deadLetterTopic": f"{args.topic}.dlq"},
                 "batch": {"maxInFlight": args.partitions}
-                | ({"maxRecords": args.batch} if args.batch else {}),
+                | ({"maxRecords": args.batch} if args.batch else {})
+                | ({"maxBuffered": args.buffered} if args.buffered else {}),
             }
         },
         metrics={"enabled": False},
@@ -247,6 +249,7 @@ def stage(name: str, args: argparse.Namespace, bootstrap: str, topic: str, out: 
         "--topic", topic, "--partitions", str(args.partitions), "--records", str(args.records),
         "--out", str(out), "--codec", args.codec,
         *(["--batch", str(args.batch)] if args.batch else []),
+        *(["--buffered", str(args.buffered)] if args.buffered else []),
     ]  # fmt: skip
     report = out.with_suffix(".json")
     with report.open("wb") as stream:
@@ -266,6 +269,7 @@ def main() -> None:
     parser.add_argument("--stages", default="consume,ceiling,sink")
     parser.add_argument("--codec", default="snappy", help="Avro codec of sink and ceiling")
     parser.add_argument("--batch", type=int, help="the sink's batch.maxRecords (its default)")
+    parser.add_argument("--buffered", type=int, help="the sink's batch.maxBuffered (its default)")
     parser.add_argument("--bootstrap", help="an existing broker; default: start a local one")
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
