@@ -44,7 +44,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 CEILING_SCHEMA = {
     "type": "record",
@@ -74,16 +74,15 @@ CEILING_SCHEMA = {
 }
 
 
-def ceiling_main(args: argparse.Namespace) -> None:
-    """Consume every record and write it with fastavro, nothing else."""
-    import fastavro
-    import fastavro.write
+def _bare_loop(args: argparse.Namespace, name: str) -> tuple[Any, list[IO[bytes]]]:
+    """A bare stage's consumer, assigned every partition from its start, and one file
+    per partition to write."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
         {
             "bootstrap.servers": args.bootstrap,
-            "group.id": f"ceiling-{uuid.uuid4()}",
+            "group.id": f"{name}-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "fetch.queue.backoff.ms": 10,
         }
@@ -91,7 +90,25 @@ def ceiling_main(args: argparse.Namespace) -> None:
     consumer.assign([TopicPartition(args.topic, p, 0) for p in range(args.partitions)])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    streams = [(out / f"{p}.avro").open("wb") for p in range(args.partitions)]
+    return consumer, [(out / f"{p}.avro").open("wb") for p in range(args.partitions)]
+
+
+def _close(consumer: Any, writers: list[Any], streams: list[IO[bytes]]) -> None:
+    """Write out what each writer holds, make the files durable, close the consumer."""
+    for writer, stream in zip(writers, streams, strict=True):
+        writer.flush()
+        stream.flush()
+        os.fsync(stream.fileno())
+        stream.close()
+    consumer.close()
+
+
+def ceiling_main(args: argparse.Namespace) -> None:
+    """Consume every record and write it with fastavro, nothing else."""
+    import fastavro
+    import fastavro.write
+
+    consumer, streams = _bare_loop(args, "ceiling")
     schema = fastavro.parse_schema(CEILING_SCHEMA)
     writers = [fastavro.write.Writer(s, schema, codec=args.codec) for s in streams]
     seen = 0
@@ -112,19 +129,12 @@ def ceiling_main(args: argparse.Namespace) -> None:
                     "value": message.value(),
                 }
             )
-    for writer, stream in zip(writers, streams, strict=True):
-        writer.flush()
-        stream.flush()
-        os.fsync(stream.fileno())
-        stream.close()
-    consumer.close()
+    _close(consumer, writers, streams)
 
 
 def encoder_main(args: argparse.Namespace) -> None:
     """Consume every record and write the sink's bytes with its own code, nothing else."""
     from datetime import UTC, datetime
-
-    from confluent_kafka import Consumer, TopicPartition
 
     from schemas.cloudevent import CloudEventView, LayoutCheck
     from schemas.record import ConsumedRecord
@@ -132,18 +142,7 @@ def encoder_main(args: argparse.Namespace) -> None:
     from sinks.audit.record import GENESIS, HeadEncoder, chain_heads
     from sinks.runtime import GC_YOUNG_THRESHOLD
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "group.id": f"encoder-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "fetch.queue.backoff.ms": 10,
-        }
-    )
-    consumer.assign([TopicPartition(args.topic, p, 0) for p in range(args.partitions)])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    streams = [(out / f"{p}.avro").open("wb") for p in range(args.partitions)]
+    consumer, streams = _bare_loop(args, "encoder")
     writers = [ContainerWriter(stream, args.codec) for stream in streams]
     prev = [GENESIS] * args.partitions
     check, encoder = LayoutCheck().check, HeadEncoder()
@@ -167,12 +166,7 @@ def encoder_main(args: argparse.Namespace) -> None:
             for _, hash_, encoded in chain_heads(pending, prev[partition]):
                 writers[partition].add(encoded)
                 prev[partition] = hash_
-    for writer, stream in zip(writers, streams, strict=True):
-        writer.flush()
-        stream.flush()
-        os.fsync(stream.fileno())
-        stream.close()
-    consumer.close()
+    _close(consumer, writers, streams)
 
 
 def sink_main(args: argparse.Namespace) -> None:
