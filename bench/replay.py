@@ -2,7 +2,9 @@
 one pre-loaded topic (distinct keys over several partitions, VEBA-shaped records):
 
 - `kcat -C -e` writing the values into a file (the ceiling: librdkafka in C),
-- a bare confluent-kafka consume loop in Python (the ceiling for any Python stage),
+- a bare confluent-kafka consume loop in Python (the ceiling for any Python stage), as
+  `bench.kafka_ceiling` runs it and with the replay's fetch settings and batch size,
+  reading each record's headers and value (what a replay pays before any check),
 - `vcstream replay --to file:` and `--to audit` (files backend), each with one
   process and with `--workers N`.
 
@@ -33,11 +35,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.kafka_ceiling import consume
 from bench.processes import Measured, run_measured
 from devenv import LocalKafka
+from replay.reader import FETCH_SETTINGS
+from replay.session import MAX_BATCH
 from schemas import VCenterIdentity
 from schemas.codec import encode_vsphere
 from vcstream.kafka import TopicSpec, ensure_topics
@@ -120,12 +124,18 @@ def kcat(bootstrap: str, topic: str, records: int, workdir: Path) -> dict[str, A
     return _figures("kcat", measured, records, bytes=out.stat().st_size)
 
 
-def bare_consume(bootstrap: str, topic: str, partitions: int, records: int) -> dict[str, Any]:
+def bare_consume(
+    bootstrap: str, topic: str, partitions: int, records: int, replay_fetch: bool = False
+) -> dict[str, Any]:
+    """The bare loop in a child; with `replay_fetch`, with the replay's fetch settings and
+    each record's headers and value read (what any replay pays before checking)."""
     measured = run_measured(
         [sys.executable, "-m", "bench.replay", "--consume-only", "--bootstrap", bootstrap,
-         "--topic", topic, "--partitions", str(partitions), "--records", str(records)]
+         "--topic", topic, "--partitions", str(partitions), "--records", str(records),
+         *(["--replay-fetch"] if replay_fetch else [])]
     )  # fmt: skip
-    return _figures("confluent_kafka_consume", measured, records)
+    name = "confluent_kafka_consume_replay_fetch" if replay_fetch else "confluent_kafka_consume"
+    return _figures(name, measured, records)
 
 
 def replay(
@@ -155,7 +165,11 @@ def _ratios(runs: list[dict[str, Any]]) -> None:
     """Each stage against both ceilings of the same run: wall rates (what a user waits
     for; on a loaded machine they follow each process's share of the CPU) and events
     per CPU-second (what the stage itself costs, whatever the load)."""
-    for ceiling, name in (("kcat", "kcat"), ("confluent_kafka_consume", "consume")):
+    for ceiling, name in (
+        ("kcat", "kcat"),
+        ("confluent_kafka_consume", "consume"),
+        ("confluent_kafka_consume_replay_fetch", "replay_fetch_consume"),
+    ):
         measured = next((r for r in runs if r["stage"] == ceiling), None)
         for run in runs:
             if measured is None:
@@ -168,7 +182,22 @@ def _ratios(runs: list[dict[str, Any]]) -> None:
 
 def _consume_only(args: argparse.Namespace) -> None:
     """The bare consume loop, in a child process of its own (see `bare_consume`)."""
-    consume(args.bootstrap, args.topic, args.partitions, args.records)
+    if not args.replay_fetch:
+        consume(args.bootstrap, args.topic, args.partitions, args.records)
+        return
+    consumer = Consumer(
+        {"bootstrap.servers": args.bootstrap, "group.id": f"bench-{uuid.uuid4()}",
+         "enable.auto.commit": False, "isolation.level": "read_committed", **FETCH_SETTINGS}
+    )  # fmt: skip
+    consumer.assign([TopicPartition(args.topic, p, 0) for p in range(args.partitions)])
+    seen = 0
+    while seen < args.records:
+        for message in consumer.consume(MAX_BATCH, timeout=1.0):
+            if message.error() is None:
+                message.headers()
+                message.value()
+                seen += 1
+    consumer.close()
 
 
 def main() -> None:
@@ -180,6 +209,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", help="an existing broker; default: start a local one")
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--consume-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--replay-fetch", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.consume_only:
         _consume_only(args)
@@ -216,6 +246,7 @@ def main() -> None:
             runs.append(kcat(bootstrap, topic, args.records, workdir))
         if "consume" in stages:
             runs.append(bare_consume(bootstrap, topic, args.partitions, args.records))
+            runs.append(bare_consume(bootstrap, topic, args.partitions, args.records, True))
         for name in ("file", "audit"):
             if name not in stages:
                 continue

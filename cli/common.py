@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vcstream.exits import EXIT_CONFIG
 from vcstream.logging import configure_logging, register_secrets, secrets_of
-from vcstream.observability import Health, ObservabilityServer
 from vcstream.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:  # prometheus_client only for the roles that serve metrics
+    from vcstream.observability import Health, ObservabilityServer
 
 ConfigOption = Annotated[
     Path | None,
@@ -39,6 +41,8 @@ def load_or_exit(path: Path | None) -> Settings:
 
 
 def start_observability(settings: Settings, health: Health) -> ObservabilityServer | None:
+    from vcstream.observability import ObservabilityServer
+
     if not settings.metrics.enabled:
         return None
     return ObservabilityServer(settings.metrics, health).start()

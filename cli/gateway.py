@@ -11,7 +11,6 @@ import typer
 
 from cli.common import ConfigOption, load_or_exit, start_observability
 from vcstream.exits import EXIT_CONFIG, EXIT_RUNTIME
-from vcstream.observability import Health
 
 app = typer.Typer()
 log = logging.getLogger("vcstream.gateway")
@@ -29,6 +28,7 @@ def gateway(config: ConfigOption = None) -> None:
     settings = load_or_exit(config)
     from gateway.server import serve
     from vcstream.kafka import KafkaLoginRejected
+    from vcstream.observability import Health
 
     health = Health()
     server = start_observability(settings, health)

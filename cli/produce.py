@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from cli.common import ConfigOption, load_or_exit, start_observability
-from vcstream.observability import Health
 
 app = typer.Typer()
 
@@ -41,6 +40,7 @@ def produce(config: ConfigOption = None) -> None:
     """
     settings = load_or_exit(config)
     from producer.app import run  # pyVmomi is slow to import: only this role needs it
+    from vcstream.observability import Health
 
     health = Health()
     server = start_observability(settings, health)

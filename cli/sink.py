@@ -14,7 +14,6 @@ import typer
 from cli.common import ConfigOption, load_or_exit, start_observability
 from sinks.kinds import SINK_KINDS
 from vcstream.exits import EXIT_CONFIG, EXIT_RUNTIME
-from vcstream.observability import Health
 
 app = typer.Typer()
 log = logging.getLogger("vcstream.sink")
@@ -45,6 +44,8 @@ def sink(
     except registry.SinkNotConfigured as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_CONFIG) from None
+    from vcstream.observability import Health
+
     health = Health()
     server = start_observability(settings, health)
     runner = SinkRunner(

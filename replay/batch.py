@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -77,9 +78,30 @@ class Checked:
                 ) % MODULUS
 
 
-# (written (not filtered), head before the first of id/time, between, after, id first,
-# the attributes but id and time as `CloudEventView.attributes` reads them)
-_Layout = tuple[bool, bytes, bytes, bytes, bool, dict[str, str]]
+class Layout:
+    """What every record of one header layout shares with the first one checked the
+    slow way (`HeaderLayouts`: its headers but `ce_id` and `ce_time`)."""
+
+    __slots__ = ("after", "attributes", "before", "between", "derived", "id_first", "written")
+
+    def __init__(
+        self,
+        written: bool,
+        before: bytes,
+        between: bytes,
+        after: bytes,
+        id_first: bool,
+        attributes: dict[str, str],
+    ) -> None:
+        self.written = written  # not filtered out
+        # the JSON line's head before the first of id/time, between them, after them
+        self.before, self.between, self.after = before, between, after
+        self.id_first = id_first
+        # the attributes but id and time, as `CloudEventView.attributes` reads them
+        self.attributes = attributes
+        # what a target made of this layout once (e.g. its own encoding of the headers):
+        # kept here, so a target finds it without a lookup per record
+        self.derived: Any = None
 
 
 class BatchChecker:
@@ -90,7 +112,7 @@ class BatchChecker:
     def __init__(self, topic: str, wanted: Callable[[str], bool], lines: bool) -> None:
         self.wanted = wanted
         self.lines = lines
-        self._layouts: HeaderLayouts[_Layout] = HeaderLayouts(MAX_LAYOUTS)
+        self._layouts: HeaderLayouts[Layout] = HeaderLayouts(MAX_LAYOUTS)
         self.slow_checks = 0  # records checked the slow way (no known layout, or refused)
         self._line_start = orjson.dumps({"topic": topic})[:-1] + b',"partition":'
 
@@ -143,7 +165,7 @@ class BatchChecker:
             if layout is None:
                 self._slow(message, count, lines, items)
                 continue
-            if not layout[0]:
+            if not layout.written:
                 count.filtered += 1
                 continue
             count.written += 1
@@ -153,14 +175,13 @@ class BatchChecker:
             )
             if not build_lines:
                 # what was read here goes with the item, so a target reads nothing twice
-                attributes = {**layout[5], "id": id_text, "time": time_text}
-                items.append(ReplayItem(None, attributes, moment, data, message, layout))
+                items.append(ReplayItem.read(message, layout, id_text, time_text, moment, data))
                 continue
             key = message.key()
             if time_ms // 1000 != second:
                 second = time_ms // 1000
                 second_text = iso_second(second).encode()
-            first, later = (id_text, time_text) if layout[4] else (time_text, id_text)
+            first, later = (id_text, time_text) if layout.id_first else (time_text, id_text)
             lines.append(
                 b'%b%d,"offset":%d,"timestamp":"%b.%03dZ","key":%b,"event":%b%b%b%b%b,"data":%b}}\n'
                 % (
@@ -170,11 +191,11 @@ class BatchChecker:
                     second_text,
                     time_ms % 1000,
                     b"null" if key is None else dumps(key.decode("utf-8", "replace")),
-                    layout[1],
+                    layout.before,
                     dumps(first),
-                    layout[2],
+                    layout.between,
                     dumps(later),
-                    layout[3],
+                    layout.after,
                     value,  # type: ignore[str-format]
                 )
             )
@@ -236,4 +257,4 @@ class BatchChecker:
         pre, rest = head.split(first)
         mid, post = rest.split(later)
         attributes = {k: v for k, v in view.attributes.items() if k not in ("id", "time")}
-        self._layouts.learn(headers, (written, pre, mid, post, id_first, attributes))
+        self._layouts.learn(headers, Layout(written, pre, mid, post, id_first, attributes))

@@ -19,10 +19,18 @@ import pytest
 
 from devenv import LocalKafka, LocalPostgres, LocalVcsim, ScramUser
 
+# The shared broker's periodic chores run within a test's patience instead of Kafka's
+# production pace (expired transactions every 10 s, the log cleaner every 15 s), so the
+# tests that wait for them need no broker of their own.
+QUICK_CHORES = {
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms": "300",
+    "log.cleaner.backoff.ms": "1000",
+}
+
 
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
-    broker = LocalKafka(tmp_path_factory.mktemp("kafka")).start()
+    broker = LocalKafka(tmp_path_factory.mktemp("kafka"), overrides=QUICK_CHORES).start()
     yield broker
     broker.stop()
 

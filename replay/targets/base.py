@@ -5,11 +5,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from schemas import KafkaRecord
 from schemas.cloudevent import CloudEventView
-from schemas.record import Message
+from schemas.record import ConsumedRecord, Message
+
+if TYPE_CHECKING:
+    from replay.batch import Layout
 
 # (partition, offset) of a record
 Position = tuple[int, int]
@@ -20,42 +23,56 @@ class ReplayItem:
     """A checked event as the record's bytes hold it (topic, partition, offset set).
 
     Targets read the view's attributes and the record's bytes; a target that needs the
-    SDK's object decodes it itself (`sinks.base.SinkEvent` does, on first use).
+    SDK's object decodes it itself (`sinks.base.SinkEvent` does, on first use). The view
+    reads the consumer's message in place (`schemas.record.ConsumedRecord`).
 
-    What the replay's check already read of a record of a known layout (`replay.batch`)
-    comes with it, so a target reads nothing twice: `attributes` as `view.attributes`
-    reads them, `time` (`ce_time` parsed), `data` (the value parsed) and `message`, the
-    consumer's message it was read from (the view is then made from it on first use),
-    and `layout`, the same object for every record whose headers differ from its only in
-    `ce_id` and `ce_time`. None (data: `UNREAD`) when not read (audit records:
-    `replay.targets.auditfiles`).
+    A record of a known layout (`replay.batch`) comes as `read(...)`: with what the
+    replay's check already read of it, so a target reads nothing twice: the message,
+    its `layout` (shared by every record whose headers differ from it only in `ce_id`
+    and `ce_time`), the id and time as text, `time` (`ce_time` parsed) and `data` (the
+    value parsed); `attributes` are then the layout's with that id and time, as
+    `view.attributes` reads them. None (data: `UNREAD`) when not read.
     """
 
     # a plain class: a frozen dataclass's __init__ was 4% of a replay into audit files
-    __slots__ = ("_view", "attributes", "data", "layout", "message", "time")
+    __slots__ = ("_view", "data", "id", "layout", "message", "time", "time_text")
 
-    def __init__(
-        self,
-        view: CloudEventView | None = None,
-        attributes: dict[str, str] | None = None,
-        time: datetime | None = None,
-        data: Any = UNREAD,
-        message: Message | None = None,
-        layout: object | None = None,
-    ) -> None:
-        if view is None and message is None:
-            raise ValueError("a replay item needs its view or its message")
-        self._view = view
-        self.attributes = attributes
-        self.time = time
-        self.data = data
-        self.message = message
-        self.layout = layout
+    def __init__(self, view: CloudEventView) -> None:
+        self._view: CloudEventView | None = view
+        self.message: Message | None = None
+        self.layout: Layout | None = None
+        self.id: str | None = None
+        self.time_text: str | None = None
+        self.time: datetime | None = None
+        self.data: Any = UNREAD
+
+    @classmethod
+    def read(
+        cls,
+        message: Message,
+        layout: Layout,
+        id_text: str,
+        time_text: str,
+        time: datetime,
+        data: Any,
+    ) -> ReplayItem:
+        item = cls.__new__(cls)
+        item._view = None
+        item.message, item.layout = message, layout
+        item.id, item.time_text, item.time, item.data = id_text, time_text, time, data
+        return item
+
+    @property
+    def attributes(self) -> dict[str, str] | None:
+        """As `view.attributes` reads them, for a record of a known layout (else None)."""
+        if self.layout is None:
+            return None
+        return {**self.layout.attributes, "id": self.id or "", "time": self.time_text or ""}
 
     @property
     def view(self) -> CloudEventView:
         if self._view is None:
-            self._view = CloudEventView(KafkaRecord.from_confluent(self.message))
+            self._view = CloudEventView(ConsumedRecord(self.message))
         return self._view
 
     @property

@@ -64,9 +64,9 @@ def test_a_codec_in_client_properties_wins() -> None:
 
 @pytest.mark.integration
 def test_worker_outputs_and_dead_letters_are_compressed_on_the_broker(
-    kafka_factory, topic_name, tmp_path: Path
+    kafka: LocalKafka, topic_name, tmp_path: Path
 ):
-    broker = kafka_factory()
+    broker = kafka  # the test's own topics: their segments hold only what it wrote
     config = streams_config(
         tmp_path,
         broker.bootstrap_servers,

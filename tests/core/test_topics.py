@@ -91,7 +91,8 @@ def test_topics_create_reports_unreachable_kafka_and_exits_1(tmp_path: Path) -> 
 
 def test_a_compacted_topic_stays_small_after_many_commits(kafka: LocalKafka) -> None:
     # the checkpoints' pattern: one key, a transaction each. Segments close after 200 ms
-    # here instead of minutes, so the cleaner (every 15 s) gets to work within the test
+    # here instead of minutes, so the cleaner (every second on the session broker, see
+    # QUICK_CHORES) gets to work within the test
     topic = f"compacted.{uuid.uuid4().hex[:8]}"
     quick = {"segment.ms": "200", "delete.retention.ms": "0", "min.cleanable.dirty.ratio": "0.01"}
     ensure_topics(

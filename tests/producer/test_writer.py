@@ -83,11 +83,10 @@ def test_a_second_producer_with_the_same_id_fences_the_first(
 
 
 def test_a_transaction_aborted_for_its_age_is_not_taken_for_a_takeover(
-    kafka_factory: Callable[..., LocalKafka], topic_name: Callable[[str], str]
+    kafka: LocalKafka, topic_name: Callable[[str], str]
 ) -> None:
-    # the coordinator looks for expired transactions every 10 s by default; sooner here
-    interval = {"transaction.abort.timed.out.transaction.cleanup.interval.ms": "300"}
-    broker = kafka_factory(overrides=interval)
+    # the session broker looks for expired transactions every 300 ms (QUICK_CHORES)
+    broker = kafka
     topic = topic_name("writer")
     ensure_topics(KafkaSettings(bootstrapServers=broker.bootstrap_servers), [TopicSpec(topic)])
     old = writer(broker, topic_name("txn"))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from devenv import LocalKafka
@@ -25,6 +27,22 @@ CLASSES = ("VmPoweredOnEvent", "VmPoweredOffEvent", "AlarmStatusChangedEvent")
 
 def settings_for(kafka: LocalKafka, **sections: Any) -> Settings:
     return Settings(kafka={"bootstrapServers": kafka.bootstrap_servers}, **sections)
+
+
+def audit_files(directory: Path, **files: Any) -> dict[str, Any]:
+    """The `sinks` section for an audit store in files under `directory` (and any other
+    `files` settings, e.g. rotateInterval)."""
+    return {"audit": {"backend": "files", "files": {"directory": str(directory), **files}}}
+
+
+def write_config(kafka: LocalKafka, path: Path, audit: Path, **files: Any) -> Path:
+    """A configuration file for the command: this broker, audit files under `audit`."""
+    config = {
+        "kafka": {"bootstrapServers": kafka.bootstrap_servers},
+        "sinks": audit_files(audit, **files),
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def event_data(key: int, created: datetime) -> dict[str, Any]:

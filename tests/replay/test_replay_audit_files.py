@@ -5,7 +5,6 @@ between two checkpoints resumed without loss or duplicates."""
 from __future__ import annotations
 
 import io
-import json
 import re
 import signal
 import subprocess
@@ -23,8 +22,8 @@ from replay.spec import ReplaySpec
 from replay.targets.auditfiles import AuditFilesTarget
 from replay.targets.factory import open_target
 from sinks.audit.files import AuditFiles
-from tests.replay.helpers import fill_topic, settings_for
-from tests.replay.test_replay_workers import audit_rows, comparable, vcstream
+from tests.replay.helpers import audit_files, fill_topic, settings_for, write_config
+from tests.replay.test_replay_workers import audit_rows, comparable, resumed, vcstream
 from vcstream.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -33,8 +32,7 @@ RECORDS = 400  # over 4 partitions, every 25th poison: 384 events, 16 skipped
 
 
 def settings_for_directory(directory: Path) -> Settings:
-    section = {"backend": "files", "files": {"directory": str(directory)}}
-    return Settings(kafka={"bootstrapServers": "127.0.0.1:9"}, sinks={"audit": section})
+    return Settings(kafka={"bootstrapServers": "127.0.0.1:9"}, sinks=audit_files(directory))
 
 
 def test_audit_files_backend_is_written_by_the_replay_itself(tmp_path: Path) -> None:
@@ -52,9 +50,7 @@ def test_a_replay_keeps_one_file_per_partition_across_batches(
     topic = topic_name("audit-one-file")
     fill_topic(kafka, topic, RECORDS, partitions=2, poison_every=25)
     directory = tmp_path / "audit"
-    settings = settings_for(
-        kafka, sinks={"audit": {"backend": "files", "files": {"directory": str(directory)}}}
-    )
+    settings = settings_for(kafka, sinks=audit_files(directory))
     # the rate makes batches of 100 records: at least 2 of each partition
     request = ReplayRequest(
         ReplaySpec(topic, from_beginning=True),
@@ -95,13 +91,8 @@ def test_replay_into_audit_killed_between_checkpoints_resumes_without_loss_or_du
     topic = topic_name("audit-kill")
     fill_topic(kafka, topic, RECORDS, partitions=4, poison_every=25)
     audit = tmp_path / "audit"
-    config = tmp_path / "vcstream.yaml"
     # checkpoints every second (the store's rotateInterval, when shorter than the replay's)
-    config.write_text(
-        f"kafka:\n  bootstrapServers: {kafka.bootstrap_servers}\n"
-        f"sinks:\n  audit:\n    backend: files\n    files:\n      directory: {audit}\n"
-        "      rotateInterval: 1s\n"
-    )
+    config = write_config(kafka, tmp_path / "vcstream.yaml", audit, rotateInterval="1s")
     state = tmp_path / "state.json"
     common = ["--topic", topic, "--from-beginning", "--to", "audit", "--state", str(state)]
     common += ["--report", str(tmp_path / "report.json")]
@@ -116,11 +107,7 @@ def test_replay_into_audit_killed_between_checkpoints_resumes_without_loss_or_du
     stored = audit_rows(audit)
     assert 0 < len(stored) < 384  # a checkpoint was made, the rest was in open files
 
-    second = vcstream(config, *common, "--resume")
-    _, stderr = second.communicate(timeout=120)
-    assert second.returncode == 0, stderr
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["run"]["runs"] == 2
+    report = resumed(config, common, tmp_path / "report.json")
     totals = report["totals"]
     assert (totals["read"], totals["written"], totals["skipped"]) == (400, 384, 16)
     rows = audit_rows(audit)
@@ -135,10 +122,7 @@ def test_replay_into_audit_killed_between_checkpoints_resumes_without_loss_or_du
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
     whole_dir = tmp_path / "whole"
-    settings = settings_for(
-        kafka,
-        sinks={"audit": {"backend": "files", "files": {"directory": str(whole_dir / "audit")}}},
-    )
+    settings = settings_for(kafka, sinks=audit_files(whole_dir / "audit"))
     whole = run_replay(
         settings,
         ReplayRequest(

@@ -135,3 +135,19 @@ def test_out_of_range_offset_exits_2_with_the_available_range(
     assert run.returncode == 2
     assert "--from-offset 7 is beyond the last offset; partition 0: offsets 0..4" in stderr
     assert stdout == ""
+
+
+def test_a_replay_starts_without_importing_what_only_a_terminal_or_a_server_needs() -> None:
+    """Every replay (and each spawned worker) imports the command and the replay
+    modules: rich (the progress bar, only on a terminal) and prometheus_client (the
+    roles that serve metrics; a sink target still imports it) were ~80 ms of that
+    start-up."""
+    code = (
+        "import io, sys, cli, replay.session, replay.targets.jsonlines, replay.workers\n"
+        "from replay.progress import progress_for\n"
+        "progress_for(1, 0, 'replay', io.StringIO())\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('rich', 'prometheus_client')))\n"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]"

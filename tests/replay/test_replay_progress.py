@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import Producer
 
 from devenv import LocalKafka
+from replay.progress import progress_for
 from replay.session import ReplayRequest, run_replay
 from replay.spec import ReplaySpec
 from schemas.codec import encode_vsphere
@@ -56,3 +57,25 @@ def test_progress_ends_at_100_percent_though_markers_count_in_the_total(
     last = stream.getvalue().strip().splitlines()[-1]
     # 5 commit markers: the offsets (the total) are 19, the records read 14
     assert re.search(r": 19/19 records \(100\.0%\)", last), last
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_the_bar_and_anything_else_plain_lines() -> None:
+    """rich is imported only for the bar (`replay.progress_bar`), so its counts are
+    checked here, where no replay would show them."""
+    terminal = _Terminal()
+    bar = progress_for(10, 2, "replay t", terminal)
+    bar.advance(5)
+    bar.complete()
+    bar.close()
+    assert "10/10" in terminal.getvalue()
+    assert "rec/s" in terminal.getvalue()
+    plain = io.StringIO()
+    lines = progress_for(10, 2, "replay t", plain)
+    lines.advance(5)
+    lines.close()
+    assert plain.getvalue().startswith("replay t: 7/10 records (70.0%)")

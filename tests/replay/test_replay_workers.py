@@ -24,7 +24,7 @@ from replay.session import ReplayRequest, run_replay
 from replay.spec import ReplaySpec
 from replay.workers import ReplayWorkerError, check_workers, shares
 from sinks.audit.files import AuditFiles, read_file
-from tests.replay.helpers import fill_topic, settings_for
+from tests.replay.helpers import audit_files, fill_topic, settings_for, write_config
 from vcstream.settings import Settings
 
 RECORDS = 400  # over 4 partitions, every 25th poison: 384 events, 16 skipped
@@ -66,8 +66,7 @@ def test_two_workers_give_one_process_report_file_and_audit_store(
     one_dir, two_dir = tmp_path / "audit-1", tmp_path / "audit-2"
     results = {}
     for workers, directory in ((1, one_dir), (2, two_dir)):
-        section = {"backend": "files", "files": {"directory": str(directory)}}
-        settings = settings_for(kafka, sinks={"audit": section})
+        settings = settings_for(kafka, sinks=audit_files(directory))
         to_file = replay(
             settings, topic, f"file:{tmp_path / f'{workers}.jsonl'}", workers, tmp_path
         )
@@ -84,6 +83,16 @@ def test_two_workers_give_one_process_report_file_and_audit_store(
     assert len(set(lines(tmp_path / "2.jsonl"))) == 384
     assert audit_rows(two_dir) == audit_rows(one_dir) and len(audit_rows(two_dir)) == 384
     assert not list(tmp_path.glob("*.part-*")) and not list(tmp_path.glob("*.worker-*"))
+
+
+def resumed(config: Path, args: list[str], report: Path) -> dict[str, Any]:
+    """The interrupted command run again with --resume to its end: its report."""
+    second = vcstream(config, *args, "--resume")
+    _, stderr = second.communicate(timeout=120)
+    assert second.returncode == 0, stderr
+    result: dict[str, Any] = json.loads(report.read_text())
+    assert result["run"]["runs"] == 2
+    return result
 
 
 def vcstream(config: Path, *args: str) -> subprocess.Popen[str]:
@@ -105,12 +114,8 @@ def test_replay_with_workers_killed_with_sigkill_resumes_without_loss_or_duplica
 ) -> None:
     topic = topic_name("workers-kill")
     fill_topic(kafka, topic, RECORDS, partitions=4, poison_every=25)
-    config = tmp_path / "vcstream.yaml"
     audit = tmp_path / "audit"
-    config.write_text(
-        f"kafka:\n  bootstrapServers: {kafka.bootstrap_servers}\n"
-        f"sinks:\n  audit:\n    backend: files\n    files:\n      directory: {audit}\n"
-    )
+    config = write_config(kafka, tmp_path / "vcstream.yaml", audit)
     out = tmp_path / "out.jsonl"
     to = f"file:{out}" if target == "file" else "audit"
     common = ["--topic", topic, "--from-beginning", "--to", to, "--workers", "2"]
@@ -123,11 +128,7 @@ def test_replay_with_workers_killed_with_sigkill_resumes_without_loss_or_duplica
     os.killpg(first.pid, signal.SIGKILL)  # the coordinator and both workers, mid-batch
     first.wait(10)
 
-    second = vcstream(config, *common, "--resume")
-    _, stderr = second.communicate(timeout=120)
-    assert second.returncode == 0, stderr
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["run"]["runs"] == 2
+    report = resumed(config, common, tmp_path / "report.json")
     totals = report["totals"]
     assert (totals["read"], totals["written"], totals["skipped"]) == (400, 384, 16)
     rows = lines(out) if target == "file" else audit_rows(audit)
@@ -135,8 +136,7 @@ def test_replay_with_workers_killed_with_sigkill_resumes_without_loss_or_duplica
 
     whole_dir = tmp_path / "whole"
     whole_dir.mkdir()
-    section = {"backend": "files", "files": {"directory": str(whole_dir / "audit")}}
-    settings = settings_for(kafka, sinks={"audit": section})
+    settings = settings_for(kafka, sinks=audit_files(whole_dir / "audit"))
     whole_to = f"file:{whole_dir / 'out.jsonl'}" if target == "file" else "audit"
     whole = replay(settings, topic, whole_to, 1, whole_dir)
     assert comparable(report) == comparable(whole.report)

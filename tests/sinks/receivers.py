@@ -99,6 +99,13 @@ class Receiver:
         self._loop.run_until_complete(site.start())
         self._ready.set()
         self._loop.run_forever()
+        # a handler still held by a fault plan ends with its loop here, not later in the
+        # garbage collector with "Task was destroyed but it is pending!" on a closed log
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._loop.close()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()

@@ -97,6 +97,29 @@ def test_the_encoding_equals_fastavro_s_byte_for_byte() -> None:
         assert encode_body(linked) + encode_hash(linked["hash"]) == encoded
 
 
+def test_a_head_from_parts_encoded_once_equals_encode_head() -> None:
+    """`encode_head_parts` (a replay's: repeating fields encoded by the caller) writes
+    `encode_record_head`'s bytes, for every record with a value."""
+    made = [r for r in records() if r["value"] is not None]
+    assert {r["timestamp"] is None for r in made} == {False}
+    made.append({**made[0], "timestamp": None, "subject": None, "entity": None,
+                 "entityName": None, "id": "ü" * 9000})  # fmt: skip
+    for r in made:
+        parts = encoding.encode_head_parts(
+            encoding.string(r["topic"]), r["partition"], r["offset"],
+            encoding.long(r["hashVersion"]), r["timestamp"],
+            encoding.encode_optional_bytes(r["key"]),
+            encoding.encode_headers(r["headerNames"], r["headerValues"]), r["value"],
+            r["id"].encode(),
+            encoding.string(r["type"]) + encoding.string(r["source"])
+            + encoding.encode_optional(r["subject"]),
+            encoding.micros(r["time"]),
+            encoding.string(r["vcenterUuid"]) + encoding.encode_optional(r["entity"]),
+            r["entityName"], encoding.string(r["event"]) + encoding.moment(r["recordedAt"]),
+        )  # fmt: skip
+        assert parts == encoding.encode_record_head(r)
+
+
 @pytest.mark.parametrize(
     "value",
     [0, 1, -1, 63, 64, -64, -65, 8191, 8192, -8192, 2**13 - 1, 2**27 - 1, 2**27, -(2**27),
