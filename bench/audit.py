@@ -6,26 +6,35 @@ pre-loaded topic (VEBA-shaped records, distinct keys over several partitions):
   Avro (topic, partition, offset, timestamp, key, headers, value), one file per
   partition, fsynced: what writing the records with the library costs (the sink
   encodes its Avro itself, `sinks.audit.encoding`, so it may pass this);
+- `encoder`: the fastest bare loop that writes the sink's own bytes: that consume loop,
+  the sink's check of each record (`LayoutCheck`), its encoder (`HeadEncoder`), the
+  hash chain and the container writer, one file per partition, fsynced; no event loop,
+  no batches, no commits (the honest ceiling: `ratio_to_encoder`);
 - `sink`: `vcstream sink audit` itself (files backend), as `SinkRunner` runs it:
   consume, check, build the record, chain, write, rotate, commit; it stops once every
   record is delivered and its files are closed and committed.
 
     .venv/bin/python -m bench.audit [--records 200000] [--partitions 6]
-        [--stages consume,ceiling,sink] [--codec snappy|deflate] [--batch N]
+        [--stages consume,ceiling,encoder,sink] [--codec snappy|deflate] [--batch N]
+        [--buffered N]
         [--bootstrap HOST:PORT]
 
 Each stage runs as a child process, so its figures are its own: records/s over the wall
 time (start-up and group join included; the sink also gives its rate from its first
 delivery to its last commit), events per CPU-second, peak RSS, and the 1-minute load
 average as it ended. `ratio_to_ceiling` is the rate over the `ceiling`
-stage's (`cpu_ratio_to_ceiling` per CPU-second), `cpu_ratio_to_consume` the events per
-CPU-second over the bare consume's. Prints one JSON object.
+stage's (`cpu_ratio_to_ceiling` per CPU-second), `ratio_to_encoder` and
+`cpu_ratio_to_encoder` the same over the `encoder` stage's, `cpu_ratio_to_consume` the
+events per CPU-second over the bare consume's. The sink also reports its CPU from its
+first delivery to its end (`steady_events_per_cpu_second`: no imports, no group join).
+Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -35,13 +44,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
-
-from bench.processes import run_measured
-from bench.replay import _figures, bare_consume, preload
-from devenv import LocalKafka
-from vcstream.kafka import TopicSpec, ensure_topics
-from vcstream.settings.kafka import KafkaSettings
+from typing import IO, Any
 
 CEILING_SCHEMA = {
     "type": "record",
@@ -71,16 +74,15 @@ CEILING_SCHEMA = {
 }
 
 
-def ceiling_main(args: argparse.Namespace) -> None:
-    """Consume every record and write it with fastavro, nothing else."""
-    import fastavro
-    import fastavro.write
+def _bare_loop(args: argparse.Namespace, name: str) -> tuple[Any, list[IO[bytes]]]:
+    """A bare stage's consumer, assigned every partition from its start, and one file
+    per partition to write."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
         {
             "bootstrap.servers": args.bootstrap,
-            "group.id": f"ceiling-{uuid.uuid4()}",
+            "group.id": f"{name}-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "fetch.queue.backoff.ms": 10,
         }
@@ -88,7 +90,25 @@ def ceiling_main(args: argparse.Namespace) -> None:
     consumer.assign([TopicPartition(args.topic, p, 0) for p in range(args.partitions)])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    streams = [(out / f"{p}.avro").open("wb") for p in range(args.partitions)]
+    return consumer, [(out / f"{p}.avro").open("wb") for p in range(args.partitions)]
+
+
+def _close(consumer: Any, writers: list[Any], streams: list[IO[bytes]]) -> None:
+    """Write out what each writer holds, make the files durable, close the consumer."""
+    for writer, stream in zip(writers, streams, strict=True):
+        writer.flush()
+        stream.flush()
+        os.fsync(stream.fileno())
+        stream.close()
+    consumer.close()
+
+
+def ceiling_main(args: argparse.Namespace) -> None:
+    """Consume every record and write it with fastavro, nothing else."""
+    import fastavro
+    import fastavro.write
+
+    consumer, streams = _bare_loop(args, "ceiling")
     schema = fastavro.parse_schema(CEILING_SCHEMA)
     writers = [fastavro.write.Writer(s, schema, codec=args.codec) for s in streams]
     seen = 0
@@ -109,12 +129,44 @@ def ceiling_main(args: argparse.Namespace) -> None:
                     "value": message.value(),
                 }
             )
-    for writer, stream in zip(writers, streams, strict=True):
-        writer.flush()
-        stream.flush()
-        os.fsync(stream.fileno())
-        stream.close()
-    consumer.close()
+    _close(consumer, writers, streams)
+
+
+def encoder_main(args: argparse.Namespace) -> None:
+    """Consume every record and write the sink's bytes with its own code, nothing else."""
+    from datetime import UTC, datetime
+
+    from schemas.cloudevent import CloudEventView, LayoutCheck
+    from schemas.record import ConsumedRecord
+    from sinks.audit.encoding import ContainerWriter, moment
+    from sinks.audit.record import GENESIS, HeadEncoder, chain_heads
+    from sinks.runtime import GC_YOUNG_THRESHOLD
+
+    consumer, streams = _bare_loop(args, "encoder")
+    writers = [ContainerWriter(stream, args.codec) for stream in streams]
+    prev = [GENESIS] * args.partitions
+    check, encoder = LayoutCheck().check, HeadEncoder()
+    gc.freeze()  # the collector as the sink runtime sets it (`sinks.runtime`)
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    seen = 0
+    while seen < args.records:
+        now = datetime.now(UTC)
+        recorded = moment(now)
+        heads: list[list[Any]] = [[] for _ in range(args.partitions)]
+        for message in consumer.consume(5000, timeout=1.0):
+            if message.error():
+                continue
+            seen += 1
+            view = CloudEventView(ConsumedRecord(message))
+            layout = check(view)
+            heads[message.partition() or 0].append(
+                encoder.encode(message, view.attributes, view.time(), view.data(), layout, recorded)
+            )
+        for partition, pending in enumerate(heads):
+            for _, hash_, encoded in chain_heads(pending, prev[partition]):
+                writers[partition].add(encoded)
+                prev[partition] = hash_
+    _close(consumer, writers, streams)
 
 
 def sink_main(args: argparse.Namespace) -> None:
@@ -132,7 +184,8 @@ def sink_main(args: argparse.Namespace) -> None:
                 "files": {"directory": args.out, "codec": args.codec},
                 "delivery": {"deadLetterTopic": f"{args.topic}.dlq"},
                 "batch": {"maxInFlight": args.partitions}
-                | ({"maxRecords": args.batch} if args.batch else {}),
+                | ({"maxRecords": args.batch} if args.batch else {})
+                | ({"maxBuffered": args.buffered} if args.buffered else {}),
             }
         },
         metrics={"enabled": False},
@@ -146,6 +199,7 @@ def sink_main(args: argparse.Namespace) -> None:
     )
     began = time.perf_counter()
     first: list[float] = []
+    first_cpu: list[float] = []
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -154,6 +208,7 @@ def sink_main(args: argparse.Namespace) -> None:
             while runner.report.delivered < args.records:
                 if not first and runner.report.delivered:
                     first.append(time.perf_counter())
+                    first_cpu.append(time.process_time())
                 await asyncio.sleep(0.05)
             stop.set()  # shutdown closes the open files and commits them
 
@@ -166,23 +221,38 @@ def sink_main(args: argparse.Namespace) -> None:
         raise SystemExit(f"sink delivered {runner.report}, expected {args.records}")
     ended = time.perf_counter()
     steady = args.records / (ended - first[0]) if first else None
-    print(json.dumps({"seconds": ended - began, "steady_records_per_s": steady}))
+    # this process's CPU only (librdkafka's threads included), from the first delivery
+    steady_cpu = args.records / (time.process_time() - first_cpu[0]) if first_cpu else None
+    print(
+        json.dumps(
+            {
+                "seconds": ended - began,
+                "steady_records_per_s": steady,
+                "steady_events_per_cpu_second": steady_cpu,
+            }
+        )
+    )
 
 
 def stage(name: str, args: argparse.Namespace, bootstrap: str, topic: str, out: Path) -> Any:
+    from bench.processes import run_measured
+    from bench.replay import _figures
+
     command = [
         sys.executable, "-m", "bench.audit", f"--{name}-child", "--bootstrap", bootstrap,
         "--topic", topic, "--partitions", str(args.partitions), "--records", str(args.records),
         "--out", str(out), "--codec", args.codec,
         *(["--batch", str(args.batch)] if args.batch else []),
+        *(["--buffered", str(args.buffered)] if args.buffered else []),
     ]  # fmt: skip
     report = out.with_suffix(".json")
     with report.open("wb") as stream:
         measured = run_measured(command, stdout=stream)
     extra: dict[str, Any] = {}
     if name == "sink":  # from its first delivery to its last commit: no start-up, no join
-        steady = json.loads(report.read_text())["steady_records_per_s"]
-        extra["steady_records_per_s"] = round(steady) if steady else None
+        figures = json.loads(report.read_text())
+        for field in ("steady_records_per_s", "steady_events_per_cpu_second"):
+            extra[field] = round(figures[field]) if figures[field] else None
     return _figures(name, measured, args.records, **extra)
 
 
@@ -193,11 +263,13 @@ def main() -> None:
     parser.add_argument("--stages", default="consume,ceiling,sink")
     parser.add_argument("--codec", default="snappy", help="Avro codec of sink and ceiling")
     parser.add_argument("--batch", type=int, help="the sink's batch.maxRecords (its default)")
+    parser.add_argument("--buffered", type=int, help="the sink's batch.maxBuffered (its default)")
     parser.add_argument("--bootstrap", help="an existing broker; default: start a local one")
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--ceiling-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--sink-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--encoder-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ceiling_child:
         ceiling_main(args)
@@ -205,6 +277,16 @@ def main() -> None:
     if args.sink_child:
         sink_main(args)
         return
+    if args.encoder_child:
+        encoder_main(args)
+        return
+
+    # the parent's imports: a child imports only what its stage runs, so its CPU time
+    # is the stage's (these were ~3% of each child's)
+    from bench.replay import bare_consume, preload
+    from devenv import LocalKafka
+    from vcstream.kafka import TopicSpec, ensure_topics
+    from vcstream.settings.kafka import KafkaSettings
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-audit-"))
     broker = None
@@ -234,12 +316,18 @@ def main() -> None:
             else:
                 runs.append(stage(name, args, bootstrap, topic, workdir / name))
         ceiling = next((r for r in runs if r["stage"] == "ceiling"), None)
+        encoder = next((r for r in runs if r["stage"] == "encoder"), None)
         consume = next((r for r in runs if r["stage"] == "confluent_kafka_consume"), None)
         for run in runs:
             if ceiling is not None:
                 run["ratio_to_ceiling"] = round(run["records_per_s"] / ceiling["records_per_s"], 3)
                 run["cpu_ratio_to_ceiling"] = round(
                     run["events_per_cpu_second"] / ceiling["events_per_cpu_second"], 3
+                )
+            if encoder is not None:  # the bare loop writing the sink's own bytes
+                run["ratio_to_encoder"] = round(run["records_per_s"] / encoder["records_per_s"], 3)
+                run["cpu_ratio_to_encoder"] = round(
+                    run["events_per_cpu_second"] / encoder["events_per_cpu_second"], 3
                 )
             if consume is not None:  # the bare consume: what any Python stage pays at least
                 run["cpu_ratio_to_consume"] = round(

@@ -1,7 +1,10 @@
 """The Knative sink against a bare keep-alive client of the same library, one receiver.
 
     .venv/bin/python -m bench.knative [--events 20000] [--rate 2000] [--seconds 10]
-        [--receiver lean|aiohttp]
+        [--receiver lean|aiohttp] [--batch N] [--buffered N]
+
+`--batch` and `--buffered` set the sink's `batch.maxRecords` and `batch.maxBuffered`
+(default: the sink's own defaults, so the bench measures what a user runs).
 
 A private local broker, and one receiver in its own process answering 202: `lean` (the
 default: an asyncio protocol that reads each request by its Content-Length, about as
@@ -191,7 +194,10 @@ def sink_runner(bootstrap: str, url: str, topic: str, args: argparse.Namespace) 
         "topics": [topic],
         "groupId": f"bench-knative-{topic}",
         "delivery": {"deadLetterTopic": "bench.knative.dlq"},
-        "batch": {"maxRecords": 500, "maxInFlight": args.partitions},
+        # the sink's own batch settings unless given: the bench measures the default
+        "batch": {"maxInFlight": args.partitions}
+        | ({"maxRecords": args.batch} if args.batch else {})
+        | ({"maxBuffered": args.buffered} if args.buffered else {}),
     }
     settings = Settings(kafka={"bootstrapServers": bootstrap}, sinks={"knative": section})
     return SinkRunner(
@@ -250,7 +256,9 @@ def latency(bootstrap: str, url: str, topic: str, args: argparse.Namespace) -> d
 def run_child(phase: str, args: argparse.Namespace, **extra: str) -> dict[str, Any]:
     argv = [sys.executable, "-m", "bench.knative", "--phase", phase, "--events", str(args.events),
             "--connections", str(args.connections), "--partitions", str(args.partitions),
-            "--rate", str(args.rate), "--seconds", str(args.seconds)]  # fmt: skip
+            "--rate", str(args.rate), "--seconds", str(args.seconds),
+            *(["--batch", str(args.batch)] if args.batch else []),
+            *(["--buffered", str(args.buffered)] if args.buffered else [])]  # fmt: skip
     for name, value in extra.items():
         argv += [f"--{name}", value]
     done = subprocess.run(argv, check=True, capture_output=True, text=True)
@@ -266,6 +274,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2000, help="events/s, latency phase")
     parser.add_argument("--seconds", type=float, default=10, help="length of the latency phase")
     parser.add_argument("--receiver", choices=["lean", "aiohttp"], default="lean")
+    parser.add_argument("--batch", type=int, help="the sink's batch.maxRecords (its default)")
+    parser.add_argument("--buffered", type=int, help="the sink's batch.maxBuffered")
     parser.add_argument(
         "--phase", choices=["bare", "aiohttp", "sink", "latency", "produce", "receive"]
     )

@@ -23,11 +23,12 @@ from typing import Any
 import orjson
 
 from replay.tally import MODULUS, record_digest
-from replay.targets.base import Message, Position, ReplayItem
+from replay.targets.base import Position, ReplayItem
 from replay.targets.jsonlines import as_json_line, iso_second
 from schemas import InvalidRecord, KafkaRecord
 from schemas.cloudevent import MAX_LAYOUTS, CloudEventView, HeaderLayouts
 from schemas.codec import _parse_time
+from schemas.record import Message
 
 # stand-ins for the id and the time while a layout's head is made: control characters
 # that orjson escapes, so the head's other attributes cannot contain them

@@ -275,7 +275,10 @@ class LayoutCheck:
         self._layouts: HeaderLayouts[dict[str, str]] = HeaderLayouts(limit)
         self.slow_checks = 0  # records checked the slow way
 
-    def check(self, view: CloudEventView, data: bool = True) -> None:
+    def check(self, view: CloudEventView, data: bool = True) -> object | None:
+        """Check `view`'s record (InvalidRecord says why not); its layout: the same
+        object for every record whose headers differ from its only in the values of
+        `ce_id` and `ce_time` (None: a record whose layout is not kept)."""
         record = view.record
         headers = record.headers
         found = self._layouts.find(headers) if headers else None
@@ -293,10 +296,11 @@ class LayoutCheck:
                 view._attributes, view._time = attributes, when
                 if data:
                     view.data()
-                return
+                return known
         self.slow_checks += 1
         view.check(data)
-        self._layouts.learn(headers, dict(view.attributes))
+        known = dict(view.attributes)
+        return known if self._layouts.learn(headers, known) else None
 
 
 def _refuse_undecodable(headers: Iterable[tuple[str, bytes]], attributes_only: bool) -> None:

@@ -9,10 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from operator import methodcaller
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from schemas.cloudevent import CloudEventView
+
+
+class Message(Protocol):
+    """What is read of a confluent_kafka.Message (tests stand records in for it)."""
+
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+    def headers(self) -> Any: ...  # list[tuple[str, bytes | None]] | None
+    def value(self) -> bytes | None: ...
+    def key(self) -> bytes | None: ...
+    def topic(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +102,12 @@ class ConsumedRecord(KafkaRecord):
     def __init__(self, message: Any) -> None:
         object.__setattr__(self, "_message", message)
         object.__setattr__(self, "_headers", None)
+
+    @property
+    def message(self) -> Any:
+        """The confluent_kafka.Message itself: a stage that reads every field of every
+        record (the audit sink) calls its accessors without a property per field."""
+        return self._message
 
     value = _read("value")
     key = _read("key")

@@ -57,12 +57,14 @@ class SinkEvent:
     connector that forwards the record's bytes (Knative) reads `view` and never pays
     for it. Pass `event` when it was decoded already."""
 
-    __slots__ = ("_event", "record", "view")
+    __slots__ = ("_event", "layout", "record", "view")
 
     def __init__(self, event: BaseCloudEvent | None, record: KafkaRecord) -> None:
         self._event = event
         self.record = record
         self.view = CloudEventView(record)
+        # for records the runtime checked: their header layout (`LayoutCheck.check`)
+        self.layout: object | None = None
 
     @property
     def event(self) -> BaseCloudEvent:

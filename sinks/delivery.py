@@ -90,7 +90,6 @@ def type_matcher(globs: Sequence[str]) -> re.Pattern[str]:
 @dataclass(slots=True)
 class _Pending:
     item: SinkEvent
-    read_at: float
     attempts: int = 0
     error: DeliveryError | None = field(default=None)
 
@@ -134,7 +133,7 @@ class BatchDelivery:
                     item = SinkEvent(decode(record), record)
                 else:
                     item = SinkEvent(None, record)
-                    check(item.view)
+                    item.layout = check(item.view)
             except InvalidRecord as exc:
                 self._dead_letter(record, report, "poison", exc, attempts=0)
                 continue
@@ -163,14 +162,16 @@ class BatchDelivery:
             if not match:
                 self._count(report, "filtered")
                 continue
-            pending.append(_Pending(item, started))
+            pending.append(_Pending(item))
         while pending:
-            pending = await self._attempt(pending, report)
+            pending = await self._attempt(pending, report, started)
         self._filtered.inc(report.filtered)
         await self.dead_letters.flush()
         return report
 
-    async def _attempt(self, pending: list[_Pending], report: BatchReport) -> list[_Pending]:
+    async def _attempt(
+        self, pending: list[_Pending], report: BatchReport, read_at: float
+    ) -> list[_Pending]:
         outcomes = await self._call_sink(pending)
         if all(outcome is HELD for outcome in outcomes):  # a connector bug; never spin on it
             stuck = DeliveryError("the sink held every event of the batch", retryable=True)
@@ -182,7 +183,6 @@ class BatchDelivery:
         for entry, outcome in zip(pending, outcomes, strict=True):
             if outcome is None:
                 delivered += 1
-                self._latency.observe(now - entry.read_at)
                 continue
             if outcome is HELD:
                 retry.append(entry)
@@ -196,6 +196,8 @@ class BatchDelivery:
             self._retried.inc()
             wait = max(wait, self._wait_before(entry.attempts, outcome))
             retry.append(entry)
+        # one latency for the batch's events: read together, acknowledged by now
+        metrics.observe_many(self._latency, now - read_at, delivered)
         # counted once per attempt, not per event
         report.delivered += delivered
         self.totals.delivered += delivered

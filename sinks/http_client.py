@@ -159,6 +159,7 @@ def _read_head(head: bytes) -> tuple[int, dict[str, str]]:
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one it was made in
         self.closed = False
         self.reusable = True
         self.idle_since = time.monotonic()
@@ -170,6 +171,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -216,11 +218,11 @@ class _Connection(asyncio.Protocol):
         """Send `data`, wait for the answer (the client fails it after `deadline`);
         `head_only`: an answer without a body (a proxy's to CONNECT, after which the
         connection carries the tunnel)."""
-        if self.transport is None or self.closed:
+        if self.transport is None or self.closed or self._loop is None:
             raise ConnectionResetError("connection closed before the request")
         self.deadline = deadline
         self._answer = _Answer(head_only)
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = self._loop.create_future()
         self._buffer.clear()
         self.transport.write(data)
         return await self._waiter
@@ -238,7 +240,12 @@ class HTTPClient:
     when all are taken), and one timer per client, every `timeout / 10` (at least
     `MIN_SWEEP_SECONDS`), fails the requests past their deadline, so a request times
     out between `timeout` and `timeout` plus that period. An `asyncio.Semaphore` and an
-    `asyncio.timeout` per request were a tenth of the Knative sink's CPU time (py-spy)."""
+    `asyncio.timeout` per request were a tenth of the Knative sink's CPU time (py-spy).
+
+    A client is used in one event loop (its connections are that loop's) until `close`:
+    the loop is looked up once. On CPython 3.11, `asyncio.get_running_loop()` calls
+    `getpid()` to notice a fork, a system call each time (glibc no longer caches it):
+    two per request were 12% of the Knative sink's CPU (py-spy --native)."""
 
     def __init__(
         self, url: str, *, connections: int, timeout: float, proxy: Proxy | None = None
@@ -264,6 +271,7 @@ class HTTPClient:
         self._idle: list[_Connection] = []
         self._open: set[_Connection] = set()
         self._names: set[str] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def head(self, headers: dict[str, str], length: int) -> bytes:
         """The request's start line and headers; refuses values that would split it."""
@@ -289,7 +297,7 @@ class HTTPClient:
         else:
             await self._slot()
         try:
-            loop = asyncio.get_running_loop()
+            loop = self._loop or self._bind()
             deadline = loop.time() + self._timeout
             connection = self._take_idle()
             if connection is None:
@@ -313,9 +321,13 @@ class HTTPClient:
             self._open.discard(connection)
         return response
 
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        self._loop = asyncio.get_running_loop()
+        return self._loop
+
     async def _slot(self) -> None:
         """Wait for a slot: `_release` hands it over to the first waiter."""
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = (self._loop or self._bind()).create_future()
         self._waiters.append(waiter)
         try:
             await waiter
@@ -337,7 +349,7 @@ class HTTPClient:
 
     def _sweep(self) -> None:
         """Fail the requests past their deadline; again while any is in flight."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or self._bind()
         now = loop.time()
         waiting = False
         for connection in list(self._open):
@@ -406,3 +418,4 @@ class HTTPClient:
             connection.close()
         self._open.clear()
         self._idle.clear()
+        self._loop = None  # free to be used in another loop

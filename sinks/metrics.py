@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 DELIVERED = Counter("vcstream_sink_delivered_total", "Events the target acknowledged.", ["sink"])
@@ -36,3 +38,27 @@ DEAD_LETTER_FAILURES = Counter(
     "back-off, their offsets uncommitted, /healthz degraded until it does.",
     ["sink"],
 )
+
+
+def observe_many(child: Any, amount: float, count: int) -> None:
+    """`child.observe(amount)` `count` times, as one update of the histogram child.
+
+    A batch's events share one latency (read together, acknowledged together), and an
+    `observe` per event (a lock and a bucket search each) was ~3% of the audit sink's
+    CPU. prometheus_client has no weighted observe, so this updates the child's sum and
+    bucket as its `observe` does (its internals `_sum`, `_buckets`, `_upper_bounds`,
+    0.20 to 0.26); a release without them gets the public way, and
+    tests/sinks/test_delivery.py holds both ways to the same samples."""
+    if count <= 0:
+        return
+    try:
+        total, buckets, bounds = child._sum, child._buckets, child._upper_bounds
+    except AttributeError:
+        for _ in range(count):
+            child.observe(amount)
+        return
+    total.inc(amount * count)
+    for index, bound in enumerate(bounds):
+        if amount <= bound:
+            buckets[index].inc(count)
+            break

@@ -113,6 +113,8 @@ class SinkRunner:
         self._paused_gauge = metrics.PAUSED_PARTITIONS.labels(sink.name)
         self._partitions: dict[PartitionKey, _Partition] = {}
         self._to_commit: dict[PartitionKey, TopicPartition] = {}
+        # (offset, metadata) last committed per partition, while it stays assigned
+        self._committed: dict[PartitionKey, tuple[int, str | None]] = {}
         self._commit_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._consumer = Consumer(
@@ -169,11 +171,13 @@ class SinkRunner:
                 self._apply_backpressure()
                 self._dead_letters.poll()
         finally:
-            if fetch is not None:
-                self._take(await fetch)  # buffered only; uncommitted, so re-read later
-            await self._shutdown()
-            gc.set_threshold(*collecting)
-            gc.unfreeze()
+            try:
+                if fetch is not None:
+                    self._take(await fetch)  # buffered only; uncommitted, so re-read later
+                await self._shutdown()
+            finally:  # a shutdown that raised leaves the process's collector as it was
+                gc.set_threshold(*collecting)
+                gc.unfreeze()
 
     def _fetch(self) -> list[Any]:
         """Records as soon as there is one, and whatever else is already fetched.
@@ -256,14 +260,23 @@ class SinkRunner:
         if self._commit_task is not None and self._commit_task.done():
             self._commit_task = None
         if self._to_commit and self._commit_task is None:
-            offsets, self._to_commit = list(self._to_commit.values()), {}
-            self._commit_task = asyncio.create_task(self._commit(offsets))
+            # a position Kafka holds already is not sent again: the audit sink's files
+            # commit only when they rotate, and every batch in between settled the same
+            # position (a broker round trip and a thread hand-off per batch, ~2% of CPU)
+            done = self._committed
+            offsets = [tp for key, tp in self._to_commit.items() if done.get(key) != _held(tp)]
+            self._to_commit = {}
+            if offsets:
+                self._commit_task = asyncio.create_task(self._commit(offsets))
 
     async def _commit(self, offsets: list[TopicPartition]) -> None:
         try:
             await asyncio.to_thread(self._consumer.commit, offsets=offsets, asynchronous=False)
         except Exception as exc:  # a rebalance in progress: the next owner re-delivers
             log.warning("sink %s: commit failed: %s", self.sink.name, exc)
+            return
+        for tp in offsets:  # only what Kafka took: a failed one is sent again
+            self._committed[(tp.topic, tp.partition)] = _held(tp)
 
     async def _flush_commits(self) -> None:
         """Wait for the commit in flight, then commit what settled since."""
@@ -325,6 +338,8 @@ class SinkRunner:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.kafka_health.ok()
         log.info("sink %s assigned %s", self.sink.name, _names(partitions))
+        for tp in partitions:  # what the group holds for it now is not known here
+            self._committed.pop((tp.topic, tp.partition), None)
         if self.sink.wants_committed and partitions:
             # before the partitions' first records are fetched: the sink checks its
             # storage against what it committed (the audit anchor). Unreadable
@@ -379,6 +394,7 @@ class SinkRunner:
                 self._to_commit[key] = position
         for key in keys:
             self._partitions.pop(key, None)
+            self._committed.pop(key, None)
         return list(offsets.values())
 
     async def _shutdown(self) -> None:
@@ -444,6 +460,11 @@ def _position(topic: str, partition: int, offset: int, metadata: str | None) -> 
     if metadata is None:
         return TopicPartition(topic, partition, offset)
     return TopicPartition(topic, partition, offset, metadata=metadata)
+
+
+def _held(position: TopicPartition) -> tuple[int, str | None]:
+    """What a commit of `position` leaves Kafka holding for its partition."""
+    return position.offset, position.metadata
 
 
 def _names(partitions: list[TopicPartition]) -> str:

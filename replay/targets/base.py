@@ -5,11 +5,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from schemas import KafkaRecord
 from schemas.cloudevent import CloudEventView
-from schemas.record import ConsumedRecord
+from schemas.record import ConsumedRecord, Message
 
 if TYPE_CHECKING:
     from replay.batch import Layout
@@ -17,18 +17,6 @@ if TYPE_CHECKING:
 # (partition, offset) of a record
 Position = tuple[int, int]
 UNREAD: Any = object()  # ReplayItem.data when the value was not parsed
-
-
-class Message(Protocol):
-    """What is read of a confluent_kafka.Message (tests stand records in for it)."""
-
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def timestamp(self) -> tuple[int, int]: ...
-    def headers(self) -> Any: ...  # list[tuple[str, bytes | None]] | None
-    def value(self) -> bytes | None: ...
-    def key(self) -> bytes | None: ...
-    def topic(self) -> str | None: ...
 
 
 class ReplayItem:

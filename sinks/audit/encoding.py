@@ -43,6 +43,7 @@ def _varint(zigzagged: int) -> bytes:
     return bytes(out)
 
 
+_CACHED = 4096  # entries of each cache below (cleared when full)
 # the encoding of every long below this, precomputed: lengths, partitions, counts
 _SMALL = 8192
 _LONGS = tuple(_varint(n << 1) for n in range(_SMALL))
@@ -51,16 +52,29 @@ _FOURTEEN = tuple(bytes(((n & 0x7F) | 0x80, (n >> 7) | 0x80)) for n in range(1 <
 _TAIL = tuple(_varint(n) for n in range(1 << 14))
 
 
+# the varint of a long's bits above the lowest 28: for a timestamp they change every few
+# minutes (micros) or days (millis), so a record's time costs two table lookups and a
+# dict lookup, not a loop (bounded, cleared when full)
+_HIGH: dict[int, bytes] = {}
+
+
 def long(n: int) -> bytes:
     """An Avro int or long."""
     if 0 <= n < _SMALL:
         return _LONGS[n]
     zigzagged = (n << 1) ^ (n >> 63)
-    out = b""
-    while zigzagged >= 0x4000:  # offsets, timestamps: two bytes per step, not one
-        out += _FOURTEEN[zigzagged & 0x3FFF]
-        zigzagged >>= 14
-    return out + _TAIL[zigzagged]
+    if zigzagged < 0x4000:
+        return _TAIL[zigzagged]
+    low = _FOURTEEN[zigzagged & 0x3FFF]
+    if zigzagged < 0x1000_0000:  # offsets: 14 bits more
+        return low + _TAIL[zigzagged >> 14]
+    high = zigzagged >> 28
+    above = _HIGH.get(high)
+    if above is None:
+        if len(_HIGH) >= _CACHED:
+            _HIGH.clear()
+        above = _HIGH[high] = _varint(high)
+    return low + _FOURTEEN[(zigzagged >> 14) & 0x3FFF] + above
 
 
 def string(text: str) -> bytes:
@@ -90,7 +104,6 @@ _SOME = b"\x02"  # branch 1
 
 # what repeats from record to record (topic, type, source, vCenter, the header names,
 # the batch's recordedAt) is encoded once: bounded, cleared when full
-_CACHED = 4096
 _texts: dict[str, bytes] = {}
 _names: dict[tuple[str, ...], bytes] = {}
 _moments: dict[datetime, bytes] = {}

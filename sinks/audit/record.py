@@ -40,9 +40,18 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from schemas.cloudevent import CloudEventView
-from schemas.record import KafkaRecord
+from schemas.record import KafkaRecord, Message
 from schemas.vsphere import ENTITY_FIELDS
-from sinks.audit.encoding import encode_body, encode_hash, encode_record_head, string
+from sinks.audit.encoding import (
+    encode_body,
+    encode_hash,
+    encode_head,
+    encode_record_head,
+    headers_around,
+    micros,
+    raw,
+    string,
+)
 
 GENESIS = "0" * 64
 HASH_VERSION = 3
@@ -297,6 +306,76 @@ class Head(NamedTuple):
 def head_of(record: AuditRecord) -> Head:
     """A record dict as a `Head` (without `prevHash`/`hash`)."""
     return Head(record["offset"], record["time"], record["vcenterUuid"], encode_record_head(record))
+
+
+MAX_HEADER_LAYOUTS = 4096  # header layouts whose encoding a `HeadEncoder` keeps
+# (the layout, its encoding up to the first of ce_id/ce_time, that one's position, the
+# encoding between the two, the second one's position, the encoding after it)
+_LayoutParts = tuple[object, bytes, int, bytes, int, bytes]
+
+
+def _layout_parts(layout: object, headers: list[tuple[str, bytes | None]]) -> _LayoutParts:
+    names = [name for name, _ in headers]
+    values = [b"" if value is None else value for _, value in headers]  # as KafkaRecord
+    first_at, second_at = sorted((names.index("ce_id"), names.index("ce_time")))
+    before, between, after = headers_around(names, values, first_at, second_at)
+    return layout, before, first_at, between, second_at, after
+
+
+class HeadEncoder:
+    """Audit records encoded up to their `prevHash` (`Head`s) straight from the
+    consumer's message and what a check read of it, with no record dict: the fields of
+    `audit_record`, the same bytes (tests/sinks/test_audit_record.py and
+    tests/replay/test_batch.py hold the two ways together). The audit sink and a replay
+    into audit files both encode this way.
+
+    `layout` is the same object for every record whose headers differ from its only in
+    the values of `ce_id` and `ce_time` (`schemas.cloudevent.HeaderLayouts`: the sink's
+    `LayoutCheck` and the replay's check both keep one): the rest of the header arrays
+    is encoded once per layout."""
+
+    def __init__(self, limit: int = MAX_HEADER_LAYOUTS) -> None:
+        self._limit = limit
+        self._layouts: dict[int, _LayoutParts] = {}
+
+    def encode(
+        self,
+        message: Message,
+        attributes: dict[str, str],
+        when: datetime,
+        data: Any,
+        layout: object,
+        recorded: bytes,
+    ) -> Head:
+        """`message`'s record, its `time` (`when`, with a zone) and `data` parsed;
+        `recorded` is the batch's `recordedAt` encoded (`encoding.moment`)."""
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        assert topic is not None and partition is not None and offset is not None
+        key = message.key()
+        vcenter, entity = split_key(key)
+        when = when.astimezone(UTC)
+        kind, timestamp = message.timestamp()  # kind 0: none (`ConsumedRecord.timestamp_ms`)
+        encoded = encode_head(
+            topic, partition, offset, HASH_VERSION, timestamp if kind else None, key,
+            self.headers(layout, message.headers()), message.value(),
+            attributes.get("id", ""), attributes.get("type", ""), attributes.get("source", ""),
+            attributes.get("subject"), micros(when), vcenter, entity,
+            entity_name(entity, data) if entity else None, "", recorded,
+        )  # fmt: skip
+        return Head(offset, when, vcenter, encoded)
+
+    def headers(self, layout: object, headers: list[tuple[str, bytes | None]]) -> bytes:
+        """The header arrays encoded: a layout's are the same but for the values of
+        `ce_id` and `ce_time`, so the rest is encoded once per layout."""
+        known = self._layouts.get(id(layout))
+        if known is None or known[0] is not layout:  # an id can be reused once freed
+            if len(self._layouts) >= self._limit:
+                self._layouts.clear()
+            known = self._layouts[id(layout)] = _layout_parts(layout, headers)
+        _, pre, first_at, mid, second_at, post = known
+        return b"".join(
+            (pre, raw(headers[first_at][1] or b""), mid, raw(headers[second_at][1] or b""), post)
+        )
 
 
 def chain_heads(heads: Iterable[Head], prev_hash: str) -> Iterator[tuple[Head, str, bytes]]:

@@ -28,8 +28,11 @@ from typing import ClassVar
 
 from prometheus_client import Counter, Gauge
 
+from schemas.record import ConsumedRecord
 from sinks.audit.anchors import Anchor
-from sinks.audit.record import audit_record
+from sinks.audit.encoding import moment
+from sinks.audit.files import AuditFiles
+from sinks.audit.record import AuditRecord, Head, HeadEncoder, audit_record, head_of
 from sinks.audit.store import ChainBroken, open_store
 from sinks.base import Outcome, PartitionHalted, Sink, SinkEvent
 from vcstream.observability import HealthCheck
@@ -60,6 +63,10 @@ class AuditSink(Sink):
     def __init__(self, settings: AuditSinkSettings, name: str | None = None) -> None:
         super().__init__(settings, name)
         self.store = open_store(settings)
+        # files take records encoded as the replay encodes them (`HeadEncoder`); other
+        # stores take record dicts
+        self._files = self.store if isinstance(self.store, AuditFiles) else None
+        self._encoder = HeadEncoder()
         self._heads: dict[Key, Anchor] = {}  # in memory, never re-read mid-run
         self._anchors: dict[Key, Anchor | None] = {}  # committed, per assigned partition
         self._halted: dict[Key, str] = {}
@@ -141,22 +148,49 @@ class AuditSink(Sink):
     # -- delivery ----------------------------------------------------------------------
 
     async def deliver(self, batch: Sequence[SinkEvent]) -> Sequence[Outcome]:
-        now = datetime.now(UTC)
-        records = [audit_record(item, now) for item in batch]
-        key = (records[0]["topic"], records[0]["partition"])
+        first = batch[0].record
+        topic, partition = first.topic, first.partition
+        assert topic is not None and partition is not None  # consumed records carry them
+        key = (topic, partition)
         if key in self._halted:
             raise PartitionHalted(f"{key[0]}[{key[1]}]: {self._halted[key]}")
+        now = datetime.now(UTC)
+        files = self._files
+        heads: list[Head] = []
+        records: list[AuditRecord] = []
+        if files is not None:
+            recorded = moment(now)
+            heads = [self._head(item, now, recorded) for item in batch]
+            last = heads[-1].offset
+        else:
+            records = [audit_record(item, now) for item in batch]
+            last = records[-1]["offset"]
         timeout = self.settings.delivery.timeout.total_seconds()
         async with self._lock(key), asyncio.timeout(timeout):
             try:
                 head = self._heads.get(key)
                 if head is None:
                     head = await self._resolve_head(key)
-                self._heads[key] = await self.store.append(*key, records, head)
+                if files is not None:
+                    appended = await asyncio.to_thread(files.append_heads, *key, heads, head)
+                else:
+                    appended = await self.store.append(*key, records, head)
+                self._heads[key] = appended
             except ChainBroken as exc:
                 raise self._halt(exc) from None
-        self._next[key] = records[-1]["offset"] + 1
+        self._next[key] = last + 1
         return [None] * len(batch)
+
+    def _head(self, item: SinkEvent, now: datetime, recorded: bytes) -> Head:
+        """The record encoded up to its `prevHash`: from the message and what the
+        runtime's check read (its layout known), else from the record's dict."""
+        record = item.record
+        if item.layout is not None and isinstance(record, ConsumedRecord):
+            view = item.view
+            return self._encoder.encode(
+                record.message, view.attributes, view.time(), view.data(), item.layout, recorded
+            )
+        return head_of(audit_record(item, now))
 
     def _lock(self, key: Key) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())

@@ -97,7 +97,7 @@ def consumed(record: KafkaRecord) -> ConsumedRecord:
     )
 
 
-def verdict(check: Callable[[CloudEventView], None], record: KafkaRecord) -> tuple[Any, ...]:
+def verdict(check: Callable[[CloudEventView], object], record: KafkaRecord) -> tuple[Any, ...]:
     """What a check makes of a record: its reason for refusing it, or the attributes in
     order, the time and the data it read."""
     view = CloudEventView(record)

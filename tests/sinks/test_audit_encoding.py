@@ -122,8 +122,10 @@ def test_a_head_from_parts_encoded_once_equals_encode_head() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [0, 1, -1, 63, 64, -64, -65, 8191, 8192, -8192, 2**31 - 1, -(2**31), 2**63 - 1, -(2**63)],
-)
+    [0, 1, -1, 63, 64, -64, -65, 8191, 8192, -8192, 2**13 - 1, 2**27 - 1, 2**27, -(2**27),
+     2**27 + 1, 1_767_225_600_005, 1_767_225_600_005_123, -1_767_225_600_005_123,
+     2**31 - 1, -(2**31), 2**63 - 1, -(2**63)],
+)  # fmt: skip
 def test_a_long_is_encoded_as_avro_says(value: int) -> None:
     out = io.BytesIO()
     fastavro.schemaless_writer(out, {"type": "long"}, value)

@@ -273,3 +273,34 @@ def test_the_fast_version_2_hash_writes_what_the_reference_spells():
         assert _hash_v2(record) == hashlib.sha256(_reference_v2(record)).hexdigest()
         record["subject"] = None  # an optional field unset takes the same path
         assert _hash_v2(record) == hashlib.sha256(_reference_v2(record)).hexdigest()
+
+
+def test_audit_sink_encodes_each_consumed_record_as_the_record_dict_would(tmp_path):
+    """The sink encodes a consumed record of a known header layout straight from its
+    message (`HeadEncoder`, as a replay into audit files does), others from the record
+    dict: the same bytes either way, for every variant the replay's check is held to
+    (headers without a value, repeated, reordered, odd data, poison refused)."""
+    from schemas import InvalidRecord
+    from schemas.cloudevent import LayoutCheck
+    from schemas.record import ConsumedRecord
+    from sinks.audit.encoding import moment
+    from sinks.audit.record import head_of
+    from sinks.audit.sink import AuditSink
+    from tests.replay.test_batch import every_case, placed
+    from vcstream.settings.sinks import AuditSinkSettings
+
+    sink = AuditSink(AuditSinkSettings(files={"directory": str(tmp_path)}))
+    records, messages = placed(every_case())
+    check = LayoutCheck().check
+    fast = checked = 0
+    for record, message in zip(records, messages, strict=True):
+        item = SinkEvent(None, ConsumedRecord(message))
+        try:
+            item.layout = check(item.view)
+        except InvalidRecord:
+            continue
+        checked += 1
+        fast += item.layout is not None
+        expected = head_of(audit_record(SinkEvent(None, record), NOW))
+        assert sink._head(item, NOW, moment(NOW)) == expected
+    assert fast > checked // 2

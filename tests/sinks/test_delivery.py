@@ -255,3 +255,47 @@ def test_a_cancelled_batch_stops_and_the_pool_goes_on_with_the_others():
     assert sorted(o or 0 for o in tried if o not in {r.offset for r in stuck}) == [
         r.offset for r in other
     ]
+
+
+@pytest.mark.parametrize("amount", [0.0, 0.004, 0.005, 0.3, 7.0, 1000.0])
+def test_observing_a_batch_s_latency_at_once_gives_the_samples_of_one_observe_per_event(
+    amount: float,
+) -> None:
+    """`observe_many` leans on prometheus_client's histogram internals: the samples
+    must be those of `observe` called once per event (else a release changed them)."""
+    from prometheus_client import Histogram
+
+    from sinks.metrics import observe_many
+
+    buckets = (0.005, 0.01, 0.5, 1, 10)
+    one_by_one = Histogram("one", "one by one", ["sink"], buckets=buckets, registry=None)
+    at_once = Histogram("one", "one by one", ["sink"], buckets=buckets, registry=None)
+    for _ in range(7):
+        one_by_one.labels("s").observe(amount)
+    observe_many(at_once.labels("s"), amount, 7)
+    observe_many(at_once.labels("s"), amount, 0)  # an attempt that delivered nothing
+    assert samples(at_once) == pytest.approx(samples(one_by_one))  # a sum of 7 vs 7 times
+
+
+def samples(histogram: Any) -> dict[tuple[str, str], float]:
+    """(name, le) → value, but the time the child was created."""
+    return {
+        (sample.name, sample.labels.get("le", "")): sample.value
+        for metric in histogram.collect()
+        for sample in metric.samples
+        if not sample.name.endswith("_created")
+    }
+
+
+def test_observing_a_batch_without_the_histogram_internals_observes_one_by_one() -> None:
+    from sinks.metrics import observe_many
+
+    class Plain:
+        seen: list[float] = []
+
+        def observe(self, amount: float) -> None:
+            self.seen.append(amount)
+
+    child = Plain()
+    observe_many(child, 0.25, 3)
+    assert child.seen == [0.25, 0.25, 0.25]

@@ -216,3 +216,28 @@ def test_requests_beyond_the_connections_wait_and_a_cancelled_waiter_gives_back_
     responses, received, connections = asyncio.run(serve(lambda n: accepted, post, hold))
     assert [r.status for r in responses] == [202] * 5
     assert (len(received), connections) == (5, 2)
+
+
+def test_a_client_closed_in_one_event_loop_posts_again_in_the_next():
+    """The client looks its loop up once (a getpid system call per lookup on 3.11); once
+    closed it binds to the loop it is used in next, not to the finished one."""
+    from tests.sinks.receivers import Receiver, parse_cloudevent
+
+    receiver = Receiver(parse_cloudevent).start()
+    client = HTTPClient(receiver.url, connections=2, timeout=5)
+
+    async def post_and_close() -> int:
+        try:
+            answer = await client.post(
+                {"ce-id": "1", "ce-specversion": "1.0", "ce-source": "s", "ce-type": "t"}, b"{}"
+            )
+        finally:
+            await client.close()
+        return answer.status
+
+    try:
+        statuses = [asyncio.run(post_and_close()), asyncio.run(post_and_close())]
+    finally:
+        receiver.stop()
+    assert all(200 <= status < 300 for status in statuses), statuses
+    assert receiver.requests == 2

@@ -83,7 +83,7 @@ def test_slow_receiver_pauses_the_partition_instead_of_buffering(kafka, topic_na
 def test_a_batch_that_cannot_grow_past_the_pause_does_not_wait_out_max_wait(
     kafka, topic_name, receiver
 ):
-    """maxRecords above maxBuffered (the audit sink's defaults: 5,000 and 1,000): the
+    """maxRecords above maxBuffered (the audit sink's defaults were 5,000 and 1,000): the
     partition pauses before a batch fills, so waiting for it to fill only waited out
     maxWait, one batch per partition per maxWait."""
     topic, dlq = topic_name("events"), topic_name("dlq")
@@ -103,6 +103,34 @@ def test_a_batch_that_cannot_grow_past_the_pause_does_not_wait_out_max_wait(
     run_until(runner, done, timeout=60)  # half of one maxWait
     assert (runner.report.delivered, runner.report.dead_lettered) == (400, 0)
     # the runtime's collector settings held while it ran, and were given back
+    assert GC_YOUNG_THRESHOLD in [young for young, _, _ in seen]
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (collecting, 0)
+
+
+@pytest.mark.integration
+def test_collector_settings_are_given_back_when_shutdown_raises(kafka, topic_name, receiver):
+    """A sink whose close() fails: the error reaches the caller, and the process's
+    collector is as it was before the runner ran (threshold, nothing left frozen)."""
+    topic, dlq = topic_name("events"), topic_name("dlq")
+    produce(kafka.bootstrap_servers, topic, vm_records(10))
+    section = {"topics": [topic], "url": receiver.url}
+    runner = make_runner(
+        "knative", sink_settings(kafka.bootstrap_servers, "knative", dlq, **section)
+    )
+
+    async def failing_close() -> None:
+        raise OSError("connections would not close")
+
+    runner.sink.close = failing_close  # type: ignore[method-assign]
+    collecting = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+
+    def done() -> bool:
+        seen.append(gc.get_threshold())
+        return settled(runner, 10)()
+
+    with pytest.raises(OSError, match="would not close"):
+        run_until(runner, done)
     assert GC_YOUNG_THRESHOLD in [young for young, _, _ in seen]
     assert (gc.get_threshold(), gc.get_freeze_count()) == (collecting, 0)
 
@@ -354,3 +382,40 @@ def test_sink_consumer_prefetch_is_bounded_unless_the_user_says_otherwise():
         bootstrapServers="k:9092", clientProperties={"fetch.max.bytes": "8000000"}
     )
     assert bounded_fetch(chosen)["fetch.max.bytes"] == "8000000"
+
+
+@pytest.mark.integration
+def test_a_position_kafka_holds_already_is_not_committed_again(kafka, topic_name, tmp_path):
+    """The audit sink's files commit when they rotate: every batch before that settles
+    the position committed already, and sending it again was a broker round trip per
+    batch. Each position goes once; the last one still reaches Kafka."""
+    topic, dlq = topic_name("events"), topic_name("dlq")
+    produce(kafka.bootstrap_servers, topic, vm_records(200))
+    section = {
+        "topics": [topic],
+        "files": {"directory": str(tmp_path / "audit")},
+        "batch": {"maxRecords": 20, "maxBuffered": 40, "maxWait": "PT0S"},
+    }
+    runner = make_runner("audit", sink_settings(kafka.bootstrap_servers, "audit", dlq, **section))
+    sent: list[tuple[int, str | None]] = []
+    commit = runner._commit
+
+    async def recording(offsets: list[Any]) -> None:
+        sent.extend((tp.offset, tp.metadata) for tp in offsets)
+        await commit(offsets)
+
+    runner._commit = recording  # type: ignore[method-assign]
+    batches: list[int] = []
+    deliver = runner._delivery.deliver
+
+    async def counting(records: Any, read_at: float | None = None) -> Any:
+        batches.append(len(records))
+        return await deliver(records, read_at)
+
+    runner._delivery.deliver = counting  # type: ignore[method-assign]
+    run_until(runner, settled(runner, 200))
+
+    assert len(batches) >= 5  # else this proves nothing
+    assert len(sent) == len(set(sent)), sent
+    assert sent[-1][0] == 200  # the files rotated on shutdown: all of it committed
+    assert committed(kafka.bootstrap_servers, "vcstream-sink-audit", topic) == 200

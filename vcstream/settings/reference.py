@@ -56,8 +56,10 @@ def _type_name(annotation: Any) -> str:
     return str(annotation)
 
 
-def _default(field: FieldInfo) -> str:
-    if field.default is not PydanticUndefined:
+def _default(field: FieldInfo, given: BaseModel | None, name: str) -> str:
+    if given is not None:  # a section built by its parent's factory: its values
+        value = getattr(given, name)
+    elif field.default is not PydanticUndefined:
         value = field.default
     elif field.default_factory is not None:
         return ""
@@ -80,7 +82,17 @@ def _duration(value: timedelta) -> str:
     return f"{seconds:g}s"
 
 
-def _rows(model: type[BaseModel], prefix: str) -> list[str]:
+def _section_default(field: FieldInfo, model: type[BaseModel]) -> BaseModel | None:
+    """The section a parent's factory builds (the audit sink's batch is not the other
+    sinks'): its values are the defaults, not its class's own."""
+    factory = field.default_factory
+    if factory is None or factory is model:
+        return None
+    built = factory()  # type: ignore[call-arg]
+    return built if isinstance(built, model) else None
+
+
+def _rows(model: type[BaseModel], prefix: str, given: BaseModel | None = None) -> list[str]:
     rows: list[str] = []
     for name, field in model.model_fields.items():
         key = prefix + (field.alias or name)
@@ -91,10 +103,11 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
             label = f"{key}[]" if is_list else key
             if description:
                 rows.append(f"| `{label}` | section | | {description} |")
-            rows.extend(_rows(nested, label + "."))
+            inner = getattr(given, name) if given is not None else None
+            rows.extend(_rows(nested, label + ".", inner or _section_default(field, nested)))
             continue
         kind = _type_name(field.annotation)
-        rows.append(f"| `{key}` | {kind} | {_default(field)} | {description} |")
+        rows.append(f"| `{key}` | {kind} | {_default(field, given, name)} | {description} |")
     return rows
 
 
