@@ -14,7 +14,8 @@ RSS, the 1-minute load average, and the worker's ratio to each ceiling. The work
 added latency is measured afterwards on a trickle at a steady rate: the audit record's
 broker timestamp minus its input's. `--stateful` switches on the three built-in
 stateful processors (a table write per event, the cost of state); `--profile` runs
-py-spy on the worker over its throughput phase; `--no-example` leaves the example
+py-spy on the worker over its throughput phase (and on each ceiling, into FILE's name
+with `-faust` or `-confluent` added); `--no-example` leaves the example
 processor out (three quarters of the events are then routed on their headers alone, as
 the bytes they came as). Prints one JSON object.
 """
@@ -145,9 +146,27 @@ def peak_rss_mb(pid: int) -> float:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (all its threads)."""
+    return _cpu_of(Path(f"/proc/{pid}/stat"))
+
+
+def _cpu_of(stat: Path) -> float:
     # fields after the command name, which is in parentheses and may hold spaces
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_thread(pid: int) -> dict[str, float]:
+    """CPU seconds so far per thread name (threads of one name summed; the main thread,
+    which runs the event loop, as `main`): which thread of a process spends it (Python's
+    threads are all named `python`, librdkafka's `rdk:...`)."""
+    found: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = "main" if task.name == str(pid) else (task / "comm").read_text().strip()
+            found[name] = found.get(name, 0.0) + _cpu_of(task / "stat")
+        except OSError:
+            continue  # a thread that ended meanwhile
+    return found
 
 
 def healthy(port: int) -> bool:
@@ -239,7 +258,8 @@ def run(
         command += ["--datadir", str(workdir / f"data-{kind}")]
         process = start(command, workdir / f"{kind}.log")
         try:
-            ceilings[kind] = measure(process, counter, output, events + trickle)
+            spied = profile.with_stem(f"{profile.stem}-{kind}") if profile else None
+            ceilings[kind] = measure(process, counter, output, events + trickle, spied)
             ceilings[kind]["peak_rss_mb"] = round(peak_rss_mb(process.pid), 1)
         finally:
             stop(process)
@@ -334,12 +354,17 @@ def measure(
         alive()
         time.sleep(0.05)
     began, cpu_began = time.monotonic(), cpu_seconds(process.pid)
+    threads_began = cpu_by_thread(process.pid)
     spy = _profile(process.pid, profile)
     while (count := counter.total(output)) < expected:
         alive()
         time.sleep(0.1)
     elapsed = time.monotonic() - began
     cpu = cpu_seconds(process.pid) - cpu_began
+    threads = {
+        name: round(spent - threads_began.get(name, 0.0), 2)
+        for name, spent in cpu_by_thread(process.pid).items()
+    }
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         spy.wait(60)
@@ -351,6 +376,7 @@ def measure(
         # else runs, and events per CPU second what one dedicated core would do
         "cpu_s": round(cpu, 2),
         "events_per_cpu_s": round(done / cpu) if cpu else None,
+        "cpu_s_by_thread": {name: spent for name, spent in threads.items() if spent > 0},
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
@@ -360,7 +386,7 @@ def _profile(pid: int, output: Path | None) -> subprocess.Popen[bytes] | None:
     if output is None:
         return None
     spy = Path(sys.executable).with_name("py-spy")
-    command = [str(spy), "record", "--pid", str(pid), "--rate", "200", "--nonblocking"]
+    command = [str(spy), "record", "--pid", str(pid), "--rate", "200", "--nonblocking", "--gil"]
     formats = {".svg": "flamegraph", ".json": "speedscope"}
     command += ["--format", formats.get(output.suffix, "raw")]  # raw: collapsed stacks
     return subprocess.Popen([*command, "--output", str(output)], stdout=subprocess.DEVNULL)
@@ -382,7 +408,9 @@ def main() -> None:
         action="store_true",
         help="without the example processor: most events routed on their headers alone",
     )
-    parser.add_argument("--profile", type=Path, help="py-spy the worker into this file (.svg)")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the worker into this file (.svg; ceilings beside it)"
+    )
     parser.add_argument("--worker-only", action="store_true", help="no bare contenders")
     args = parser.parse_args()
     options: dict[str, Any] = {
