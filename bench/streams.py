@@ -429,7 +429,9 @@ def measure(
 
 
 def _profile(pid: int, output: Path | None) -> subprocess.Popen[bytes] | None:
-    """py-spy on the worker over the throughput phase (.svg: flame graph, else collapsed stacks)."""
+    """py-spy on the worker over the throughput phase (.svg: flame graph, else collapsed
+    stacks), sampling the thread that holds the GIL: where the Python CPU goes, not the
+    time a thread waits in a system call or for the GIL on a busy machine."""
     if output is None:
         return None
     spy = Path(sys.executable).with_name("py-spy")
