@@ -4,6 +4,7 @@ confluent-kafka loop (bench.streams_bare), each forwarding the same pre-loaded t
 
     .venv/bin/python -m bench.streams [--events 200000] [--trickle 1000]
                                       [--bootstrap HOST:PORT] [--stateful] [--profile FILE]
+                                      [--no-example] [--paced EVENTS_PER_S]
 
 The input has 6 partitions and keys per VM (500 distinct): a quarter alarm status
 changes (joined with one of 50 definitions, routed to alarms and audit), the rest VM
@@ -14,9 +15,14 @@ RSS, the 1-minute load average, and the worker's ratio to each ceiling. The work
 added latency is measured afterwards on a trickle at a steady rate: the audit record's
 broker timestamp minus its input's. `--stateful` switches on the three built-in
 stateful processors (a table write per event, the cost of state); `--profile` runs
-py-spy on the worker over its throughput phase; `--no-example` leaves the example
+py-spy on the worker over its throughput phase (and on each ceiling, into FILE's name
+with `-faust` or `-confluent` added); `--no-example` leaves the example
 processor out (three quarters of the events are then routed on their headers alone, as
-the bytes they came as). Prints one JSON object.
+the bytes they came as). `--paced R` writes each contender's input at R events/s while
+it runs instead of pre-loading it: all are then measured at the same throughput, so
+their CPU per event compares their work at equal batch sizes (drained at full speed, a
+contender the busy machine starves forwards smaller batches and pays more per event).
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -145,9 +152,27 @@ def peak_rss_mb(pid: int) -> float:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (all its threads)."""
+    return _cpu_of(Path(f"/proc/{pid}/stat"))
+
+
+def _cpu_of(stat: Path) -> float:
     # fields after the command name, which is in parentheses and may hold spaces
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_thread(pid: int) -> dict[str, float]:
+    """CPU seconds so far per thread name (threads of one name summed; the main thread,
+    which runs the event loop, as `main`): which thread of a process spends it (Python's
+    threads are all named `python`, librdkafka's `rdk:...`)."""
+    found: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = "main" if task.name == str(pid) else (task / "comm").read_text().strip()
+            found[name] = found.get(name, 0.0) + _cpu_of(task / "stat")
+        except OSError:
+            continue  # a thread that ended meanwhile
+    return found
 
 
 def healthy(port: int) -> bool:
@@ -174,6 +199,7 @@ def run(
     example: bool = True,
     profile: Path | None = None,
     ceilings_too: bool = True,
+    paced: float = 0,
 ) -> dict[str, Any]:
     suffix = uuid.uuid4().hex[:8]
     port = free_port()
@@ -198,13 +224,15 @@ def run(
     from streams.topics import prepare_topics
 
     bare = {kind: f"bench.bare-{kind}.{suffix}" for kind in ("faust", "confluent")}
-    prepare_topics(settings, ["vcenter.vm-power", *bare.values()])
+    # paced: each contender reads a topic of its own, written at the rate as it runs
+    inputs_of = {kind: f"bench.in-{kind}.{suffix}" if paced else topics.events for kind in bare}
+    prepare_topics(settings, ["vcenter.vm-power", *bare.values(), *inputs_of.values()])
     producer = Producer(client_config(settings.kafka))
     for key, value in definitions():
         producer.produce(topics.alarm_definitions, value=value, key=key)
     producer.flush(30)
-    produce(settings, topics.events, 1, events)
-    ceiling = ceiling_consume(bootstrap, topics.events, PARTITIONS, events)
+    produce(settings, topics.events, 1, 1 if paced else events)
+    ceiling = None if paced else ceiling_consume(bootstrap, topics.events, PARTITIONS, events)
     counter = Watermarks(settings)
 
     command = [sys.executable, "-m", "cli", "streams", "worker", "--config", str(path)]
@@ -214,7 +242,10 @@ def run(
             if worker.poll() is not None:
                 raise RuntimeError((workdir / "worker.log").read_text()[-3000:])
             time.sleep(0.1)
+        feeder = feed(settings, topics.events, paced, events, counter, topics.audit, worker)
         measured = measure(worker, counter, topics.audit, events, profile)
+        if feeder is not None:
+            feeder.join()
 
         first = events + 1
         produce(settings, topics.events, first, trickle, rate=500)
@@ -234,16 +265,25 @@ def run(
     ceilings: dict[str, dict[str, Any]] = {}
     for kind, output in bare.items() if ceilings_too else ():
         command = [sys.executable, "-m", "bench.streams_bare", kind, "--bootstrap", bootstrap]
-        command += ["--input", topics.events, "--output", output, "--group", f"{kind}-{suffix}"]
+        command += ["--input", inputs_of[kind], "--output", output, "--group", f"{kind}-{suffix}"]
         command += ["--compression", settings.kafka.compression]
         command += ["--datadir", str(workdir / f"data-{kind}")]
+        if paced:
+            produce(settings, inputs_of[kind], 1, 1)
         process = start(command, workdir / f"{kind}.log")
         try:
-            ceilings[kind] = measure(process, counter, output, events + trickle)
+            feeder = feed(settings, inputs_of[kind], paced, events, counter, output, process)
+            spied = profile.with_stem(f"{profile.stem}-{kind}") if profile else None
+            expected = events if paced else events + trickle
+            ceilings[kind] = measure(process, counter, output, expected, spied)
+            if feeder is not None:
+                feeder.join()
             ceilings[kind]["peak_rss_mb"] = round(peak_rss_mb(process.pid), 1)
         finally:
             stop(process)
     counter.close()
+    if ceiling is None:  # paced: the events topic is complete only now
+        ceiling = ceiling_consume(bootstrap, topics.events, PARTITIONS, events)
     rate = measured["events_per_s"]
     return {
         "benchmark": "streams",
@@ -253,6 +293,7 @@ def run(
         "alarm_share": 0.25,
         "stateful": stateful,
         "example_processor": example,
+        "paced_input_per_s": paced or None,
         "worker": measured,
         "added_latency_ms": {
             "samples": len(latencies),
@@ -266,6 +307,32 @@ def run(
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
     }
+
+
+def feed(
+    settings: Settings,
+    topic: str,
+    rate: float,
+    events: int,
+    counter: Watermarks,
+    output: str,
+    process: subprocess.Popen[bytes],
+) -> threading.Thread | None:
+    """Paced input (`--paced`): once the contender has forwarded the topic's first record
+    (it has joined), the other events are written at `rate` while it runs, so every
+    contender is measured at the same throughput and with batches of the same size:
+    CPU per event then compares their work, not how much CPU the machine left them."""
+    if not rate:
+        return None
+    while counter.total(output) == 0:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited {process.returncode}")
+        time.sleep(0.05)
+    feeder = threading.Thread(
+        target=produce, args=(settings, topic, 2, events - 1, rate), daemon=True
+    )
+    feeder.start()
+    return feeder
 
 
 def _ratios(worker: dict[str, Any], ceilings: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -334,12 +401,17 @@ def measure(
         alive()
         time.sleep(0.05)
     began, cpu_began = time.monotonic(), cpu_seconds(process.pid)
+    threads_began = cpu_by_thread(process.pid)
     spy = _profile(process.pid, profile)
     while (count := counter.total(output)) < expected:
         alive()
         time.sleep(0.1)
     elapsed = time.monotonic() - began
     cpu = cpu_seconds(process.pid) - cpu_began
+    threads = {
+        name: round(spent - threads_began.get(name, 0.0), 2)
+        for name, spent in cpu_by_thread(process.pid).items()
+    }
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         spy.wait(60)
@@ -351,16 +423,19 @@ def measure(
         # else runs, and events per CPU second what one dedicated core would do
         "cpu_s": round(cpu, 2),
         "events_per_cpu_s": round(done / cpu) if cpu else None,
+        "cpu_s_by_thread": {name: spent for name, spent in threads.items() if spent > 0},
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
 def _profile(pid: int, output: Path | None) -> subprocess.Popen[bytes] | None:
-    """py-spy on the worker over the throughput phase (.svg: flame graph, else collapsed stacks)."""
+    """py-spy on the worker over the throughput phase (.svg: flame graph, else collapsed
+    stacks), sampling the thread that holds the GIL: where the Python CPU goes, not the
+    time a thread waits in a system call or for the GIL on a busy machine."""
     if output is None:
         return None
     spy = Path(sys.executable).with_name("py-spy")
-    command = [str(spy), "record", "--pid", str(pid), "--rate", "200", "--nonblocking"]
+    command = [str(spy), "record", "--pid", str(pid), "--rate", "200", "--nonblocking", "--gil"]
     formats = {".svg": "flamegraph", ".json": "speedscope"}
     command += ["--format", formats.get(output.suffix, "raw")]  # raw: collapsed stacks
     return subprocess.Popen([*command, "--output", str(output)], stdout=subprocess.DEVNULL)
@@ -382,14 +457,24 @@ def main() -> None:
         action="store_true",
         help="without the example processor: most events routed on their headers alone",
     )
-    parser.add_argument("--profile", type=Path, help="py-spy the worker into this file (.svg)")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the worker into this file (.svg; ceilings beside it)"
+    )
     parser.add_argument("--worker-only", action="store_true", help="no bare contenders")
+    parser.add_argument(
+        "--paced",
+        type=float,
+        default=0,
+        metavar="EVENTS_PER_S",
+        help="write each contender's input at this rate while it runs (default: pre-loaded)",
+    )
     args = parser.parse_args()
     options: dict[str, Any] = {
         "stateful": args.stateful,
         "example": not args.no_example,
         "profile": args.profile,
         "ceilings_too": not args.worker_only,
+        "paced": args.paced,
     }
     with tempfile.TemporaryDirectory(prefix="bench-streams-") as tmp:
         workdir = Path(tmp)

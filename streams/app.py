@@ -155,9 +155,7 @@ class StreamsApp:
         self._crashing: asyncio.Future[Any] | None = None
         for topic in self.pipeline.input_topics:
             # no Faust acks: commits follow what the agents processed (streams.transport)
-            channel = self.app.topic(
-                topic, key_serializer="raw", value_serializer="raw", acks=False
-            )
+            channel = self.app.topic(topic, schema=RecordBytes(), acks=False)
             self.app.agent(channel, name=f"streams.{topic}")(self._agent_for(topic))
         self.app.timer(RELEASE_INTERVAL, name="streams.release-waiting")(self._release_waiting)
         self.app.timer(PARTITIONS_REFRESH, name="streams.output-partitions")(
@@ -367,6 +365,21 @@ class StreamsApp:
     def stop_on(self, error: BaseException) -> None:
         """Crash the worker (exit 1): what it has not committed is read again."""
         self._crashing = asyncio.ensure_future(self.app.crash(error))
+
+
+class RecordBytes(faust.Schema[Any, Any]):
+    """Key and value handed to the agent as Kafka holds them.
+
+    The `raw` serializer gives the same bytes, through Faust's serializer registry and
+    codec lookup twice per record; `Schema.loads_key`/`loads_value` are the public hooks
+    a schema overrides to read a message its own way.
+    """
+
+    def loads_key(self, app: Any, message: Any, **_: Any) -> Any:
+        return message.key
+
+    def loads_value(self, app: Any, message: Any, **_: Any) -> Any:
+        return message.value
 
 
 class _Boot(BootStrategy):

@@ -2,17 +2,44 @@
 
 from __future__ import annotations
 
-from functools import cache
+from collections.abc import Iterator, Sequence
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 
-EVENTS_IN = Counter(
-    "vcstream_streams_events_in_total",
+
+class Tally:
+    """A counter family counted in plain ints on the event loop and handed to Prometheus
+    when it collects. `Counter.inc` takes a lock and checks its value on every call, and
+    the worker counts an event two to six times (in and out of each route and processor
+    it passes): a dict update is a fraction of that. Only the event loop counts;
+    `collect` (the /metrics thread) reads a copy, which the GIL makes atomic."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = list(labelnames)
+        self._counts: dict[tuple[str, ...], int] = {}
+        REGISTRY.register(self)
+
+    def inc(self, *labels: str) -> None:
+        counts = self._counts
+        counts[labels] = counts.get(labels, 0) + 1
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        for labels, value in self._counts.copy().items():
+            family.add_metric(list(labels), value)
+        yield family
+
+
+EVENTS_IN = Tally(
+    "vcstream_streams_events_in",
     "Events a processor received, by processor and CloudEvent type.",
     ["processor", "type"],
 )
-EVENTS_OUT = Counter(
-    "vcstream_streams_events_out_total",
+EVENTS_OUT = Tally(
+    "vcstream_streams_events_out",
     "Events a processor wrote, by processor and CloudEvent type.",
     ["processor", "type"],
 )
@@ -51,15 +78,3 @@ BAD_DEFINITIONS = Counter(
     "vcstream_streams_alarm_definitions_unreadable_total",
     "Alarm definition records that could not be decoded.",
 )
-
-
-# `labels()` hashes and validates its arguments under a lock on every call; the children
-# are looked up once per (processor, type) instead, which the per-event path needs
-@cache
-def events_in(processor: str, event_type: str) -> Counter:
-    return EVENTS_IN.labels(processor, event_type)
-
-
-@cache
-def events_out(processor: str, event_type: str) -> Counter:
-    return EVENTS_OUT.labels(processor, event_type)

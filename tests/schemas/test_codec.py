@@ -6,12 +6,21 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from cloudevents.core.bindings import kafka as kafka_binding
+from cloudevents.core.v1.event import CloudEvent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyVmomi import vim
 
 from schemas import decode
-from schemas.codec import encode, encode_event, encode_vsphere, vsphere_cloudevent, with_changes
+from schemas.codec import (
+    _FORMAT,
+    encode,
+    encode_event,
+    encode_vsphere,
+    vsphere_cloudevent,
+    with_changes,
+)
 from schemas.vmodl_json import event_class_name, to_go_json
 from schemas.vsphere import VCenterIdentity, event_id, record_key
 from tests.schemas.vmodl_strategies import events
@@ -198,3 +207,40 @@ def test_an_empty_class_name_is_refused_as_by_the_sdk() -> None:
     with pytest.raises(Exception, match="subject") as sdk:
         through_the_sdk(to_go_json(event_ex()), "", VCENTER)
     assert type(raised.value) is type(sdk.value)
+
+
+def through_to_binary(event: CloudEvent, key: bytes | str | None) -> tuple[Any, ...]:
+    """What the SDK's Kafka binding writes for an event already in UTC."""
+    message = kafka_binding.to_binary(event, _FORMAT, key_mapper=lambda _: key)
+    message_key = message.key.encode() if isinstance(message.key, str) else message.key
+    return message.value, message_key, list(message.headers.items())
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z][a-z0-9]{0,7}", fullmatch=True).filter(lambda n: n != "data"),
+        st.one_of(st.text(min_size=1), st.integers(), st.booleans(), st.none()),
+        max_size=4,
+    ),
+    st.sampled_from(["application/json", None]),
+    st.sampled_from([b"vc/VirtualMachine:vm-1", "text-key", None]),
+)
+def test_encode_writes_what_the_sdks_kafka_binding_writes(extras, content_type, key) -> None:
+    attributes: dict[str, Any] = {"id": "1", "source": "/s", "type": "t", "time": CREATED}
+    if content_type:
+        attributes["datacontenttype"] = content_type
+    attributes |= {"subject": "VmPoweredOnEvent"}
+    extensions = {name: value for name, value in extras.items() if name not in attributes}
+    event = CloudEvent(attributes={**attributes, **extensions}, data={"Key": 1, "To": ["red"]})
+    record = encode(event, key)
+    assert (record.value, record.key, record.headers) == through_to_binary(event, key)
+
+
+def test_encode_writes_a_time_in_another_zone_as_the_sdk_writes_it_in_utc() -> None:
+    zone = timezone(timedelta(hours=-5, seconds=-968))
+    event = CloudEvent({"id": "1", "source": "/s", "type": "t", "time": CREATED.astimezone(zone)})
+    record = encode(event, None)
+    assert dict(record.headers)["ce_time"] == b"2024-05-01T12:00:00.123456Z"
+    utc = with_changes(event, time=CREATED)
+    assert (record.value, record.key, record.headers) == through_to_binary(utc, None)

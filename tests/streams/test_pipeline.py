@@ -138,3 +138,22 @@ def test_changed_event_is_encoded_once_for_every_route_it_takes():
     assert [o.topic for o in outputs] == ["vcenter.alarms", "vcenter.audit"]
     assert outputs[0].record is outputs[1].record
     assert schemas.decode(outputs[0].record).get_type().endswith(".AlarmInfo")
+
+
+def test_events_in_and_out_are_counted_per_step_and_type_as_prometheus_reads_them():
+    from prometheus_client import REGISTRY, generate_latest
+
+    pipeline = Pipeline(settings(), [])
+    event = vsphere_event("VmPoweredOnEvent")
+    labels = {"processor": "route_by_type:audit", "type": event.get_type()}
+
+    def count(name: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = count("vcstream_streams_events_in_total"), count("vcstream_streams_events_out_total")
+    for _ in range(3):
+        pipeline.outputs(event, record_of(event), "vcenter.events")
+    after = count("vcstream_streams_events_in_total"), count("vcstream_streams_events_out_total")
+    assert (after[0] - before[0], after[1] - before[1]) == (3, 3)
+    exposition = generate_latest(REGISTRY).decode()
+    assert "# TYPE vcstream_streams_events_in_total counter" in exposition

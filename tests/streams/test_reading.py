@@ -9,16 +9,17 @@ import json
 from pathlib import Path
 
 import pytest
+from cloudevents.core.v1.event import CloudEvent
 
 import schemas
 from schemas import InvalidRecord, KafkaRecord
-from schemas.codec import encode_vsphere
+from schemas.codec import encode_vsphere, with_changes
 from schemas.deadletter import error_context
 from schemas.vsphere import VCenterIdentity
 from streams.api import processor, suppress
 from streams.pipeline import Output, Pipeline
 from streams.processors.vm_power import vm_power
-from streams.reading import Reading
+from streams.reading import Reading, RecordEvent
 from vcstream.settings import Settings
 
 GOLDEN = sorted((Path(__file__).parents[1] / "schemas" / "golden").glob("*.json"))
@@ -48,9 +49,20 @@ def test_reading_answers_what_the_sdk_reads_from_the_same_record(path: Path) -> 
     for name in ("eventclass", "vsphereapiversion", "suppressed"):
         assert reading.get_extension(name) == sdk.get_extension(name)
     assert reading.get_data() == sdk.get_data()
-    built = reading.event()
-    assert built.get_attributes() == sdk.get_attributes()
-    assert built.get_data() == sdk.get_data()
+    built = reading.event()  # a RecordEvent: every getter answers as the SDK's event
+    assert isinstance(built, CloudEvent)
+    getters = [name for name in dir(CloudEvent) if name.startswith("get_")]
+    assert len(getters) >= 11
+    for name in getters:
+        if name == "get_extension":
+            for extension in ("eventclass", "vsphereapiversion", "time", "id", "nothing"):
+                assert built.get_extension(extension) == sdk.get_extension(extension), extension
+        else:
+            assert getattr(built, name)() == getattr(sdk, name)(), name
+    # what the SDK's bindings and with_changes read: the same record encoded again
+    assert schemas.encode(built, record.key) == schemas.encode(sdk, record.key)
+    changed = with_changes(built, type="com.example.Changed.v0")
+    assert changed.get_attributes() == {**sdk.get_attributes(), "type": "com.example.Changed.v0"}
 
 
 def test_reading_refuses_the_headers_the_sdk_refuses_and_leaves_data_unread() -> None:
@@ -170,3 +182,30 @@ def test_worker_dead_letters_a_record_whose_data_a_condition_reads_and_is_not_js
     context = error_context(letter)
     assert (context["stage"], context["reason"]) == ("streams:decode", "poison")
     assert "not valid JSON" in context["exception.message"]
+
+
+def test_the_record_event_overrides_every_public_method_of_the_sdk_event() -> None:
+    # RecordEvent never calls CloudEvent.__init__: an SDK method it did not override would
+    # read attributes that were never stored (an upgrade adding one fails here)
+    public = {name for name in dir(CloudEvent) if not name.startswith("_")}
+    assert public, "the SDK's CloudEvent has public methods"
+    missing = sorted(name for name in public if name not in vars(RecordEvent))
+    assert missing == []
+
+
+def test_a_record_of_a_known_header_layout_with_a_bad_time_is_still_poison() -> None:
+    # the pipeline checks a header set it has seen by id and time only (LayoutCheck): a
+    # record that differs there is refused as the full check refuses it
+    pipeline = Pipeline(Settings.model_validate({}), [])
+    good = records()[0]
+    assert isinstance(pipeline.decode(good), Reading)
+    headers = [(n, b"yesterday" if n == "ce_time" else v) for n, v in good.headers]
+    bad = KafkaRecord(good.value, good.key, headers, "vcenter.events", 2, 41)
+    with pytest.raises(InvalidRecord) as refused:
+        Reading(bad).check()
+    out = pipeline.decode(bad)
+    assert isinstance(out, Output)
+    assert error_context(out.record)["reason"] == "poison"
+    assert error_context(out.record)["exception.message"] == str(refused.value)
+    again = KafkaRecord(good.value, good.key, good.headers, "vcenter.events", 2, 42)
+    assert isinstance(pipeline.decode(again), Reading)
