@@ -63,6 +63,11 @@ class TransactionTimedOut(TransactionStateUnknown):
     """The coordinator aborted a transaction that outlived transaction.timeout.ms."""
 
 
+# backoff between attempts of a step that failed retriably: doubling from the first, capped
+FIRST_BACKOFF_S = 0.2
+MAX_BACKOFF_S = 5.0
+
+
 class _Retry(Exception):
     """A retriable error: the same step runs again after a backoff."""
 
@@ -96,6 +101,7 @@ class TransactionalWriter:
         self._on_kafka_state = on_kafka_state
         self._producer: Producer | None = None
         self._began: float | None = None  # monotonic time of the open transaction's begin
+        self._committed = metrics.TRANSACTIONS_COMMITTED.labels(vcenter)
 
     def start(self) -> None:
         """Create the producer and initialise transactions (fencing any predecessor).
@@ -125,7 +131,7 @@ class TransactionalWriter:
     def commit(self, records: Sequence[Outgoing]) -> None:
         """Write `records` in one transaction; return only once it is committed."""
         self._retry(lambda: self._attempt(records), also=_Abort)
-        metrics.TRANSACTIONS_COMMITTED.labels(self._vcenter).inc()
+        self._committed.inc()
         self._on_kafka_state(None)
 
     def _attempt(self, records: Sequence[Outgoing]) -> None:
@@ -170,9 +176,21 @@ class TransactionalWriter:
         Raises Stopped when shutdown is asked for meanwhile.
         """
         kinds: tuple[type[Exception], ...] = (_Retry,) if also is None else (_Retry, also)
+        # the first attempt outside tenacity: a transaction nests three retried steps, and
+        # tenacity's ~130 calls per step were a third of a quiet producer's commit CPU
+        try:
+            self._unless_stopped(step)
+            return
+        except (_Retry, _Abort) as exc:
+            if self._stop.is_set():  # as below: shutdown outranks the error
+                raise Stopped() from None
+            if not isinstance(exc, kinds):
+                raise
+        self._pause(FIRST_BACKOFF_S)
         retrying = Retrying(
             retry=retry_if_exception_type(kinds),
-            wait=wait_exponential(multiplier=0.2, max=5),
+            # continues the backoff the first attempt began: 0.2 s, 0.4 s, 0.8 s, ... 5 s
+            wait=wait_exponential(multiplier=2 * FIRST_BACKOFF_S, max=MAX_BACKOFF_S),
             stop=stop_when_event_set(self._stop),
             sleep=self._pause,
             reraise=True,
