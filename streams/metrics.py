@@ -18,7 +18,7 @@ class Tally:
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
         self._name = name
         self._documentation = documentation
-        self._labelnames = list(labelnames)
+        self.labelnames = list(labelnames)
         self._counts: dict[tuple[str, ...], int] = {}
         REGISTRY.register(self)
 
@@ -27,7 +27,7 @@ class Tally:
         counts[labels] = counts.get(labels, 0) + 1
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        family = CounterMetricFamily(self._name, self._documentation, labels=self.labelnames)
         for labels, value in self._counts.copy().items():
             family.add_metric(list(labels), value)
         yield family
