@@ -212,12 +212,13 @@ class _Connection(asyncio.Protocol):
     def time_out(self, timeout: float) -> None:
         self._fail(TimeoutError(f"no answer within {timeout:g}s"))
 
-    async def request(
+    def request(
         self, data: bytes, head_only: bool = False, deadline: float = float("inf")
-    ) -> Response:
-        """Send `data`, wait for the answer (the client fails it after `deadline`);
+    ) -> asyncio.Future[Response]:
+        """Send `data`; the answer, to await (the client fails it after `deadline`);
         `head_only`: an answer without a body (a proxy's to CONNECT, after which the
-        connection carries the tunnel)."""
+        connection carries the tunnel). A future, not a coroutine: one object fewer per
+        request."""
         if self.transport is None or self.closed or self._loop is None:
             raise ConnectionResetError("connection closed before the request")
         self.deadline = deadline
@@ -225,7 +226,7 @@ class _Connection(asyncio.Protocol):
         self._waiter = self._loop.create_future()
         self._buffer.clear()
         self.transport.write(data)
-        return await self._waiter
+        return self._waiter
 
     def close(self) -> None:
         self.closed = True
