@@ -16,7 +16,7 @@ from schemas.cloudevent import CloudEventView, LayoutCheck
 from schemas.codec import encode_vsphere
 from schemas.horizon import encode_horizon
 from schemas.record import ConsumedRecord
-from sinks.base import SinkEvent
+from sinks.base import DeliveryError, Outcome, SinkEvent
 from sinks.http_client import InvalidHeader
 from sinks.knative import KnativeSink
 from tests.replay.helpers import VCENTER, RecordMessage
@@ -114,14 +114,28 @@ def test_requests_built_per_layout_are_the_bytes_built_per_record(name: str) -> 
 
 def test_a_layout_whose_headers_would_split_the_request_is_refused_for_each_record() -> None:
     sink = started({})
-    record = encode_vsphere(vm_event(1), "VmPoweredOnEvent", VCENTER)
-    evil = [(k, v) for k, v in record.headers if k != "content-type"]
-    evil.append(("content-type", b"application/json; x=1\r\nX-Evil: 1"))
-    items = checked([replace(record, headers=evil), replace(record, headers=evil)])
+    made = []
+    for vm in (1, 2):  # two keys: neither is held behind the other
+        record = encode_vsphere(vm_event(vm, vm=vm), "VmPoweredOnEvent", VCENTER)
+        evil = [(k, v) for k, v in record.headers if k != "content-type"]
+        evil.append(("content-type", b"application/json; x=1\r\nX-Evil: 1"))
+        made.append(replace(record, headers=evil))
+    items = checked(made)
     assert len(items) == 2 and items[0].layout is items[1].layout is not None
+    assert items[0].record.key != items[1].record.key
     for item in items:
         with pytest.raises(InvalidHeader, match="content-type"):
             sink.request_bytes(item)
+
+    async def deliver() -> list[Outcome]:
+        try:
+            return list(await sink.deliver(items))
+        finally:
+            await sink.close()
+
+    for outcome in asyncio.run(deliver()):  # dead-lettered at once, no retry can help
+        assert isinstance(outcome, DeliveryError) and not outcome.retryable
+        assert "line break" in str(outcome)
 
 
 def test_templates_are_kept_per_layout_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
