@@ -17,7 +17,7 @@ headers differ only in `ce_id` and `ce_time`), as `RequestTemplate`: per record 
 id and the time are percent-encoded and put between the layout's bytes, the same bytes
 `request_for` gives the record (tests/sinks/test_knative_layouts.py holds every layout
 variant to that). Building each request's header dict and lines was ~10% of the sink's
-CPU (py-spy --native, bench.knative). Structured mode, and `typeFormat: event-router`
+event loop (py-spy --native, bench.knative). Structured mode, and `typeFormat: event-router`
 for events whose subject comes from their data, build each request from its record.
 
 `typeFormat: event-router` serves Triggers written for VEBA up to v0.7: `type` becomes
