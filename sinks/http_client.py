@@ -212,12 +212,13 @@ class _Connection(asyncio.Protocol):
     def time_out(self, timeout: float) -> None:
         self._fail(TimeoutError(f"no answer within {timeout:g}s"))
 
-    async def request(
+    def request(
         self, data: bytes, head_only: bool = False, deadline: float = float("inf")
-    ) -> Response:
-        """Send `data`, wait for the answer (the client fails it after `deadline`);
+    ) -> asyncio.Future[Response]:
+        """Send `data`; the answer, to await (the client fails it after `deadline`);
         `head_only`: an answer without a body (a proxy's to CONNECT, after which the
-        connection carries the tunnel)."""
+        connection carries the tunnel). A future, not a coroutine: one object fewer per
+        request."""
         if self.transport is None or self.closed or self._loop is None:
             raise ConnectionResetError("connection closed before the request")
         self.deadline = deadline
@@ -225,7 +226,7 @@ class _Connection(asyncio.Protocol):
         self._waiter = self._loop.create_future()
         self._buffer.clear()
         self.transport.write(data)
-        return await self._waiter
+        return self._waiter
 
     def close(self) -> None:
         self.closed = True
@@ -273,8 +274,14 @@ class HTTPClient:
         self._names: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def head(self, headers: dict[str, str], length: int) -> bytes:
-        """The request's start line and headers; refuses values that would split it."""
+    @property
+    def start(self) -> str:
+        """What every request begins with: its request line, `Host` and `User-Agent`."""
+        return self._start
+
+    def lines(self, headers: dict[str, str]) -> str:
+        """`headers` as request header lines; refuses names and values that would split
+        the request."""
         block = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
         # one line per header, or a name or value broke a line: find which
         lines = len(headers)
@@ -288,10 +295,19 @@ class HTTPClient:
                     raise InvalidHeader(f"header name {name!r} is not printable")
                 if len(self._names) < _NAMES_CACHED:  # bounded whatever the input
                     self._names.add(name)
-        return f"{self._start}{block}Content-Length: {length}\r\n\r\n".encode()
+        return block
+
+    def head(self, headers: dict[str, str], length: int) -> bytes:
+        """The request's start line and headers; refuses values that would split it."""
+        return f"{self._start}{self.lines(headers)}Content-Length: {length}\r\n\r\n".encode()
 
     async def post(self, headers: dict[str, str], body: bytes) -> Response:
-        data = self.head(headers, len(body)) + body
+        return await self.send(self.head(headers, len(body)) + body)
+
+    async def send(self, data: bytes) -> Response:
+        """Send a whole request, built by the caller from `start` and `lines` (a caller
+        sending many alike builds their common bytes once: the Knative sink, per header
+        layout); its bytes are not checked here."""
         if self._free and not self._waiters:
             self._free -= 1
         else:
