@@ -283,8 +283,7 @@ def test_audit_sink_encodes_each_consumed_record_as_the_record_dict_would(tmp_pa
     from schemas import InvalidRecord
     from schemas.cloudevent import LayoutCheck
     from schemas.record import ConsumedRecord
-    from sinks.audit.encoding import moment
-    from sinks.audit.record import head_of
+    from sinks.audit.record import batch_tail, head_of
     from sinks.audit.sink import AuditSink
     from tests.replay.test_batch import every_case, placed
     from vcstream.settings.sinks import AuditSinkSettings
@@ -302,5 +301,5 @@ def test_audit_sink_encodes_each_consumed_record_as_the_record_dict_would(tmp_pa
         checked += 1
         fast += item.layout is not None
         expected = head_of(audit_record(SinkEvent(None, record), NOW))
-        assert sink._head(item, NOW, moment(NOW)) == expected
+        assert sink._head(item, NOW, batch_tail(NOW)) == expected
     assert fast > checked // 2
