@@ -414,11 +414,16 @@ class ContainerWriter:
         return cls(stream, codec, sync=sync, header=False)
 
     def add(self, encoded: bytes) -> None:
+        self.hold(encoded)
+        if self.pending >= BLOCK_BYTES:
+            self.flush()
+
+    def hold(self, encoded: bytes) -> None:
+        """`add` without writing a block out: the caller flushes (`files.AuditFiles`
+        does once `BLOCK_BYTES` are pending, and notes the file's size then)."""
         self.parts.append(encoded)
         self.count += 1
         self.pending += len(encoded)
-        if self.pending >= BLOCK_BYTES:
-            self.flush()
 
     def flush(self) -> None:
         """Write what is pending as one block (nothing if nothing is)."""
