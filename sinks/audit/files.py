@@ -351,12 +351,16 @@ class AuditFiles(AuditStore):
                 current = None
             if current is None:
                 current = self._start(topic, partition, offset, place, head)
-            current.writer.add(encoded)
+            writer = current.writer
+            writer.hold(encoded)
             current.records += 1
             head = current.head = Anchor(offset, hash_)
             if current.records >= self.rotate_records:
                 self._rotate(key)
-            elif current.written + current.writer.pending >= self.rotate_bytes:
+            elif (
+                writer.pending >= BLOCK_BYTES
+                or current.written + writer.pending >= self.rotate_bytes
+            ):
                 # the block is compressed when written out: only then is the size known
                 # (tell() is a syscall: asked per block, never per record)
                 self._write_block(current)
