@@ -262,20 +262,12 @@ class AuditFiles(AuditStore):
         while at < len(heads):
             offset, time_micros, vcenter, _ = heads[at]
             place = place_of(time_micros, vcenter)
-            current = self._open.get(key)
-            if current is not None and current.place != place:
-                self._rotate(key)  # one file per date and vCenter folder
-                current = None
-            if current is None:
-                current = self._start(topic, partition, offset, place, head)
+            current = self._file_for(key, offset, place, head)
             at, hash_field = self._link(current, heads, at, hash_field)
             head = current.head
             if current.records >= self.rotate_records or current.written >= self.rotate_bytes:
                 self._rotate(key)
-        current = self._open.get(key)
-        if current is not None and head != prev:
-            self._write_block(current)  # whole blocks: memory is freed, the size is known
-        return head
+        return self._finish(key, head, prev)
 
     def _link(
         self, current: _Open, heads: Sequence[Head], at: int, hash_field: bytes
@@ -345,12 +337,7 @@ class AuditFiles(AuditStore):
         key = (topic, partition)
         head = prev
         for offset, place, hash_, encoded in linked:
-            current = self._open.get(key)
-            if current is not None and current.place != place:
-                self._rotate(key)  # one file per date and vCenter folder
-                current = None
-            if current is None:
-                current = self._start(topic, partition, offset, place, head)
+            current = self._file_for(key, offset, place, head)
             writer = current.writer
             writer.hold(encoded)
             current.records += 1
@@ -366,9 +353,26 @@ class AuditFiles(AuditStore):
                 self._write_block(current)
                 if current.written >= self.rotate_bytes:
                     self._rotate(key)
+        return self._finish(key, head, prev)
+
+    def _file_for(
+        self, key: tuple[str, int], offset: int, place: tuple[str, str], head: Anchor
+    ) -> _Open:
+        """The open file the record at `offset` goes in: one per date and vCenter folder."""
+        current = self._open.get(key)
+        if current is not None and current.place != place:
+            self._rotate(key)
+            current = None
+        if current is None:
+            current = self._start(*key, offset, place, head)
+        return current
+
+    def _finish(self, key: tuple[str, int], head: Anchor, prev: Anchor) -> Anchor:
+        """After an append: what it added written out as whole blocks (memory is
+        freed, the size is known)."""
         current = self._open.get(key)
         if current is not None and head != prev:
-            self._write_block(current)  # whole blocks: memory is freed, the size is known
+            self._write_block(current)
         return head
 
     @staticmethod
