@@ -277,7 +277,7 @@ def test_the_fast_version_2_hash_writes_what_the_reference_spells():
 
 def test_audit_sink_encodes_each_consumed_record_as_the_record_dict_would(tmp_path):
     """The sink encodes a consumed record of a known header layout straight from its
-    message (`HeadEncoder`, as a replay into audit files does), others from the record
+    message (`AuditEncoder`, as a replay into audit files does), others from the record
     dict: the same bytes either way, for every variant the replay's check is held to
     (headers without a value, repeated, reordered, odd data, poison refused)."""
     from schemas import InvalidRecord
