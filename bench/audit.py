@@ -7,9 +7,10 @@ pre-loaded topic (VEBA-shaped records, distinct keys over several partitions):
   partition, fsynced: what writing the records with the library costs (the sink
   encodes its Avro itself, `sinks.audit.encoding`, so it may pass this);
 - `encoder`: the fastest bare loop that writes the sink's own bytes: that consume loop,
-  the sink's check of each record (`LayoutCheck`), its encoder (`HeadEncoder`), the
-  hash chain and the container writer, one file per partition, fsynced; no event loop,
-  no batches, no commits (the honest ceiling: `ratio_to_encoder`);
+  the sink's check of each record (`LayoutCheck`), its encoder (`AuditEncoder`), and
+  its store's chain and file path (`AuditFiles.append_heads`, fsynced and sealed at
+  the end); no event loop, no batches, no commits (the honest ceiling:
+  `ratio_to_encoder`);
 - `sink`: `vcstream sink audit` itself (files backend), as `SinkRunner` runs it:
   consume, check, build the record, chain, write, rotate, commit; it stops once every
   record is delivered and its files are closed and committed.
@@ -74,9 +75,8 @@ CEILING_SCHEMA = {
 }
 
 
-def _bare_loop(args: argparse.Namespace, name: str) -> tuple[Any, list[IO[bytes]]]:
-    """A bare stage's consumer, assigned every partition from its start, and one file
-    per partition to write."""
+def _consumer(args: argparse.Namespace, name: str) -> Any:
+    """A bare stage's consumer, assigned every partition from its start."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
@@ -88,6 +88,12 @@ def _bare_loop(args: argparse.Namespace, name: str) -> tuple[Any, list[IO[bytes]
         }
     )
     consumer.assign([TopicPartition(args.topic, p, 0) for p in range(args.partitions)])
+    return consumer
+
+
+def _bare_loop(args: argparse.Namespace, name: str) -> tuple[Any, list[IO[bytes]]]:
+    """A bare stage's consumer and one file per partition to write."""
+    consumer = _consumer(args, name)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     return consumer, [(out / f"{p}.avro").open("wb") for p in range(args.partitions)]
@@ -138,35 +144,39 @@ def encoder_main(args: argparse.Namespace) -> None:
 
     from schemas.cloudevent import CloudEventView, LayoutCheck
     from schemas.record import ConsumedRecord
-    from sinks.audit.encoding import ContainerWriter, moment
-    from sinks.audit.record import GENESIS, HeadEncoder, chain_heads
+    from sinks.audit.files import AuditFiles
+    from sinks.audit.record import AuditEncoder, Head, batch_tail
+    from sinks.audit.store import EMPTY
     from sinks.runtime import GC_YOUNG_THRESHOLD
 
-    consumer, streams = _bare_loop(args, "encoder")
-    writers = [ContainerWriter(stream, args.codec) for stream in streams]
-    prev = [GENESIS] * args.partitions
-    check, encoder = LayoutCheck().check, HeadEncoder()
+    consumer = _consumer(args, "encoder")
+    store = AuditFiles(Path(args.out), codec=args.codec)
+    prev = [EMPTY] * args.partitions
+    check, encoder = LayoutCheck().check, AuditEncoder()
     gc.freeze()  # the collector as the sink runtime sets it (`sinks.runtime`)
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     seen = 0
     while seen < args.records:
-        now = datetime.now(UTC)
-        recorded = moment(now)
-        heads: list[list[Any]] = [[] for _ in range(args.partitions)]
+        tail = batch_tail(datetime.now(UTC))
+        heads: list[list[Head]] = [[] for _ in range(args.partitions)]
         for message in consumer.consume(5000, timeout=1.0):
             if message.error():
                 continue
             seen += 1
             view = CloudEventView(ConsumedRecord(message))
             layout = check(view)
+            assert layout is not None, "bench records share few layouts"
+            parts = encoder.parts(layout, message.headers(), view.attributes)
             heads[message.partition() or 0].append(
-                encoder.encode(message, view.attributes, view.time(), view.data(), layout, recorded)
+                encoder.encode(message, parts, view.time(), view.data(), tail)
             )
         for partition, pending in enumerate(heads):
-            for _, hash_, encoded in chain_heads(pending, prev[partition]):
-                writers[partition].add(encoded)
-                prev[partition] = hash_
-    _close(consumer, writers, streams)
+            if pending:
+                prev[partition] = store.append_heads(
+                    args.topic, partition, pending, prev[partition]
+                )
+    store.rotate_blocking()
+    consumer.close()
 
 
 def sink_main(args: argparse.Namespace) -> None:

@@ -29,59 +29,16 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from replay.batch import Layout
 from replay.targets.base import Position, ReplayItem, ReplayTarget
 from sinks.audit.anchors import Anchor
-from sinks.audit.encoding import (
-    encode_head_parts,
-    encode_optional,
-    encode_optional_bytes,
-    headers_around,
-    long,
-    micros,
-    moment,
-    raw,
-    string,
-)
 from sinks.audit.files import AuditFiles
-from sinks.audit.record import HASH_VERSION, Head, audit_record, entity_name, head_of, split_key
+from sinks.audit.record import AuditEncoder, Head, LayoutParts, audit_record, batch_tail, head_of
 from sinks.audit.store import open_store
 from sinks.delivery import type_matcher
 from vcstream.settings.sinks import AuditSinkSettings
 
 # the longest a replay runs past its saved position: what a kill -9 makes it read again
 CHECKPOINT_SECONDS = 5.0
-MAX_KEYS = 4096  # record keys whose encoding is kept (`AuditFilesTarget._keys`)
-_HASH_VERSION = long(HASH_VERSION)
-_EVENT = string("")  # `event`: empty since version 2 (the event is the headers + value)
-
-
-class _Encoded:
-    """A layout's share of its records' audit encoding (`Layout.derived`): the header
-    arrays up to the first of ce_id/ce_time and that one's position, between the two
-    and the second one's position, after them; `type`, `source` and `subject`."""
-
-    __slots__ = ("after", "before", "between", "described", "first_at", "second_at")
-
-    def __init__(self, layout: Layout, headers: list[tuple[str, bytes | None]]) -> None:
-        names = [name for name, _ in headers]
-        values = [b"" if value is None else value for _, value in headers]  # as KafkaRecord
-        first_at, second_at = sorted((names.index("ce_id"), names.index("ce_time")))
-        self.before, self.between, self.after = headers_around(names, values, first_at, second_at)
-        self.first_at, self.second_at = first_at, second_at
-        attributes = layout.attributes
-        self.described = b"".join(
-            (
-                string(attributes.get("type", "")),
-                string(attributes.get("source", "")),
-                encode_optional(attributes.get("subject")),
-            )
-        )
-
-
-# a record key's share of the encoding: the `key` field, vCenter uuid, the `vcenterUuid`
-# and `entity` fields, the entity (`<Type>:<moref>`) whose name the data may give
-_Key = tuple[bytes, str, bytes, str | None]
 
 
 class AuditFilesTarget(ReplayTarget):
@@ -95,8 +52,7 @@ class AuditFilesTarget(ReplayTarget):
         self._types = type_matcher(settings.types)
         self._heads: dict[int, Anchor] = {}
         self._topic = ""  # the replay's one topic, known from its first record
-        self._topic_encoded = b""
-        self._keys: dict[bytes | None, _Key] = {}
+        self._encoder = AuditEncoder()
         self._synced_at = time.monotonic()
         if recover:  # under --workers the coordinator recovered once, before any worker
             self.store.recover()
@@ -106,11 +62,14 @@ class AuditFilesTarget(ReplayTarget):
 
     def write(self, items: Sequence[ReplayItem]) -> set[Position]:
         now = datetime.now(UTC)
-        recorded = moment(now)
+        tail = batch_tail(now)
         by_partition: dict[int, list[Head]] = {}
         for item in items:
-            head = self.encode(item, now, recorded)
-            by_partition.setdefault(head[0], []).append(head[1])
+            partition, head = self.encode(item, now, tail)
+            heads = by_partition.get(partition)
+            if heads is None:
+                heads = by_partition[partition] = []
+            heads.append(head)
         for partition, heads in by_partition.items():
             topic = self._topic
             prev = self._heads.get(partition)
@@ -119,59 +78,21 @@ class AuditFilesTarget(ReplayTarget):
             self._heads[partition] = self.store.append_heads(topic, partition, heads, prev)
         return set()
 
-    def encode(self, item: ReplayItem, now: datetime, recorded: bytes) -> tuple[int, Head]:
-        """(partition, the record encoded up to its `prevHash`): the fields of
-        `sinks.audit.record.audit_record`, from what the replay's check read of the
-        message, what repeats encoded once per layout, key and batch
-        (tests/replay/test_batch.py holds the two to the same bytes); `recorded` is
-        `now` encoded."""
+    def encode(self, item: ReplayItem, now: datetime, tail: bytes) -> tuple[int, Head]:
+        """(partition, the record encoded up to its `prevHash`): by the audit encoder,
+        from what the replay's check read of the message (its layout's parts kept on
+        the layout), else from the record dict; `tail` is `batch_tail(now)`."""
         message, layout, when = item.message, item.layout, item.time
         if message is None or layout is None or when is None:
             # checked the slow way: the record read from its view
             record = audit_record(item, now)
-            self._read_topic(record["topic"])
+            self._topic = record["topic"]
             return record["partition"], head_of(record)
-        headers: list[tuple[str, bytes | None]] = message.headers()
-        encoded = layout.derived
-        if encoded is None:
-            encoded = layout.derived = _Encoded(layout, headers)
-        self._read_topic(message.topic())
-        partition: int = message.partition()  # type: ignore[assignment]
-        key = message.key()
-        known = self._keys.get(key)
-        if known is None:
-            known = self._key(key)
-        key_field, vcenter, placed, entity = known
-        when = when.astimezone(UTC)  # the check made sure it has a zone
-        first, second = headers[encoded.first_at][1], headers[encoded.second_at][1]
-        value: bytes = message.value()  # type: ignore[assignment]  # checked: not empty
-        ident = (item.id or "").encode()
-        head = encode_head_parts(
-            self._topic_encoded, partition, message.offset(), _HASH_VERSION,  # type: ignore[arg-type]
-            message.timestamp()[1], key_field,
-            b"".join((encoded.before, raw(first or b""), encoded.between,
-                      raw(second or b""), encoded.after)),
-            value, ident, encoded.described, micros(when), placed,
-            entity_name(entity, item.data) if entity else None, _EVENT + recorded,
-        )  # fmt: skip
-        return partition, Head(message.offset(), when, vcenter, head)  # type: ignore[arg-type]
-
-    def _read_topic(self, topic: str | None) -> None:
-        if topic != self._topic:
-            assert topic is not None  # set on every consumed message
-            self._topic, self._topic_encoded = topic, string(topic)
-
-    def _key(self, key: bytes | None) -> _Key:
-        vcenter, entity = split_key(key)
-        if len(self._keys) >= MAX_KEYS:
-            self._keys.clear()
-        known = self._keys[key] = (
-            encode_optional_bytes(key),
-            vcenter,
-            string(vcenter) + encode_optional(entity),
-            entity,
-        )
-        return known
+        parts = layout.derived
+        if parts is None:
+            parts = layout.derived = LayoutParts(message.headers(), layout.attributes)
+        self._topic = message.topic()  # type: ignore[assignment]  # set when consumed
+        return message.partition(), self._encoder.encode(message, parts, when, item.data, tail)  # type: ignore[return-value]
 
     def sync(self, force: bool = False) -> bool:
         if not force and time.monotonic() - self._synced_at < self.checkpoint_seconds:

@@ -235,13 +235,13 @@ def encode_head(
 
 
 def encode_head_parts(
-    topic: bytes,
+    topic: str,
     partition: int,
     offset: int,
     hash_version: bytes,
     timestamp: int | None,
     key: bytes,
-    headers: bytes,
+    headers: tuple[bytes, bytes, bytes, bytes, bytes],
     value: bytes,
     ident: bytes,
     described: bytes,
@@ -250,31 +250,32 @@ def encode_head_parts(
     entity_name: str | None,
     tail: bytes,
 ) -> bytes:
-    """`encode_head` for a caller that encoded what repeats once (a replay: per topic,
-    per header layout, per key), in the same field order: `topic` (`string`),
-    `hash_version` (`long`), `key` (the union, encoded), `value` and `ident` (the id's
-    UTF-8 bytes) as they are, `described` (`type`, `source` and `subject` encoded),
-    `placed` (`vcenterUuid` and `entity` encoded), `tail` (`event` and `recordedAt`
-    encoded). The same bytes as `encode_head` (tests/sinks/test_audit_encoding.py), at
-    about half its cost: one join, no text looked up."""
-    lengths = _LONGS
-    try:
-        value_size, ident_size = lengths[len(value)], lengths[len(ident)]
-    except IndexError:
-        value_size, ident_size = long(len(value)), long(len(ident))
+    """`encode_head` for a caller that encoded what repeats once (per header layout, per
+    key, per batch: `record.AuditEncoder`), in the same field order: `hash_version`
+    (`long`), `key` (the union, encoded), `headers` (the header arrays in five pieces,
+    joined here: `headers_around` with the two values spliced in), `value` as it is,
+    `ident` (the `id` field, encoded), `described` (`type`, `source` and `subject`
+    encoded), `placed` (`vcenterUuid` and `entity` encoded), `tail` (`event` and
+    `recordedAt` encoded). The same bytes as `encode_head` (tests/sinks/
+    test_audit_encoding.py), at about half its cost: one join, one text looked up."""
+    size = len(value)
+    before, first, between, second, after = headers
     return b"".join(
         (
-            topic,
+            _texts.get(topic) or _text(topic),
             long(partition),
             long(offset),
             hash_version,
             _NULL if timestamp is None else _SOME + long(timestamp),
             key,
-            headers,
+            before,
+            first,
+            between,
+            second,
+            after,
             _SOME,
-            value_size,
+            _LONGS[size] if size < _SMALL else long(size),
             value,
-            ident_size,
             ident,
             described,
             long(time_micros),
@@ -394,7 +395,10 @@ class ContainerWriter:
         self.stream = stream
         self.codec = codec
         self.sync = sync or os.urandom(SYNC_SIZE)
-        self._records: list[bytes] = []
+        # the pending records' bytes, in order: a record may come in several parts
+        # (`files.AuditFiles.append_heads` adds its head and hash fields apart)
+        self.parts: list[bytes] = []
+        self.count = 0  # records pending
         self.pending = 0  # bytes encoded, not yet written (before compression)
         if header:
             stream.write(_header(_schema_json(), codec, self.sync))
@@ -410,18 +414,25 @@ class ContainerWriter:
         return cls(stream, codec, sync=sync, header=False)
 
     def add(self, encoded: bytes) -> None:
-        self._records.append(encoded)
-        self.pending += len(encoded)
+        self.hold(encoded)
         if self.pending >= BLOCK_BYTES:
             self.flush()
 
+    def hold(self, encoded: bytes) -> None:
+        """`add` without writing a block out: the caller flushes (`files.AuditFiles`
+        does once `BLOCK_BYTES` are pending, and notes the file's size then)."""
+        self.parts.append(encoded)
+        self.count += 1
+        self.pending += len(encoded)
+
     def flush(self) -> None:
         """Write what is pending as one block (nothing if nothing is)."""
-        if not self._records:
+        if not self.count:
             return
-        data = _compress(self.codec, b"".join(self._records))
-        self.stream.write(long(len(self._records)) + long(len(data)) + data + self.sync)
-        self._records = []
+        data = _compress(self.codec, b"".join(self.parts))
+        self.stream.write(long(self.count) + long(len(data)) + data + self.sync)
+        self.parts = []
+        self.count = 0
         self.pending = 0
 
 

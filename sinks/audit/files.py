@@ -32,9 +32,10 @@ import json
 import os
 import re
 import time
+from binascii import hexlify
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -42,8 +43,8 @@ import fastavro
 
 from schemas import avro
 from sinks.audit.anchors import Anchor
-from sinks.audit.encoding import ContainerWriter
-from sinks.audit.record import AuditRecord, Head, chain_encoded, chain_heads
+from sinks.audit.encoding import BLOCK_BYTES, ContainerWriter, micros, string
+from sinks.audit.record import V3_START, AuditRecord, Head, chain_encoded
 from sinks.audit.store import EMPTY, AuditStore, ChainBroken, StoredRef, unique
 
 if TYPE_CHECKING:
@@ -87,12 +88,25 @@ def read_file(path: Path) -> Iterator[AuditRecord]:
             yield record
 
 
+DAY = 86_400_000_000  # microseconds
+_EPOCH_DAY = date(1970, 1, 1)
+_HASH_SIZE = string("0" * 64)[:-64]  # a hash field's length prefix (64 hex digits)
+_days: dict[int, str] = {}  # day number -> its date, as folders name it (bounded)
+
+
 def _place(record: AuditRecord) -> tuple[str, str]:
-    return _day(record["time"]), record["vcenterUuid"] or "unknown"
+    return place_of(micros(record["time"]), record["vcenterUuid"])
 
 
-def _day(moment: datetime) -> str:
-    return moment.astimezone(UTC).date().isoformat()
+def place_of(time_micros: int, vcenter: str) -> tuple[str, str]:
+    """The (date, vCenter) folder of a record of this time and vCenter."""
+    day = time_micros // DAY
+    text = _days.get(day)
+    if text is None:
+        if len(_days) >= 4096:
+            _days.clear()
+        text = _days[day] = (_EPOCH_DAY + timedelta(days=day)).isoformat()
+    return text, vcenter or "unknown"
 
 
 @dataclass
@@ -104,6 +118,7 @@ class _Open:
     stream: IO[bytes]
     writer: ContainerWriter
     place: tuple[str, str]
+    since: int  # the first microsecond of its date
     prev: Anchor  # the durable head it continues
     first: int
     opened_at: float
@@ -234,15 +249,71 @@ class AuditFiles(AuditStore):
     def append_heads(
         self, topic: str, partition: int, heads: Sequence[Head], prev: Anchor
     ) -> Anchor:
-        """`append_blocking` for records encoded up to their `prevHash` (a replay's, built
-        without a record dict): chained and written exactly as `append` would."""
-        self._check_tail((topic, partition), prev)
-        fresh = [head for head in heads if head.offset > prev.offset]
-        linked = (
-            (head.offset, (_day(head.time), head.vcenter or "unknown"), hash_, encoded)
-            for head, hash_, encoded in chain_heads(fresh, prev.hash)
-        )
-        return self._write(topic, partition, linked, prev)
+        """`append_blocking` for records encoded up to their `prevHash` (`Head`s, built
+        without a record dict): chained and written exactly as `append` would, the same
+        bytes and files (tests/sinks/test_audit_files.py), with no per-record object
+        but the hash field itself."""
+        key = (topic, partition)
+        self._check_tail(key, prev)
+        if heads and heads[0][0] <= prev.offset:  # re-delivered: what is stored is skipped
+            heads = [head for head in heads if head[0] > prev.offset]
+        head, at = prev, 0
+        hash_field = string(prev.hash)
+        while at < len(heads):
+            offset, time_micros, vcenter, _ = heads[at]
+            place = place_of(time_micros, vcenter)
+            current = self._file_for(key, offset, place, head)
+            at, hash_field = self._link(current, heads, at, hash_field)
+            head = current.head
+            if current.records >= self.rotate_records or current.written >= self.rotate_bytes:
+                self._rotate(key)
+        return self._finish(key, head, prev)
+
+    def _link(
+        self, current: _Open, heads: Sequence[Head], at: int, hash_field: bytes
+    ) -> tuple[int, bytes]:
+        """Chain `heads` from `at` onto `hash_field` (the previous record's `hash`,
+        encoded) into `current` while they belong in it: until one of another folder, the
+        file's record limit, or a block that takes it past its size limit. The index
+        after the last one added, and its hash field."""
+        writer = current.writer
+        add = writer.parts.append
+        copy = V3_START.copy
+        since, until = current.since, current.since + DAY
+        vcenter = current.place[1]
+        stop = min(len(heads), at + self.rotate_records - current.records)
+        rotate_bytes = self.rotate_bytes
+        count, pending = writer.count, writer.pending
+        first = at
+        while at < stop:
+            _, time_micros, in_vcenter, encoded = heads[at]
+            if not since <= time_micros < until or (in_vcenter or "unknown") != vcenter:
+                break
+            # hash version 3: the record's Avro bytes but `hash`, i.e. its head and
+            # `prevHash` (`record._hash_v3`, one copy of the prefix's state per record)
+            digest = copy()
+            digest.update(encoded)
+            digest.update(hash_field)
+            add(encoded)
+            add(hash_field)
+            hash_field = _HASH_SIZE + hexlify(digest.digest())
+            add(hash_field)
+            count += 1
+            pending += len(encoded) + 2 * len(hash_field)
+            at += 1
+            if pending >= BLOCK_BYTES or current.written + pending >= rotate_bytes:
+                # the block is compressed when written out: only then is the size known
+                # (tell() is a syscall: asked per block, never per record)
+                writer.count, writer.pending = count, pending
+                self._write_block(current)
+                add, count, pending = writer.parts.append, 0, 0
+                if current.written >= rotate_bytes:
+                    break
+        writer.count, writer.pending = count, pending
+        if at > first:
+            current.records += at - first
+            current.head = Anchor(heads[at - 1][0], hash_field[len(_HASH_SIZE) :].decode())
+        return at, hash_field
 
     def _append(
         self, topic: str, partition: int, records: Sequence[AuditRecord], prev: Anchor
@@ -266,26 +337,42 @@ class AuditFiles(AuditStore):
         key = (topic, partition)
         head = prev
         for offset, place, hash_, encoded in linked:
-            current = self._open.get(key)
-            if current is not None and current.place != place:
-                self._rotate(key)  # one file per date and vCenter folder
-                current = None
-            if current is None:
-                current = self._start(topic, partition, offset, place, head)
-            current.writer.add(encoded)
+            current = self._file_for(key, offset, place, head)
+            writer = current.writer
+            writer.hold(encoded)
             current.records += 1
             head = current.head = Anchor(offset, hash_)
             if current.records >= self.rotate_records:
                 self._rotate(key)
-            elif current.written + current.writer.pending >= self.rotate_bytes:
+            elif (
+                writer.pending >= BLOCK_BYTES
+                or current.written + writer.pending >= self.rotate_bytes
+            ):
                 # the block is compressed when written out: only then is the size known
                 # (tell() is a syscall: asked per block, never per record)
                 self._write_block(current)
                 if current.written >= self.rotate_bytes:
                     self._rotate(key)
+        return self._finish(key, head, prev)
+
+    def _file_for(
+        self, key: tuple[str, int], offset: int, place: tuple[str, str], head: Anchor
+    ) -> _Open:
+        """The open file the record at `offset` goes in: one per date and vCenter folder."""
+        current = self._open.get(key)
+        if current is not None and current.place != place:
+            self._rotate(key)
+            current = None
+        if current is None:
+            current = self._start(*key, offset, place, head)
+        return current
+
+    def _finish(self, key: tuple[str, int], head: Anchor, prev: Anchor) -> Anchor:
+        """After an append: what it added written out as whole blocks (memory is
+        freed, the size is known)."""
         current = self._open.get(key)
         if current is not None and head != prev:
-            self._write_block(current)  # whole blocks: memory is freed, the size is known
+            self._write_block(current)
         return head
 
     @staticmethod
@@ -319,7 +406,19 @@ class AuditFiles(AuditStore):
         tmp = folder / (AuditFile.name(topic, partition, first, 0) + TMP_SUFFIX)
         stream = tmp.open("wb")
         writer = ContainerWriter(stream, self.codec)
-        opened = _Open(folder, tmp, stream, writer, place, prev, first, time.monotonic(), prev)
+        since = date.fromisoformat(place[0]) - _EPOCH_DAY
+        opened = _Open(
+            folder,
+            tmp,
+            stream,
+            writer,
+            place,
+            since.days * DAY,
+            prev,
+            first,
+            time.monotonic(),
+            prev,
+        )
         self._open[(topic, partition)] = opened
         return opened
 

@@ -35,7 +35,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -45,10 +45,14 @@ from schemas.vsphere import ENTITY_FIELDS
 from sinks.audit.encoding import (
     encode_body,
     encode_hash,
-    encode_head,
+    encode_head_parts,
+    encode_optional,
+    encode_optional_bytes,
     encode_record_head,
     headers_around,
+    long,
     micros,
+    moment,
     raw,
     string,
 )
@@ -69,7 +73,8 @@ V2_FIELDS = (
     "event", "recordedAt", "prevHash",
 )  # fmt: skip
 _V2_PREFIX = b"vcstream-audit-v2"
-_V3_START = hashlib.sha256(b"vcstream-audit-v3")  # copied per record, never updated
+# hash version 3 up to the record: copied per record, never updated
+V3_START = hashlib.sha256(b"vcstream-audit-v3")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -165,7 +170,7 @@ def _hash_v2(r: AuditRecord) -> str:
 
 
 def _hash_v3(body: bytes) -> str:
-    digest = _V3_START.copy()
+    digest = V3_START.copy()
     digest.update(body)
     return digest.hexdigest()
 
@@ -294,96 +299,129 @@ def chain_encoded(
         yield record, body + encode_hash(prev_hash)
 
 
-class Head(NamedTuple):
-    """A record encoded up to its `prevHash` (`encoding.encode_head`), with what places it."""
-
-    offset: int
-    time: datetime  # UTC
-    vcenter: str
-    encoded: bytes
+# A record encoded up to its `prevHash` (`encoding.encode_head`), with what places it:
+# (offset, its `time` in microseconds since the epoch, vCenter uuid, the encoding). A
+# plain tuple: a NamedTuple's constructor is Python code, a measurable share per record.
+Head = tuple[int, int, str, bytes]
 
 
 def head_of(record: AuditRecord) -> Head:
     """A record dict as a `Head` (without `prevHash`/`hash`)."""
-    return Head(record["offset"], record["time"], record["vcenterUuid"], encode_record_head(record))
+    return (
+        record["offset"],
+        micros(record["time"]),
+        record["vcenterUuid"],
+        encode_record_head(record),
+    )
 
 
-MAX_HEADER_LAYOUTS = 4096  # header layouts whose encoding a `HeadEncoder` keeps
-# (the layout, its encoding up to the first of ce_id/ce_time, that one's position, the
-# encoding between the two, the second one's position, the encoding after it)
-_LayoutParts = tuple[object, bytes, int, bytes, int, bytes]
+MAX_HEADER_LAYOUTS = 4096  # header layouts whose encoding an `AuditEncoder` keeps by id
+MAX_KEYS = 4096  # record keys whose encoding an `AuditEncoder` keeps
+_HASH_VERSION = long(HASH_VERSION)
+_EVENT = string("")  # `event`: empty since version 2 (the event is the headers + value)
 
 
-def _layout_parts(layout: object, headers: list[tuple[str, bytes | None]]) -> _LayoutParts:
-    names = [name for name, _ in headers]
-    values = [b"" if value is None else value for _, value in headers]  # as KafkaRecord
-    first_at, second_at = sorted((names.index("ce_id"), names.index("ce_time")))
-    before, between, after = headers_around(names, values, first_at, second_at)
-    return layout, before, first_at, between, second_at, after
+class LayoutParts:
+    """A header layout's share of its records' encoding: the header arrays cut around
+    the values of `ce_id` and `ce_time` (`encoding.headers_around`), where those two
+    stand, and `type`, `source` and `subject` encoded (the same for every record of a
+    layout: they are headers other than the id and the time)."""
 
+    __slots__ = ("after", "before", "between", "described", "id_at", "id_first", "time_at")
 
-class HeadEncoder:
-    """Audit records encoded up to their `prevHash` (`Head`s) straight from the
-    consumer's message and what a check read of it, with no record dict: the fields of
-    `audit_record`, the same bytes (tests/sinks/test_audit_record.py and
-    tests/replay/test_batch.py hold the two ways together). The audit sink and a replay
-    into audit files both encode this way.
-
-    `layout` is the same object for every record whose headers differ from its only in
-    the values of `ce_id` and `ce_time` (`schemas.cloudevent.HeaderLayouts`: the sink's
-    `LayoutCheck` and the replay's check both keep one): the rest of the header arrays
-    is encoded once per layout."""
-
-    def __init__(self, limit: int = MAX_HEADER_LAYOUTS) -> None:
-        self._limit = limit
-        self._layouts: dict[int, _LayoutParts] = {}
-
-    def encode(
-        self,
-        message: Message,
-        attributes: dict[str, str],
-        when: datetime,
-        data: Any,
-        layout: object,
-        recorded: bytes,
-    ) -> Head:
-        """`message`'s record, its `time` (`when`, with a zone) and `data` parsed;
-        `recorded` is the batch's `recordedAt` encoded (`encoding.moment`)."""
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        assert topic is not None and partition is not None and offset is not None
-        key = message.key()
-        vcenter, entity = split_key(key)
-        when = when.astimezone(UTC)
-        kind, timestamp = message.timestamp()  # kind 0: none (`ConsumedRecord.timestamp_ms`)
-        encoded = encode_head(
-            topic, partition, offset, HASH_VERSION, timestamp if kind else None, key,
-            self.headers(layout, message.headers()), message.value(),
-            attributes.get("id", ""), attributes.get("type", ""), attributes.get("source", ""),
-            attributes.get("subject"), micros(when), vcenter, entity,
-            entity_name(entity, data) if entity else None, "", recorded,
-        )  # fmt: skip
-        return Head(offset, when, vcenter, encoded)
-
-    def headers(self, layout: object, headers: list[tuple[str, bytes | None]]) -> bytes:
-        """The header arrays encoded: a layout's are the same but for the values of
-        `ce_id` and `ce_time`, so the rest is encoded once per layout."""
-        known = self._layouts.get(id(layout))
-        if known is None or known[0] is not layout:  # an id can be reused once freed
-            if len(self._layouts) >= self._limit:
-                self._layouts.clear()
-            known = self._layouts[id(layout)] = _layout_parts(layout, headers)
-        _, pre, first_at, mid, second_at, post = known
-        return b"".join(
-            (pre, raw(headers[first_at][1] or b""), mid, raw(headers[second_at][1] or b""), post)
+    def __init__(self, headers: list[tuple[str, bytes | None]], attributes: dict[str, str]):
+        names = [name for name, _ in headers]
+        values = [b"" if value is None else value for _, value in headers]  # as KafkaRecord
+        self.id_at, self.time_at = names.index("ce_id"), names.index("ce_time")
+        self.id_first = self.id_at < self.time_at
+        first_at, second_at = sorted((self.id_at, self.time_at))
+        self.before, self.between, self.after = headers_around(names, values, first_at, second_at)
+        self.described = b"".join(
+            (
+                string(attributes.get("type", "")),
+                string(attributes.get("source", "")),
+                encode_optional(attributes.get("subject")),
+            )
         )
 
 
-def chain_heads(heads: Iterable[Head], prev_hash: str) -> Iterator[tuple[Head, str, bytes]]:
-    """Each head chained (version 3): its hash and its whole Avro encoding."""
-    for head in heads:
-        body = head.encoded + string(prev_hash)
-        prev_hash = _hash_v3(body)
-        yield head, prev_hash, body + encode_hash(prev_hash)
+# a record key's share of the encoding: the `key` field, vCenter uuid, the `vcenterUuid`
+# and `entity` fields, the entity (`<Type>:<moref>`) whose name the data may give
+_Key = tuple[bytes, str, bytes, str | None]
+
+
+def batch_tail(now: datetime) -> bytes:
+    """`event` and `recordedAt` encoded: the same for every record of a batch."""
+    return _EVENT + moment(now)
+
+
+class AuditEncoder:
+    """Audit records encoded up to their `prevHash` (`Head`s) straight from the
+    consumer's message and what a check read of it, with no record dict: the fields of
+    `audit_record`, the same bytes (tests/sinks/test_audit_record.py and
+    tests/replay/test_batch.py hold both callers to the record dict's bytes). The audit
+    sink and a replay into audit files both encode with it.
+
+    What repeats is encoded once: per header layout (`LayoutParts`: a replay keeps them
+    on its `Layout`, the sink asks `parts`), per record key, per batch (`batch_tail`);
+    a record costs its own fields and one join."""
+
+    def __init__(self, layouts: int = MAX_HEADER_LAYOUTS, keys: int = MAX_KEYS) -> None:
+        self._layouts_limit, self._keys_limit = layouts, keys
+        self._layouts: dict[int, tuple[object, LayoutParts]] = {}
+        self._keys: dict[bytes | None, _Key] = {}
+
+    def parts(
+        self, layout: object, headers: list[tuple[str, bytes | None]], attributes: dict[str, str]
+    ) -> LayoutParts:
+        """The parts of `layout` (any object the check returns for every record of that
+        layout, kept by its id): built from the first record's headers and attributes."""
+        known = self._layouts.get(id(layout))
+        if known is None or known[0] is not layout:  # an id can be reused once freed
+            if len(self._layouts) >= self._layouts_limit:
+                self._layouts.clear()
+            known = self._layouts[id(layout)] = (layout, LayoutParts(headers, attributes))
+        return known[1]
+
+    def encode(
+        self, message: Message, parts: LayoutParts, when: datetime, data: Any, tail: bytes
+    ) -> Head:
+        """`message`'s record, of the layout `parts` describe, checked: its `ce_id` is
+        UTF-8 and not empty (so its header value is the `id` field's bytes), `when` is
+        its `ce_time` parsed (with a zone), `data` its value parsed; `tail` is
+        `batch_tail` of the batch."""
+        key = message.key()
+        known = self._keys.get(key)
+        if known is None:
+            known = self._key(key)
+        key_field, vcenter, placed, entity = known
+        headers = message.headers()
+        id_field = raw(headers[parts.id_at][1])
+        time_field = raw(headers[parts.time_at][1])
+        kind, timestamp = message.timestamp()  # kind 0: none (`ConsumedRecord.timestamp_ms`)
+        offset: int = message.offset()  # type: ignore[assignment]
+        time_micros = micros(when)
+        encoded = encode_head_parts(
+            message.topic(), message.partition(), offset, _HASH_VERSION,  # type: ignore[arg-type]
+            timestamp if kind else None, key_field,
+            (parts.before, id_field if parts.id_first else time_field, parts.between,
+             time_field if parts.id_first else id_field, parts.after),
+            message.value(), id_field, parts.described, time_micros, placed,  # type: ignore[arg-type]
+            entity_name(entity, data) if entity else None, tail,
+        )  # fmt: skip
+        return offset, time_micros, vcenter, encoded
+
+    def _key(self, key: bytes | None) -> _Key:
+        vcenter, entity = split_key(key)
+        if len(self._keys) >= self._keys_limit:
+            self._keys.clear()
+        known = self._keys[key] = (
+            encode_optional_bytes(key),
+            vcenter,
+            string(vcenter) + encode_optional(entity),
+            entity,
+        )
+        return known
 
 
 def event_json(record: AuditRecord) -> bytes:

@@ -30,9 +30,8 @@ from prometheus_client import Counter, Gauge
 
 from schemas.record import ConsumedRecord
 from sinks.audit.anchors import Anchor
-from sinks.audit.encoding import moment
 from sinks.audit.files import AuditFiles
-from sinks.audit.record import AuditRecord, Head, HeadEncoder, audit_record, head_of
+from sinks.audit.record import AuditEncoder, AuditRecord, Head, audit_record, batch_tail, head_of
 from sinks.audit.store import ChainBroken, open_store
 from sinks.base import Outcome, PartitionHalted, Sink, SinkEvent
 from vcstream.observability import HealthCheck
@@ -63,10 +62,10 @@ class AuditSink(Sink):
     def __init__(self, settings: AuditSinkSettings, name: str | None = None) -> None:
         super().__init__(settings, name)
         self.store = open_store(settings)
-        # files take records encoded as the replay encodes them (`HeadEncoder`); other
+        # files take records encoded as the replay encodes them (`AuditEncoder`); other
         # stores take record dicts
         self._files = self.store if isinstance(self.store, AuditFiles) else None
-        self._encoder = HeadEncoder()
+        self._encoder = AuditEncoder()
         self._heads: dict[Key, Anchor] = {}  # in memory, never re-read mid-run
         self._anchors: dict[Key, Anchor | None] = {}  # committed, per assigned partition
         self._halted: dict[Key, str] = {}
@@ -159,9 +158,9 @@ class AuditSink(Sink):
         heads: list[Head] = []
         records: list[AuditRecord] = []
         if files is not None:
-            recorded = moment(now)
-            heads = [self._head(item, now, recorded) for item in batch]
-            last = heads[-1].offset
+            tail = batch_tail(now)
+            heads = [self._head(item, now, tail) for item in batch]
+            last = heads[-1][0]
         else:
             records = [audit_record(item, now) for item in batch]
             last = records[-1]["offset"]
@@ -181,15 +180,16 @@ class AuditSink(Sink):
         self._next[key] = last + 1
         return [None] * len(batch)
 
-    def _head(self, item: SinkEvent, now: datetime, recorded: bytes) -> Head:
+    def _head(self, item: SinkEvent, now: datetime, tail: bytes) -> Head:
         """The record encoded up to its `prevHash`: from the message and what the
-        runtime's check read (its layout known), else from the record's dict."""
+        runtime's check read (its layout known), else from the record's dict; `tail`
+        is `batch_tail(now)`."""
         record = item.record
-        if item.layout is not None and isinstance(record, ConsumedRecord):
-            view = item.view
-            return self._encoder.encode(
-                record.message, view.attributes, view.time(), view.data(), item.layout, recorded
-            )
+        layout = item.layout
+        if layout is not None and isinstance(record, ConsumedRecord):
+            message, view = record.message, item.view
+            parts = self._encoder.parts(layout, message.headers(), view.attributes)
+            return self._encoder.encode(message, parts, view.time(), view.data(), tail)
         return head_of(audit_record(item, now))
 
     def _lock(self, key: Key) -> asyncio.Lock:

@@ -311,8 +311,7 @@ def test_replay_into_audit_files_encodes_each_record_as_the_audit_sink_would(
     from datetime import UTC, datetime
 
     from replay.targets.auditfiles import AuditFilesTarget
-    from sinks.audit.encoding import moment
-    from sinks.audit.record import audit_record, head_of
+    from sinks.audit.record import audit_record, batch_tail, head_of
     from vcstream.settings.sinks import AuditSinkSettings
 
     target = AuditFilesTarget(AuditSinkSettings(files={"directory": str(tmp_path)}))
@@ -324,4 +323,59 @@ def test_replay_into_audit_files_encodes_each_record_as_the_audit_sink_would(
     assert sum(item.message is not None for item in items) > len(items) // 2
     for item in items:
         record = audit_record(ReplayItem(CloudEventView(item.record)), now)
-        assert target.encode(item, now, moment(now)) == (record["partition"], head_of(record))
+        assert target.encode(item, now, batch_tail(now)) == (record["partition"], head_of(record))
+
+
+def test_a_record_without_a_timestamp_is_encoded_alike_by_the_sink_and_the_replay(
+    tmp_path: Path,
+) -> None:
+    """A message whose timestamp is absent (confluent-kafka: kind 0, -1) is stored with
+    `timestamp` null by the record dict, the audit sink and a replay into audit files
+    alike: the same bytes, whichever of them encodes it."""
+    from datetime import UTC, datetime
+
+    from replay.targets.auditfiles import AuditFilesTarget
+    from schemas.cloudevent import LayoutCheck
+    from schemas.record import ConsumedRecord
+    from sinks.audit.encoding import long, string
+    from sinks.audit.record import audit_record, batch_tail, head_of
+    from sinks.audit.sink import AuditSink
+    from sinks.base import SinkEvent
+    from vcstream.settings.sinks import AuditSinkSettings
+
+    settings = AuditSinkSettings(files={"directory": str(tmp_path)})
+    target, sink = AuditFilesTarget(settings), AuditSink(settings)
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    made = [replace(base(key), timestamp_ms=1_767_225_600_000 + key) for key in range(0, 12, 3)]
+    records, messages = placed([(record, None) for record in made])  # one event class
+    checker = BatchChecker("vcenter.events", lambda t: True, lines=False)
+    learned = checker.check(messages[:1]).items  # the slow way learns the layout
+    assert learned and learned[0].layout is None
+    check = LayoutCheck().check
+    check(CloudEventView(ConsumedRecord(messages[0])))
+    fast = 0
+    for record, message in zip(records[1:], messages[1:], strict=True):
+        [stamped] = checker.check([message]).items
+        assert stamped.layout is not None and stamped.time is not None
+        unstamped = RecordMessage(replace(record, timestamp_ms=None))
+        assert unstamped.timestamp() == (0, -1)
+        expected = head_of(audit_record(SinkEvent(None, replace(record, timestamp_ms=None)), now))
+        assert record.partition is not None and record.offset is not None
+        null_timestamp = b"%b%b%b%b\x00" % (
+            string("vcenter.events"),
+            long(record.partition),
+            long(record.offset),
+            long(3),
+        )
+        assert expected[3].startswith(null_timestamp)
+        # the replay's item, as its check reads a record of a known layout
+        item = ReplayItem.read(
+            unstamped, stamped.layout, stamped.id or "", stamped.time_text or "",
+            stamped.time, stamped.data,
+        )  # fmt: skip
+        assert target.encode(item, now, batch_tail(now)) == (record.partition, expected)
+        event = SinkEvent(None, ConsumedRecord(unstamped))
+        event.layout = check(event.view)
+        fast += event.layout is not None
+        assert sink._head(event, now, batch_tail(now)) == expected
+    assert fast == len(records) - 1  # the sink's encoder, not its record dict

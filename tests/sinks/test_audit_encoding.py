@@ -98,19 +98,23 @@ def test_the_encoding_equals_fastavro_s_byte_for_byte() -> None:
 
 
 def test_a_head_from_parts_encoded_once_equals_encode_head() -> None:
-    """`encode_head_parts` (a replay's: repeating fields encoded by the caller) writes
-    `encode_record_head`'s bytes, for every record with a value."""
+    """`encode_head_parts` (the audit encoder's: repeating fields encoded by the caller,
+    the headers in pieces) writes `encode_record_head`'s bytes, for every record with a
+    value."""
     made = [r for r in records() if r["value"] is not None]
     assert {r["timestamp"] is None for r in made} == {False}
     made.append({**made[0], "timestamp": None, "subject": None, "entity": None,
-                 "entityName": None, "id": "ü" * 9000})  # fmt: skip
+                 "entityName": None, "id": "ü" * 9000, "value": b"v" * 9000})  # fmt: skip
     for r in made:
+        names, values = r["headerNames"], r["headerValues"]
+        cut = len(values) // 2  # the pieces around two values, as a layout cuts them
+        before, between, after = encoding.headers_around(names, values, 0, cut)
         parts = encoding.encode_head_parts(
-            encoding.string(r["topic"]), r["partition"], r["offset"],
+            r["topic"], r["partition"], r["offset"],
             encoding.long(r["hashVersion"]), r["timestamp"],
             encoding.encode_optional_bytes(r["key"]),
-            encoding.encode_headers(r["headerNames"], r["headerValues"]), r["value"],
-            r["id"].encode(),
+            (before, encoding.raw(values[0]), between, encoding.raw(values[cut]), after),
+            r["value"], encoding.string(r["id"]),
             encoding.string(r["type"]) + encoding.string(r["source"])
             + encoding.encode_optional(r["subject"]),
             encoding.micros(r["time"]),

@@ -221,3 +221,58 @@ def test_query_rejects_a_bad_time(tmp_path):
     )
     assert result.exit_code == 2
     assert "neither an ISO 8601 time nor an age" in result.output
+
+
+@pytest.mark.parametrize(
+    "limits", [{}, {"rotate_records": 4}, {"rotate_bytes": 3000}], ids=["none", "records", "bytes"]
+)
+def test_heads_are_chained_and_written_as_append_writes_record_dicts(tmp_path, monkeypatch, limits):
+    """`append_heads` (the sink's and the replay's path: records encoded up to their
+    `prevHash`) writes the files, blocks, chains and seals `append` writes from record
+    dicts, byte for byte: across dates and vCenters, rotations, and a batch re-delivered
+    in part."""
+    from datetime import timedelta
+
+    from sinks.audit.record import head_of
+
+    monkeypatch.setattr("sinks.audit.encoding.os.urandom", lambda size: b"s" * size)
+    for module in ("encoding", "files"):  # several blocks in a file, cut where append cuts
+        monkeypatch.setattr(f"sinks.audit.{module}.BLOCK_BYTES", 2600)
+    now = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)
+    mixed = [
+        *vm_records(10),
+        *[encode_vsphere(vm_event(k), "VmPoweredOnEvent", OTHER_VCENTER) for k in range(3)],
+        *vm_records(5),
+    ]
+    records = [audit_record(item, now) for item in located(mixed)]
+    for record in records[6:9]:  # the next day, then back (another file each time)
+        record["time"] += timedelta(days=1)
+    records[16]["time"] = datetime(2026, 11, 22, 23, 59, 59, 999999, tzinfo=UTC)
+    records[17]["time"] = datetime(2026, 11, 23, tzinfo=UTC)
+    heads = [head_of(record) for record in records]
+    batches = [(0, 5), (3, 11), (11, 18)]  # the second re-delivers 3 and 4
+
+    by_dicts = AuditFiles(tmp_path / "dicts", **limits)
+    by_heads = AuditFiles(tmp_path / "heads", **limits)
+    head_d = head_h = EMPTY
+    for start, stop in batches:
+        head_d = by_dicts.append_blocking("t", 0, [dict(r) for r in records[start:stop]], head_d)
+        head_h = by_heads.append_heads("t", 0, heads[start:stop], head_h)
+        assert head_h == head_d
+    by_dicts.rotate_blocking()
+    by_heads.rotate_blocking()
+
+    def written(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*.avro")}
+
+    def seals(store: AuditFiles) -> list[dict[str, Any]]:
+        lines = (store.seals / "t+0.seals").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k != "sealedAt"} for line in lines]
+
+    files = written(tmp_path / "dicts")
+    assert len(files) >= 5  # two dates, two vCenters, back again
+    assert written(tmp_path / "heads") == files
+    assert seals(by_heads) == seals(by_dicts)
+    stored = [r["offset"] for f in by_heads.files() for r in read_file(f.path)]
+    assert sorted(stored) == list(range(18))  # each once
+    assert verify_files(by_heads).ok

@@ -277,14 +277,13 @@ def test_the_fast_version_2_hash_writes_what_the_reference_spells():
 
 def test_audit_sink_encodes_each_consumed_record_as_the_record_dict_would(tmp_path):
     """The sink encodes a consumed record of a known header layout straight from its
-    message (`HeadEncoder`, as a replay into audit files does), others from the record
+    message (`AuditEncoder`, as a replay into audit files does), others from the record
     dict: the same bytes either way, for every variant the replay's check is held to
     (headers without a value, repeated, reordered, odd data, poison refused)."""
     from schemas import InvalidRecord
     from schemas.cloudevent import LayoutCheck
     from schemas.record import ConsumedRecord
-    from sinks.audit.encoding import moment
-    from sinks.audit.record import head_of
+    from sinks.audit.record import batch_tail, head_of
     from sinks.audit.sink import AuditSink
     from tests.replay.test_batch import every_case, placed
     from vcstream.settings.sinks import AuditSinkSettings
@@ -302,5 +301,5 @@ def test_audit_sink_encodes_each_consumed_record_as_the_record_dict_would(tmp_pa
         checked += 1
         fast += item.layout is not None
         expected = head_of(audit_record(SinkEvent(None, record), NOW))
-        assert sink._head(item, NOW, moment(NOW)) == expected
+        assert sink._head(item, NOW, batch_tail(NOW)) == expected
     assert fast > checked // 2
