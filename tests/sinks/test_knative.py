@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import http as http_binding
 from cloudevents.core.formats.json import JSONFormat
 
-from devenv.process import cache_dir, free_port
+from devenv.process import cache_dir, free_port, wait_until
 from schemas import decode
 from schemas.codec import encode_vsphere, with_changes
 from schemas.record import KafkaRecord
@@ -259,26 +260,39 @@ def test_type_filter_skips_and_commits_other_types(kafka, receiver, topics):
     assert committed(kafka.bootstrap_servers, "vcstream-sink-knative", topics[0]) == 4
 
 
+def listened(path: Path) -> dict[str, Any]:
+    """The events the conformance listener printed so far, by id (none while it is
+    half-way through printing one)."""
+    try:
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    except yaml.YAMLError:
+        return {}
+    return {d["ContextAttributes"]["id"]: d for d in documents}
+
+
 def test_knative_interoperates_with_cloudevents_conformance_listener(kafka, topics, tmp_path):
     binary = cache_dir() / "bin" / "cloudevents"
     if not binary.exists():
         pytest.fail(f"{binary} missing: run deploy/local/install.sh")
     port = free_port()
-    out = (tmp_path / "listener.yaml").open("w")
+    printed = tmp_path / "listener.yaml"
+    out = printed.open("w")
     listener = subprocess.Popen(
         [str(binary), "listen", "-P", str(port)], stdout=out, stderr=subprocess.DEVNULL
     )
+    records = vm_records(5)
     try:
-        records = vm_records(5)
         produce(kafka.bootstrap_servers, topics[0], records)
         runner = make_runner("knative", knative(kafka, topics, f"http://127.0.0.1:{port}/"))
         run_until(runner, settled(runner, 5))
+        # the listener answers an event before it prints it: a stop right after the
+        # sink's last answer once cut the fifth event from its output
+        wait_until(lambda: len(listened(printed)) >= 5, 30, "the listener's five events")
     finally:
         listener.terminate()
         listener.wait(10)
         out.close()
-    documents = [d for d in yaml.safe_load_all((tmp_path / "listener.yaml").read_text()) if d]
-    seen = {d["ContextAttributes"]["id"]: d for d in documents}
+    seen = listened(printed)
     assert set(seen) == set(ids(records))
     first_event = next(iter(seen.values()))
     assert first_event["ContextAttributes"]["type"] == "com.vmware.vsphere.VmPoweredOnEvent.v0"
