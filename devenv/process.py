@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -58,7 +59,29 @@ def _dies_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
+def _ephemeral_low(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> int:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+PICK_FROM = 10000
+
+
 def free_port() -> int:
+    """A port free now, below the kernel's ephemeral range where it can: a port bind(0)
+    hands out is one every outgoing connection may take before the server that was
+    given it binds (a gateway of the e2e pipeline once lost its port that way)."""
+    low = _ephemeral_low()
+    for _ in range(200 if low - PICK_FROM >= 1000 else 0):
+        port = random.randrange(PICK_FROM, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

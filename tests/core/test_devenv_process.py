@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from devenv.process import ChildProcess, wait_until
+from devenv.process import PICK_FROM, ChildProcess, _ephemeral_low, free_port, wait_until
 
 IGNORES_SIGTERM = (
     "import signal, sys, time\n"
@@ -70,3 +70,14 @@ def test_cache_dir_outside_a_checkout_is_under_the_working_directory(tmp_path: P
     assert cache_dir() == work / ".cache"
     assert cache_dir(VCSTREAM_CACHE=str(tmp_path / "c")) == tmp_path / "c"
     assert process.cache_dir() == process.REPO / ".cache" or "VCSTREAM_CACHE" in os.environ
+
+
+def test_free_ports_come_from_below_the_ephemeral_range(tmp_path: Path) -> None:
+    low = _ephemeral_low()
+    assert all(PICK_FROM <= free_port() < low for _ in range(20))
+    ranges = tmp_path / "ip_local_port_range"
+    ranges.write_text("40000\t60999\n")
+    assert _ephemeral_low(ranges) == 40000
+    ranges.write_text("")
+    assert _ephemeral_low(ranges) == 32768  # unreadable: Linux's default
+    assert _ephemeral_low(tmp_path / "missing") == 32768
