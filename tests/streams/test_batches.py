@@ -181,7 +181,14 @@ def test_a_topic_that_grew_places_keys_anew_after_a_refresh(kafka, topic_name):
         await asyncio.gather(*[await batches.send(topic, item) for item in keys])
         admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
         admin.create_partitions([NewPartitions(topic, 4)])[topic].result(30)
-        await producer.client.force_metadata_update()
+        # create_partitions returns before every broker's metadata holds the new ones
+        for _ in range(100):
+            await producer.client.force_metadata_update()
+            if len(producer.client.cluster.partitions_for_topic(topic) or ()) == 4:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the producer's metadata never showed 4 partitions")
         await batches.refresh_partitions()
         await asyncio.gather(*[await batches.send(topic, item) for item in keys])
         written = consume(settings_for(kafka.bootstrap_servers), topic, 80, settle=1.0)
