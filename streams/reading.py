@@ -32,11 +32,6 @@ class Reading:
         self._data: Any = _UNREAD
         self._event: CloudEvent | None = None
 
-    def check(self) -> None:
-        """InvalidRecord unless the headers make a CloudEvent `schemas.decode` would
-        accept; the data is checked when it is read (`get_data`)."""
-        self.view.check(data=False)
-
     def get_id(self) -> str:
         return self.view.id
 
