@@ -8,6 +8,7 @@ nothing brought them back. Each test starts with no committed offset, on purpose
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,34 @@ from vcstream.settings import Settings
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 VC = VCenterIdentity("99999999-2222-3333-4444-555555555555", "https://vc.crash/sdk", "8.0.3.0")
-BATCH = 2000  # the worker reads ~1,500/s: enough for the kill to land mid-batch
+BATCH = 2000
+
+# An inline processor that takes 2 ms per event: the first batch then lasts 4 s or more
+# whatever the worker's own speed, so the kill lands mid-batch (unthrottled, a faster
+# worker once wrote all 2,000 before the kill).
+THROTTLE = """
+import time
+from streams.api import inline
+
+@inline()
+def throttle(event):
+    time.sleep(0.002)
+    return event
+"""
+
+
+def throttled_config(
+    tmp_path: Path, bootstrap: str, topic_name: Any
+) -> tuple[Path, dict[str, str]]:
+    package = tmp_path / "throttle_processors"
+    package.mkdir()
+    (package / "__init__.py").write_text(THROTTLE)
+    config = streams_config(
+        tmp_path, bootstrap, topic_name, processors={"packages": ["throttle_processors"]}
+    )
+    return config, {
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    }
 
 
 def events(first_key: int, count: int) -> list[KafkaRecord]:
@@ -78,8 +106,8 @@ def written(settings: Settings, topic: str) -> int:
 def test_worker_killed_mid_stream_loses_nothing_and_restores_the_table(
     kafka, topic_name, tmp_path: Path
 ):
-    config = streams_config(tmp_path, kafka.bootstrap_servers, topic_name)
-    worker = StreamsWorker(config)
+    config, env = throttled_config(tmp_path, kafka.bootstrap_servers, topic_name)
+    worker = StreamsWorker(config, env=env)
     settings = worker.settings
     try:
         worker.start()
