@@ -30,7 +30,6 @@ from prometheus_client import Counter, Gauge
 
 from schemas.record import ConsumedRecord
 from sinks.audit.anchors import Anchor
-from sinks.audit.files import AuditFiles
 from sinks.audit.record import AuditEncoder, AuditRecord, Head, audit_record, batch_tail, head_of
 from sinks.audit.store import ChainBroken, open_store
 from sinks.base import Outcome, PartitionHalted, Sink, SinkEvent
@@ -62,9 +61,6 @@ class AuditSink(Sink):
     def __init__(self, settings: AuditSinkSettings, name: str | None = None) -> None:
         super().__init__(settings, name)
         self.store = open_store(settings)
-        # files take records encoded as the replay encodes them (`AuditEncoder`); other
-        # stores take record dicts
-        self._files = self.store if isinstance(self.store, AuditFiles) else None
         self._encoder = AuditEncoder()
         self._heads: dict[Key, Anchor] = {}  # in memory, never re-read mid-run
         self._anchors: dict[Key, Anchor | None] = {}  # committed, per assigned partition
@@ -154,10 +150,12 @@ class AuditSink(Sink):
         if key in self._halted:
             raise PartitionHalted(f"{key[0]}[{key[1]}]: {self._halted[key]}")
         now = datetime.now(UTC)
-        files = self._files
+        # a store that takes heads gets records encoded as the replay encodes them
+        # (`AuditEncoder`); others get record dicts
+        takes_heads = self.store.takes_heads
         heads: list[Head] = []
         records: list[AuditRecord] = []
-        if files is not None:
+        if takes_heads:
             tail = batch_tail(now)
             heads = [self._head(item, now, tail) for item in batch]
             last = heads[-1][0]
@@ -170,8 +168,8 @@ class AuditSink(Sink):
                 head = self._heads.get(key)
                 if head is None:
                     head = await self._resolve_head(key)
-                if files is not None:
-                    appended = await asyncio.to_thread(files.append_heads, *key, heads, head)
+                if takes_heads:
+                    appended = await asyncio.to_thread(self.store.append_heads, *key, heads, head)
                 else:
                     appended = await self.store.append(*key, records, head)
                 self._heads[key] = appended

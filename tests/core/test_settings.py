@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -257,7 +258,7 @@ def test_a_batch_section_keeps_the_sink_s_own_defaults_for_keys_it_does_not_name
     from vcstream.settings import Settings
     from vcstream.settings.sinks import BatchSettings
 
-    sections = {
+    sections: dict[str, dict[str, Any]] = {
         "audit": {"files": {"directory": "/tmp/audit"}},
         "knative": {"url": "http://broker"},
         "slack": {"webhookUrl": "https://hooks.slack.test/x"},
@@ -272,5 +273,5 @@ def test_a_batch_section_keeps_the_sink_s_own_defaults_for_keys_it_does_not_name
 def test_a_batch_key_that_does_not_exist_is_still_named() -> None:
     from vcstream.settings import Settings
 
-    with pytest.raises(ValueError, match="batch.maxInFlihgt"):
+    with pytest.raises(ValueError, match=r"batch\.maxInFlihgt"):
         Settings(sinks={"audit": {"files": {"directory": "/tmp/a"}, "batch": {"maxInFlihgt": 6}}})

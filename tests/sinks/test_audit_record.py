@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from cli import app
 from schemas.record import KafkaRecord
 from sinks.audit.anchors import Anchor
-from sinks.audit.files import AuditFiles, read_file
+from sinks.audit.file_layout import read_file
+from sinks.audit.files import AuditFiles
 from sinks.audit.postgres import AuditTable, row_to_record
 from sinks.audit.record import GENESIS, HASH_VERSION, audit_record, kafka_headers, record_hash
 from sinks.audit.verify import verify_chain, verify_files
