@@ -312,3 +312,35 @@ def test_the_sink_appends_by_what_its_store_says_it_takes(tmp_path, takes_heads)
     stored = [r["offset"] for f in store.files() for r in read_file(f.path)]
     assert sorted(stored) == list(range(7))
     assert verify_files(store).ok
+
+
+@pytest.mark.integration
+def test_the_runtime_collects_seldom_while_it_runs_the_audit_sink(kafka, topic_name, tmp_path):
+    """The audit sink holds thousands of records per partition: the runtime sets the
+    collector's young threshold the sink asks for while it runs, and gives the
+    process's own back when it stops."""
+    import gc
+
+    from sinks.audit.sink import AuditSink
+    from sinks.runtime import GC_YOUNG_THRESHOLD
+
+    assert AuditSink.gc_young_threshold is not None
+    assert AuditSink.gc_young_threshold > GC_YOUNG_THRESHOLD
+    topic = topic_name("audit")
+    produce(kafka.bootstrap_servers, topic, vm_records(20))
+    section = {
+        "topics": [topic],
+        "files": {"directory": str(tmp_path / "audit")},
+        "batch": {"maxWait": "PT0.05S"},
+    }
+    runner = make_runner("audit", sink_settings(kafka.bootstrap_servers, "audit", "dlq", **section))
+    collecting = gc.get_threshold()
+    seen: list[int] = []
+
+    def done() -> bool:
+        seen.append(gc.get_threshold()[0])
+        return settled(runner, 20)()
+
+    run_until(runner, done, timeout=60)
+    assert AuditSink.gc_young_threshold in seen
+    assert gc.get_threshold() == collecting
