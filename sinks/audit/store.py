@@ -98,8 +98,9 @@ class AuditStore(abc.ABC):
         self, topic: str, partition: int, heads: Sequence[Head], prev: Anchor
     ) -> Anchor:
         """`append` for records encoded up to their `prevHash` (`record.Head`s), in the
-        caller's thread (the sink calls it in a worker thread): the same records stored
-        as `append` stores their dicts. Only for a backend that `takes_heads`."""
+        caller's thread (the sink's event loop, a replay's writer thread): the same
+        records stored as `append` stores their dicts. Only for a backend that
+        `takes_heads`."""
         raise NotImplementedError(
             f"{type(self).__name__} takes record dicts (`append`), not encoded heads"
         )
