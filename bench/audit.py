@@ -240,6 +240,8 @@ def sink_main(args: argparse.Namespace) -> None:
                 "seconds": ended - began,
                 "steady_records_per_s": steady,
                 "steady_events_per_cpu_second": steady_cpu,
+                # what the sink ran with: its own defaults but the keys the bench set
+                "batch": settings.sinks.audit.batch.model_dump(by_alias=True, mode="json"),
             }
         )
     )
@@ -264,6 +266,7 @@ def stage(name: str, args: argparse.Namespace, bootstrap: str, topic: str, out: 
         figures = json.loads(report.read_text())
         for field in ("steady_records_per_s", "steady_events_per_cpu_second"):
             extra[field] = round(figures[field]) if figures[field] else None
+        extra["batch"] = figures["batch"]
     return _figures(name, measured, args.records, **extra)
 
 
