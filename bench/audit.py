@@ -146,6 +146,7 @@ def encoder_main(args: argparse.Namespace) -> None:
     from schemas.record import ConsumedRecord
     from sinks.audit.files import AuditFiles
     from sinks.audit.record import AuditEncoder, Head, batch_tail
+    from sinks.audit.sink import AuditSink
     from sinks.audit.store import EMPTY
     from sinks.runtime import GC_YOUNG_THRESHOLD
 
@@ -153,8 +154,8 @@ def encoder_main(args: argparse.Namespace) -> None:
     store = AuditFiles(Path(args.out), codec=args.codec)
     prev = [EMPTY] * args.partitions
     check, encoder = LayoutCheck().check, AuditEncoder()
-    gc.freeze()  # the collector as the sink runtime sets it (`sinks.runtime`)
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    gc.freeze()  # the collector as the sink runtime sets it for the audit sink
+    gc.set_threshold(AuditSink.gc_young_threshold or GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     seen = 0
     while seen < args.records:
         tail = batch_tail(datetime.now(UTC))
@@ -239,6 +240,8 @@ def sink_main(args: argparse.Namespace) -> None:
                 "seconds": ended - began,
                 "steady_records_per_s": steady,
                 "steady_events_per_cpu_second": steady_cpu,
+                # what the sink ran with: its own defaults but the keys the bench set
+                "batch": settings.sinks.audit.batch.model_dump(by_alias=True, mode="json"),
             }
         )
     )
@@ -263,6 +266,7 @@ def stage(name: str, args: argparse.Namespace, bootstrap: str, topic: str, out: 
         figures = json.loads(report.read_text())
         for field in ("steady_records_per_s", "steady_events_per_cpu_second"):
             extra[field] = round(figures[field]) if figures[field] else None
+        extra["batch"] = figures["batch"]
     return _figures(name, measured, args.records, **extra)
 
 

@@ -157,6 +157,9 @@ class Sink(abc.ABC):
     # True: the runtime passes each assigned partition's committed metadata to
     # `on_assign` (the audit sink's anchor)
     wants_committed: ClassVar[bool] = False
+    # net allocations between the cyclic collector's young collections while the runtime
+    # runs this sink (None: the runtime's `GC_YOUNG_THRESHOLD`)
+    gc_young_threshold: ClassVar[int | None] = None
 
     def commit_metadata(self, topic: str, partition: int) -> str | None:
         """Kept by Kafka with the offset committed after a batch of this partition.

@@ -148,7 +148,7 @@ class SinkRunner:
         # (measured with the collector off and with these settings). What start-up
         # built stays for the process's life: frozen, no full collection walks it.
         gc.freeze()
-        gc.set_threshold(GC_YOUNG_THRESHOLD, *collecting[1:])
+        gc.set_threshold(self.sink.gc_young_threshold or GC_YOUNG_THRESHOLD, *collecting[1:])
         try:
             while not stop.is_set():
                 self.heartbeat.beat()

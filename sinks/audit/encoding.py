@@ -101,6 +101,9 @@ def micros(moment: datetime | int) -> int:
 
 _NULL = b"\x00"  # a union's branch 0 (null); also an empty array's end
 _SOME = b"\x02"  # branch 1
+# for an encoder that joins a record's pieces itself (`record.AuditEncoder.encode`):
+# the union branches, and the encoded length of every size below `len(LENGTHS)`
+NULL, SOME, LENGTHS = _NULL, _SOME, _LONGS
 
 # what repeats from record to record (topic, type, source, vCenter, the header names,
 # the batch's recordedAt) is encoded once: bounded, cleared when full
@@ -109,7 +112,8 @@ _names: dict[tuple[str, ...], bytes] = {}
 _moments: dict[datetime, bytes] = {}
 
 
-def _text(text: str) -> bytes:
+def cached_string(text: str) -> bytes:
+    """`string`, kept for a text that repeats (a topic, a type, a source)."""
     found = _texts.get(text)
     if found is None:
         if len(_texts) >= _CACHED:
@@ -196,7 +200,7 @@ def encode_head(
     identifier = ident.encode()
     try:
         parts = [
-            _texts.get(topic) or _text(topic),
+            _texts.get(topic) or cached_string(topic),
             long(partition),  # never an index: a negative one would count from the end
             long(offset),
             long(hash_version),
@@ -221,11 +225,11 @@ def encode_head(
             string(ident),
         ]
     parts += (
-        _texts.get(type_) or _text(type_),
-        _texts.get(source) or _text(source),
-        _NULL if subject is None else _SOME + (_texts.get(subject) or _text(subject)),
+        _texts.get(type_) or cached_string(type_),
+        _texts.get(source) or cached_string(source),
+        _NULL if subject is None else _SOME + (_texts.get(subject) or cached_string(subject)),
         long(time_micros),
-        _texts.get(vcenter) or _text(vcenter),
+        _texts.get(vcenter) or cached_string(vcenter),
         _NULL if entity is None else _SOME + string(entity),
         _NULL if entity_name is None else _SOME + string(entity_name),
         string(event),
@@ -262,7 +266,7 @@ def encode_head_parts(
     before, first, between, second, after = headers
     return b"".join(
         (
-            _texts.get(topic) or _text(topic),
+            _texts.get(topic) or cached_string(topic),
             long(partition),
             long(offset),
             hash_version,

@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 import orjson
 from psycopg import sql
 
-from sinks.audit.files import AuditFiles, read_file
+from sinks.audit.file_layout import read_file
+from sinks.audit.files import AuditFiles
 from sinks.audit.postgres import AuditTable
 from sinks.audit.record import AuditRecord, event_json
 

@@ -8,7 +8,10 @@
     await store.close()                           # open files made durable first
 
 The sink, replay (`replay.targets.sink`, `replay.audit_check`) and the CLI use only
-this; nothing else chooses between the backends.
+this; nothing else chooses between the backends. A backend that can take records
+encoded up to their `prevHash` (`record.Head`s, from `record.AuditEncoder`: no record
+dict per record) says so with `takes_heads` and implements `append_heads`; the sink
+then appends through it. A new backend is one module.
 
 The caller keeps each partition's chain head (`Anchor`) and passes it as `prev`: the
 store chains the new records onto it and first checks that it still holds that record,
@@ -23,10 +26,10 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from sinks.audit.anchors import Anchor
-from sinks.audit.record import GENESIS, AuditRecord
+from sinks.audit.record import GENESIS, AuditRecord, Head
 
 if TYPE_CHECKING:
     from sinks.audit.query import AuditQuery
@@ -86,6 +89,21 @@ class AuditStore(abc.ABC):
     ) -> Anchor:
         """Chain the records after `prev.offset` onto `prev` and store them (offset order,
         one partition); the new head. Raises `ChainBroken` if `prev` is no longer stored."""
+
+    # True: this backend implements `append_heads`, which the sink then uses instead of
+    # building a record dict per record for `append`
+    takes_heads: ClassVar[bool] = False
+
+    def append_heads(
+        self, topic: str, partition: int, heads: Sequence[Head], prev: Anchor
+    ) -> Anchor:
+        """`append` for records encoded up to their `prevHash` (`record.Head`s), in the
+        caller's thread (the sink's event loop, a replay's writer thread): the same
+        records stored as `append` stores their dicts. Only for a backend that
+        `takes_heads`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} takes record dicts (`append`), not encoded heads"
+        )
 
     def durable(self, topic: str, partition: int) -> tuple[int | None, Anchor | None]:
         """(first offset not yet durable or None if all is, newest durable head or None

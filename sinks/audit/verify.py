@@ -151,7 +151,7 @@ def _unstored(anchors: Anchors, seen: set[tuple[str, int]]) -> list[Problem]:
 
 
 def verify_files(store: AuditFiles, anchors: Anchors | None = None) -> VerifyReport:
-    from sinks.audit.files import read_file
+    from sinks.audit.file_layout import read_file
 
     report = VerifyReport()
     anchors = anchors or {}

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -246,3 +247,31 @@ def test_environment_error_not_traced_to_one_variable_names_the_section() -> Non
     error = SettingsError('error parsing value for field "streams" from source "EnvSettingsSource"')
     error.__cause__ = ValueError("Expecting value")
     assert describe_environment_error(error) == "VCSTREAM_STREAMS*: Expecting value"
+
+
+@pytest.mark.parametrize("sink", ["audit", "knative", "slack"])
+def test_a_batch_section_keeps_the_sink_s_own_defaults_for_keys_it_does_not_name(
+    sink: str,
+) -> None:
+    """`batch: {maxInFlight: 6}` changes that key only: the audit sink's batches stay
+    2,000 records filled for up to 1 s (they became the generic 100, sent at once)."""
+    from vcstream.settings import Settings
+    from vcstream.settings.sinks import BatchSettings
+
+    sections: dict[str, dict[str, Any]] = {
+        "audit": {"files": {"directory": "/tmp/audit"}},
+        "knative": {"url": "http://broker"},
+        "slack": {"webhookUrl": "https://hooks.slack.test/x"},
+    }
+    plain = getattr(Settings(sinks={sink: sections[sink]}).sinks, sink).batch
+    assert plain != BatchSettings()  # each of these sinks has defaults of its own
+    given = {**sections[sink], "batch": {"maxInFlight": 6}}
+    batch = getattr(Settings(sinks={sink: given}).sinks, sink).batch
+    assert batch == plain.model_copy(update={"max_in_flight": 6})
+
+
+def test_a_batch_key_that_does_not_exist_is_still_named() -> None:
+    from vcstream.settings import Settings
+
+    with pytest.raises(ValueError, match=r"batch\.maxInFlihgt"):
+        Settings(sinks={"audit": {"files": {"directory": "/tmp/a"}, "batch": {"maxInFlihgt": 6}}})

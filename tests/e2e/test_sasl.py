@@ -22,7 +22,8 @@ from devenv import LocalKafka, LocalVcsim
 from devenv.activity import VcsimClient
 from devenv.pipeline import LocalPipeline
 from devenv.process import REPO, wait_until
-from sinks.audit.files import AuditFiles, read_file
+from sinks.audit.file_layout import read_file
+from sinks.audit.files import AuditFiles
 from sinks.audit.record import event_json
 from vcstream.kafka import client_config
 from vcstream.settings import Settings, load_settings

@@ -24,7 +24,8 @@ from replay.errors import ReplayUsageError
 from replay.session import ReplayOutcome, ReplayRequest, run_replay
 from replay.spec import OffsetBound, ReplaySpec
 from schemas import avro
-from sinks.audit.files import AuditFiles, read_file
+from sinks.audit.file_layout import read_file
+from sinks.audit.files import AuditFiles
 from tests.replay.helpers import fill_topic, settings_for
 from vcstream.settings import Settings
 

@@ -23,7 +23,8 @@ from replay.plan import PartitionRange, Plan
 from replay.session import ReplayRequest, run_replay
 from replay.spec import ReplaySpec
 from replay.workers import ReplayWorkerError, check_workers, shares
-from sinks.audit.files import AuditFiles, read_file
+from sinks.audit.file_layout import read_file
+from sinks.audit.files import AuditFiles
 from tests.replay.helpers import audit_files, fill_topic, settings_for, write_config
 from vcstream.settings import Settings
 

@@ -18,7 +18,8 @@ from schemas import avro
 from schemas.record import KafkaRecord
 from sinks.audit import encoding
 from sinks.audit.encoding import ContainerWriter, encode_body, encode_hash, read_header
-from sinks.audit.files import AuditFiles, read_file
+from sinks.audit.file_layout import read_file
+from sinks.audit.files import AuditFiles
 from sinks.audit.record import (
     GENESIS,
     HASH_VERSION,

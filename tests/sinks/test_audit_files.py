@@ -17,7 +17,8 @@ from schemas import avro, decode
 from schemas.codec import encode_vsphere
 from schemas.record import KafkaRecord
 from schemas.vsphere import VCenterIdentity
-from sinks.audit.files import AuditFiles, read_file
+from sinks.audit.file_layout import read_file
+from sinks.audit.files import AuditFiles
 from sinks.audit.record import audit_record
 from sinks.audit.store import EMPTY
 from sinks.audit.verify import verify_files
@@ -236,7 +237,7 @@ def test_heads_are_chained_and_written_as_append_writes_record_dicts(tmp_path, m
     from sinks.audit.record import head_of
 
     monkeypatch.setattr("sinks.audit.encoding.os.urandom", lambda size: b"s" * size)
-    for module in ("encoding", "files"):  # several blocks in a file, cut where append cuts
+    for module in ("encoding", "files", "open_file"):  # several blocks a file, cut as append cuts
         monkeypatch.setattr(f"sinks.audit.{module}.BLOCK_BYTES", 2600)
     now = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)
     mixed = [
@@ -276,3 +277,70 @@ def test_heads_are_chained_and_written_as_append_writes_record_dicts(tmp_path, m
     stored = [r["offset"] for f in by_heads.files() for r in read_file(f.path)]
     assert sorted(stored) == list(range(18))  # each once
     assert verify_files(by_heads).ok
+
+
+@pytest.mark.parametrize("takes_heads", [True, False])
+def test_the_sink_appends_by_what_its_store_says_it_takes(tmp_path, takes_heads):
+    """A store that `takes_heads` gets the encoded heads (`append_heads`), any other
+    record dicts (`append`): the sink asks the store, never its class, and either way
+    stores the same records, each chained and verified."""
+    from sinks.audit.sink import AuditSink
+    from vcstream.settings.sinks import AuditSinkSettings
+
+    called: list[str] = []
+
+    class Store(AuditFiles):
+        def append_heads(self, *args: Any) -> Any:
+            called.append("append_heads")
+            return super().append_heads(*args)
+
+        async def append(self, *args: Any) -> Any:
+            called.append("append")
+            return await super().append(*args)
+
+    Store.takes_heads = takes_heads
+    sink = AuditSink(AuditSinkSettings(files={"directory": str(tmp_path)}))
+    store = sink.store = Store(tmp_path)
+
+    async def deliver() -> None:
+        await sink.deliver(located(vm_records(4)))
+        await sink.deliver(located(vm_records(7))[4:])
+        await store.close()
+
+    asyncio.run(deliver())
+    assert called == ["append_heads" if takes_heads else "append"] * 2
+    stored = [r["offset"] for f in store.files() for r in read_file(f.path)]
+    assert sorted(stored) == list(range(7))
+    assert verify_files(store).ok
+
+
+@pytest.mark.integration
+def test_the_runtime_collects_seldom_while_it_runs_the_audit_sink(kafka, topic_name, tmp_path):
+    """The audit sink holds thousands of records per partition: the runtime sets the
+    collector's young threshold the sink asks for while it runs, and gives the
+    process's own back when it stops."""
+    import gc
+
+    from sinks.audit.sink import AuditSink
+    from sinks.runtime import GC_YOUNG_THRESHOLD
+
+    assert AuditSink.gc_young_threshold is not None
+    assert AuditSink.gc_young_threshold > GC_YOUNG_THRESHOLD
+    topic = topic_name("audit")
+    produce(kafka.bootstrap_servers, topic, vm_records(20))
+    section = {
+        "topics": [topic],
+        "files": {"directory": str(tmp_path / "audit")},
+        "batch": {"maxWait": "PT0.05S"},
+    }
+    runner = make_runner("audit", sink_settings(kafka.bootstrap_servers, "audit", "dlq", **section))
+    collecting = gc.get_threshold()
+    seen: list[int] = []
+
+    def done() -> bool:
+        seen.append(gc.get_threshold()[0])
+        return settled(runner, 20)()
+
+    run_until(runner, done, timeout=60)
+    assert AuditSink.gc_young_threshold in seen
+    assert gc.get_threshold() == collecting

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from cli import app
 from schemas.record import KafkaRecord
 from sinks.audit.anchors import Anchor
-from sinks.audit.files import AuditFiles, read_file
+from sinks.audit.file_layout import read_file
+from sinks.audit.files import AuditFiles
 from sinks.audit.postgres import AuditTable, row_to_record
 from sinks.audit.record import GENESIS, HASH_VERSION, audit_record, kafka_headers, record_hash
 from sinks.audit.verify import verify_chain, verify_files
@@ -303,3 +304,37 @@ def test_audit_sink_encodes_each_consumed_record_as_the_record_dict_would(tmp_pa
         expected = head_of(audit_record(SinkEvent(None, record), NOW))
         assert sink._head(item, NOW, batch_tail(NOW)) == expected
     assert fast > checked // 2
+
+
+def test_audit_sink_encodes_a_record_with_lengths_past_the_table_as_the_record_dict_would(
+    tmp_path,
+):
+    """A value or an id past `encoding.LENGTHS` (8 KB) takes the encoder's
+    general path: still the record dict's bytes, offset and partition included."""
+    from dataclasses import replace
+
+    from schemas.cloudevent import LayoutCheck
+    from schemas.record import ConsumedRecord
+    from sinks.audit.encoding import LENGTHS
+    from sinks.audit.record import batch_tail, head_of
+    from sinks.audit.sink import AuditSink
+    from tests.replay.test_batch import base, header_set, placed
+    from vcstream.settings.sinks import AuditSinkSettings
+
+    sink = AuditSink(AuditSinkSettings(files={"directory": str(tmp_path)}))
+    known = base(0)
+    assert known.value is not None
+    big_value = known.value[:-1] + b',"Padding":"' + b"p" * len(LENGTHS) + b'"}'
+    made = [
+        known,  # its layout learned first, so the others take the fast path
+        replace(known, value=big_value),
+        replace(known, headers=header_set(known, "ce_id", "ü".encode() * len(LENGTHS))),
+    ]
+    records, messages = placed([(r, None) for r in [*made, *made]])
+    check = LayoutCheck().check
+    for record, message in zip(records, messages, strict=True):
+        item = SinkEvent(None, ConsumedRecord(message))
+        item.layout = check(item.view)
+        assert item.layout is not None
+        expected = head_of(audit_record(SinkEvent(None, record), NOW))
+        assert sink._head(item, NOW, batch_tail(NOW)) == expected

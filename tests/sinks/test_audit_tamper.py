@@ -21,7 +21,8 @@ from schemas import avro
 from schemas.record import KafkaRecord
 from sinks import registry
 from sinks.audit.anchors import committed_anchors
-from sinks.audit.files import AuditFiles, read_file
+from sinks.audit.file_layout import read_file
+from sinks.audit.files import AuditFiles
 from sinks.audit.postgres import AuditTable
 from sinks.audit.record import audit_record
 from sinks.audit.store import AuditStore

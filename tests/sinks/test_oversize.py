@@ -83,7 +83,8 @@ def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
 
 def delivered_keys(kind: str, receiver: Receiver, tmp_path: Any) -> int:
     if kind == "audit":
-        from sinks.audit.files import AuditFiles, read_file
+        from sinks.audit.file_layout import read_file
+        from sinks.audit.files import AuditFiles
 
         return sum(1 for f in AuditFiles(tmp_path / "audit").files() for _ in read_file(f.path))
     return len(receiver.accepted)
@@ -175,7 +176,8 @@ def test_dead_letter_topic_refusing_a_record_degrades_health_and_holds_the_parti
     assert seen["committed"] < 3 + 1  # never past the record that was not dead-lettered
     assert seen["delivered"] == 6  # the batch was delivered, then held back for its dead letter
     # ... and delivered again when retried: at least once, the audit store is idempotent
-    from sinks.audit.files import AuditFiles, read_file
+    from sinks.audit.file_layout import read_file
+    from sinks.audit.files import AuditFiles
 
     offsets = sorted(
         r["offset"] for f in AuditFiles(tmp_path / "audit").files() for r in read_file(f.path)

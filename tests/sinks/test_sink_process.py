@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sinks.audit.files import AuditFiles, read_file
+from sinks.audit.file_layout import read_file
+from sinks.audit.files import AuditFiles
 from sinks.audit.verify import verify_files
 from tests.sinks.helpers import ensure_topics_for, produce, vm_records
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -81,6 +81,18 @@ class SinkCommonSettings(ConfigModel):
     )
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
+
+    @field_validator("batch", mode="before")
+    @classmethod
+    def _batch_over_sink_defaults(cls, value: Any) -> Any:
+        """A `batch` section changes only the keys it names: the rest keep this sink's
+        defaults (the audit sink's `maxRecords: 2000`), not the generic ones. Without
+        this, `batch: {maxInFlight: 6}` gave the audit sink batches of 100 delivered at
+        once (`maxWait` 0), and bench.audit measured that."""
+        if not isinstance(value, dict):
+            return value
+        default = cls.model_fields["batch"].get_default(call_default_factory=True)
+        return {**default.model_dump(by_alias=True), **value}
 
 
 class AuthHeader(ConfigModel):
