@@ -39,7 +39,6 @@ def faust_agent(args: argparse.Namespace) -> None:
         producer_linger=PRODUCER_LINGER,
         producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
         producer_compression_type=None if args.compression == "none" else args.compression,
-        cython_optimizations=True,  # as the worker (streams.app): Faust's fast path
     )
     source = app.topic(args.input, key_serializer="raw", value_serializer="raw")
     output = args.output

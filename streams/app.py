@@ -111,10 +111,6 @@ class StreamsApp:
             producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
             producer_partitioner=partitioner,
             monitor=QuietMonitor(),
-            # Faust's public opt-in (0.14+): its stream iterator takes a record already
-            # in the channel's queue instead of awaiting the queue for each one. The
-            # bare agent of bench.streams runs with it too: the ceiling is Faust's own.
-            cython_optimizations=True,
             # Stopping commits what the agents finished (`_write_and_commit`) and leaves
             # the rest to the partition's next owner. Waiting for every record handed to
             # a stream instead (Faust's default) waits on a backlog, and on records the
