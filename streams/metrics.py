@@ -67,6 +67,8 @@ DEAD_LETTERED = Counter(
     "Records sent to the dead-letter topic, by stage and reason.",
     ["processor", "reason"],
 )
+
+
 class Latencies:
     """A histogram observed in plain ints on the event loop and handed to Prometheus
     when it collects, as `Tally` does for counters: `Histogram.observe` takes a lock and
@@ -77,7 +79,10 @@ class Latencies:
         self._name = name
         self._documentation = documentation
         self.bounds = tuple(float(bound) for bound in buckets)
-        self._counts = [0] * (len(self.bounds) + 1)  # the last: above every bound (+Inf)
+        # each bound's `le` as prometheus_client's own histograms write it
+        bounds = (*self.bounds, float("inf"))
+        self._le: list[str] = [floatToGoString(bound) for bound in bounds]  # type: ignore[no-untyped-call]
+        self._counts = [0] * len(bounds)  # the last: above every bound (+Inf)
         self._sum = 0.0
         REGISTRY.register(self)
 
@@ -88,9 +93,9 @@ class Latencies:
     def collect(self) -> Iterator[HistogramMetricFamily]:
         counts, total = self._counts.copy(), self._sum
         cumulative, buckets = 0, []
-        for bound, count in zip((*self.bounds, float("inf")), counts, strict=True):
+        for le, count in zip(self._le, counts, strict=True):
             cumulative += count
-            buckets.append((floatToGoString(bound), cumulative))
+            buckets.append((le, cumulative))
         yield HistogramMetricFamily(
             self._name, self._documentation, buckets=buckets, sum_value=total
         )

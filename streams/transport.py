@@ -116,7 +116,10 @@ class Consumer(faust_aiokafka.Consumer):
                     continue
                 if held is not None and message.offset == held:
                     del self._held[tp]
-                self._in_transit.setdefault(tp, deque()).append(message.offset)
+                transit = self._in_transit.get(tp)
+                if transit is None:  # not setdefault: that builds a deque per record
+                    transit = self._in_transit[tp] = deque()
+                transit.append(message.offset)
                 self._handed[tp] = message.offset
                 self._past_markers.add(tp)
                 yield tp, message
