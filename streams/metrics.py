@@ -5,7 +5,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
-from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
@@ -75,7 +75,13 @@ class Latencies:
     scans its buckets on every call, and the worker observes every event it finishes.
     The buckets are Prometheus' (`le`: a value equal to a bound falls in its bucket)."""
 
-    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        buckets: Sequence[float],
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
         self._name = name
         self._documentation = documentation
         self.bounds = tuple(float(bound) for bound in buckets)
@@ -84,7 +90,7 @@ class Latencies:
         self._le: list[str] = [floatToGoString(bound) for bound in bounds]  # type: ignore[no-untyped-call]
         self._counts = [0] * len(bounds)  # the last: above every bound (+Inf)
         self._sum = 0.0
-        REGISTRY.register(self)
+        registry.register(self)
 
     def observe(self, seconds: float) -> None:
         self._counts[bisect_left(self.bounds, seconds)] += 1
