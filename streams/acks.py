@@ -51,7 +51,11 @@ class OrderedAcks:
         """Called as events are read, in offset order."""
         generation = getattr(source.message, "generation_id", None)
         entry = Pending(source, generation)
-        self._queues.setdefault((source.message.tp, generation), deque()).append(entry)
+        key = (source.message.tp, generation)
+        queue = self._queues.get(key)
+        if queue is None:  # not setdefault: that would build a deque for every event
+            queue = self._queues[key] = deque()
+        queue.append(entry)
         return entry
 
     def finish(self, entry: Pending) -> None:

@@ -114,10 +114,17 @@ class Processor:
                 produced.append((item.get_type(), encode(with_changes(item, id=new_id), key)))
                 continue
             record = encode(item, key)
-            raw_id = new_id.encode()
-            headers = [(name, raw_id if name == "ce_id" else raw) for name, raw in record.headers]
-            produced.append((item.get_type(), KafkaRecord(record.value, record.key, headers)))
+            headers = record.headers  # this record's own list: changed in place
+            # `encode` writes the attributes in the event's order, the id first for an
+            # event the SDK built; any other order is looked for
+            at = 0 if headers[0][0] == "ce_id" else _position(headers, "ce_id")
+            headers[at] = ("ce_id", new_id.encode())
+            produced.append((item.get_type(), record))
         return produced
+
+
+def _position(headers: Sequence[tuple[str, bytes]], name: str) -> int:
+    return next(at for at, (header, _) in enumerate(headers) if header == name)
 
 
 @dataclass(frozen=True)

@@ -311,7 +311,9 @@ class StreamsApp:
         # records are bytes already, and Topic.send wraps each one in a FutureMessage
         # with sensor calls and a callback task. Faust flushes this producer before each
         # offset commit.
-        send = self.batches.send
+        # Most records join a batch still open (`append`, no coroutine); `send` hands
+        # aiokafka a new one.
+        append, send = self.batches.append, self.batches.send
         futures: list[Any] = []
         refused: tuple[str, BaseException] | None = None
         limits = self.limits
@@ -322,7 +324,8 @@ class StreamsApp:
                 refused = refused or (topic, oversize.over_limit(out, topic, limit))
                 continue
             try:
-                futures.append(await send(topic, out))
+                delivered = append(topic, out)
+                futures.append(delivered if delivered is not None else await send(topic, out))
             except Exception as exc:
                 error = oversize.too_large(exc)
                 if error is None:
@@ -351,9 +354,9 @@ class StreamsApp:
         topic = self.pipeline.dead_letter_topic
         return await self.app.producer.send(topic, dead.key, dead.value, None, None, dead.headers)
 
-    def _finished(self, source: Pending, started: float) -> None:
+    def _finished(self, source: Pending, elapsed: float) -> None:
         self.acks.finish(source)
-        metrics.LATENCY.observe(time.monotonic() - started)
+        metrics.LATENCY.observe(elapsed)
 
     def delivery_failed(self, error: BaseException) -> None:
         # the source offset stays unacked; crashing before the next commit means a

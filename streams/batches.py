@@ -62,28 +62,43 @@ class Batches:
         # a first record can be larger than a request, unless a request is the smaller
         self._check_every_record = request_limit < batch_size
         self._topic_limits = topic_limits  # max.message.bytes below the request limit
-        self._partitions: dict[str, list[int]] = {}
+        self._partitions: dict[str, tuple[int, ...]] = {}
         self._open: dict[tuple[str, int], _Open] = {}
+
+    def append(self, topic: str, record: KafkaRecord) -> asyncio.Future[Any] | None:
+        """The record joined to its partition's open batch, without awaiting anything:
+        the batch's future, or None when it needs `send` (no open batch, or it is full).
+        MessageSizeTooLargeError, not sent, as `send` raises it."""
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            return None
+        key, value, headers = record.key, record.value, record.headers
+        batch = self._open.get((topic, self._partitioner(key, partitions, partitions)))
+        if batch is None:
+            return None
+        if self._check_every_record:
+            self._check_size(key, value, headers)
+        if batch.limit:
+            size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+            if batch.builder.size() + size + FRAMING_BYTES > batch.limit:
+                batch.builder.close()  # the broker would refuse the batch as a whole
+                return None
+        if batch.builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
+            return None  # full: `send` hands a new batch over behind it
+        return batch.delivered
 
     async def send(self, topic: str, record: KafkaRecord) -> asyncio.Future[Any]:
         """A future done when Kafka has the record (MessageSizeTooLargeError, not sent,
         for a record larger than a request takes, as aiokafka's `send()` raises)."""
+        delivered = self.append(topic, record)
+        if delivered is not None:
+            return delivered
         key, value, headers = record.key, record.value, record.headers
         partitions = self._partitions.get(topic)
         if partitions is None:
             partitions = await self._load_partitions(topic)
         tp = (topic, self._partitioner(key, partitions, partitions))
-        batch = self._open.get(tp)
-        if batch is not None:
-            if self._check_every_record:
-                self._check_size(key, value, headers)
-            if batch.limit:
-                size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
-                if batch.builder.size() + size + FRAMING_BYTES > batch.limit:
-                    batch.builder.close()  # the broker would refuse the batch as a whole
-            appended = batch.builder.append(timestamp=None, key=key, value=value, headers=headers)
-            if appended is not None:
-                return batch.delivered
+        batch = self._open.get(tp)  # closed or full, if any: the new one goes behind it
         self._check_size(key, value, headers)
         producer = self._producer()
         loop = asyncio.get_running_loop()
@@ -120,8 +135,9 @@ class Batches:
                 "configuration"
             )
 
-    async def _load_partitions(self, topic: str) -> list[int]:
-        found = sorted(await self._producer().partitions_for(topic))
+    async def _load_partitions(self, topic: str) -> tuple[int, ...]:
+        # a tuple: the partitioner remembers placements per partition list as a tuple
+        found = tuple(sorted(await self._producer().partitions_for(topic)))
         self._partitions[topic] = found
         return found
 

@@ -11,6 +11,7 @@ wait at most until the next check, well within the commit interval.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,28 +25,32 @@ class Deliveries:
         finished: Callable[[Pending, float], None],
         failed: Callable[[BaseException], None],
     ) -> None:
-        self._finished = finished  # (source, monotonic time it was read)
+        self._finished = finished  # (source, seconds since it was read)
         self._failed = failed  # called once, with the first error
         self._sent: deque[tuple[Pending, Sequence[asyncio.Future[Any]], float]] = deque()
         self._failing = False
 
     def add(self, source: Pending, futures: Sequence[asyncio.Future[Any]], started: float) -> None:
         if not futures and not self._sent:
-            self._finished(source, started)  # nothing to wait for (and nothing before it)
+            # nothing to wait for (and nothing before it)
+            self._finished(source, time.monotonic() - started)
             return
         self._sent.append((source, futures, started))
 
     def settle(self) -> None:
         """Finish every event, oldest first, whose records Kafka has all acknowledged."""
         sent = self._sent
+        now = 0.0  # read once per settle, when the first event finishes
         while sent:
             source, futures, started = sent[0]
-            if not all(future.done() for future in futures):
-                return  # later sends mostly complete after this one: check again later
+            for future in futures:
+                if not future.done():
+                    return  # later sends mostly complete after this one: check again later
             sent.popleft()
             error = next(filter(None, map(_error_of, futures)), None)
             if error is None:
-                self._finished(source, started)
+                now = now or time.monotonic()
+                self._finished(source, now - started)
             elif not self._failing:
                 # the event stays unacked: the worker stops before committing past it
                 self._failing = True

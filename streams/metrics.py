@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 
 class Tally:
@@ -65,7 +67,47 @@ DEAD_LETTERED = Counter(
     "Records sent to the dead-letter topic, by stage and reason.",
     ["processor", "reason"],
 )
-LATENCY = Histogram(
+
+
+class Latencies:
+    """A histogram observed in plain ints on the event loop and handed to Prometheus
+    when it collects, as `Tally` does for counters: `Histogram.observe` takes a lock and
+    scans its buckets on every call, and the worker observes every event it finishes.
+    The buckets are Prometheus' (`le`: a value equal to a bound falls in its bucket)."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        buckets: Sequence[float],
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self.bounds = tuple(float(bound) for bound in buckets)
+        # each bound's `le` as prometheus_client's own histograms write it
+        bounds = (*self.bounds, float("inf"))
+        self._le: list[str] = [floatToGoString(bound) for bound in bounds]  # type: ignore[no-untyped-call]
+        self._counts = [0] * len(bounds)  # the last: above every bound (+Inf)
+        self._sum = 0.0
+        registry.register(self)
+
+    def observe(self, seconds: float) -> None:
+        self._counts[bisect_left(self.bounds, seconds)] += 1
+        self._sum += seconds
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        counts, total = self._counts.copy(), self._sum
+        cumulative, buckets = 0, []
+        for le, count in zip(self._le, counts, strict=True):
+            cumulative += count
+            buckets.append((le, cumulative))
+        yield HistogramMetricFamily(
+            self._name, self._documentation, buckets=buckets, sum_value=total
+        )
+
+
+LATENCY = Latencies(
     "vcstream_streams_processing_latency_seconds",
     "From reading a record to Kafka acknowledging everything made from it.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 from cloudevents.core.v1.event import CloudEvent
 
@@ -39,19 +40,19 @@ log = logging.getLogger(__name__)
 ROUTE_STEP = "route_by_type"
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
+# NamedTuples, not dataclasses: one or more of each per event, and a tuple is built
+# for less than half a frozen dataclass (which sets each field through object.__setattr__)
+class Output(NamedTuple):
     topic: str
     record: KafkaRecord
 
 
-@dataclass(frozen=True, slots=True)
-class Inlined:
+class Inlined(NamedTuple):
     """What the inline processors made of a record's event."""
 
     event: CloudEvent | Reading | None  # the event as it goes on; None: dropped
-    added: list[CloudEvent] = field(default_factory=list)  # made besides (a storm summary)
-    dead: list[Output] = field(default_factory=list)  # an inline processor failed on it
+    added: Sequence[CloudEvent] = ()  # made besides (a storm summary)
+    dead: Sequence[Output] = ()  # an inline processor failed on it
 
 
 @dataclass(frozen=True)

@@ -39,15 +39,17 @@ Brokers are addressed as `vcstream-kafka://host:port`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Generator, Iterable, Mapping
 from typing import Any
 
 import faust
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
+from mode.services import WaitResults
 from mode.utils.queues import ThrowableQueue
 
 SCHEME = "vcstream-kafka"
@@ -116,7 +118,10 @@ class Consumer(faust_aiokafka.Consumer):
                     continue
                 if held is not None and message.offset == held:
                     del self._held[tp]
-                self._in_transit.setdefault(tp, deque()).append(message.offset)
+                transit = self._in_transit.get(tp)
+                if transit is None:  # not setdefault: that builds a deque per record
+                    transit = self._in_transit[tp] = deque()
+                transit.append(message.offset)
                 self._handed[tp] = message.offset
                 self._past_markers.add(tp)
                 yield tp, message
@@ -166,6 +171,37 @@ class Consumer(faust_aiokafka.Consumer):
             # a seek meanwhile only goes back (to a committed or held offset)
             if position is not None and position > self._position.get(tp, position):
                 self._position[tp] = position
+
+    # Private touch point (faust-streaming 0.15.3, mode-streaming 0.7.1): Faust's fetch
+    # loop (`Consumer._drain_messages`) hands each record to the streams with
+    # `wait_first(callback(message), self.suspend_flow.wait())`, which mode runs as four
+    # tasks (the callback, suspend_flow, the consumer's stopped and crashed events) and
+    # an `asyncio.wait`: a tenth of the worker's CPU, for a callback that almost always
+    # finishes without waiting (it puts the event into the stream's queue). So its
+    # first step runs here, in the fetch loop's task; only a callback that waits (a
+    # full queue, flow control) goes on racing suspend_flow as Faust races it, and any
+    # call of another shape is mode's. The fetch loop ignores the result either way.
+    # Guard: tests/streams/test_transport.py (the call in Faust's loop, and the race).
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
+        if (
+            len(coros) != 2
+            or timeout is not None
+            or not asyncio.iscoroutine(coros[0])
+            or self.suspend_flow.is_set()
+            or self.should_stop
+            or self._crashed.is_set()
+        ):
+            return await super().wait_first(*coros, timeout=timeout)
+        delivery, suspended = coros
+        try:
+            waiting_on = delivery.send(None)
+        except StopIteration as done:
+            _close(suspended)  # never started: no "coroutine never awaited" warning
+            return WaitResults([delivery], [done.value], False)
+        except BaseException:
+            _close(suspended)
+            raise
+        return await super().wait_first(_Resumed(delivery, waiting_on), suspended)
 
     def arrived(self, message: Message) -> bool:
         """Whether an agent may process this record now; if not, it is read again later."""
@@ -265,6 +301,42 @@ class Consumer(faust_aiokafka.Consumer):
     def held_back(self) -> Mapping[TP, int]:
         """Partitions to read again, and from which offset (for tests)."""
         return dict(self._held)
+
+
+class _Resumed:
+    """Awaits the rest of a coroutine whose first step already ran (and gave `waiting_on`,
+    what it waits for), as `await` would have: what it is sent or thrown goes on into it
+    (a cancel too)."""
+
+    __slots__ = ("_coroutine", "_waiting_on")
+
+    def __init__(self, coroutine: Any, waiting_on: Any) -> None:
+        self._coroutine = coroutine
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coroutine, waiting_on = self._coroutine, self._waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as exc:
+                try:
+                    waiting_on = coroutine.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    waiting_on = coroutine.send(sent)
+                except StopIteration as done:
+                    return done.value
+
+
+def _close(awaitable: Any) -> None:
+    if asyncio.iscoroutine(awaitable):
+        awaitable.close()
 
 
 class HoldingQueue(ThrowableQueue[Any]):

@@ -14,7 +14,7 @@ import time
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Summary
 
-from streams.metrics import Tally
+from streams.metrics import Latencies, Tally
 from tests.deploy.metrics_catalog import metric_modules
 from vcstream.observability import Health, ObservabilityServer
 from vcstream.settings.observability import MetricsSettings
@@ -28,6 +28,9 @@ def exercise() -> None:
     for collector in list(REGISTRY._collector_to_names):
         if isinstance(collector, Tally):  # the streams' counts, collected as counters
             collector.inc(*["demo"] * len(collector.labelnames))
+            continue
+        if isinstance(collector, Latencies):  # the streams' latency, collected as a histogram
+            collector.observe(0.05)
             continue
         if not isinstance(collector, Counter | Gauge | Histogram | Summary):
             continue
