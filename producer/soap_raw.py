@@ -4,7 +4,9 @@ pyVmomi offers no public hook for a response's raw XML: `SoapStubAdapter.InvokeM
 reads and deserialises in one go. So this sends the request the way InvokeMethod does,
 through the same stub (its serialiser, connection pool, session cookie and vmodl
 version: `SerializeRequest`, `GetConnection`/`ReturnConnection`/`DropConnections`,
-`cookie`, `versionId`, `path`, `version`), keeps the body, and reads it with
+`cookie`, `versionId`, `path`, `version`, `host`) over the pooled connection's socket
+(`producer.http11`: http.client cost more than the rest of an empty page's read), keeps
+the body, and reads it with
 `schemas.vmodl_soap.read_events`; what that declines, and every fault, goes to pyVmomi's
 own `SoapResponseDeserializer` on the same bytes, so errors are pyVmomi's as before.
 
@@ -28,13 +30,14 @@ from typing import Any
 from pyVmomi import SoapAdapter
 from pyVmomi import vim as _vim
 
+from producer import http11
 from schemas.vmodl_soap import read_events
 
 vim: Any = _vim
 # the pyVmomi releases whose SoapStubAdapter this mirrors (InvokeMethod, 9.1.x)
 CHECKED_PYVMOMI = ("9.1.",)
 _STUB_MEMBERS = ("SerializeRequest", "GetConnection", "ReturnConnection", "DropConnections")
-_STUB_FIELDS = ("cookie", "versionId", "path", "version")
+_STUB_FIELDS = ("cookie", "versionId", "path", "version", "host")
 
 
 def supported(stub: Any) -> bool:
@@ -75,8 +78,8 @@ class RawEventReader:
         self._stub = collector._stub
         # the method's type info, as `collector.ReadNextEvents` passes it to the stub
         self._info = inspect.getattr_static(type(collector), "ReadNextEvents").info
-        # the request for a page size: the same bytes every time (same collector, count)
-        self._requests: dict[int, bytes] = {}
+        # the request for (page size, session cookie): the same bytes every time
+        self._requests: dict[tuple[int, str], bytes] = {}
         self.fast_pages = 0  # pages read without pyVmomi's objects
         self.slow_pages = 0
 
@@ -93,35 +96,20 @@ class RawEventReader:
         return list(self._deserialize(status, body) or [])
 
     def _post(self, max_count: int) -> tuple[int, bytes]:
-        """SoapStubAdapter.InvokeMethod up to the response's body (9.1.1, SoapAdapter.py)."""
+        """SoapStubAdapter.InvokeMethod up to the response's body (9.1.1, SoapAdapter.py),
+        with the request's bytes made once and the exchange done by `http11`."""
         stub = self._stub
-        headers = {
-            "Cookie": stub.cookie,
-            "SOAPAction": stub.versionId,
-            "Content-Type": f"text/xml; charset={SoapAdapter.XML_ENCODING}",
-            "User-Agent": f"pyvmomi {_pyvmomi_version()} vcstream",
-        }
-        custom = getattr(stub, "_customHeaders", None)
-        if custom:
-            headers.update(custom)
-        if getattr(stub, "_acceptCompressedResponses", False):
-            headers["Accept-Encoding"] = "gzip, deflate"
-        request = self._requests.get(max_count)
-        if request is None:
-            request = stub.SerializeRequest(self._collector, self._info, [max_count])
-            self._requests[max_count] = request
-        for modifier in getattr(stub, "requestModifierList", []):
-            request = modifier(request)
+        request = self._request(max_count)
         conn = stub.GetConnection()
         try:
-            conn.request("POST", stub.path, request, headers)
-            response = conn.getresponse()
-            body = response.read()
+            if conn.sock is None:  # http.client connects on first use as well
+                conn.connect()
+            response = http11.exchange(conn.sock, request)
         except (OSError, HTTPException):
             conn.close()
             stub.DropConnections()
             raise
-        cookie = response.getheader("Set-Cookie") or response.getheader("set-cookie")
+        cookie = response.header("Set-Cookie")
         if cookie:
             # what InvokeMethod does with a new session cookie (never seen mid-session)
             stub.cookie = cookie
@@ -131,8 +119,43 @@ class RawEventReader:
         if response.status not in (200, 500):
             conn.close()
             raise HTTPException(f"{response.status} {response.reason}")
-        stub.ReturnConnection(conn)
-        return response.status, decoded_body(body, response.getheader("Content-Encoding"))
+        if response.keep_alive:
+            stub.ReturnConnection(conn)
+        else:
+            conn.close()
+        return response.status, decoded_body(response.body, response.header("Content-Encoding"))
+
+    def _request(self, max_count: int) -> bytes:
+        """The whole request, as InvokeMethod sends it: the same bytes for a page size
+        until the session cookie changes (or a request modifier changes them)."""
+        stub = self._stub
+        key = (max_count, stub.cookie)
+        request = self._requests.get(key)
+        if request is not None:
+            return request
+        headers = {
+            "Cookie": stub.cookie,
+            "SOAPAction": stub.versionId,
+            "Content-Type": f"text/xml; charset={SoapAdapter.XML_ENCODING}",
+            "User-Agent": f"pyvmomi {_pyvmomi_version()} vcstream",
+            # http.client's own default when a caller names none
+            "Accept-Encoding": "identity",
+        }
+        custom = getattr(stub, "_customHeaders", None)
+        if custom:
+            headers.update(custom)
+        if getattr(stub, "_acceptCompressedResponses", False):
+            headers["Accept-Encoding"] = "gzip, deflate"
+        body = stub.SerializeRequest(self._collector, self._info, [max_count])
+        modifiers = getattr(stub, "requestModifierList", [])
+        for modifier in modifiers:
+            body = modifier(body)
+        request = http11.request_bytes("POST", stub.path, stub.host, headers, body)
+        if not modifiers:
+            # a new cookie replaces the old session's requests
+            self._requests = {k: v for k, v in self._requests.items() if k[1] == stub.cookie}
+            self._requests[key] = request
+        return request
 
     def _deserialize(self, status: int, body: bytes) -> Any:
         """pyVmomi's reading of the response, and its raise of a fault."""

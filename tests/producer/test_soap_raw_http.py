@@ -26,17 +26,22 @@ EVENT = vim.event.GeneralUserEvent(
 class Server:
     """Answers every POST with `status`, `body` and `headers`, and keeps the requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, protocol: str = "HTTP/1.0") -> None:
         self.status = 200
         self.body = b""
         self.headers: dict[str, str] = {}
         self.requests: list[dict[str, str]] = []
+        self.clients: list[tuple[str, int]] = []  # each request's client address
+        self.keeps_alive = protocol == "HTTP/1.1"
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = protocol  # HTTP/1.1 keeps the connection
+
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers["Content-Length"]))
                 server.requests.append(dict(self.headers))
+                server.clients.append(self.client_address)
                 self.send_response(server.status)
                 for name, value in server.headers.items():
                     self.send_header(name, value)
@@ -58,9 +63,9 @@ class Server:
         return RawEventReader(vim.event.EventHistoryCollector("session[1]1", stub))
 
 
-@pytest.fixture
-def server() -> Iterator[Server]:
-    made = Server()
+@pytest.fixture(params=["HTTP/1.0", "HTTP/1.1"])
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    made = Server(request.param)
     yield made
     made.http.shutdown()
     made.http.server_close()
@@ -126,3 +131,28 @@ def test_a_truncated_page_raises_and_is_never_an_empty_page(server: Server) -> N
     server.body = whole[: len(whole) // 2]
     with pytest.raises(ExpatError):
         server.reader().read(10)
+
+
+def test_a_kept_alive_connection_carries_the_next_page_and_a_closed_one_is_replaced(
+    server: Server,
+) -> None:
+    server.body = read_next_events_response([EVENT])
+    reader = server.reader()
+    for _ in range(3):
+        assert [event.key for event in reader.read(10)] == [4]
+    assert len(set(server.clients)) == (1 if server.keeps_alive else 3)
+
+
+def test_the_request_carries_the_session_cookie_and_a_new_cookie_is_sent_next(
+    server: Server,
+) -> None:
+    server.body = read_next_events_response([EVENT])
+    reader = server.reader()
+    reader._stub.cookie = 'vmware_soap_session="one"'
+    reader.read(10)
+    server.headers = {"Set-Cookie": 'vmware_soap_session="two"; Path=/'}
+    reader.read(10)
+    reader.read(10)
+    cookies = [sent["Cookie"] for sent in server.requests]
+    assert cookies == ['vmware_soap_session="one"'] * 2 + ['vmware_soap_session="two"; Path=/']
+    assert {sent["Content-Type"] for sent in server.requests} == {"text/xml; charset=UTF-8"}
