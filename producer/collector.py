@@ -125,10 +125,11 @@ class EventCollector:
         if self._read_since_wait >= REARM_AFTER_EVENTS:
             self._rearm()
         self._read_since_wait = 0
-        options = PropertyCollector.WaitOptions(maxWaitSeconds=max(1, int(self._poll_interval)))
+        wait_s = max(1, int(self._poll_interval))
         if self._raw_doorbell is not None:
-            update = self._raw_doorbell.wait(self._version, options)
+            update = self._raw_doorbell.wait(self._version, wait_s)
         else:
+            options = PropertyCollector.WaitOptions(maxWaitSeconds=wait_s)
             update = soap_raw.doorbell_update(
                 self._property_collector.WaitForUpdatesEx(self._version, options)
             )

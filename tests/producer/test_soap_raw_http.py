@@ -238,7 +238,7 @@ def test_a_ring_is_read_fast_the_last_latest_page_change_counting(server: Server
         )
     )
     doorbell = server.doorbell()
-    update = doorbell.wait("6", PC.WaitOptions(maxWaitSeconds=1))
+    update = doorbell.wait("6", 1)
     assert update is not None and update.version == "7"
     assert update.latest_page == [
         LatestEvent(6, datetime(2026, 1, 1, 0, 0, 2, 123456, tzinfo=UTC)),
@@ -251,9 +251,9 @@ def test_a_ring_is_read_fast_the_last_latest_page_change_counting(server: Server
 
 def test_a_quiet_wait_and_an_update_without_changes(server: Server) -> None:
     server.body = wait_response(None)
-    assert server.doorbell().wait("6", PC.WaitOptions(maxWaitSeconds=1)) is None
+    assert server.doorbell().wait("6", 1) is None
     server.body = wait_response(PC.UpdateSet(version="8"))
-    update = server.doorbell().wait("7", PC.WaitOptions(maxWaitSeconds=1))
+    update = server.doorbell().wait("7", 1)
     assert update == soap_raw.DoorbellUpdate("8", []) == pyvmomis(server)
 
 
@@ -261,7 +261,7 @@ def test_a_ring_the_fast_reader_declines_is_read_by_pyvmomi(server: Server) -> N
     # a change value that is no event array: pyVmomi reads it, the page stays empty
     server.body = wait_response(update_of(("latestPage", "not events")))
     doorbell = server.doorbell()
-    update = doorbell.wait("6", PC.WaitOptions(maxWaitSeconds=1))
+    update = doorbell.wait("6", 1)
     assert update == soap_raw.DoorbellUpdate("7", [])
     assert (doorbell.fast_rings, doorbell.slow_rings) == (0, 1)
 
@@ -295,8 +295,21 @@ def test_a_doorbell_fault_raises_the_fault_and_bad_xml_pyvmomis_error(server: Se
     server.status = 500
     server.body = NOT_AUTHENTICATED
     with pytest.raises(vim.fault.NotAuthenticated, match="not authenticated"):
-        server.doorbell().wait("6", PC.WaitOptions(maxWaitSeconds=1))
+        server.doorbell().wait("6", 1)
     server.status = 200
     server.body = b"<not xml"
     with pytest.raises(ExpatError):
-        server.doorbell().wait("6", PC.WaitOptions(maxWaitSeconds=1))
+        server.doorbell().wait("6", 1)
+
+
+@pytest.mark.parametrize("version", ["", "-", "1_2", "a&b<c>d", "vcstream-version-mark-7f3c"])
+def test_a_ring_request_is_pyvmomis_serialisation_byte_for_byte(
+    server: Server, version: str
+) -> None:
+    doorbell = server.doorbell()
+    options = PC.WaitOptions(maxWaitSeconds=3)
+    expected = doorbell._stub.SerializeRequest(
+        doorbell._property_collector, doorbell._info, [version, options]
+    )
+    doorbell._body("warm", 3)  # the template is made
+    assert doorbell._body(version, 3) == expected
