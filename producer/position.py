@@ -129,14 +129,6 @@ class Sequencer:
             )
         return fresh, gaps
 
-    def taken_already(self, events: Iterable[Any]) -> bool:
-        """Whether every one of `events` (anything with a key and createdTime) is at or
-        before the last event taken: a doorbell ring with nothing new. False while
-        resuming, and for a boundary, where that is not known."""
-        if self._resume_from is not None:
-            return False
-        return all(self._is_repeat(position_of(event)) for event in events)
-
     def _resuming(self, event: Any, position: Position, fresh: list[Any], gaps: list[Gap]) -> bool:
         """Still looking for the checkpoint's event: True when `event` is new."""
         after = self._resume_from

@@ -333,12 +333,6 @@ class VCenterWorker(threading.Thread):
                         f"{newest_seen.isoformat()} exist"
                     )
                 latest = self._call(session, collector.wait_for_change)
-                if latest and sequencer.taken_already(latest):
-                    # a ring for events read already (vcsim queues a change per event
-                    # read since the last wait): wait for the next one rather than read
-                    # again on its account. Once only: a doorbell that kept ringing with
-                    # nothing new must not keep the worker from reading
-                    latest = self._call(session, collector.wait_for_change)
                 newest_seen = max((position_of(e).time for e in latest or []), default=None)
                 if latest:
                     # events trickle in: let the ones right behind this join its transaction

@@ -158,28 +158,3 @@ def test_checkpoints_keep_negative_keys_and_read_the_old_boundary_as_a_boundary(
     assert stored(-2) == Position(-2, T0)
     assert stored(BOUNDARY_KEY).is_boundary
     assert stored(LEGACY_BOUNDARY_KEY).is_boundary  # written before keys could be negative
-
-
-def test_a_ring_reports_nothing_new_only_for_events_taken_already() -> None:
-    sequencer = Sequencer(Position.boundary(T0))
-    assert not sequencer.taken_already(events((1, 0)))  # nothing taken yet: unknown
-    sequencer.accept(events((1, 0), (2, 1), (3, 1)))
-    assert sequencer.taken_already(events((3, 1)))
-    assert sequencer.taken_already(events((2, 1), (3, 1)))
-    assert not sequencer.taken_already(events((3, 1), (4, 1)))  # a newer key, same time
-    assert not sequencer.taken_already(events((1, 5)))  # a restarted key, newer time
-    assert sequencer.taken_already([])
-
-
-def test_a_ring_while_resuming_is_never_taken_for_nothing_new() -> None:
-    sequencer = Sequencer(Position(7, T0))
-    assert not sequencer.taken_already(events((6, -1)))  # the checkpoint not met yet
-    sequencer.accept(events((7, 0)))
-    assert sequencer.taken_already(events((6, -1)))
-
-
-def test_a_ring_across_the_key_wrap_compares_in_32_bit_order() -> None:
-    sequencer = Sequencer(Position(2**31 - 1, T0))
-    sequencer.accept(events((2**31 - 1, 0), (-(2**31), 1)))
-    assert sequencer.taken_already(events((-(2**31), 1)))
-    assert not sequencer.taken_already(events((-(2**31) + 1, 1)))
