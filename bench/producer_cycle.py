@@ -7,7 +7,7 @@ page, encode it, commit it with its checkpoint. bench.producer gives the total; 
 gives the parts, on a private Kafka broker and vcsim:
 
 - read: ReadNextEvents of an empty page and of a 5-event page (the worker's thread CPU),
-  and one doorbell ring (WaitForUpdatesEx through pyVmomi, one event);
+  and one doorbell ring (WaitForUpdatesEx as the collector reads it, one event);
 - encode: one event's record, one checkpoint;
 - commit: a 5-event + checkpoint transaction every 100 ms, through TransactionalWriter
   and through confluent-kafka directly (the floor): the calling thread's CPU and the

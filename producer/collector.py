@@ -59,12 +59,13 @@ class EventCollector:
             else None
         )
         self._property_collector: Any = None
+        self._raw_doorbell: soap_raw.RawDoorbell | None = None
         self._version = ""
         self._poll_interval = poll_interval
         self._idle_delay = 0.05
         self._read_since_wait = 0
         try:
-            self._property_collector = self._doorbell()
+            self._set_doorbell(self._doorbell())
         except vmodl.fault.NotSupported:
             log.warning("change notifications unavailable: polling every %.1fs", poll_interval)
 
@@ -88,6 +89,15 @@ class EventCollector:
             raise
         return property_collector
 
+    def _set_doorbell(self, property_collector: Any) -> None:
+        self._property_collector = property_collector
+        # rings read without pyVmomi's objects where the stub allows it
+        self._raw_doorbell = (
+            soap_raw.RawDoorbell(property_collector)
+            if self._reader is not None and soap_raw.supported(property_collector._stub)
+            else None
+        )
+
     @property
     def notifications(self) -> bool:
         return self._property_collector is not None
@@ -101,12 +111,12 @@ class EventCollector:
         self._read_since_wait += len(page)
         return page
 
-    def wait_for_change(self) -> list[Any] | None:
+    def wait_for_change(self) -> list[soap_raw.LatestEvent] | None:
         """Block until `latestPage` changes or `poll_interval` passes.
 
-        Returns the newest events the vCenter has (its `latestPage`) when it reported a
-        change, or None after a quiet wait. Changes between two calls are not lost: the
-        version ties each call to the previous one.
+        Returns the newest events the vCenter has (its `latestPage`: keys and times)
+        when it reported a change, or None after a quiet wait. Changes between two calls
+        are not lost: the version ties each call to the previous one.
         """
         if self._property_collector is None:
             time.sleep(self._idle_delay)
@@ -115,18 +125,18 @@ class EventCollector:
         if self._read_since_wait >= REARM_AFTER_EVENTS:
             self._rearm()
         self._read_since_wait = 0
-        options = PropertyCollector.WaitOptions(maxWaitSeconds=max(1, int(self._poll_interval)))
-        update = self._property_collector.WaitForUpdatesEx(self._version, options)
+        wait_s = max(1, int(self._poll_interval))
+        if self._raw_doorbell is not None:
+            update = self._raw_doorbell.wait(self._version, wait_s)
+        else:
+            options = PropertyCollector.WaitOptions(maxWaitSeconds=wait_s)
+            update = soap_raw.doorbell_update(
+                self._property_collector.WaitForUpdatesEx(self._version, options)
+            )
         if update is None:
             return None
         self._version = update.version
-        page: list[Any] = []
-        for filter_update in update.filterSet or []:
-            for object_update in filter_update.objectSet or []:
-                for change in object_update.changeSet or []:
-                    if change.name == "latestPage" and change.val:
-                        page = list(change.val)
-        return page
+        return update.latest_page
 
     def _rearm(self) -> None:
         """A fresh doorbell, instead of the one that reports every change since the last
@@ -134,7 +144,8 @@ class EventCollector:
         with the next wait, each to be decoded (they cost as much as the events read).
         The new one reports the current `latestPage` at once; what is newer than that
         rings it as usual, so nothing is missed."""
-        old, self._property_collector = self._property_collector, self._doorbell()
+        old = self._property_collector
+        self._set_doorbell(self._doorbell())
         self._version = ""
         try:
             old.Destroy()

@@ -4,7 +4,9 @@ pyVmomi offers no public hook for a response's raw XML: `SoapStubAdapter.InvokeM
 reads and deserialises in one go. So this sends the request the way InvokeMethod does,
 through the same stub (its serialiser, connection pool, session cookie and vmodl
 version: `SerializeRequest`, `GetConnection`/`ReturnConnection`/`DropConnections`,
-`cookie`, `versionId`, `path`, `version`), keeps the body, and reads it with
+`cookie`, `versionId`, `path`, `version`, `host`) over the pooled connection's socket
+(`producer.http11`: http.client cost more than the rest of an empty page's read), keeps
+the body, and reads it with
 `schemas.vmodl_soap.read_events`; what that declines, and every fault, goes to pyVmomi's
 own `SoapResponseDeserializer` on the same bytes, so errors are pyVmomi's as before.
 
@@ -19,22 +21,28 @@ from __future__ import annotations
 import inspect
 import io
 import zlib
+from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from http.client import HTTPException
 from http.cookies import SimpleCookie
 from importlib.metadata import version
 from typing import Any
+from xml.parsers import expat
 
-from pyVmomi import SoapAdapter
+from pyVmomi import Iso8601, SoapAdapter
 from pyVmomi import vim as _vim
+from pyVmomi import vmodl as _vmodl
 
+from producer import http11
 from schemas.vmodl_soap import read_events
 
 vim: Any = _vim
+vmodl: Any = _vmodl
 # the pyVmomi releases whose SoapStubAdapter this mirrors (InvokeMethod, 9.1.x)
 CHECKED_PYVMOMI = ("9.1.",)
 _STUB_MEMBERS = ("SerializeRequest", "GetConnection", "ReturnConnection", "DropConnections")
-_STUB_FIELDS = ("cookie", "versionId", "path", "version")
+_STUB_FIELDS = ("cookie", "versionId", "path", "version", "host")
 
 
 def supported(stub: Any) -> bool:
@@ -75,74 +83,275 @@ class RawEventReader:
         self._stub = collector._stub
         # the method's type info, as `collector.ReadNextEvents` passes it to the stub
         self._info = inspect.getattr_static(type(collector), "ReadNextEvents").info
-        # the request for a page size: the same bytes every time (same collector, count)
-        self._requests: dict[int, bytes] = {}
+        # the request for (page size, session cookie): the same bytes every time
+        self._requests: dict[tuple[int, str], bytes] = {}
         self.fast_pages = 0  # pages read without pyVmomi's objects
         self.slow_pages = 0
 
     def read(self, max_count: int, keep: Any = None) -> list[Any]:
         """Events as `schemas.vmodl_json.GoEvent`, or pyVmomi's events for a page the fast
         reader declines or `keep(events)` refuses (events it must see as objects)."""
-        status, body = self._post(max_count)
+        status, body = post(self._stub, self._request(max_count))
         if status == 200:
             events = read_events(body, self._stub.version)
             if events is not None and (keep is None or keep(events)):
                 self.fast_pages += 1
                 return list(events)
         self.slow_pages += 1
-        return list(self._deserialize(status, body) or [])
+        return list(deserialize(self._stub, self._info, status, body) or [])
 
-    def _post(self, max_count: int) -> tuple[int, bytes]:
-        """SoapStubAdapter.InvokeMethod up to the response's body (9.1.1, SoapAdapter.py)."""
+    def _request(self, max_count: int) -> bytes:
+        """The same bytes for a page size until the session cookie changes (or a request
+        modifier changes them)."""
         stub = self._stub
-        headers = {
-            "Cookie": stub.cookie,
-            "SOAPAction": stub.versionId,
-            "Content-Type": f"text/xml; charset={SoapAdapter.XML_ENCODING}",
-            "User-Agent": f"pyvmomi {_pyvmomi_version()} vcstream",
-        }
-        custom = getattr(stub, "_customHeaders", None)
-        if custom:
-            headers.update(custom)
-        if getattr(stub, "_acceptCompressedResponses", False):
-            headers["Accept-Encoding"] = "gzip, deflate"
-        request = self._requests.get(max_count)
+        key = (max_count, stub.cookie)
+        request = self._requests.get(key)
         if request is None:
-            request = stub.SerializeRequest(self._collector, self._info, [max_count])
-            self._requests[max_count] = request
-        for modifier in getattr(stub, "requestModifierList", []):
-            request = modifier(request)
-        conn = stub.GetConnection()
-        try:
-            conn.request("POST", stub.path, request, headers)
-            response = conn.getresponse()
-            body = response.read()
-        except (OSError, HTTPException):
-            conn.close()
-            stub.DropConnections()
-            raise
-        cookie = response.getheader("Set-Cookie") or response.getheader("set-cookie")
-        if cookie:
-            # what InvokeMethod does with a new session cookie (never seen mid-session)
-            stub.cookie = cookie
-            session = SimpleCookie(cookie).get(SoapAdapter.COOKIE_NAME)
-            if session:
-                super(SoapAdapter.SoapStubAdapter, stub).SetSessionId(session.value)  # type: ignore[misc]
-        if response.status not in (200, 500):
-            conn.close()
-            raise HTTPException(f"{response.status} {response.reason}")
-        stub.ReturnConnection(conn)
-        return response.status, decoded_body(body, response.getheader("Content-Encoding"))
+            request = request_bytes(
+                stub, stub.SerializeRequest(self._collector, self._info, [max_count])
+            )
+            if not getattr(stub, "requestModifierList", []):
+                # a new cookie replaces the old session's requests
+                self._requests = {k: v for k, v in self._requests.items() if k[1] == stub.cookie}
+                self._requests[key] = request
+        return request
 
-    def _deserialize(self, status: int, body: bytes) -> Any:
-        """pyVmomi's reading of the response, and its raise of a fault."""
-        # a file, as InvokeMethod passes it: given bytes, pyVmomi parses without the final
-        # flag and reads a truncated body as no result instead of raising
-        result = SoapAdapter.SoapResponseDeserializer(self._stub).Deserialize(
-            io.BytesIO(body), self._info.result
-        )
+
+@dataclass(frozen=True, slots=True)
+class LatestEvent:
+    """An event of the collector's `latestPage` as far as the worker looks at it
+    (`producer.position.position_of`)."""
+
+    key: int
+    createdTime: datetime  # pyVmomi's attribute name, read alike
+
+
+@dataclass(frozen=True, slots=True)
+class DoorbellUpdate:
+    version: str
+    latest_page: list[LatestEvent]  # the last non-empty `latestPage` change, oldest first
+
+
+class RawDoorbell:
+    """WaitForUpdatesEx on a PropertyCollector watching `latestPage`, read without
+    pyVmomi's objects: a ring decoded by pyVmomi cost ~1 ms of CPU (vcsim sends a change
+    per event, each with the page), for the two things the worker uses, the new version
+    and the newest events' keys and times. `read_doorbell` reads those; a response it
+    declines, and every fault, goes to pyVmomi's deserialiser on the same bytes."""
+
+    def __init__(self, property_collector: Any) -> None:
+        self._property_collector = property_collector
+        self._stub = property_collector._stub
+        self._info = inspect.getattr_static(type(property_collector), "WaitForUpdatesEx").info
+        # the request's body around its version, per wait: pyVmomi's serialiser cost
+        # ~0.1 ms a ring, for a body in which only the version changes
+        self._templates: dict[int, tuple[bytes, bytes] | None] = {}
+        self.fast_rings = 0
+        self.slow_rings = 0
+
+    def wait(self, version: str, max_wait_seconds: int) -> DoorbellUpdate | None:
+        """What `WaitForUpdatesEx(version, WaitOptions(maxWaitSeconds=...))` reports, or
+        None after a quiet wait."""
+        stub = self._stub
+        status, body = post(stub, request_bytes(stub, self._body(version, max_wait_seconds)))
         if status == 200:
-            return result
-        if isinstance(result, Exception):
-            raise result
-        raise HTTPException(f"{status}: a fault response without a fault")
+            try:
+                update = read_doorbell(body)
+            except Declined:
+                pass
+            else:
+                self.fast_rings += 1
+                return update
+        self.slow_rings += 1
+        return doorbell_update(deserialize(stub, self._info, status, body))
+
+    def _body(self, version: str, max_wait_seconds: int) -> bytes:
+        """pyVmomi's serialisation of the call, from a template where it has one."""
+        if max_wait_seconds not in self._templates:
+            marked = self._serialize(_VERSION_MARK, max_wait_seconds)
+            before, mark, after = marked.partition(f">{_VERSION_MARK}<".encode())
+            # the mark once, where the version goes; else every call is serialised
+            self._templates[max_wait_seconds] = (
+                (before + b">", b"<" + after)
+                if mark and _VERSION_MARK.encode() not in after
+                else None
+            )
+        template = self._templates[max_wait_seconds]
+        if template is None:
+            return self._serialize(version, max_wait_seconds)
+        escaped: str = SoapAdapter.XmlEscape(version)  # as pyVmomi writes a string
+        return template[0] + escaped.encode() + template[1]
+
+    def _serialize(self, version: str, max_wait_seconds: int) -> bytes:
+        options = vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=max_wait_seconds)
+        body: bytes = self._stub.SerializeRequest(
+            self._property_collector, self._info, [version, options]
+        )
+        return body
+
+
+# stands for the version in a WaitForUpdatesEx request's template (no XML escapes in it)
+_VERSION_MARK = "vcstream-version-mark-7f3c"
+
+
+def doorbell_update(update: Any) -> DoorbellUpdate | None:
+    """pyVmomi's UpdateSet (or None) in `read_doorbell`'s form."""
+    if update is None:
+        return None
+    page: list[Any] = []
+    for filter_update in update.filterSet or []:
+        for object_update in filter_update.objectSet or []:
+            for change in object_update.changeSet or []:
+                # a value that is no event array (never seen) is no news either
+                if change.name == "latestPage" and isinstance(change.val, list) and change.val:
+                    page = list(change.val)
+    return DoorbellUpdate(
+        update.version, [LatestEvent(int(event.key), event.createdTime) for event in page]
+    )
+
+
+class Declined(Exception):
+    """The response holds something `read_doorbell` does not follow."""
+
+
+_XSI_TYPE = "http://www.w3.org/2001/XMLSchema-instance type"
+_RESPONSE = ("Envelope", "Body", "WaitForUpdatesExResponse")
+_RETURNVAL = (*_RESPONSE, "returnval")
+_CHANGE = (*_RETURNVAL, "filterSet", "objectSet", "changeSet")
+_VAL = (*_CHANGE, "val")
+_EVENT_FIELDS = {"key", "createdTime"}
+
+
+def read_doorbell(body: bytes) -> DoorbellUpdate | None:
+    """A WaitForUpdatesEx response's version and last non-empty `latestPage` change
+    (None: the wait ended without an update); raises Declined for anything else."""
+    stack: list[str] = []
+    text: list[str] = []
+    found: dict[str, Any] = {"response": False, "returnval": False, "version": None}
+    page: list[LatestEvent] = []
+    change: dict[str, Any] = {}
+    event: dict[str, str] = {}
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        stack.append(name.rpartition(" ")[2])
+        path = tuple(stack)
+        text.clear()
+        if path == _RESPONSE:
+            found["response"] = True
+        elif path == _RETURNVAL:
+            found["returnval"] = True
+        elif path == _CHANGE:
+            change.clear()
+            change["events"] = []
+        elif path == _VAL:
+            if attrs.get(_XSI_TYPE, "").rpartition(":")[2] != "ArrayOfEvent":
+                raise Declined(f"a change's value of type {attrs.get(_XSI_TYPE)!r}")
+            change["val"] = True
+        elif path[:-1] == _VAL:
+            event.clear()
+
+    def end(name: str) -> None:
+        path = tuple(stack)
+        local = stack.pop()
+        if path == (*_RETURNVAL, "version"):
+            found["version"] = "".join(text)
+        elif path == (*_CHANGE, "name"):
+            change["name"] = "".join(text)
+        elif len(path) == len(_VAL) + 2 and path[: len(_VAL)] == _VAL and local in _EVENT_FIELDS:
+            event[local] = "".join(text)
+        elif path[:-1] == _VAL:
+            change["events"].append(_latest_event(event))
+        elif path == _CHANGE and change.get("name") == "latestPage" and change["events"]:
+            page[:] = change["events"]
+        text.clear()
+
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = text.append
+    try:
+        parser.Parse(body, True)
+    except expat.ExpatError as exc:
+        raise Declined(str(exc)) from None
+    if not found["response"]:
+        raise Declined("no WaitForUpdatesExResponse")
+    if not found["returnval"]:
+        return None
+    if found["version"] is None:
+        raise Declined("an update without a version")
+    return DoorbellUpdate(found["version"], page)
+
+
+def _latest_event(fields: dict[str, str]) -> LatestEvent:
+    key, created = fields.get("key"), fields.get("createdTime")
+    if key is None or created is None:
+        raise Declined(f"an event without key or createdTime: {sorted(fields)}")
+    try:
+        number = int(key)
+    except ValueError:
+        raise Declined(f"an event key that is no integer: {key!r}") from None
+    moment = Iso8601.ParseISO8601(created)
+    if moment is None:
+        raise Declined(f"a createdTime pyVmomi does not read: {created!r}")
+    return LatestEvent(number, moment)
+
+
+def request_bytes(stub: Any, body: bytes) -> bytes:
+    """The whole request for a serialised call, as InvokeMethod sends it (9.1.1)."""
+    headers = {
+        "Cookie": stub.cookie,
+        "SOAPAction": stub.versionId,
+        "Content-Type": f"text/xml; charset={SoapAdapter.XML_ENCODING}",
+        "User-Agent": f"pyvmomi {_pyvmomi_version()} vcstream",
+        # http.client's own default when a caller names none
+        "Accept-Encoding": "identity",
+    }
+    custom = getattr(stub, "_customHeaders", None)
+    if custom:
+        headers.update(custom)
+    if getattr(stub, "_acceptCompressedResponses", False):
+        headers["Accept-Encoding"] = "gzip, deflate"
+    for modifier in getattr(stub, "requestModifierList", []):
+        body = modifier(body)
+    return http11.request_bytes("POST", stub.path, stub.host, headers, body)
+
+
+def post(stub: Any, request: bytes) -> tuple[int, bytes]:
+    """SoapStubAdapter.InvokeMethod up to the response's body (9.1.1, SoapAdapter.py),
+    over the stub's pooled connection with `http11`."""
+    conn = stub.GetConnection()
+    try:
+        if conn.sock is None:  # http.client connects on first use as well
+            conn.connect()
+        response = http11.exchange(conn.sock, request)
+    except (OSError, HTTPException):
+        conn.close()
+        stub.DropConnections()
+        raise
+    cookie = response.header("Set-Cookie")
+    if cookie:
+        # what InvokeMethod does with a new session cookie (never seen mid-session)
+        stub.cookie = cookie
+        session = SimpleCookie(cookie).get(SoapAdapter.COOKIE_NAME)
+        if session:
+            super(SoapAdapter.SoapStubAdapter, stub).SetSessionId(session.value)
+    if response.status not in (200, 500):
+        conn.close()
+        raise HTTPException(f"{response.status} {response.reason}")
+    if response.keep_alive:
+        stub.ReturnConnection(conn)
+    else:
+        conn.close()
+    return response.status, decoded_body(response.body, response.header("Content-Encoding"))
+
+
+def deserialize(stub: Any, info: Any, status: int, body: bytes) -> Any:
+    """pyVmomi's reading of the response, and its raise of a fault."""
+    # a file, as InvokeMethod passes it: given bytes, pyVmomi parses without the final
+    # flag and reads a truncated body as no result instead of raising
+    result = SoapAdapter.SoapResponseDeserializer(stub).Deserialize(io.BytesIO(body), info.result)
+    if status == 200:
+        return result
+    if isinstance(result, Exception):
+        raise result
+    raise HTTPException(f"{status}: a fault response without a fault")

@@ -13,7 +13,7 @@ from pyVmomi import vim
 
 from devenv.activity import VcsimClient, connect, inventory
 from producer import soap_raw
-from producer.collector import EventCollector
+from producer.collector import EventCollector, PropertyCollector
 from producer.position import Position, Sequencer, position_of
 from schemas.vmodl_json import GoEvent, event_class_name, to_go_json
 
@@ -132,3 +132,67 @@ def test_a_pyvmomi_the_raw_read_was_not_checked_against_reads_as_before(
     finally:
         collector.close()
     assert len(page) >= 3 and not any(isinstance(event, GoEvent) for event in page)
+
+
+def _rings_both_ways(collector: EventCollector, version: str, wait_s: int) -> tuple[Any, Any]:
+    """One WaitForUpdatesEx response read by `read_doorbell` and by pyVmomi."""
+    doorbell = collector._raw_doorbell
+    assert doorbell is not None  # vcsim's stub is the one soap_raw mirrors
+    stub, info = doorbell._stub, doorbell._info
+    options = PropertyCollector.WaitOptions(maxWaitSeconds=wait_s)
+    request = soap_raw.request_bytes(
+        stub, stub.SerializeRequest(collector._property_collector, info, [version, options])
+    )
+    status, body = soap_raw.post(stub, request)
+    assert status == 200
+    return soap_raw.read_doorbell(body), soap_raw.doorbell_update(
+        soap_raw.deserialize(stub, info, status, body)
+    )
+
+
+def test_doorbell_rings_read_from_the_xml_equal_pyvmomis_on_vcsim(vcsim: Any) -> None:
+    client = VcsimClient(vcsim)
+    collector = EventCollector(client.content, None, poll_interval=1)
+    try:
+        first, first_pyvmomi = _rings_both_ways(collector, "", 1)  # the current page
+        assert first == first_pyvmomi and first is not None and len(first.latest_page) == 1
+        client.post_eventex(4)  # vcsim queues a change per event
+        queued, queued_pyvmomi = _rings_both_ways(collector, first.version, 1)
+        assert queued == queued_pyvmomi and queued is not None
+        newest = max(event.key for event in collector.read_page(1000))
+        assert [event.key for event in queued.latest_page] == [newest]
+        quiet, quiet_pyvmomi = _rings_both_ways(collector, queued.version, 1)
+        assert quiet is None and quiet_pyvmomi is None  # the wait ran out
+    finally:
+        collector.close()
+
+
+def test_wait_for_change_reads_its_rings_from_the_xml_on_vcsim(vcsim: Any) -> None:
+    client = VcsimClient(vcsim)
+    collector = EventCollector(client.content, None, poll_interval=1)
+    try:
+        collector.read_page(1000)
+        assert collector.wait_for_change()  # the page as it is
+        client.post_eventex(2)
+        latest = collector.wait_for_change()
+        keys = [int(event.key) for event in collector.read_page(1000)]
+        assert latest is not None and [position_of(e).key for e in latest] == [keys[-1]]
+        assert collector.wait_for_change() is None
+        collector._read_since_wait = 10_000  # a replaced doorbell rings raw as well
+        assert collector.wait_for_change()
+    finally:
+        collector.close()
+    doorbell = collector._raw_doorbell
+    assert doorbell is not None and (doorbell.fast_rings, doorbell.slow_rings) == (1, 0)
+
+
+def test_a_fault_from_the_raw_doorbell_is_pyvmomis(vcsim: Any) -> None:
+    si = connect(vcsim)
+    collector = EventCollector(si.RetrieveContent(), None, poll_interval=1)
+    Disconnect(si)
+    try:
+        with pytest.raises(vim.fault.NotAuthenticated):
+            collector.wait_for_change()
+    finally:
+        collector.close()
+    assert collector._raw_doorbell is not None and collector._raw_doorbell.slow_rings == 1
