@@ -25,7 +25,9 @@ time and peak RSS are its own:
   and p99 from the broker appending a record (LogAppendTime) to the receiver's answer;
   p99 also without the first `WARM_UP_S` seconds (the feed and the sink's connections
   warming up), and the most records appended in one second (a feed that fell behind
-  catches up in bursts above the rate);
+  catches up in bursts above the rate); beside it, a bare client posting at the same
+  rate to the same receiver, its latency from each request's due time to its answer
+  (what the receiver and the machine's load alone add);
 - trickle (`--trickle-rate`/s for `--trickle-seconds`, 0 to skip): the sink's cost per
   event when events come one or a few at a time (the soak's 300/s), from the first
   delivery to the last: events per CPU-second of its process, and per second its batches,
@@ -69,6 +71,7 @@ from vcstream.kafka import TopicSpec, ensure_topics
 from vcstream.settings import Settings
 
 PHASES = ["bare", "aiohttp", "sink", "latency", "trickle"]
+HELPERS = ["bare_paced", "bare_latency", "bare_consume", "produce", "receive"]  # one process each
 WARM_UP_S = 2  # the latency phase's first seconds, also reported without
 VCENTER = VCenterIdentity("5a1b1f6c-0c4d-4a8e-9b43-3e2f7c9d0a11", "https://vc01/sdk", "8.0.3.0")
 
@@ -219,18 +222,27 @@ async def bare(url: str, count: int, connections: int, library: str) -> dict[str
 
 async def bare_paced(url: str, rate: float, seconds: float) -> dict[str, Any]:
     """The sink's client posting prebuilt requests one at a time at `rate`/s: the cost
-    per event of the HTTP part alone when events come one by one (no batching)."""
+    per event of the HTTP part alone when events come one by one (no batching), and the
+    latency from each request's due time to its answer: what the receiver and the
+    machine's load alone add, the floor of the sink's latency at that rate."""
     count = int(rate * seconds)
     requests = [r.cloudevent().http_binary() for r in records(count)]
     client = HTTPClient(url, connections=32, timeout=30)
     pending: set[asyncio.Task[Any]] = set()
+    latencies: list[float] = []
+
+    async def post(due: float, headers: dict[str, str], body: bytes) -> None:
+        await client.post(headers, body)
+        latencies.append(time.monotonic() - due)
+
     await client.post({}, b"{}")  # connect before the clock starts
     cpu, switches, began = usage()["cpu_s"], context_switches(), time.monotonic()
     for number, (headers, body) in enumerate(requests):
-        ahead = began + number / rate - time.monotonic()
+        due = began + number / rate
+        ahead = due - time.monotonic()
         if ahead > 0:
             await asyncio.sleep(ahead)
-        task = asyncio.create_task(client.post(headers, body))
+        task = asyncio.create_task(post(due, headers, body))
         pending.add(task)
         task.add_done_callback(pending.discard)
     await asyncio.gather(*pending)
@@ -242,6 +254,8 @@ async def bare_paced(url: str, rate: float, seconds: float) -> dict[str, Any]:
         "events_per_s": count / elapsed,
         "events_per_cpu_s": count / cpu,
         "context_switches_per_s": switched / elapsed,
+        "p50_ms": percentile(sorted(latencies), 0.5) * 1000,
+        "p99_ms": percentile(sorted(latencies), 0.99) * 1000,
         **usage(),
     }
 
@@ -478,9 +492,7 @@ def main() -> None:
     parser.add_argument("--receiver", choices=["lean", "aiohttp"], default="lean")
     parser.add_argument("--batch", type=int, help="the sink's batch.maxRecords (its default)")
     parser.add_argument("--buffered", type=int, help="the sink's batch.maxBuffered")
-    parser.add_argument(
-        "--phase", choices=[*PHASES, "bare_paced", "bare_consume", "produce", "receive"]
-    )
+    parser.add_argument("--phase", choices=[*PHASES, *HELPERS])
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -499,6 +511,8 @@ def main() -> None:
         print(json.dumps(latency(args.bootstrap, args.url, args.topic, args)))
     elif args.phase == "trickle":
         print(json.dumps(trickle(args.bootstrap, args.url, args.topic, args)))
+    elif args.phase == "bare_latency":
+        print(json.dumps(asyncio.run(bare_paced(args.url, args.rate, args.seconds))))
     elif args.phase == "bare_paced":
         result = asyncio.run(bare_paced(args.url, args.trickle_rate, args.trickle_seconds))
         print(json.dumps(result))
@@ -574,6 +588,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                 )
         if "latency" in phases:
             result["latency"] = measured("latency", bootstrap=bootstrap, topic=paced)
+            # the same rate from a bare client: the receiver's and the load's share
+            result["latency_bare_client"] = measured("bare_latency")
         if "trickle" in phases:
             result["trickle"] = measure_trickle(measured, args, bootstrap, trickled)
     finally:
