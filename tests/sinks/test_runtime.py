@@ -8,7 +8,7 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -434,6 +434,23 @@ def test_a_position_kafka_holds_already_is_not_committed_again(kafka, topic_name
     assert committed(kafka.bootstrap_servers, "vcstream-sink-audit", topic) == 200
 
 
+def _noted(name: str) -> Callable[..., Any]:
+    """`Consumer.<name>`, noting the calling thread while it runs."""
+    method = getattr(Consumer, name)
+
+    def call(self: _CallsInProgress, *args: Any, **kwargs: Any) -> Any:
+        thread = threading.get_ident()
+        self.inside.add(thread)
+        self.most_threads = max(self.most_threads, len(self.inside))
+        self.calls[name] = self.calls.get(name, 0) + 1
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.inside.discard(thread)
+
+    return call
+
+
 class _CallsInProgress(Consumer):
     """A consumer that notes which threads are inside its calls at once. confluent-kafka
     serialises calls across threads: one waits for another's fetch (its poll timeout)
@@ -445,40 +462,10 @@ class _CallsInProgress(Consumer):
         self.most_threads = 0
         self.calls: dict[str, int] = {}
 
-    def _enter(self, name: str) -> int:
-        thread = threading.get_ident()
-        self.inside.add(thread)
-        self.most_threads = max(self.most_threads, len(self.inside))
-        self.calls[name] = self.calls.get(name, 0) + 1
-        return thread
-
-    def consume(self, *args: Any, **kwargs: Any) -> Any:
-        thread = self._enter("consume")
-        try:
-            return super().consume(*args, **kwargs)
-        finally:
-            self.inside.discard(thread)
-
-    def commit(self, *args: Any, **kwargs: Any) -> Any:
-        thread = self._enter("commit")
-        try:
-            return super().commit(*args, **kwargs)
-        finally:
-            self.inside.discard(thread)
-
-    def pause(self, *args: Any, **kwargs: Any) -> Any:
-        thread = self._enter("pause")
-        try:
-            return super().pause(*args, **kwargs)
-        finally:
-            self.inside.discard(thread)
-
-    def resume(self, *args: Any, **kwargs: Any) -> Any:
-        thread = self._enter("resume")
-        try:
-            return super().resume(*args, **kwargs)
-        finally:
-            self.inside.discard(thread)
+    consume = _noted("consume")
+    commit = _noted("commit")
+    pause = _noted("pause")
+    resume = _noted("resume")
 
 
 @pytest.mark.integration
