@@ -76,11 +76,13 @@ WARM_UP_S = 2  # the latency phase's first seconds, also reported without
 VCENTER = VCenterIdentity("5a1b1f6c-0c4d-4a8e-9b43-3e2f7c9d0a11", "https://vc01/sdk", "8.0.3.0")
 
 
-def records(count: int, start: int = 0) -> list[KafkaRecord]:
-    """VmPoweredOnEvents over 500 VMs (so 500 keys), about VEBA's size."""
+def records(count: int, start: int = 0, keys: int = 500) -> list[KafkaRecord]:
+    """VmPoweredOnEvents over `keys` VMs (at most 500: `powered_on`'s), about VEBA's size;
+    `start` a multiple of 500."""
     host = {"Name": "esx01", "Host": {"Type": "HostSystem", "Value": "host-19"}}
     message = "Virtual machine vm{vm} on esx01 in dc1 is powered on"
-    return [powered_on(index, message, VCENTER, Host=host) for index in range(start, start + count)]
+    indexes = (start + number % keys + 500 * (number // keys) for number in range(count))
+    return [powered_on(index, message, VCENTER, Host=host) for index in indexes]
 
 
 def produce(bootstrap: str, topic: str, batch: list[KafkaRecord], rate: float = 0) -> None:
@@ -407,7 +409,8 @@ def trickle(bootstrap: str, url: str, topic: str, args: argparse.Namespace) -> d
     assert isinstance(runner, StatsRunner)
     count = int(args.trickle_rate * args.trickle_seconds)
     argv = [sys.executable, "-m", "bench.knative", "--phase", "produce", "--bootstrap", bootstrap,
-            "--topic", topic, "--events", str(count), "--rate", str(args.trickle_rate)]  # fmt: skip
+            "--topic", topic, "--events", str(count), "--rate", str(args.trickle_rate),
+            "--keys", str(args.trickle_keys)]  # fmt: skip
     feed = threading.Thread(target=subprocess.run, args=(argv,), kwargs={"check": True})
     counts = {"fetches": 0, "turns": 0, "batches": 0}
     start: list[tuple[float, int, float]] = []  # CPU, context switches, time at the first
@@ -468,6 +471,7 @@ def run_child(phase: str, args: argparse.Namespace, **extra: str) -> dict[str, A
             "--rate", str(args.rate), "--seconds", str(args.seconds),
             "--trickle-rate", str(args.trickle_rate),
             "--trickle-seconds", str(args.trickle_seconds),
+            "--trickle-keys", str(args.trickle_keys),
             *(["--batch", str(args.batch)] if args.batch else []),
             *(["--buffered", str(args.buffered)] if args.buffered else [])]  # fmt: skip
     for name, value in extra.items():
@@ -487,6 +491,15 @@ def main() -> None:
     parser.add_argument("--trickle-rate", type=float, default=300, help="events/s; 0: skip")
     parser.add_argument("--trickle-seconds", type=float, default=30)
     parser.add_argument(
+        "--trickle-keys",
+        type=int,
+        default=500,
+        choices=range(1, 501),
+        metavar="1-500",
+        help="keys of the trickle's events (1: one hot VM, as in the soak: one at a time)",
+    )
+    parser.add_argument("--keys", type=int, default=500, help=argparse.SUPPRESS)
+    parser.add_argument(
         "--only", help="comma-separated phases to run: bare,aiohttp,sink,latency,trickle"
     )
     parser.add_argument("--receiver", choices=["lean", "aiohttp"], default="lean")
@@ -501,7 +514,7 @@ def main() -> None:
     if args.phase == "receive":
         lean_receiver(args.port)
     elif args.phase == "produce":
-        produce(args.bootstrap, args.topic, records(args.events, start=10**6), args.rate)
+        produce(args.bootstrap, args.topic, records(args.events, 10**6, args.keys), args.rate)
     elif args.phase in ("bare", "aiohttp"):
         result = asyncio.run(bare(args.url, args.events, args.connections, args.phase))
         print(json.dumps(result))
