@@ -25,7 +25,16 @@ time and peak RSS are its own:
   and p99 from the broker appending a record (LogAppendTime) to the receiver's answer;
   p99 also without the first `WARM_UP_S` seconds (the feed and the sink's connections
   warming up), and the most records appended in one second (a feed that fell behind
-  catches up in bursts above the rate).
+  catches up in bursts above the rate); beside it, a bare client posting at the same
+  rate to the same receiver, its latency from each request's due time to its answer
+  (what the receiver and the machine's load alone add);
+- trickle (`--trickle-rate`/s for `--trickle-seconds`, 0 to skip): the sink's cost per
+  event when events come one or a few at a time (the soak's 300/s), from the first
+  delivery to the last: events per CPU-second of its process, and per second its batches,
+  fetches, loop turns, commits and context switches (every thread's; each a wake-up);
+  beside it, in the same run, a bare client posting the same requests one by one at the
+  same rate to the same receiver, and a bare consumer reading the same feed (librdkafka's
+  own cost at that rate): their costs per event add up to the trickle's ceiling.
 Prints one JSON object: each phase with its 1-minute load average at its end, the sink
 as a ratio to the bare client in events/s and in events per CPU-second; on a shared
 machine a high load average means the wall rates are low bounds.
@@ -43,11 +52,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 
 from bench.sinks import percentile, powered_on, run_phase
 from devenv import LocalKafka
@@ -60,15 +70,19 @@ from sinks.runtime import SinkRunner
 from vcstream.kafka import TopicSpec, ensure_topics
 from vcstream.settings import Settings
 
+PHASES = ["bare", "aiohttp", "sink", "latency", "trickle"]
+HELPERS = ["bare_paced", "bare_latency", "bare_consume", "produce", "receive"]  # one process each
 WARM_UP_S = 2  # the latency phase's first seconds, also reported without
 VCENTER = VCenterIdentity("5a1b1f6c-0c4d-4a8e-9b43-3e2f7c9d0a11", "https://vc01/sdk", "8.0.3.0")
 
 
-def records(count: int, start: int = 0) -> list[KafkaRecord]:
-    """VmPoweredOnEvents over 500 VMs (so 500 keys), about VEBA's size."""
+def records(count: int, start: int = 0, keys: int = 500) -> list[KafkaRecord]:
+    """VmPoweredOnEvents over `keys` VMs (at most 500: `powered_on`'s), about VEBA's size;
+    `start` a multiple of 500."""
     host = {"Name": "esx01", "Host": {"Type": "HostSystem", "Value": "host-19"}}
     message = "Virtual machine vm{vm} on esx01 in dc1 is powered on"
-    return [powered_on(index, message, VCENTER, Host=host) for index in range(start, start + count)]
+    indexes = (start + number % keys + 500 * (number // keys) for number in range(count))
+    return [powered_on(index, message, VCENTER, Host=host) for index in indexes]
 
 
 def produce(bootstrap: str, topic: str, batch: list[KafkaRecord], rate: float = 0) -> None:
@@ -109,6 +123,20 @@ def usage() -> dict[str, float]:
         "peak_rss_mb": peak_kb / 1024,
         "load_1m": os.getloadavg()[0],
     }
+
+
+def context_switches() -> int:
+    """Voluntary and involuntary context switches of every thread of this process."""
+    total = 0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # a thread that ended meanwhile
+        for line in status.splitlines():
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                total += int(line.split()[1])
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
@@ -194,7 +222,110 @@ async def bare(url: str, count: int, connections: int, library: str) -> dict[str
     return {"events_per_s": count / elapsed, "events_per_cpu_s": count / cpu, **usage()}
 
 
-def sink_runner(bootstrap: str, url: str, topic: str, args: argparse.Namespace) -> SinkRunner:
+async def bare_paced(url: str, rate: float, seconds: float) -> dict[str, Any]:
+    """The sink's client posting prebuilt requests one at a time at `rate`/s: the cost
+    per event of the HTTP part alone when events come one by one (no batching), and the
+    latency from each request's due time to its answer: what the receiver and the
+    machine's load alone add, the floor of the sink's latency at that rate."""
+    count = int(rate * seconds)
+    requests = [r.cloudevent().http_binary() for r in records(count)]
+    client = HTTPClient(url, connections=32, timeout=30)
+    pending: set[asyncio.Task[Any]] = set()
+    latencies: list[float] = []
+
+    async def post(due: float, headers: dict[str, str], body: bytes) -> None:
+        await client.post(headers, body)
+        latencies.append(time.monotonic() - due)
+
+    await client.post({}, b"{}")  # connect before the clock starts
+    cpu, switches, began = usage()["cpu_s"], context_switches(), time.monotonic()
+    for number, (headers, body) in enumerate(requests):
+        due = began + number / rate
+        ahead = due - time.monotonic()
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+        task = asyncio.create_task(post(due, headers, body))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    await asyncio.gather(*pending)
+    elapsed, cpu = time.monotonic() - began, usage()["cpu_s"] - cpu
+    switched = context_switches() - switches
+    await client.close()
+    return {
+        "rate_per_s": rate,
+        "events_per_s": count / elapsed,
+        "events_per_cpu_s": count / cpu,
+        "context_switches_per_s": switched / elapsed,
+        "p50_ms": percentile(sorted(latencies), 0.5) * 1000,
+        "p99_ms": percentile(sorted(latencies), 0.99) * 1000,
+        **usage(),
+    }
+
+
+def bare_consume(bootstrap: str, topic: str, count: int) -> dict[str, Any]:
+    """A consumer reading the paced feed as it comes (`consume(500, 0.1)`, as a filling
+    sink fetches), no delivery, no commit: librdkafka's own cost per record at the rate."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-knative-bare-{topic}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    read, cpu, began, switches = 0, 0.0, 0.0, 0
+    while read < count:
+        for message in consumer.consume(500, 0.1):
+            if message.error() is None:
+                if not read:
+                    cpu, switches, began = usage()["cpu_s"], context_switches(), time.monotonic()
+                read += 1
+    elapsed, cpu = time.monotonic() - began, usage()["cpu_s"] - cpu
+    switched = context_switches() - switches
+    consumer.close()
+    return {
+        "events_per_s": (read - 1) / elapsed,
+        "events_per_cpu_s": (read - 1) / cpu,
+        "context_switches_per_s": switched / elapsed,
+        **usage(),
+    }
+
+
+class StatsRunner(SinkRunner):
+    """A runner that keeps its consumer's request counts from librdkafka's statistics
+    (every 5 s): what it asked the brokers for, whatever the runtime's code."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.requests: list[tuple[float, dict[str, int]]] = []  # (seconds, totals)
+        super().__init__(*args, **kwargs)
+
+    def _on_stats(self, stats_json: str) -> None:
+        super()._on_stats(stats_json)
+        stats = json.loads(stats_json)
+        totals: dict[str, int] = {}
+        for broker in stats.get("brokers", {}).values():
+            for request, number in broker.get("req", {}).items():
+                totals[request] = totals.get(request, 0) + number
+        self.requests.append((stats["ts"] / 1e6, totals))
+
+    def request_rates(self) -> dict[str, float | None]:
+        if len(self.requests) < 2:
+            return {"offset_commits_per_s": None, "fetch_requests_per_s": None}
+        (began, first), (ended, last) = self.requests[0], self.requests[-1]
+        return {
+            f"{name}_per_s": (last.get(request, 0) - first.get(request, 0)) / (ended - began)
+            for name, request in (("offset_commits", "OffsetCommit"), ("fetch_requests", "Fetch"))
+        }
+
+
+def sink_runner(
+    bootstrap: str,
+    url: str,
+    topic: str,
+    args: argparse.Namespace,
+    runner_class: type[SinkRunner] = SinkRunner,
+) -> SinkRunner:
     section = {
         "url": url,
         "concurrency": args.connections,
@@ -207,7 +338,7 @@ def sink_runner(bootstrap: str, url: str, topic: str, args: argparse.Namespace) 
         | ({"maxBuffered": args.buffered} if args.buffered else {}),
     }
     settings = Settings(kafka={"bootstrapServers": bootstrap}, sinks={"knative": section})
-    return SinkRunner(
+    return runner_class(
         registry.create_sink("knative", settings),
         settings.kafka,
         topics=[topic],
@@ -272,6 +403,61 @@ def latency(bootstrap: str, url: str, topic: str, args: argparse.Namespace) -> d
     }
 
 
+def trickle(bootstrap: str, url: str, topic: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The sink fed at `--trickle-rate`: its cost per event, and what it does per second."""
+    runner = sink_runner(bootstrap, url, topic, args, StatsRunner)
+    assert isinstance(runner, StatsRunner)
+    count = int(args.trickle_rate * args.trickle_seconds)
+    argv = [sys.executable, "-m", "bench.knative", "--phase", "produce", "--bootstrap", bootstrap,
+            "--topic", topic, "--events", str(count), "--rate", str(args.trickle_rate),
+            "--keys", str(args.trickle_keys)]  # fmt: skip
+    feed = threading.Thread(target=subprocess.run, args=(argv,), kwargs={"check": True})
+    counts = {"fetches": 0, "turns": 0, "batches": 0}
+    start: list[tuple[float, int, float]] = []  # CPU, context switches, time at the first
+
+    def counted(name: str, call: Any) -> Any:
+        def count_call(*a: Any, **k: Any) -> Any:
+            counts[name] += 1  # += on a dict item: one thread each, or under the GIL
+            return call(*a, **k)
+
+        return count_call
+
+    # the runner's steps, counted from outside (bench code, not the runtime's API)
+    runner._fetch = counted("fetches", runner._fetch)  # type: ignore[method-assign]
+    runner._settle_finished = counted("turns", runner._settle_finished)  # type: ignore[method-assign]
+    deliver = runner.sink.deliver
+
+    async def first_counted(batch: Any) -> Any:
+        if not start:
+            start.append((usage()["cpu_s"], context_switches(), time.monotonic()))
+            counts.update(fetches=0, turns=0, batches=0)
+            runner.requests.clear()  # counted from the first statistics after this
+        counts["batches"] += 1
+        return await deliver(batch)
+
+    runner.sink.deliver = first_counted  # type: ignore[method-assign]
+    timing = run_phase(runner, count, feed)
+    cpu_s, switched = usage()["cpu_s"] - start[0][0], context_switches() - start[0][1]
+    feed.join()
+    elapsed = timing.last - start[0][2]
+    ordered = sorted(timing.latencies)
+    return {
+        "rate_per_s": args.trickle_rate,
+        "events": count,
+        "events_per_s": count / elapsed,
+        "events_per_cpu_s": count / cpu_s,
+        "cpu_us_per_event": cpu_s / count * 1e6,
+        **{f"{name}_per_s": value / elapsed for name, value in counts.items()},
+        # the consumer's requests to the brokers, from librdkafka's statistics
+        **runner.request_rates(),
+        "events_per_batch": count / max(counts["batches"], 1),
+        "context_switches_per_s": switched / elapsed,
+        "p50_ms": percentile(ordered, 0.5) * 1000,
+        "p99_ms": percentile(ordered, 0.99) * 1000,
+        **usage(),
+    }
+
+
 def _per_second(appended_ms: list[int]) -> dict[int, int]:
     counts: dict[int, int] = {}
     for at in appended_ms:
@@ -283,6 +469,9 @@ def run_child(phase: str, args: argparse.Namespace, **extra: str) -> dict[str, A
     argv = [sys.executable, "-m", "bench.knative", "--phase", phase, "--events", str(args.events),
             "--connections", str(args.connections), "--partitions", str(args.partitions),
             "--rate", str(args.rate), "--seconds", str(args.seconds),
+            "--trickle-rate", str(args.trickle_rate),
+            "--trickle-seconds", str(args.trickle_seconds),
+            "--trickle-keys", str(args.trickle_keys),
             *(["--batch", str(args.batch)] if args.batch else []),
             *(["--buffered", str(args.buffered)] if args.buffered else [])]  # fmt: skip
     for name, value in extra.items():
@@ -299,12 +488,24 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--rate", type=float, default=2000, help="events/s, latency phase")
     parser.add_argument("--seconds", type=float, default=10, help="length of the latency phase")
+    parser.add_argument("--trickle-rate", type=float, default=300, help="events/s; 0: skip")
+    parser.add_argument("--trickle-seconds", type=float, default=30)
+    parser.add_argument(
+        "--trickle-keys",
+        type=int,
+        default=500,
+        choices=range(1, 501),
+        metavar="1-500",
+        help="keys of the trickle's events (1: one hot VM, as in the soak: one at a time)",
+    )
+    parser.add_argument("--keys", type=int, default=500, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only", help="comma-separated phases to run: bare,aiohttp,sink,latency,trickle"
+    )
     parser.add_argument("--receiver", choices=["lean", "aiohttp"], default="lean")
     parser.add_argument("--batch", type=int, help="the sink's batch.maxRecords (its default)")
     parser.add_argument("--buffered", type=int, help="the sink's batch.maxBuffered")
-    parser.add_argument(
-        "--phase", choices=["bare", "aiohttp", "sink", "latency", "produce", "receive"]
-    )
+    parser.add_argument("--phase", choices=[*PHASES, *HELPERS])
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -313,7 +514,7 @@ def main() -> None:
     if args.phase == "receive":
         lean_receiver(args.port)
     elif args.phase == "produce":
-        produce(args.bootstrap, args.topic, records(args.events, start=10**6), args.rate)
+        produce(args.bootstrap, args.topic, records(args.events, 10**6, args.keys), args.rate)
     elif args.phase in ("bare", "aiohttp"):
         result = asyncio.run(bare(args.url, args.events, args.connections, args.phase))
         print(json.dumps(result))
@@ -321,6 +522,16 @@ def main() -> None:
         print(json.dumps(sink(args.bootstrap, args.url, args.topic, args)))
     elif args.phase == "latency":
         print(json.dumps(latency(args.bootstrap, args.url, args.topic, args)))
+    elif args.phase == "trickle":
+        print(json.dumps(trickle(args.bootstrap, args.url, args.topic, args)))
+    elif args.phase == "bare_latency":
+        print(json.dumps(asyncio.run(bare_paced(args.url, args.rate, args.seconds))))
+    elif args.phase == "bare_paced":
+        result = asyncio.run(bare_paced(args.url, args.trickle_rate, args.trickle_seconds))
+        print(json.dumps(result))
+    elif args.phase == "bare_consume":
+        count = int(args.trickle_rate * args.trickle_seconds)
+        print(json.dumps(bare_consume(args.bootstrap, args.topic, count)))
     else:
         print(json.dumps(orchestrate(args), indent=2))
 
@@ -344,43 +555,87 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         result["receiver_cpu_s"] = round(cpu_seconds(receiver.pid) - before, 2)
         return result
 
-    try:
-        wait_until(lambda: _listening(port), 20, "bench receiver")
-        bootstrap = broker.bootstrap_servers
-        backlog, paced = (f"bench.knative.{name}.{os.getpid()}" for name in ("backlog", "paced"))
-        ensure_topics(
-            Settings(kafka={"bootstrapServers": bootstrap}).kafka,
-            [
-                TopicSpec(t, args.partitions, extra={"message.timestamp.type": "LogAppendTime"})
-                for t in (backlog, paced)
-            ]
-            + [TopicSpec("bench.knative.dlq")],
-        )
-        produce(bootstrap, backlog, records(args.events))
-        bare_result = measured("bare")
-        aiohttp_result = measured("aiohttp")
-        sink_result = measured("sink", bootstrap=bootstrap, topic=backlog)
-        latency_result = measured("latency", bootstrap=bootstrap, topic=paced)
-    finally:
-        receiver.terminate()
-        receiver.wait(10)
-        broker.stop()
-    return {
+    phases = args.only.split(",") if args.only else list(PHASES)
+    unknown = set(phases) - set(PHASES)
+    if unknown:
+        raise SystemExit(f"--only: no such phase {', '.join(sorted(unknown))} (of {PHASES})")
+    if not args.trickle_rate and "trickle" in phases:
+        phases.remove("trickle")
+    result: dict[str, Any] = {
         "benchmark": "knative",
         "events": args.events,
         "connections": args.connections,
         "partitions": args.partitions,
         "receiver": args.receiver,
         "machine": {"cpus": os.cpu_count()},
-        "bare_client": bare_result,
-        "aiohttp_client": aiohttp_result,
+    }
+    try:
+        wait_until(lambda: _listening(port), 20, "bench receiver")
+        bootstrap = broker.bootstrap_servers
+        backlog, paced, trickled = (
+            f"bench.knative.{name}.{os.getpid()}" for name in ("backlog", "paced", "trickle")
+        )
+        ensure_topics(
+            Settings(kafka={"bootstrapServers": bootstrap}).kafka,
+            [
+                TopicSpec(t, args.partitions, extra={"message.timestamp.type": "LogAppendTime"})
+                for t in (backlog, paced, trickled)
+            ]
+            + [TopicSpec("bench.knative.dlq")],
+        )
+        if "sink" in phases:
+            produce(bootstrap, backlog, records(args.events))
+        if "bare" in phases:
+            result["bare_client"] = measured("bare")
+        if "aiohttp" in phases:
+            result["aiohttp_client"] = measured("aiohttp")
+        if "sink" in phases:
+            result["sink"] = sink_result = measured("sink", bootstrap=bootstrap, topic=backlog)
+            if "bare" in phases:
+                bare_result = result["bare_client"]
+                result["sink_to_bare_ratio"] = round(
+                    sink_result["events_per_s"] / bare_result["events_per_s"], 3
+                )
+                result["sink_to_bare_cpu_ratio"] = round(
+                    sink_result["events_per_cpu_s"] / bare_result["events_per_cpu_s"], 3
+                )
+        if "latency" in phases:
+            result["latency"] = measured("latency", bootstrap=bootstrap, topic=paced)
+            # the same rate from a bare client: the receiver's and the load's share
+            result["latency_bare_client"] = measured("bare_latency")
+        if "trickle" in phases:
+            result["trickle"] = measure_trickle(measured, args, bootstrap, trickled)
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+        broker.stop()
+    result["load_average_1m"] = {"before": load_before, "after": os.getloadavg()[0]}
+    return result
+
+
+def measure_trickle(
+    measured: Callable[..., dict[str, Any]], args: argparse.Namespace, bootstrap: str, topic: str
+) -> dict[str, Any]:
+    """The sink at a trickle, a bare consumer reading the same feed beside it, then the
+    bare client paced alike; the sink as a ratio to the two together per CPU-second."""
+    consumed: dict[str, Any] = {}
+
+    def consume() -> None:
+        consumed.update(run_child("bare_consume", args, bootstrap=bootstrap, topic=topic))
+
+    beside = threading.Thread(target=consume)
+    beside.start()
+    sink_result = measured("trickle", bootstrap=bootstrap, topic=topic)
+    beside.join()
+    client = measured("bare_paced")
+    # a ceiling per event: what consuming and posting it alone cost, added up
+    floor_us = 1e6 / consumed["events_per_cpu_s"] + 1e6 / client["events_per_cpu_s"]
+    return {
         "sink": sink_result,
-        "sink_to_bare_ratio": round(sink_result["events_per_s"] / bare_result["events_per_s"], 3),
-        "sink_to_bare_cpu_ratio": round(
-            sink_result["events_per_cpu_s"] / bare_result["events_per_cpu_s"], 3
-        ),
-        "latency": latency_result,
-        "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
+        "bare_consumer": consumed,
+        "bare_client_paced": client,
+        "ceiling_events_per_cpu_s": round(1e6 / floor_us, 1),
+        "sink_to_ceiling_cpu_ratio": round(sink_result["events_per_cpu_s"] * floor_us / 1e6, 3),
     }
 
 

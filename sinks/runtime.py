@@ -7,11 +7,19 @@ whose buffer reaches `batch.maxBuffered` is paused until it drains (backpressure
 memory). Offsets are committed only after a batch was delivered, filtered or
 dead-lettered; a batch that could not be settled goes back to the head of its buffer.
 On revocation and on shutdown, batches in flight are finished and committed first.
+
+Every call on the consumer while the loop runs is made from the fetching thread, between
+fetches (`ConsumerCalls`): confluent-kafka (2.16) serialises calls on one client across
+threads, and a call waits for the one in progress, polling in 1 ms sleeps. A commit from
+a thread of its own waited out the fetch's poll (up to 100 ms, at ~1,000 wake-ups a
+second) and the next fetch waited out the commit's broker round trip; a pause from the
+loop froze the loop as long.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -45,6 +53,12 @@ REVOKE_TIMEOUT = 30.0  # how long a rebalance waits for batches in flight
 # not turning for this long is a stuck process, the one thing /livez reports
 LOOP_STALE_AFTER = 120.0
 GC_YOUNG_THRESHOLD = 10_000  # net allocations between young collections (CPython: 700)
+POLL_SECONDS = 0.1  # the longest a fetch waits for a record
+# Settled offsets are committed at most this often (and on revocation and shutdown), as
+# Kafka Connect commits on an interval: a commit per batch was 58 commits a second for
+# the Knative sink at 300 events/s (bench.knative's trickle phase), each a broker round
+# trip and its wake-ups. What a crash re-delivers grows by at most this long's events.
+COMMIT_INTERVAL = 0.2
 
 
 # The prefetch bounded as replay's reader bounds it (replay/reader.py says how it was
@@ -55,6 +69,12 @@ BOUNDED_FETCH: dict[str, str] = {
     "queued.max.messages.kbytes": "4096",
     "fetch.queue.backoff.ms": "10",  # the default 1000 ms stalls a small queue
     "fetch.max.bytes": str(2 * 1024 * 1024),
+    # A broker answers a fetch once it has 16 KB or after 20 ms, not at its first record:
+    # at 300 events/s each answer carried one or two records, ~150-225 fetches a second,
+    # each a wake-up of librdkafka's thread, the fetching thread and the loop, and its
+    # own batch (bench.knative --only trickle). At 2,000/s 16 KB come in ~13 ms.
+    "fetch.wait.max.ms": "20",
+    "fetch.min.bytes": str(16 * 1024),
 }
 
 
@@ -62,6 +82,20 @@ def bounded_fetch(kafka: KafkaSettings) -> dict[str, str]:
     return {
         name: str(kafka.client_properties.get(name, value)) for name, value in BOUNDED_FETCH.items()
     }
+
+
+@dataclass
+class ConsumerCalls:
+    """What the fetching thread does on the consumer before its next fetch: pause and
+    resume partitions, and send a commit (asynchronous: its answer comes to `on_commit`
+    during a later fetch, so no fetch waits for a broker round trip)."""
+
+    pause: list[TopicPartition] = field(default_factory=list)
+    resume: list[TopicPartition] = field(default_factory=list)
+    commit: list[TopicPartition] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.pause or self.resume or self.commit)
 
 
 @dataclass
@@ -113,9 +147,11 @@ class SinkRunner:
         self._paused_gauge = metrics.PAUSED_PARTITIONS.labels(sink.name)
         self._partitions: dict[PartitionKey, _Partition] = {}
         self._to_commit: dict[PartitionKey, TopicPartition] = {}
-        # (offset, metadata) last committed per partition, while it stays assigned
+        # (offset, metadata) last sent to be committed per partition (forgotten if Kafka
+        # refused it), while it stays assigned
         self._committed: dict[PartitionKey, tuple[int, str | None]] = {}
-        self._commit_task: asyncio.Task[None] | None = None
+        self._calls = ConsumerCalls()  # for the next fetch to make
+        self._committed_at = 0.0  # monotonic time the last commit was sent
         self._loop: asyncio.AbstractEventLoop | None = None
         self._consumer = Consumer(
             client_config(
@@ -127,6 +163,7 @@ class SinkRunner:
                     "statistics.interval.ms": 5000,
                     "stats_cb": self._on_stats,
                     "error_cb": self._on_error,
+                    "on_commit": self._on_commit,
                     **bounded_fetch(kafka),
                 },
             )
@@ -153,13 +190,12 @@ class SinkRunner:
             while not stop.is_set():
                 self.heartbeat.beat()
                 if fetch is None:
-                    fetch = asyncio.ensure_future(asyncio.to_thread(self._fetch))
-                # wake on new records or on a finished batch, whichever comes first, so a
-                # commit and the next batch never wait for the poll timeout
+                    calls, self._calls = self._calls, ConsumerCalls()
+                    fetch = asyncio.ensure_future(asyncio.to_thread(self._fetch, calls))
+                # wake on new records or on a finished batch, whichever comes first, so
+                # the next batch never waits for the poll timeout
                 waiting: list[asyncio.Future[Any]] = [fetch]
                 waiting += [s.task for s in self._partitions.values() if s.task is not None]
-                if self._commit_task is not None:
-                    waiting.append(self._commit_task)
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if fetch.done():
                     messages, fetch = fetch.result(), None
@@ -179,21 +215,36 @@ class SinkRunner:
                 gc.set_threshold(*collecting)
                 gc.unfreeze()
 
-    def _fetch(self) -> list[Any]:
-        """Records as soon as there is one, and whatever else is already fetched.
+    def _fetch(self, calls: ConsumerCalls) -> list[Any]:
+        """The consumer's calls the loop asked for, then records as soon as there is one,
+        and whatever else is already fetched.
 
         librdkafka's `consume(n, timeout)` waits for n records or the timeout, so asking
         for a batch at once held every record up to 100 ms at low rates (the floor of
         the Knative sink's latency): with `batch.maxWait` 0 (deliver without waiting),
         wait for one record, then take what is queued. A sink that lets batches wait to
         fill (audit, slack) keeps the filling fetch: it wants full batches anyway."""
+        if calls:
+            self._call(calls)
         if self.batching.max_wait.total_seconds() > 0:
-            filled: list[Any] = self._consumer.consume(self.batching.max_records, 0.1)
+            filled: list[Any] = self._consumer.consume(self.batching.max_records, POLL_SECONDS)
             return filled
-        first: list[Any] = self._consumer.consume(1, 0.1)
+        first: list[Any] = self._consumer.consume(1, POLL_SECONDS)
         if not first or self.batching.max_records == 1:
             return first
         return first + self._consumer.consume(self.batching.max_records - 1, 0)
+
+    def _call(self, calls: ConsumerCalls) -> None:
+        """Make `calls` on the consumer (from the fetching thread, or with no fetch in flight)."""
+        if calls.pause:
+            self._consumer.pause(calls.pause)
+        if calls.resume:
+            self._consumer.resume(calls.resume)
+        if calls.commit:
+            try:
+                self._consumer.commit(offsets=calls.commit, asynchronous=True)
+            except Exception as exc:  # a rebalance in progress: the next owner re-delivers
+                log.warning("sink %s: commit failed: %s", self.sink.name, exc)
 
     def _take(self, messages: list[Any]) -> None:
         """Buffer the fetched messages as `ConsumedRecord`s, by partition.
@@ -244,12 +295,12 @@ class SinkRunner:
             in_flight += 1
 
     def _settle_finished(self) -> None:
-        """Settle finished batches and start committing their offsets.
+        """Settle finished batches; every `COMMIT_INTERVAL`, hand their offsets to the
+        next fetch to commit (`ConsumerCalls`).
 
-        The commit runs beside the loop, not in it: a synchronous commit takes a broker
-        round trip (30-100 ms measured under load), and awaiting it here held every
-        partition's next batch back that long. One commit is in flight at a time;
-        offsets settled meanwhile wait for it, merged per partition (the newest wins)."""
+        The commit is not awaited: a synchronous commit takes a broker round trip (30-100
+        ms measured under load), and awaiting it held every partition's next batch back
+        that long. Offsets settled meanwhile are merged per partition (the newest wins)."""
         for key, state in list(self._partitions.items()):
             if state.task is not None and state.task.done():
                 for settled in self._settle(key, state):
@@ -257,33 +308,54 @@ class SinkRunner:
         for topic, partition, offset, metadata in self.sink.pending_commits():
             if (topic, partition) in self._partitions:  # still ours
                 self._to_commit[(topic, partition)] = _position(topic, partition, offset, metadata)
-        if self._commit_task is not None and self._commit_task.done():
-            self._commit_task = None
-        if self._to_commit and self._commit_task is None:
-            # a position Kafka holds already is not sent again: the audit sink's files
-            # commit only when they rotate, and every batch in between settled the same
-            # position (a broker round trip and a thread hand-off per batch, ~2% of CPU)
-            done = self._committed
-            offsets = [tp for key, tp in self._to_commit.items() if done.get(key) != _held(tp)]
-            self._to_commit = {}
-            if offsets:
-                self._commit_task = asyncio.create_task(self._commit(offsets))
+        if not self._to_commit or self._calls.commit:
+            return  # nothing new, or the last offsets handed over wait for their fetch
+        now = time.monotonic()
+        if now - self._committed_at >= COMMIT_INTERVAL:
+            self._committed_at = now
+            self._calls.commit = self._commit_offsets()
 
-    async def _commit(self, offsets: list[TopicPartition]) -> None:
-        try:
-            await asyncio.to_thread(self._consumer.commit, offsets=offsets, asynchronous=False)
-        except Exception as exc:  # a rebalance in progress: the next owner re-delivers
-            log.warning("sink %s: commit failed: %s", self.sink.name, exc)
+    def _commit_offsets(self) -> list[TopicPartition]:
+        """The settled offsets to commit, taken; a position sent already is not sent
+        again: the audit sink's files commit only when they rotate, and every batch in
+        between settled the same position (a broker round trip per batch)."""
+        done = self._committed
+        offsets = [tp for key, tp in self._to_commit.items() if done.get(key) != _held(tp)]
+        self._to_commit = {}
+        for tp in offsets:
+            done[(tp.topic, tp.partition)] = _held(tp)
+        return offsets
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """A commit's answer (consumer thread): positions Kafka refused are sent again."""
+        failed = [tp for tp in partitions if tp.error is not None]
+        if error is None and not failed:
             return
-        for tp in offsets:  # only what Kafka took: a failed one is sent again
-            self._committed[(tp.topic, tp.partition)] = _held(tp)
+        log.warning("sink %s: commit failed: %s", self.sink.name, error or failed[0].error)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._forget_committed, failed or partitions)
+
+    def _forget_committed(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            if self._committed.get(key) == _held(tp):
+                del self._committed[key]
 
     async def _flush_commits(self) -> None:
-        """Wait for the commit in flight, then commit what settled since."""
-        for _ in range(2):
-            if self._commit_task is not None:
-                await self._commit_task
-            self._settle_finished()
+        """Commit what settled and is not committed yet, now (no fetch in flight)."""
+        self._settle_finished()
+        offsets = {(tp.topic, tp.partition): tp for tp in self._calls.commit}
+        offsets.update(((tp.topic, tp.partition), tp) for tp in self._commit_offsets())
+        self._calls = ConsumerCalls()
+        if offsets:
+            try:
+                await asyncio.to_thread(
+                    self._consumer.commit, offsets=list(offsets.values()), asynchronous=False
+                )
+            except Exception as exc:  # a rebalance in progress: the next owner re-delivers
+                log.warning("sink %s: commit failed: %s", self.sink.name, exc)
 
     def _settle(self, key: PartitionKey, state: _Partition) -> list[TopicPartition]:
         """The offset to commit for a finished batch, or none: it goes back to its buffer."""
@@ -322,13 +394,14 @@ class SinkRunner:
         return [_position(*key, *position)]
 
     def _apply_backpressure(self) -> None:
+        """Pause a partition at `max_buffered`, resume it at half: by the next fetch."""
         for key, state in self._partitions.items():
             held = len(state.buffer) + len(state.batch)
             if not state.paused and held >= self.batching.max_buffered:
-                self._consumer.pause([TopicPartition(*key)])
+                self._calls.pause.append(TopicPartition(*key))
                 state.paused = True
             elif state.paused and held < self.batching.max_buffered // 2 + 1:
-                self._consumer.resume([TopicPartition(*key)])
+                self._calls.resume.append(TopicPartition(*key))
                 state.paused = False
         paused = sum(1 for state in self._partitions.values() if state.paused)
         self._paused_gauge.set(paused)
@@ -373,6 +446,7 @@ class SinkRunner:
         # settled offsets not yet sent go with the revoke's commit; the commit in flight
         # is not awaited: it waits for this callback to return (a deadlock)
         offsets = {key: self._to_commit.pop(key) for key in keys if key in self._to_commit}
+        self._drop_calls(keys, offsets)
         for key in keys:
             state = self._partitions.get(key)
             if state is None or state.task is None:
@@ -396,6 +470,21 @@ class SinkRunner:
             self._partitions.pop(key, None)
             self._committed.pop(key, None)
         return list(offsets.values())
+
+    def _drop_calls(
+        self, keys: list[PartitionKey], offsets: dict[PartitionKey, TopicPartition]
+    ) -> None:
+        """Take `keys` out of the calls the next fetch would make; their offsets not yet
+        sent go into `offsets` (unless a newer one is there): the revoke commits them."""
+        revoked = set(keys)
+        calls = self._calls
+        for tp in calls.commit:
+            if (tp.topic, tp.partition) in revoked:
+                offsets.setdefault((tp.topic, tp.partition), tp)
+        calls.commit, calls.pause, calls.resume = (
+            [tp for tp in listed if (tp.topic, tp.partition) not in revoked]
+            for listed in (calls.commit, calls.pause, calls.resume)
+        )
 
     async def _shutdown(self) -> None:
         self._stopping.set()
