@@ -65,8 +65,7 @@ def exchange(sock: socket.socket | ssl.SSLSocket, request: bytes) -> Response:
     """Send `request` and read its response whole."""
     sock.sendall(request)
     reader = _Reader()
-    parser = httptools.HttpResponseParser(reader)
-    reader.parser = parser
+    parser = reader.parser
     while not reader.done:
         data = sock.recv(_RECV_BYTES)
         if not data:
@@ -86,7 +85,7 @@ class _Reader:
     """llhttp's callbacks for one response (httptools.HTTPProtocol's response half)."""
 
     def __init__(self) -> None:
-        self.parser: httptools.HttpResponseParser | None = None
+        self.parser = httptools.HttpResponseParser(self)
         self.head_bytes = b""  # what arrived before the head was whole
         self.reason = b""
         self.headers: dict[str, str] = {}
@@ -106,7 +105,6 @@ class _Reader:
             self.headers[name.decode("latin-1").lower()] = value.decode("latin-1").strip()
 
     def on_headers_complete(self) -> None:
-        assert self.parser is not None
         self.head_done = True
         status = self.parser.get_status_code()
         if status < 200:
@@ -119,12 +117,10 @@ class _Reader:
         self.parts.append(body)
 
     def on_message_complete(self) -> None:
-        assert self.parser is not None
         self.done = True
         self.keep_alive = self.parser.should_keep_alive()  # llhttp resets it afterwards
 
     def response(self) -> Response:
-        assert self.parser is not None
         return Response(
             self.parser.get_status_code(),
             self.reason.decode("latin-1"),
