@@ -107,11 +107,12 @@ def test_a_body_up_to_the_close_and_connection_close_end_the_connection(serve) -
         (b"HTTP/1.1 2000 OK\r\n\r\n", "not an HTTP/1.x status line"),
         (b"HTTP/1.1 100 Continue\r\n\r\n", "interim 100"),
         (b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n", "not a header line"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "not a Content-Length"),
+        # llhttp's own words for the line it refuses (httptools)
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "in Content-Length"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", "transfer coding"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n", "not a chunk size"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x1\r\n", "not a chunk size"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n", "CRLF"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n", "in chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x1\r\n", "in chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n", "after chunk data"),
     ],
 )
 def test_what_is_not_a_soap_servers_answer_is_refused(serve, reply: bytes, problem: str) -> None:
