@@ -63,6 +63,10 @@ def up(
         raise typer.Exit(2)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # started from a script's background job (`&`, CI), this process inherits SIGINT
+    # ignored, and Python then raises no KeyboardInterrupt: Ctrl-C (kill -INT) must
+    # still stop everything
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     kafka = LocalKafka(root / "kafka", port=kafka_port, controller_port=kafka_port + 10)
     # no credentials on vcsim's command line (ps): it accepts the pipeline's login as any
     vcsim = LocalVcsim(root / "vcsim", port=vcsim_port, login_required=False)
