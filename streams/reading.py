@@ -69,7 +69,9 @@ class RecordEvent(CloudEvent):
     processor's input event was a sixth of the example processor's cost. This is a
     CloudEvent (for `isinstance`, `with_changes`, the SDK's bindings) whose public
     getters answer from the view; `get_attributes` builds the SDK's dict (time parsed)
-    on first use. `CloudEvent.__init__` is not called: every public method of the SDK's
+    on first use, and the getters keep answering from the record: changing that dict does
+    not change the event, as it would the SDK's (make a changed event with `with_changes`,
+    as processors do). `CloudEvent.__init__` is not called: every public method of the SDK's
     class is overridden here, so none reads the attributes it would have stored
     (guard: tests/streams/test_reading.py, which also fails if the SDK adds a method).
     """
