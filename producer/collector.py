@@ -21,6 +21,7 @@ from pyVmomi import vim as _vim
 from pyVmomi import vmodl as _vmodl
 
 from producer import alarms, soap_raw
+from schemas.vmodl_doorbell import LatestEvent
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class EventCollector:
         self._read_since_wait += len(page)
         return page
 
-    def wait_for_change(self) -> list[soap_raw.LatestEvent] | None:
+    def wait_for_change(self) -> list[LatestEvent] | None:
         """Block until `latestPage` changes or `poll_interval` passes.
 
         Returns the newest events the vCenter has (its `latestPage`: keys and times)

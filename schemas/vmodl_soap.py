@@ -290,7 +290,12 @@ _UTC_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z\Z")
 
 
 def _time(data: str, reader: _Reader) -> datetime:
-    """Iso8601.ParseISO8601 (fraction cut to 6 digits), at C speed for the usual form."""
+    return parse_time(data)
+
+
+def parse_time(data: str) -> datetime:
+    """Iso8601.ParseISO8601 (fraction cut to 6 digits), at C speed for the usual form;
+    raises Declined for what it does not read."""
     match = _UTC_TIME.match(data)
     if match:
         head, fraction = match.groups()

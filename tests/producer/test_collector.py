@@ -15,6 +15,7 @@ from devenv.activity import VcsimClient, connect, inventory
 from producer import soap_raw
 from producer.collector import EventCollector, PropertyCollector
 from producer.position import Position, Sequencer, position_of
+from schemas import vmodl_doorbell
 from schemas.vmodl_json import GoEvent, event_class_name, to_go_json
 
 pytestmark = pytest.mark.integration
@@ -145,7 +146,7 @@ def _rings_both_ways(collector: EventCollector, version: str, wait_s: int) -> tu
     )
     status, body = soap_raw.post(stub, request)
     assert status == 200
-    return soap_raw.read_doorbell(body), soap_raw.doorbell_update(
+    return vmodl_doorbell.read_doorbell(body), soap_raw.doorbell_update(
         soap_raw.deserialize(stub, info, status, body)
     )
 

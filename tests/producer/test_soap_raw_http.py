@@ -17,7 +17,9 @@ from pyVmomi import SoapAdapter, VmomiSupport, vim, vmodl
 
 from bench.decode import NEWEST, read_next_events_response
 from producer import soap_raw
-from producer.soap_raw import LatestEvent, RawDoorbell, RawEventReader
+from producer.soap_raw import RawDoorbell, RawEventReader
+from schemas import vmodl_doorbell, vmodl_soap
+from schemas.vmodl_doorbell import LatestEvent
 
 PC: Any = vmodl.query.PropertyCollector
 EVENT_ARRAY: Any = VmomiSupport.GetVmodlType("vim.event.Event[]")
@@ -254,7 +256,7 @@ def test_a_quiet_wait_and_an_update_without_changes(server: Server) -> None:
     assert server.doorbell().wait("6", 1) is None
     server.body = wait_response(PC.UpdateSet(version="8"))
     update = server.doorbell().wait("7", 1)
-    assert update == soap_raw.DoorbellUpdate("8", []) == pyvmomis(server)
+    assert update == vmodl_doorbell.DoorbellUpdate("8", []) == pyvmomis(server)
 
 
 def test_a_ring_the_fast_reader_declines_is_read_by_pyvmomi(server: Server) -> None:
@@ -262,7 +264,7 @@ def test_a_ring_the_fast_reader_declines_is_read_by_pyvmomi(server: Server) -> N
     server.body = wait_response(update_of(("latestPage", "not events")))
     doorbell = server.doorbell()
     update = doorbell.wait("6", 1)
-    assert update == soap_raw.DoorbellUpdate("7", [])
+    assert update == vmodl_doorbell.DoorbellUpdate("7", [])
     assert (doorbell.fast_rings, doorbell.slow_rings) == (0, 1)
 
 
@@ -287,8 +289,8 @@ def test_a_ring_the_fast_reader_declines_is_read_by_pyvmomi(server: Server) -> N
     ],
 )
 def test_what_read_doorbell_does_not_follow_is_declined(body: bytes, problem: str) -> None:
-    with pytest.raises(soap_raw.Declined, match=problem):
-        soap_raw.read_doorbell(body)
+    with pytest.raises(vmodl_soap.Declined, match=problem):
+        vmodl_doorbell.read_doorbell(body)
 
 
 def test_a_doorbell_fault_raises_the_fault_and_bad_xml_pyvmomis_error(server: Server) -> None:
