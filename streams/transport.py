@@ -181,7 +181,7 @@ class Consumer(faust_aiokafka.Consumer):
     # first step runs here, in the fetch loop's task; only a callback that waits (a
     # full queue, flow control) goes on racing suspend_flow as Faust races it, and any
     # call of another shape is mode's. The fetch loop ignores the result either way.
-    # Guard: tests/streams/test_transport.py (the call in Faust's loop, and the race).
+    # Guard: tests/streams/test_hand_over.py (the call in Faust's loop, and the race).
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
         if (
             len(coros) != 2
