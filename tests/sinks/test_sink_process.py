@@ -17,12 +17,18 @@ from sinks.audit.verify import verify_files
 from tests.sinks.helpers import ensure_topics_for, produce, vm_records
 
 pytestmark = pytest.mark.integration
-TOTAL = 3000
+HALF = 1500
+TOTAL = 2 * HALF
+ROTATE = 120  # TOTAL is a multiple of it, HALF is not
 
 
 def stored_offsets(root: Path) -> list[int]:
     store = AuditFiles(root)
     return [r["offset"] for f in store.files() for r in read_file(f.path)]
+
+
+def open_files(root: Path) -> list[Path]:
+    return list(root.rglob("*.avro.tmp"))
 
 
 def wait_for(condition, timeout: float, what: str) -> None:
@@ -37,7 +43,12 @@ def test_audit_sink_killed_with_sigkill_mid_batch_loses_and_duplicates_nothing(
     kafka, topic_name, tmp_path
 ):
     topic, dlq = topic_name("audit"), topic_name("dlq")
-    produce(kafka.bootstrap_servers, topic, vm_records(TOTAL, vms=50))
+    # Files close (and commit) every ROTATE records. The first half is not a multiple of
+    # ROTATE, so once the sink has read it, its last records sit in an open file that
+    # nothing closes (the interval is 600 s): the kill lands with that file open whatever
+    # the sink's speed. The second half arrives only after the kill.
+    first_half, second_half = vm_records(HALF, vms=50), vm_records(HALF, vms=50, start=HALF + 1)
+    produce(kafka.bootstrap_servers, topic, first_half)
     ensure_topics_for(kafka.bootstrap_servers, [dlq])
     root = tmp_path / "audit"
     config = tmp_path / "vcstream.yaml"
@@ -53,8 +64,7 @@ def test_audit_sink_killed_with_sigkill_mid_batch_loses_and_duplicates_nothing(
                 "sinks": {
                     "audit": {
                         "topics": [topic],
-                        # files close (and commit) every 120 records: killed with one open
-                        "files": {"directory": str(root), "rotateRecords": 120},
+                        "files": {"directory": str(root), "rotateRecords": ROTATE},
                         "batch": {"maxRecords": 40, "maxWait": "PT0.01S"},
                         "delivery": {"deadLetterTopic": dlq},
                     }
@@ -63,20 +73,26 @@ def test_audit_sink_killed_with_sigkill_mid_batch_loses_and_duplicates_nothing(
         )
     )
     command = [sys.executable, "-m", "cli", "sink", "audit", "--config", str(config)]
+    sealed_before_kill = HALF - HALF % ROTATE
 
     first = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: len(stored_offsets(root)) >= 400, 60, "the first files")
+        wait_for(
+            lambda: len(stored_offsets(root)) >= sealed_before_kill and open_files(root),
+            60,
+            "the first half's sealed files and the open one",
+        )
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-    stored_at_kill = len(stored_offsets(root))
-    assert stored_at_kill < TOTAL  # killed with work left
+    assert len(stored_offsets(root)) == sealed_before_kill
+    assert open_files(root)  # killed with records in an open file
+    produce(kafka.bootstrap_servers, topic, second_half)
 
     second = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: len(stored_offsets(root)) >= TOTAL, 90, "every record")
-        time.sleep(1)  # a duplicate would show up after the last batch
+        # one partition, read in order: a record stored twice would be stored before the last
+        wait_for(lambda: TOTAL - 1 in stored_offsets(root), 90, "the last record")
     finally:
         second.send_signal(signal.SIGTERM)
         exit_code = second.wait(30)
@@ -85,5 +101,5 @@ def test_audit_sink_killed_with_sigkill_mid_batch_loses_and_duplicates_nothing(
     offsets = stored_offsets(root)
     assert len(offsets) == TOTAL  # no duplicate
     assert sorted(offsets) == list(range(TOTAL))  # no loss
-    assert not list(root.rglob("*.tmp"))
+    assert not open_files(root)
     assert verify_files(AuditFiles(root)).ok
