@@ -58,6 +58,40 @@ def streams_config(
     return path
 
 
+# An inline processor that takes 2 ms per event, for tests that stop a worker mid-stream:
+# 2,000 events then last 4 s or more whatever the worker's own speed (unthrottled, a
+# faster worker once wrote all of them before the kill landed).
+THROTTLE = """
+import time
+from streams.api import inline
+
+@inline()
+def throttle(event):
+    time.sleep(0.002)
+    return event
+"""
+
+
+def throttled_config(
+    tmp_path: Path, bootstrap: str, topic_name: Callable[[str], str], **streams: Any
+) -> tuple[Path, dict[str, str]]:
+    """`streams_config` with THROTTLE as a user's processor package, and the environment
+    that lets the worker import it."""
+    package = tmp_path / "throttle_processors"
+    package.mkdir()
+    (package / "__init__.py").write_text(THROTTLE)
+    config = streams_config(
+        tmp_path,
+        bootstrap,
+        topic_name,
+        processors={"packages": ["throttle_processors"]},
+        **streams,
+    )
+    return config, {
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    }
+
+
 class StreamsWorker:
     """`vcstream streams worker` in its own process group; output in a log file."""
 

@@ -8,7 +8,6 @@ nothing brought them back. Each test starts with no committed offset, on purpose
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from tests.streams.helpers import (
     definition_record,
     produce,
     streams_config,
+    throttled_config,
     wait_for,
 )
 from vcstream.kafka import client_config
@@ -37,33 +37,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 VC = VCenterIdentity("99999999-2222-3333-4444-555555555555", "https://vc.crash/sdk", "8.0.3.0")
 BATCH = 2000
-
-# An inline processor that takes 2 ms per event: the first batch then lasts 4 s or more
-# whatever the worker's own speed, so the kill lands mid-batch (unthrottled, a faster
-# worker once wrote all 2,000 before the kill).
-THROTTLE = """
-import time
-from streams.api import inline
-
-@inline()
-def throttle(event):
-    time.sleep(0.002)
-    return event
-"""
-
-
-def throttled_config(
-    tmp_path: Path, bootstrap: str, topic_name: Any
-) -> tuple[Path, dict[str, str]]:
-    package = tmp_path / "throttle_processors"
-    package.mkdir()
-    (package / "__init__.py").write_text(THROTTLE)
-    config = streams_config(
-        tmp_path, bootstrap, topic_name, processors={"packages": ["throttle_processors"]}
-    )
-    return config, {
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
-    }
 
 
 def events(first_key: int, count: int) -> list[KafkaRecord]:

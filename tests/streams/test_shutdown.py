@@ -17,14 +17,21 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from schemas.record import KafkaRecord
-from tests.streams.helpers import StreamsWorker, consume, produce, streams_config, wait_for
+from tests.streams.helpers import (
+    StreamsWorker,
+    consume,
+    produce,
+    streams_config,
+    throttled_config,
+    wait_for,
+)
 from tests.streams.test_crash_recovery import audit_output, events, expected_audit_id, written
 from vcstream.kafka import client_config
 from vcstream.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-BACKLOG = 6000  # far more than the worker processes before the SIGTERM lands
+BACKLOG = 6000  # 12 s or more through the throttle: the SIGTERM lands mid-backlog
 
 
 def committed_inputs(settings: Settings) -> dict[int, int]:
@@ -57,8 +64,10 @@ def terminate(worker: StreamsWorker, within: float) -> int:
 def test_sigterm_with_a_backlog_commits_what_was_processed_and_exits_0(
     kafka, topic_name, tmp_path: Path
 ):
-    config = streams_config(tmp_path, kafka.bootstrap_servers, topic_name, shutdownGrace="10s")
-    worker = StreamsWorker(config)
+    config, env = throttled_config(
+        tmp_path, kafka.bootstrap_servers, topic_name, shutdownGrace="10s"
+    )
+    worker = StreamsWorker(config, env=env)
     settings = worker.settings
     try:
         worker.start()
