@@ -36,10 +36,12 @@ class Burst(threading.Thread):
         self.client = VcsimClient(sim)
         self.interval = 1 / rate
         self.halt = threading.Event()
+        self.posted = 0
 
     def run(self) -> None:
         while not self.halt.wait(self.interval):
             self.client.post_eventex(1, "com.example.burst")
+            self.posted += 1
 
     def stop(self) -> int:
         """Stop posting; the newest key the vCenter has."""
@@ -73,11 +75,13 @@ def test_producer_survives_kill_9_ten_times_exactly_once(
     burst = Burst(vcsim, rate=20)
     burst.start()
     rng = random.Random(5)
+    posted_at_kills = []
     for _ in range(10):
         producer = producer_process(config)
         # random moments: during start-up, resume, alarm snapshot or mid-stream
         threading.Event().wait(rng.uniform(0.5, 4.0))
         producer.kill()
+        posted_at_kills.append(burst.posted)
     newest = burst.stop()
     producer = producer_process(config)
     wait_for(lambda: committed_up_to(kafka, topics, newest), 90, f"event {newest} committed")
@@ -91,7 +95,8 @@ def test_producer_survives_kill_9_ten_times_exactly_once(
     keys = {key for _, key in found}
     lost = set(range(1, newest + 1)) - keys
     assert (len(duplicated), len(lost)) == (0, 0), (duplicated, sorted(lost)[:20])
-    assert newest > 400  # the burst really ran across the kills
+    # the burst really ran across the kills (a count, not a rate: vcsim posts slower under load)
+    assert posted_at_kills[-1] > posted_at_kills[0] > 0
 
 
 def test_producer_survives_broker_restart_mid_stream(
