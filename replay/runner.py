@@ -114,8 +114,8 @@ class ReplayLoop:
         saves)."""
         rejected: set[Position] = set()
         if self.target.takes_lines:
-            if checked.lines:
-                self.target.write_lines(checked.lines)
+            if checked.pieces:
+                self.target.write_lines(checked.pieces)
         elif checked.items:
             rejected = self.target.write(checked.items)
         durable = self.target.sync()

@@ -220,7 +220,7 @@ class _NoTarget(ReplayTarget):
     def write(self, items: Sequence[ReplayItem]) -> set[Position]:
         return set()
 
-    def write_lines(self, lines: bytes) -> None:
+    def write_lines(self, pieces: Sequence[bytes]) -> None:
         return None
 
 
