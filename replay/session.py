@@ -242,9 +242,6 @@ GC_THRESHOLD = 200_000
 # each record with what its check read (attributes, parsed data): 2,000 keep a replay
 # into audit files (librdkafka and imports ~125 MB of it) at ~147 MB RSS
 MAX_BATCH = 2_000
-# a line target's batch is its messages (~1.5 KB each with headers) and their lines, not
-# decoded events: 5,000 keep it as small, and save the position half as often
-LINES_BATCH = 5000
 
 
 def _batch_size(rate: float | None, target: ReplayTarget, plan: Plan) -> int:
