@@ -9,12 +9,13 @@ into the one report. Partitions never move between workers, so each partition's 
 the audit hash chain and the checksum are those of a one-process replay.
 
 Targets: `file:` JSON lines (each worker writes a part file, joined into the file in
-worker order once all are complete: lines of different partitions interleave in any
-case), `audit` (each partition is stored by one worker; the store's crash recovery runs
-once, here, before the workers start) and `--dry-run`. Not: stdout (one stream: lines
-of several processes would interleave mid-line), `--format avro` (one Avro container
-cannot take blocks from several writers), knative and slack (their ordering per key and
-rate limits are kept per process; N processes would send N times the configured rate).
+worker order once all are complete, the first by a rename: lines of different
+partitions interleave in any case), `audit` (each partition is stored by one worker;
+the store's crash recovery runs once, here, before the workers start) and `--dry-run`.
+Not: stdout (one stream: lines of several processes would interleave mid-line),
+`--format avro` (one Avro container cannot take blocks from several writers), knative
+and slack (their ordering per key and rate limits are kept per process; N processes
+would send N times the configured rate).
 
 Stopping: the coordinator passes a stop (SIGINT/SIGTERM) on as SIGTERM; each worker
 finishes its batch and saves. A worker whose coordinator died stops the same way, so
