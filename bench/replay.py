@@ -3,13 +3,19 @@ one pre-loaded topic (distinct keys over several partitions, VEBA-shaped records
 
 - `kcat -C -e` writing the values into a file (the ceiling: librdkafka in C),
 - a bare confluent-kafka consume loop in Python (the ceiling for any Python stage), as
-  `bench.kafka_ceiling` runs it and with the replay's fetch settings and batch size,
-  reading each record's headers and value (what a replay pays before any check),
+  `bench.kafka_ceiling` runs it and with the replay's fetch settings, batch size and
+  collector settings, reading each record's headers and value (what a replay pays
+  before any check),
 - `vcstream replay --to file:` and `--to audit` (files backend), each with one
   process and with `--workers N`.
 
     .venv/bin/python -m bench.replay [--records 200000] [--partitions 6] [--workers 2]
-        [--stages kcat,consume,file,audit] [--bootstrap HOST:PORT]
+        [--stages kcat,consume,file,audit] [--rounds 1] [--bootstrap HOST:PORT]
+
+With `--rounds R` every stage runs R times, the stages taking turns (kcat, consume,
+..., kcat, consume, ...), so a change in the machine's load falls on all of them: each
+run's ratios are to the ceilings of its own round, and `summary` gives each stage's
+median over the rounds.
 
 Every stage runs as a child process (the real command for replay), so its figures are
 its own: records/s over the wall time (start-up included, as for kcat), events per
@@ -23,10 +29,12 @@ local broker is started (deploy/local/install.sh first). Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -41,7 +49,7 @@ from bench.kafka_ceiling import consume
 from bench.processes import Measured, run_measured
 from devenv import LocalKafka
 from replay.reader import FETCH_SETTINGS
-from replay.session import MAX_BATCH
+from replay.session import GC_THRESHOLD, MAX_BATCH
 from schemas import VCenterIdentity
 from schemas.codec import encode_vsphere
 from vcstream.kafka import TopicSpec, ensure_topics
@@ -161,23 +169,48 @@ def replay(
     )
 
 
+CEILINGS = (
+    ("kcat", "kcat"),
+    ("confluent_kafka_consume", "consume"),
+    ("confluent_kafka_consume_replay_fetch", "replay_fetch_consume"),
+)
+
+
 def _ratios(runs: list[dict[str, Any]]) -> None:
-    """Each stage against both ceilings of the same run: wall rates (what a user waits
+    """Each stage against the ceilings of its own round: wall rates (what a user waits
     for; on a loaded machine they follow each process's share of the CPU) and events
     per CPU-second (what the stage itself costs, whatever the load)."""
-    for ceiling, name in (
-        ("kcat", "kcat"),
-        ("confluent_kafka_consume", "consume"),
-        ("confluent_kafka_consume_replay_fetch", "replay_fetch_consume"),
-    ):
-        measured = next((r for r in runs if r["stage"] == ceiling), None)
+    for ceiling, name in CEILINGS:
         for run in runs:
+            measured = next(
+                (r for r in runs if r["stage"] == ceiling and r["round"] == run["round"]), None
+            )
             if measured is None:
                 continue
             run[f"ratio_to_{name}"] = round(run["records_per_s"] / measured["records_per_s"], 3)
             run[f"cpu_ratio_to_{name}"] = round(
                 run["events_per_cpu_second"] / measured["events_per_cpu_second"], 3
             )
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each stage's median over the rounds (and its extremes, for the spread)."""
+    summary: dict[str, dict[str, Any]] = {}
+    figures = ["records_per_s", "events_per_cpu_second", "load_average_1m"]
+    figures += [f"{kind}ratio_to_{name}" for _, name in CEILINGS for kind in ("", "cpu_")]
+    for stage in dict.fromkeys(r["stage"] for r in runs):
+        mine = [r for r in runs if r["stage"] == stage]
+        summary[stage] = {"rounds": len(mine)}
+        for figure in figures:
+            values = [r[figure] for r in mine if figure in r]
+            if values:
+                summary[stage][figure] = {
+                    "median": round(statistics.median(values), 3),
+                    "min": min(values),
+                    "max": max(values),
+                }
+        summary[stage]["peak_rss_mb_max"] = max(max(r["peak_rss_mb_per_process"]) for r in mine)
+    return summary
 
 
 def _consume_only(args: argparse.Namespace) -> None:
@@ -190,6 +223,10 @@ def _consume_only(args: argparse.Namespace) -> None:
          "enable.auto.commit": False, "isolation.level": "read_committed", **FETCH_SETTINGS}
     )  # fmt: skip
     consumer.assign([TopicPartition(args.topic, p, 0) for p in range(args.partitions)])
+    # the collector as a replay sets it (replay.session.replay_range): at the default
+    # threshold it ran every ~60 messages of a batch, and the loop measured it instead
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     seen = 0
     while seen < args.records:
         for message in consumer.consume(MAX_BATCH, timeout=1.0):
@@ -200,12 +237,39 @@ def _consume_only(args: argparse.Namespace) -> None:
     consumer.close()
 
 
+def _round(
+    args: argparse.Namespace,
+    bootstrap: str,
+    topic: str,
+    config: Path,
+    stages: list[str],
+    workdir: Path,
+) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    if "kcat" in stages:
+        runs.append(kcat(bootstrap, topic, args.records, workdir))
+    if "consume" in stages:
+        runs.append(bare_consume(bootstrap, topic, args.partitions, args.records))
+        runs.append(bare_consume(bootstrap, topic, args.partitions, args.records, True))
+    for name in ("file", "audit"):
+        if name not in stages:
+            continue
+        for workers in sorted({1, args.workers}):
+            target = "audit" if name == "audit" else f"file:{workdir / 'replay.jsonl'}"
+            shutil.rmtree(workdir / "audit", ignore_errors=True)
+            runs.append(replay(config, topic, target, workers, workdir, args.records))
+    (workdir / "replay.jsonl").unlink(missing_ok=True)
+    (workdir / "kcat.out").unlink(missing_ok=True)
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--workers", type=int, default=2, help="N for the --workers runs")
     parser.add_argument("--stages", default="kcat,consume,file,audit")
+    parser.add_argument("--rounds", type=int, default=1, help="every stage R times, in turns")
     parser.add_argument("--bootstrap", help="an existing broker; default: start a local one")
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--consume-only", action="store_true", help=argparse.SUPPRESS)
@@ -242,20 +306,12 @@ def main() -> None:
             "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         }
         runs: list[dict[str, Any]] = []
-        if "kcat" in stages:
-            runs.append(kcat(bootstrap, topic, args.records, workdir))
-        if "consume" in stages:
-            runs.append(bare_consume(bootstrap, topic, args.partitions, args.records))
-            runs.append(bare_consume(bootstrap, topic, args.partitions, args.records, True))
-        for name in ("file", "audit"):
-            if name not in stages:
-                continue
-            for workers in sorted({1, args.workers}):
-                target = "audit" if name == "audit" else f"file:{workdir / 'replay.jsonl'}"
-                shutil.rmtree(workdir / "audit", ignore_errors=True)
-                runs.append(replay(config, topic, target, workers, workdir, args.records))
+        for round_index in range(args.rounds):
+            for run in _round(args, bootstrap, topic, config, stages, workdir):
+                runs.append({"round": round_index, **run})
         _ratios(runs)
         result["stages"] = runs
+        result["summary"] = _summary(runs)
         result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
         print(json.dumps(result, indent=2))
     finally:

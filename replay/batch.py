@@ -11,6 +11,12 @@ with the id and time spliced in. A record of no known layout (the first of each 
 type, or anything odd) goes the slow way (`KafkaRecord`, `CloudEventView.check`,
 `as_json_line`), which also gives a refusal its exact reason; tests/replay/
 test_batch.py holds both ways to the same verdict and the same bytes.
+
+Where a replay into a file spends its CPU after this (py-spy, 200,000 records on 6
+partitions): confluent-kafka's own per-message objects (consume, `headers()`, their
+deallocation) about a third; the time's parse, the checksum's SHA-256 and the data's
+JSON check (each the check's verdict, exactly as `check` gives it) about a fifth; the
+rest is this loop's interpreter work and the line's head.
 """
 
 from __future__ import annotations
@@ -55,11 +61,19 @@ class Counted:
 @dataclass
 class Checked:
     """A batch: its counts per partition and what goes to the target (a line target's
-    bytes, or another target's items)."""
+    lines as pieces of bytes, or another target's items).
+
+    A line is a few pieces (its head, the record's value as the message holds it, its
+    tail), written as they are (`os.writev`): joining them first cost a copy of every
+    value and, for a fresh buffer of megabytes, its page faults."""
 
     counted: dict[int, Counted]
-    lines: bytes = b""
+    pieces: list[bytes] = field(default_factory=list)
     items: list[ReplayItem] = field(default_factory=list)
+
+    @property
+    def lines(self) -> bytes:
+        return b"".join(self.pieces)
 
     @property
     def read(self) -> int:
@@ -78,11 +92,58 @@ class Checked:
                 ) % MODULUS
 
 
+_LINE_END = b"}}\n"  # after the value: the event's brace, the line's, the newline
+
+# record keys whose JSON is kept (one per managed entity, in practice); forgotten all at
+# once when full, so memory stays bounded whatever a topic holds
+MAX_KEYS = 4096
+
+
+def _key_json(key: bytes | None) -> bytes:
+    """A record key as its line writes it (`as_json_line`)."""
+    return b"null" if key is None else orjson.dumps(key.decode("utf-8", "replace"))
+
+
+def _nothing(headers: Any) -> None:
+    return None
+
+
+def _store(
+    count: Counted,
+    last_offset: int,
+    read: int,
+    written: int,
+    filtered: int,
+    checksum: int,
+    low: int | None,
+    high: int | None,
+) -> None:
+    """Add what the line loop counted in locals for a run of one partition's records."""
+    count.last_offset = last_offset
+    count.read += read
+    count.written += written
+    count.filtered += filtered
+    count.checksum += checksum
+    if low is not None and (count.first_time_ms is None or low < count.first_time_ms):
+        count.first_time_ms = low
+    if high is not None and (count.last_time_ms is None or high > count.last_time_ms):
+        count.last_time_ms = high
+
+
 class Layout:
     """What every record of one header layout shares with the first one checked the
     slow way (`HeaderLayouts`: its headers but `ce_id` and `ce_time`)."""
 
-    __slots__ = ("after", "attributes", "before", "between", "derived", "id_first", "written")
+    __slots__ = (
+        "after",
+        "attributes",
+        "before",
+        "between",
+        "data_head",
+        "derived",
+        "id_first",
+        "written",
+    )
 
     def __init__(
         self,
@@ -96,6 +157,7 @@ class Layout:
         self.written = written  # not filtered out
         # the JSON line's head before the first of id/time, between them, after them
         self.before, self.between, self.after = before, between, after
+        self.data_head = after + b',"data":'  # a line's head ends here; the value follows
         self.id_first = id_first
         # the attributes but id and time, as `CloudEventView.attributes` reads them
         self.attributes = attributes
@@ -115,14 +177,27 @@ class BatchChecker:
         self._layouts: HeaderLayouts[Layout] = HeaderLayouts(MAX_LAYOUTS)
         self.slow_checks = 0  # records checked the slow way (no known layout, or refused)
         self._line_start = orjson.dumps({"topic": topic})[:-1] + b',"partition":'
+        self._keys: dict[bytes | None, bytes] = {}  # a record key -> its JSON (`_key_json`)
 
     def check(self, messages: Sequence[Message]) -> Checked:
+        if self.lines:
+            return self._check_lines(messages)
+        return self._check_items(messages)
+
+    def _check_lines(self, messages: Sequence[Message]) -> Checked:
+        """The line target's batch: per record only what differs from its layout is read
+        (id, time, value, key, where), the rest of its line is the layout's bytes.
+
+        Written for the interpreter: the partition's counts are kept in locals while its
+        records run (a fetch gives a partition's records one after another) and stored
+        on a change; the layout is first compared with the last record's (records of
+        one event type come in runs) before the dict is asked; a key's JSON is cached."""
         counted: dict[int, Counted] = {}
-        lines: list[bytes] = []
-        items: list[ReplayItem] = []
+        pieces: list[bytes] = []
+        add = pieces.extend
         layouts = self._layouts
+        keys = self._keys
         line_start = self._line_start
-        build_lines = self.lines
         sha256 = hashlib.sha256
         from_bytes = int.from_bytes
         loads = orjson.loads
@@ -130,6 +205,123 @@ class BatchChecker:
         parse_time = _parse_time
         second = -1
         second_text = b""
+        # the last layout found: the headers but id and time as a tuple, and the layout
+        last_shape: tuple[int, int, int] = (-1, -1, -1)
+        last_others: Any = None
+        last_pick: Callable[[Any], Any] = _nothing
+        last_layout: Layout | None = None
+        # the running partition's counts (see the docstring)
+        count: Counted | None = None
+        current = -1
+        read = written = filtered = checksum = 0
+        low: int | None = None  # the partition's timestamps seen in this batch
+        high: int | None = None
+        offset = -1
+        for message in messages:
+            partition: int = message.partition()  # type: ignore[assignment]
+            if partition != current:
+                if count is not None:
+                    _store(count, offset, read, written, filtered, checksum, low, high)
+                count = counted.get(partition)
+                if count is None:
+                    count = counted[partition] = Counted(message.offset())  # type: ignore[arg-type]
+                current = partition
+                read = written = filtered = checksum = 0
+                low = high = None
+            offset = message.offset()  # type: ignore[assignment]
+            read += 1
+            has_time, time_ms = message.timestamp()
+            if has_time:
+                if low is None or time_ms < low:
+                    low = time_ms
+                if high is None or time_ms > high:
+                    high = time_ms
+            headers = message.headers()
+            value = message.value()
+            layout = None
+            if headers and value and has_time:
+                size = len(headers)
+                id_at, time_at, _ = last_shape
+                if (
+                    last_shape[2] == size
+                    and headers[id_at][0] == "ce_id"
+                    and headers[time_at][0] == "ce_time"
+                    and last_pick(headers) == last_others
+                ):
+                    layout = last_layout
+                    id_raw, time_raw = headers[id_at][1], headers[time_at][1]
+                else:
+                    found = layouts.find_with_shape(headers)
+                    if found is not None:
+                        layout, id_raw, time_raw, last_shape, last_pick = found
+                        last_others, last_layout = last_pick(headers), layout
+            if layout is not None:
+                try:
+                    id_text = id_raw.decode()
+                    time_text = time_raw.decode()
+                    if not id_text or parse_time(time_text).tzinfo is None:
+                        layout = None
+                    else:
+                        loads(value)  # type: ignore[arg-type]
+                except (ValueError, OverflowError, AttributeError):
+                    layout = None  # the slow way says exactly what is wrong
+            if layout is None:
+                _store(count, offset, read, written, filtered, checksum, low, high)  # type: ignore[arg-type]
+                read = written = filtered = checksum = 0
+                low = high = None
+                self._slow(message, count, pieces, [])  # type: ignore[arg-type]
+                continue
+            if not layout.written:
+                filtered += 1
+                continue
+            written += 1
+            digest = sha256(b"%d:%d:%b" % (partition, offset, id_raw)).digest()
+            checksum += from_bytes(digest, "big")
+            raw_key = message.key()
+            key = keys.get(raw_key)
+            if key is None:
+                key = _key_json(raw_key)
+                if len(keys) >= MAX_KEYS:
+                    keys.clear()
+                keys[raw_key] = key
+            if time_ms // 1000 != second:
+                second = time_ms // 1000
+                second_text = iso_second(second).encode()
+            first, later = (id_text, time_text) if layout.id_first else (time_text, id_text)
+            add(
+                (
+                    b'%b%d,"offset":%d,"timestamp":"%b.%03dZ","key":%b,"event":%b%b%b%b%b'
+                    % (
+                        line_start,
+                        partition,
+                        offset,
+                        second_text,
+                        time_ms % 1000,
+                        key,
+                        layout.before,
+                        dumps(first),
+                        layout.between,
+                        dumps(later),
+                        layout.data_head,
+                    ),
+                    value,  # type: ignore[arg-type]
+                    _LINE_END,
+                )
+            )
+        if count is not None:
+            _store(count, offset, read, written, filtered, checksum, low, high)
+        for count in counted.values():
+            count.checksum %= MODULUS
+        return Checked(counted, pieces)
+
+    def _check_items(self, messages: Sequence[Message]) -> Checked:
+        counted: dict[int, Counted] = {}
+        items: list[ReplayItem] = []
+        layouts = self._layouts
+        sha256 = hashlib.sha256
+        from_bytes = int.from_bytes
+        loads = orjson.loads
+        parse_time = _parse_time
         for message in messages:
             partition: int = message.partition()  # type: ignore[assignment]
             offset: int = message.offset()  # type: ignore[assignment]
@@ -163,7 +355,7 @@ class BatchChecker:
                 except (ValueError, OverflowError, AttributeError):
                     layout = None  # the slow way says exactly what is wrong
             if layout is None:
-                self._slow(message, count, lines, items)
+                self._slow(message, count, [], items)
                 continue
             if not layout.written:
                 count.filtered += 1
@@ -173,41 +365,17 @@ class BatchChecker:
                 sha256(b"%d:%d:%b" % (partition, offset, id_raw)).digest(),
                 "big",
             )
-            if not build_lines:
-                # what was read here goes with the item, so a target reads nothing twice
-                items.append(ReplayItem.read(message, layout, id_text, time_text, moment, data))
-                continue
-            key = message.key()
-            if time_ms // 1000 != second:
-                second = time_ms // 1000
-                second_text = iso_second(second).encode()
-            first, later = (id_text, time_text) if layout.id_first else (time_text, id_text)
-            lines.append(
-                b'%b%d,"offset":%d,"timestamp":"%b.%03dZ","key":%b,"event":%b%b%b%b%b,"data":%b}}\n'
-                % (
-                    line_start,
-                    partition,
-                    offset,
-                    second_text,
-                    time_ms % 1000,
-                    b"null" if key is None else dumps(key.decode("utf-8", "replace")),
-                    layout.before,
-                    dumps(first),
-                    layout.between,
-                    dumps(later),
-                    layout.after,
-                    value,  # type: ignore[str-format]
-                )
-            )
+            # what was read here goes with the item, so a target reads nothing twice
+            items.append(ReplayItem.read(message, layout, id_text, time_text, moment, data))
         for count in counted.values():
             count.checksum %= MODULUS
-        return Checked(counted, b"".join(lines), items)
+        return Checked(counted, items=items)
 
     def layouts_kept(self) -> int:
         return len(self._layouts)
 
     def _slow(
-        self, message: Message, count: Counted, lines: list[bytes], items: list[ReplayItem]
+        self, message: Message, count: Counted, pieces: list[bytes], items: list[ReplayItem]
     ) -> None:
         """`CloudEventView.check` itself: the verdict and its reason, and the layout
         learned from a record it accepts."""
@@ -228,7 +396,7 @@ class BatchChecker:
         digest = hashlib.sha256(f"{record.partition}:{record.offset}:{view.id}".encode())
         count.checksum += int.from_bytes(digest.digest(), "big")
         if self.lines:
-            lines.append(as_json_line(ReplayItem(view)))
+            pieces.append(as_json_line(ReplayItem(view)))
         else:
             items.append(ReplayItem(view))
 

@@ -2,8 +2,9 @@
 
 Checking and counting a batch is `replay.batch` (one pass over its messages).
 
-A batch is counted only after the target accepted it, and the resume state is saved
-right after, so what the state says was written is what the target has.
+A batch is counted only after the target accepted it, and the resume state is taken
+right after (`after_batch`, which writes it at most every so often), so what the state
+says was written is what the target has.
 """
 
 from __future__ import annotations
@@ -114,8 +115,8 @@ class ReplayLoop:
         saves)."""
         rejected: set[Position] = set()
         if self.target.takes_lines:
-            if checked.lines:
-                self.target.write_lines(checked.lines)
+            if checked.pieces:
+                self.target.write_lines(checked.pieces)
         elif checked.items:
             rejected = self.target.write(checked.items)
         durable = self.target.sync()

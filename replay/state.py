@@ -3,8 +3,9 @@
 It lives in `$XDG_STATE_HOME/vcstream/replay/` (default `~/.local/state/...`), named
 after a fingerprint of the command (broker, topic, range, filters, target), so running
 the same command again with `--resume` finds it; `--state FILE` puts it elsewhere. It
-is written atomically after every batch the target accepted and removed when the
-replay completes.
+is written atomically with what a batch the target accepted left (after the first such
+batch, then at most every `replay.session.SAVE_INTERVAL`, and when the replay ends or
+stops) and removed when the replay completes.
 """
 
 from __future__ import annotations

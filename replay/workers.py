@@ -9,12 +9,13 @@ into the one report. Partitions never move between workers, so each partition's 
 the audit hash chain and the checksum are those of a one-process replay.
 
 Targets: `file:` JSON lines (each worker writes a part file, joined into the file in
-worker order once all are complete: lines of different partitions interleave in any
-case), `audit` (each partition is stored by one worker; the store's crash recovery runs
-once, here, before the workers start) and `--dry-run`. Not: stdout (one stream: lines
-of several processes would interleave mid-line), `--format avro` (one Avro container
-cannot take blocks from several writers), knative and slack (their ordering per key and
-rate limits are kept per process; N processes would send N times the configured rate).
+worker order once all are complete, the first by a rename: lines of different
+partitions interleave in any case), `audit` (each partition is stored by one worker;
+the store's crash recovery runs once, here, before the workers start) and `--dry-run`.
+Not: stdout (one stream: lines of several processes would interleave mid-line),
+`--format avro` (one Avro container cannot take blocks from several writers), knative
+and slack (their ordering per key and rate limits are kept per process; N processes
+would send N times the configured rate).
 
 Stopping: the coordinator passes a stop (SIGINT/SIGTERM) on as SIGTERM; each worker
 finishes its batch and saves. A worker whose coordinator died stops the same way, so
@@ -135,11 +136,11 @@ def run_workers(
         process.start()
         processes.append(process)
     _wait(processes, stop)
-    complete = _merge(state, path, split)
-    state.elapsed_seconds = elapsed_before + time.monotonic() - began
+    complete, sizes = _merge(state, path, split)
     failed = [p.name for p in processes if p.exitcode not in (0, EXIT_STOPPED)]
     if complete and request.to.startswith("file:") and not request.dry_run:
-        _join_parts(request.to, len(split))
+        _join_parts(request.to, sizes)
+    state.elapsed_seconds = elapsed_before + time.monotonic() - began
     state.save(path)
     if failed:
         raise ReplayWorkerError(
@@ -177,32 +178,48 @@ def _wait(processes: Sequence[BaseProcess], stop: threading.Event) -> None:
             process.join(0.1)
 
 
-def _merge(state: ReplayState, path: Path, split: list[list[int]]) -> bool:
+def _merge(state: ReplayState, path: Path, split: list[list[int]]) -> tuple[bool, list[int]]:
+    """The workers' counts into `state`; whether every share is complete, and the size
+    each worker's part file had when it last saved (`_join_parts`)."""
     complete = True
+    sizes = []
     for index, partitions in enumerate(split):
         worker_path = worker_state_path(path, index)
         if not worker_path.exists():  # the worker died before its first batch
             complete = False
+            sizes.append(0)
             continue
         share = ReplayState.load(worker_path)
         for partition in partitions:
             state.tallies[partition] = share.tallies[partition]
         complete = complete and share.complete
-    return complete
+        sizes.append(share.target_marker or 0)
+    return complete, sizes
 
 
-def _join_parts(target: str, count: int) -> None:
-    """The part files, in worker order, as the one file asked for; parts removed after
-    (a crash in between leaves the parts, and --resume joins them again)."""
+def _join_parts(target: str, sizes: list[int]) -> None:
+    """The part files, in worker order, as the one file asked for: the first part
+    becomes the file (a rename, nothing copied), the others are appended and removed
+    one by one. `sizes` are the parts' sizes as their workers saved them, so a join cut
+    short (a crash) is done again exactly: the file is cut to where the first part
+    still there belongs, and the join goes on from it."""
     final = Path(target.removeprefix("file:"))
-    with final.open("wb") as out:
-        for index in range(count):
+    first = part_path(target, 0)
+    if first.exists():
+        os.replace(first, final)
+    with final.open("r+b") as out:
+        position = sizes[0]
+        for index in range(1, len(sizes)):
             part = part_path(target, index)
             if part.exists():
+                out.truncate(position)
+                out.seek(position)
                 with part.open("rb") as stream:
                     _copy(stream, out)
-    for index in range(count):
-        part_path(target, index).unlink(missing_ok=True)
+                out.flush()
+                # gone only once in the file: a kill before leaves it to append again
+                part.unlink()
+            position += sizes[index]
 
 
 def _copy(source: BinaryIO, out: BinaryIO) -> None:

@@ -236,6 +236,23 @@ class HeaderLayouts(Generic[_Known]):
                         return found, id_header[1], time_header[1]
         return None
 
+    def find_with_shape(
+        self, headers: Sequence[tuple[str, Any]]
+    ) -> tuple[_Known, Any, Any, _Shape, Callable[[Any], Any]] | None:
+        """`find`, and with it the shape (position of ce_id, of ce_time, number of
+        headers) and the getter of the other headers: a caller that meets the same
+        layout again can compare with what it found last instead of asking again."""
+        size = len(headers)
+        for shape, (others, known) in self._shapes.items():
+            id_at, time_at, count = shape
+            if count == size:
+                id_header, time_header = headers[id_at], headers[time_at]
+                if id_header[0] == "ce_id" and time_header[0] == "ce_time":
+                    found = known.get(others(headers))
+                    if found is not None:
+                        return found, id_header[1], time_header[1], shape, others
+        return None
+
     def learn(self, headers: Sequence[tuple[str, Any]], known: _Known) -> bool:
         """Keep `known` for this header set's layout; False: a layout not kept."""
         names = [name for name, _ in headers]

@@ -105,8 +105,8 @@ class ReplayTarget(abc.ABC):
     batch_records: int = 1000
 
     # a target that writes each event as its JSON line (`replay.targets.jsonlines`): the
-    # replay loop hands it a batch as those lines' bytes (`write_lines`), built from the
-    # records' bytes without an object per record
+    # replay loop hands it a batch as those lines' pieces of bytes (`write_lines`), built
+    # from the records' bytes without an object per record
     takes_lines: bool = False
 
     def accepts(self, event_type: str) -> bool:
@@ -116,8 +116,9 @@ class ReplayTarget(abc.ABC):
     @abc.abstractmethod
     def write(self, items: Sequence[ReplayItem]) -> set[Position]: ...
 
-    def write_lines(self, lines: bytes) -> None:
-        """A batch as JSON lines (`takes_lines` targets only); durable when it returns."""
+    def write_lines(self, pieces: Sequence[bytes]) -> None:
+        """A batch as JSON lines, in pieces to be written one after another
+        (`takes_lines` targets only); durable when it returns."""
         raise NotImplementedError(f"{self.name} does not take JSON lines")
 
     def sync(self, force: bool = False) -> bool:

@@ -379,3 +379,26 @@ def test_a_record_without_a_timestamp_is_encoded_alike_by_the_sink_and_the_repla
         fast += event.layout is not None
         assert sink._head(event, now, batch_tail(now)) == expected
     assert fast == len(records) - 1  # the sink's encoder, not its record dict
+
+
+def test_times_with_nine_fraction_digits_stay_on_the_known_layout() -> None:
+    """Go writes RFC 3339 with up to nine digits (time.RFC3339Nano), which the stdlib
+    does not parse: such records are still checked by their layout, not the slow way."""
+    records = []
+    for index in range(20):
+        record = base(3 * index)  # one event class: one layout
+        moment = b"2026-01-01T00:00:%02d.123456789Z" % index
+        records.append(
+            replace(
+                record,
+                headers=header_set(record, "ce_time", moment),
+                topic="t",
+                partition=0,
+                offset=index,
+                timestamp_ms=index,
+            )
+        )
+    checker = BatchChecker("t", lambda t: True, lines=True)
+    tallies, lines = batched(checker, [RecordMessage(r) for r in records])
+    assert checker.slow_checks == 1
+    assert (tallies, lines) == reference(records, lambda t: True)

@@ -22,7 +22,7 @@ from replay.errors import ReplayUsageError
 from replay.plan import PartitionRange, Plan
 from replay.session import ReplayRequest, run_replay
 from replay.spec import ReplaySpec
-from replay.workers import ReplayWorkerError, check_workers, shares
+from replay.workers import ReplayWorkerError, _join_parts, check_workers, part_path, shares
 from sinks.audit.file_layout import read_file
 from sinks.audit.files import AuditFiles
 from tests.replay.helpers import audit_files, fill_topic, settings_for, write_config
@@ -213,3 +213,43 @@ def test_workers_are_forked_only_from_a_process_without_other_threads(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == expected
+
+
+def _parts(target: str, contents: list[bytes]) -> list[int]:
+    for index, content in enumerate(contents):
+        part_path(target, index).write_bytes(content)
+    return [len(content) for content in contents]
+
+
+def test_parts_are_joined_in_worker_order_the_first_renamed(tmp_path: Path) -> None:
+    target = f"file:{tmp_path / 'out.jsonl'}"
+    contents = [b"a\n" * 3, b"", b"b\n" * 2, b"c\n"]
+    sizes = _parts(target, contents)
+    first = part_path(target, 0).stat().st_ino
+    _join_parts(target, sizes)
+    final = tmp_path / "out.jsonl"
+    assert final.read_bytes() == b"".join(contents)
+    assert final.stat().st_ino == first  # renamed, not copied
+    assert not list(tmp_path.glob("*.part-*"))
+
+
+@pytest.mark.parametrize("appended", [0, 1, 2])
+def test_a_join_cut_short_is_done_again_exactly(tmp_path: Path, appended: int) -> None:
+    """A crash during the join leaves the file with the parts appended before it (the
+    one being appended, half) and the parts not yet removed: --resume joins again."""
+    target = f"file:{tmp_path / 'out.jsonl'}"
+    contents = [b"first\n" * 4, b"second\n" * 3, b"third\n" * 5]
+    sizes = _parts(target, contents)
+    final = tmp_path / "out.jsonl"
+    # as the crash left it: part 0 renamed, `appended` parts appended and removed, and
+    # half of the next one appended
+    part_path(target, 0).rename(final)
+    with final.open("ab") as out:
+        for index in range(1, 1 + appended):
+            out.write(contents[index])
+            part_path(target, index).unlink()
+        if 1 + appended < len(contents):
+            out.write(contents[1 + appended][:5])
+    _join_parts(target, sizes)
+    assert final.read_bytes() == b"".join(contents)
+    assert not list(tmp_path.glob("*.part-*"))
