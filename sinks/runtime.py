@@ -1,15 +1,17 @@
 """The sink runtime: a consumer group feeding one connector, committing after delivery.
 
 Per partition, records wait in a bounded buffer; a batch (at most `batch.maxRecords`,
-after at most `batch.maxWait`) is handed to `BatchDelivery`, one batch per partition at
-a time and at most `batch.maxInFlight` at once, so per-key order holds. A partition
+after at most `batch.maxWait`, or at once when it is what is left of a backlog and the
+consumer has nothing more queued) is handed to `BatchDelivery`, one batch per partition
+at a time and at most `batch.maxInFlight` at once, so per-key order holds. A partition
 whose buffer reaches `batch.maxBuffered` is paused until it drains (backpressure, not
 memory). Offsets are committed only after a batch was delivered, filtered or
 dead-lettered; a batch that could not be settled goes back to the head of its buffer.
 On revocation and on shutdown, batches in flight are finished and committed first.
 
-Every call on the consumer while the loop runs is made from the fetching thread, between
-fetches (`ConsumerCalls`): confluent-kafka (2.16) serialises calls on one client across
+Every call on the consumer while the loop runs is made from the fetching thread (one of
+the runner's own), between fetches (`ConsumerCalls`); the next fetch is handed to it
+before the batches of the turn run, so fetching overlaps delivering. Why one thread: confluent-kafka (2.16) serialises calls on one client across
 threads, and a call waits for the one in progress, polling in 1 ms sleeps. A commit from
 a thread of its own waited out the fetch's poll (up to 100 ms, at ~1,000 wake-ups a
 second) and the next fetch waited out the commit's broker round trip; a pause from the
