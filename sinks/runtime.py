@@ -11,11 +11,12 @@ On revocation and on shutdown, batches in flight are finished and committed firs
 
 Every call on the consumer while the loop runs is made from the fetching thread (one of
 the runner's own), between fetches (`ConsumerCalls`); the next fetch is handed to it
-before the batches of the turn run, so fetching overlaps delivering. Why one thread: confluent-kafka (2.16) serialises calls on one client across
-threads, and a call waits for the one in progress, polling in 1 ms sleeps. A commit from
-a thread of its own waited out the fetch's poll (up to 100 ms, at ~1,000 wake-ups a
-second) and the next fetch waited out the commit's broker round trip; a pause from the
-loop froze the loop as long.
+before the batches of the turn run, so fetching overlaps delivering. Why one thread:
+confluent-kafka (2.16) serialises calls on one client across threads, and a call waits
+for the one in progress, polling in 1 ms sleeps. A commit from a thread of its own
+waited out the fetch's poll (up to 100 ms, at ~1,000 wake-ups a second) and the next
+fetch waited out the commit's broker round trip; a pause from the loop froze the loop
+as long.
 """
 
 from __future__ import annotations
@@ -110,9 +111,10 @@ class _Partition:
     paused: bool = False
     not_before: float = 0.0
     failures: int = 0  # batches in a row that could not be settled
-    # its last batch was full: it is working through a backlog, and what is left of
-    # that backlog is delivered once the consumer has nothing more queued (`_drained`)
-    behind: bool = False
+    # when its last full batch went (monotonic): within `batch.maxWait` of it, the
+    # partition is working through a backlog, and what is left of that backlog goes once
+    # the consumer has nothing more queued (`_drained`), not after `maxWait`
+    filled_at: float = float("-inf")
 
 
 class SinkRunner:
@@ -306,10 +308,15 @@ class SinkRunner:
             full = len(state.buffer) >= full_at
             # the rest of a backlog is not held back either: the consumer has nothing
             # more queued to fill it with (200,000 records left their last 1,706
-            # waiting a whole `max_wait`, 1 s of the audit sink's 7)
-            if not full and now - state.buffer[0][1] < max_wait and not (drained and state.behind):
+            # waiting a whole `max_wait`, 1 s of the audit sink's 7). Timed, not a flag
+            # of the last batch: a short fetch amid a backlog sent a partial batch, and
+            # the backlog's rest then waited out `max_wait` again; a trickle, never a
+            # full batch, still waits (tested)
+            backlog_rest = drained and now - state.filled_at < max_wait
+            if not full and now - state.buffer[0][1] < max_wait and not backlog_rest:
                 continue
-            state.behind = full
+            if full:
+                state.filled_at = now
             count = min(len(state.buffer), self.batching.max_records)
             state.batch = [state.buffer.popleft() for _ in range(count)]
             records = [record for record, _ in state.batch]

@@ -641,6 +641,31 @@ def test_the_rest_of_a_backlog_does_not_wait_out_max_wait(kafka, topic_name):
 
 
 @pytest.mark.integration
+def test_a_backlog_that_pauses_and_goes_on_does_not_wait_out_max_wait(kafka, topic_name):
+    """A backlog whose records stop coming for a moment (a short fetch amid it) and then
+    come again: its rest, after a partial batch, still goes once the consumer is
+    drained, not after maxWait (120 s; the run gives up at 60)."""
+    topic = topic_name("events")
+    records = vm_records(2_200)
+    produce(kafka.bootstrap_servers, topic, records[:1_500])
+    sink = _Batches(topic, maxRecords=1000, maxBuffered=2000, maxWait="PT120S")
+    runner = _runner(kafka, sink, topic)
+    resumed = False
+
+    def resume_then_settle() -> bool:
+        nonlocal resumed
+        if not resumed and runner.report.delivered >= 1_500:  # the first part, all of it
+            produce(kafka.bootstrap_servers, topic, records[1_500:])
+            resumed = True
+        return settled(runner, 2_200)()
+
+    run_until(runner, resume_then_settle, timeout=60)
+
+    assert 1000 in [len(batch) for batch in sink.batches]  # else this proves nothing
+    assert sorted(o for batch in sink.batches for o in batch) == list(range(2_200))
+
+
+@pytest.mark.integration
 def test_a_trickle_still_waits_to_fill_its_batch(kafka, topic_name):
     """Records that come a few at a time are never a full batch: a fetch that comes back
     short does not deliver them, they wait for maxWait (or the batch to fill)."""
