@@ -14,7 +14,7 @@ from schemas import InvalidRecord, decode
 from schemas.deadletter import error_context
 from schemas.record import KafkaRecord
 from sinks.base import HELD, DeliveryError, KeyPool, Outcome, Sink, SinkEvent, deliver_per_key
-from sinks.delivery import BatchDelivery
+from sinks.delivery import BatchDelivery, type_matcher
 from sinks.slack import SlackSink
 from tests.sinks.helpers import vm_records
 from vcstream.settings.sinks import SinkCommonSettings, SlackSinkSettings
@@ -299,3 +299,23 @@ def test_observing_a_batch_without_the_histogram_internals_observes_one_by_one()
     child = Plain()
     observe_many(child, 0.25, 3)
     assert child.seen == [0.25, 0.25, 0.25]
+
+
+def test_types_are_looked_up_per_event_only_when_a_glob_can_refuse_one():
+    """`*` among the globs matches every type, an empty one too: nothing to look up."""
+    everything = ScriptedSink(lambda _call, batch: [None] * len(batch), types=["x.*", "*"])
+    delivery = BatchDelivery(everything, Collected())
+
+    report = asyncio.run(delivery.deliver(located(3)))
+
+    assert (report.delivered, report.filtered) == (3, 0)
+    assert delivery._wanted == {}  # no type was looked up
+    assert type_matcher(["*"]).fullmatch("") is not None  # so the shortcut is exact
+
+    others = ScriptedSink(lambda _call, batch: [None] * len(batch), types=["x.*"])
+    delivery = BatchDelivery(others, Collected())
+
+    report = asyncio.run(delivery.deliver(located(3)))
+
+    assert (report.delivered, report.filtered) == (0, 3)
+    assert list(delivery._wanted.values()) == [False]

@@ -8,8 +8,8 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from sinks import metrics, registry, runtime
+from sinks.base import Outcome, Sink, SinkEvent
 from sinks.delivery import backoff
 from sinks.runtime import (
     GC_YOUNG_THRESHOLD,
@@ -40,8 +41,9 @@ from tests.sinks.helpers import (
 from tests.sinks.receivers import OK, Fault, Receiver, parse_cloudevent
 from vcstream.observability import Health, ObservabilityServer
 from vcstream.settings import ConfigError, load_settings
+from vcstream.settings.kafka import KafkaSettings
 from vcstream.settings.observability import MetricsSettings
-from vcstream.settings.sinks import DeliverySettings
+from vcstream.settings.sinks import DeliverySettings, SinkCommonSettings
 
 
 @pytest.fixture
@@ -536,3 +538,175 @@ def test_a_commit_kafka_refused_is_sent_again_when_its_partition_settles_again()
         asyncio.run(main())
     finally:
         runner._consumer.close()
+
+
+class _Batches(Sink):
+    """Notes each batch's offsets; `hold`, if set, runs inside `deliver` without awaiting
+    (a batch's CPU, as the audit sink's encoding holds the loop)."""
+
+    kind: ClassVar[str] = "batches"
+
+    def __init__(self, topic: str, hold: Callable[[Sequence[SinkEvent]], None] | None = None,
+                 **batch: Any) -> None:  # fmt: skip
+        super().__init__(SinkCommonSettings(topics=[topic], batch=batch))
+        self.hold = hold
+        self.batches: list[list[int]] = []
+
+    async def deliver(self, batch: Sequence[SinkEvent]) -> Sequence[Outcome]:
+        if self.hold is not None:
+            self.hold(batch)
+        self.batches.append([item.record.offset or 0 for item in batch])
+        return [None] * len(batch)
+
+
+def _runner(kafka: Any, sink: Sink, topic: str) -> SinkRunner:
+    ensure_topics_for(kafka.bootstrap_servers, [f"{topic}.dlq"])
+    return SinkRunner(
+        sink,
+        KafkaSettings(bootstrapServers=kafka.bootstrap_servers),
+        topics=[topic],
+        group_id=f"{topic}-group",
+        dead_letter_topic=f"{topic}.dlq",
+    )
+
+
+class _FetchesNoted(Consumer):
+    """A consumer that numbers its `consume` calls and notes which call returned each
+    offset."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.started = 0
+        self.returned_by: dict[int, int] = {}
+        self.changed = threading.Condition()
+
+    def consume(self, *args: Any, **kwargs: Any) -> list[Any]:
+        with self.changed:
+            self.started += 1
+            call = self.started
+            self.changed.notify_all()
+        messages: list[Any] = super().consume(*args, **kwargs)
+        for message in messages:
+            if message.error() is None:
+                self.returned_by[message.offset()] = call
+        return messages
+
+
+@pytest.mark.integration
+def test_the_next_fetch_is_made_while_a_batch_is_delivered(kafka, topic_name, monkeypatch):
+    """A batch holds the loop for its CPU (the audit sink encodes in the loop's thread):
+    the next fetch must already be in the fetching thread's hands by then, not wait for
+    the batch to finish (the audit sink fetched and delivered in turn, never at once).
+    Each batch here holds the loop until a fetch after its own has begun, or 10 s."""
+    topic = topic_name("events")
+    produce(kafka.bootstrap_servers, topic, vm_records(300))
+    monkeypatch.setattr(runtime, "Consumer", _FetchesNoted)
+    overlapped: list[bool] = []
+
+    def hold(batch: Sequence[SinkEvent]) -> None:
+        consumer = runner._consumer
+        assert isinstance(consumer, _FetchesNoted)
+        # the last call that returned a record of this batch (a fetch makes two calls
+        # when it need not wait: one record, then what else is queued)
+        fetched_by = max(consumer.returned_by[item.record.offset or 0] for item in batch)
+        with consumer.changed:
+            overlapped.append(
+                consumer.changed.wait_for(lambda: consumer.started > fetched_by, timeout=10)
+            )
+
+    sink = _Batches(topic, hold, maxRecords=50, maxBuffered=100)
+    runner = _runner(kafka, sink, topic)
+
+    run_until(runner, settled(runner, 300), timeout=90)
+
+    assert len(overlapped) >= 6, sink.batches  # else this proves nothing
+    assert all(overlapped), overlapped
+    assert sorted(o for batch in sink.batches for o in batch) == list(range(300))
+
+
+@pytest.mark.integration
+def test_the_rest_of_a_backlog_does_not_wait_out_max_wait(kafka, topic_name):
+    """Full batches through a backlog, then its last, short one: the consumer has no
+    more queued to fill it with, so it goes at once, not after maxWait (here 120 s:
+    the run gives up at 60)."""
+    topic = topic_name("events")
+    produce(kafka.bootstrap_servers, topic, vm_records(2_500))
+    sink = _Batches(topic, maxRecords=1000, maxBuffered=2000, maxWait="PT120S")
+    runner = _runner(kafka, sink, topic)
+
+    run_until(runner, settled(runner, 2_500), timeout=60)
+
+    assert 1000 in [len(batch) for batch in sink.batches]  # else this proves nothing
+    assert sorted(o for batch in sink.batches for o in batch) == list(range(2_500))
+
+
+@pytest.mark.integration
+def test_a_backlog_that_pauses_and_goes_on_does_not_wait_out_max_wait(kafka, topic_name):
+    """A backlog whose records stop coming for a moment (a short fetch amid it) and then
+    come again: its rest, after a partial batch, still goes once the consumer is
+    drained, not after maxWait (120 s; the run gives up at 60)."""
+    topic = topic_name("events")
+    records = vm_records(2_200)
+    produce(kafka.bootstrap_servers, topic, records[:1_500])
+    sink = _Batches(topic, maxRecords=1000, maxBuffered=2000, maxWait="PT120S")
+    runner = _runner(kafka, sink, topic)
+    resumed = False
+
+    def resume_then_settle() -> bool:
+        nonlocal resumed
+        if not resumed and runner.report.delivered >= 1_500:  # the first part, all of it
+            produce(kafka.bootstrap_servers, topic, records[1_500:])
+            resumed = True
+        return settled(runner, 2_200)()
+
+    run_until(runner, resume_then_settle, timeout=60)
+
+    assert 1000 in [len(batch) for batch in sink.batches]  # else this proves nothing
+    assert sorted(o for batch in sink.batches for o in batch) == list(range(2_200))
+
+
+@pytest.mark.integration
+def test_a_trickle_still_waits_to_fill_its_batch(kafka, topic_name):
+    """Records that come a few at a time are never a full batch: a fetch that comes back
+    short does not deliver them, they wait for maxWait (or the batch to fill)."""
+    topic = topic_name("events")
+    ensure_topics_for(kafka.bootstrap_servers, [topic])
+    sink = _Batches(topic, maxRecords=1000, maxWait="PT120S")
+    runner = _runner(kafka, sink, topic)
+    fetches = 0
+    fetch = runner._fetch
+
+    def counting(calls: ConsumerCalls) -> list[Any]:
+        nonlocal fetches
+        messages = fetch(calls)
+        fetches += 1
+        return messages
+
+    runner._fetch = counting  # type: ignore[method-assign]
+    records = vm_records(30)
+    sent = 0
+    seen: dict[str, Any] = {}  # what the runner held once all 30 were buffered
+
+    def buffered() -> int:
+        return sum(len(state.buffer) for state in runner._partitions.values())
+
+    def trickle() -> bool:
+        nonlocal sent
+        if "done" in seen:  # (asked again after the run, which forgets its buffers)
+            return True
+        if buffered() >= sent and sent < len(records):  # the last 10 fetched: 10 more
+            produce(kafka.bootstrap_servers, topic, records[sent : sent + 10])
+            sent += 10
+        elif buffered() == len(records):
+            # two more short fetches, each a chance to deliver them too soon
+            seen.setdefault("at", fetches)
+            if fetches >= seen["at"] + 2:
+                seen.update(done=True, buffered=buffered(), drained=runner._drained)
+                return True
+        return False
+
+    run_until(runner, trickle, timeout=60)
+
+    assert seen["drained"]  # else this proves nothing
+    assert sink.batches == []
+    assert seen["buffered"] == 30
