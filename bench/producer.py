@@ -274,10 +274,13 @@ def write_config(
     page_size: int,
     log_level: str,
     commit_interval: str,
+    client_properties: dict[str, str],
 ) -> Path:
     path.write_text(
         f"""
-kafka: {{bootstrapServers: "{broker.bootstrap_servers}"}}
+kafka: {{bootstrapServers: "{broker.bootstrap_servers}", clientProperties: {
+            json.dumps(client_properties)
+        }}}
 vcenters:
   - name: bench
     url: {sim.url}
@@ -323,6 +326,7 @@ class Bench:
             args.page_size,
             args.log_level,
             args.commit_interval,
+            dict(pair.split("=", 1) for pair in args.client_property),
         )
         self.producer = ProducerUnderTest(config, workdir / "producer.log", args.tree)
         self.flood = EventFlood(self.sim, processes=args.posters)
@@ -457,6 +461,13 @@ def main() -> None:
     parser.add_argument("--ceiling-records", type=int, default=50_000)
     parser.add_argument("--commit-interval", default="100ms", help="producer.commitInterval")
     parser.add_argument("--idle-seconds", type=float, default=20, help="length of the idle run")
+    parser.add_argument(
+        "--client-property",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a librdkafka property for the producer (kafka.clientProperties), repeatable",
+    )
     parser.add_argument(
         "--tree",
         type=Path,
