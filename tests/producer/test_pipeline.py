@@ -128,7 +128,6 @@ def test_batch_gathers_pages_and_ends_with_its_checkpoint() -> None:
     assert closed.last == Position(3, T0)
 
 
-
 def test_commit_in_the_callers_thread_waits_for_the_batch_in_flight_first() -> None:
     writer = RecordingWriter()
     pipeline = CommitPipeline(writer, "test")
