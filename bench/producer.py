@@ -1,7 +1,7 @@
 """The producer's speed: vcsim events → committed Kafka records.
 
     .venv/bin/python -m bench.producer [--rate 500 [--rate 50 ...]] [--seconds 20]
-        [--page-size 100] [--idle-seconds 20] [--commit-interval 100ms] [--rounds 3]
+        [--page-size 100] [--idle-seconds 20] [--commit-interval 170ms] [--rounds 3]
         [--live-events 5000] [--tree CHECKOUT]
 
 Starts a private Kafka broker and vcsim, runs `vcstream produce` as a subprocess, posts
@@ -273,9 +273,11 @@ def write_config(
     sim: LocalVcsim,
     page_size: int,
     log_level: str,
-    commit_interval: str,
+    commit_interval: str | None,
     client_properties: dict[str, str],
 ) -> Path:
+    # no --commit-interval: the producer's own default, whichever checkout runs
+    interval = "" if commit_interval is None else f"\n  commitInterval: {commit_interval}"
     path.write_text(
         f"""
 kafka: {{bootstrapServers: "{broker.bootstrap_servers}", clientProperties: {
@@ -289,8 +291,7 @@ vcenters:
     caFile: {sim.ca_file}
 producer:
   startAt: now
-  pageSize: {page_size}
-  commitInterval: {commit_interval}
+  pageSize: {page_size}{interval}
 metrics: {{port: 0}}
 logging: {{level: {log_level}}}
 """
@@ -459,7 +460,9 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=20, help="length of the steady run")
     parser.add_argument("--ceiling-records", type=int, default=50_000)
-    parser.add_argument("--commit-interval", default="100ms", help="producer.commitInterval")
+    parser.add_argument(
+        "--commit-interval", help="producer.commitInterval (default: the producer's own)"
+    )
     parser.add_argument("--idle-seconds", type=float, default=20, help="length of the idle run")
     parser.add_argument(
         "--client-property",
