@@ -1,7 +1,8 @@
 """The producer's speed: vcsim events → committed Kafka records.
 
-    .venv/bin/python -m bench.producer [--rate 500] [--seconds 20] [--page-size 100]
-        [--idle-seconds 20] [--commit-interval 100ms]
+    .venv/bin/python -m bench.producer [--rate 500 [--rate 50 ...]] [--seconds 20]
+        [--page-size 100] [--idle-seconds 20] [--commit-interval 170ms] [--rounds 3]
+        [--live-events 5000] [--tree CHECKOUT]
 
 Starts a private Kafka broker and vcsim, runs `vcstream produce` as a subprocess, posts
 EventEx through the real API from processes of their own (devenv.activity.
@@ -16,9 +17,10 @@ is seen only once its transaction committed). Five figures:
   paused, then the events/s until all of it is committed, best of `--rounds`;
 - live: `--live-events` posted as fast as the generator goes while the producer runs:
   the rate both reach together, and whether the producer kept up (events missed);
-- steady: `--rate` events/s for `--seconds`: latency from createdTime to committed
-  (p50/p99/max), transactions per second, and the events missed (the producer's own
-  gap metric).
+- steady: `--rate` events/s for `--seconds` (a phase per `--rate` given): latency from
+  createdTime to committed (p50/p99/max), transactions per second, events per
+  transaction, the events missed (the producer's own gap metric), and the producer's
+  CPU and wake-ups split between its Python threads and librdkafka's.
 
 Plus the producer's CPU per event and peak RSS, and the ratio of the drain rate to
 bench.kafka_ceiling's raw produce rate on the same broker. Prints one JSON object.
@@ -69,7 +71,13 @@ def read_committed(bootstrap: str, topic: str, partitions: int, out: Any, halt: 
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     while not halt.is_set():
         batch = []
-        for message in consumer.consume(1000, timeout=0.05):
+        # poll returns with the first record, consume(timeout=0) takes what else is there:
+        # consume(1000, timeout=0.05) waited out its timeout unless 1,000 came, and added
+        # up to 50 ms to every latency measured
+        first = consumer.poll(0.05)
+        if first is None:
+            continue
+        for message in [first, *consumer.consume(1000, timeout=0)]:
             if message.error():
                 continue
             headers = dict(message.headers() or [])
@@ -130,14 +138,16 @@ class CommittedReader:
 class ProducerUnderTest:
     """`vcstream produce` in a subprocess: paused, resumed, measured, scraped."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, tree: Path = REPO) -> None:
         self.log_path = log
         with log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "cli", "produce", "--config", str(config)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                cwd=REPO,
+                cwd=tree,
+                # the producer of `tree`, measured by this bench (A/B in one window)
+                env={**os.environ, "PYTHONPATH": str(tree)},
             )
         self._metrics_port: int | None = None
 
@@ -208,17 +218,71 @@ class CpuMeter:
         }
 
 
+class ThreadMeter:
+    """On-CPU time and wake-ups (voluntary context switches) of a process's threads over
+    one phase, by thread name: Python's threads all carry the process's name, librdkafka
+    names its own (rdk:main, rdk:broker<id>; the transaction coordinator's is a logical
+    broker, rdk:broker-1)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.start = self._now()
+        self.began = time.monotonic()
+
+    def _now(self) -> dict[str, tuple[str, float, int]]:
+        threads: dict[str, tuple[str, float, int]] = {}
+        for tid in os.listdir(f"/proc/{self.pid}/task"):
+            task = Path(f"/proc/{self.pid}/task/{tid}")
+            try:
+                name = (task / "comm").read_text().strip()
+                on_cpu_s = int((task / "schedstat").read_text().split()[0]) / 1e9
+                status = (task / "status").read_text()
+            except OSError:  # the thread ended meanwhile
+                continue
+            switches = re.search(r"^voluntary_ctxt_switches:\s+(\d+)", status, re.MULTILINE)
+            threads[tid] = (name, on_cpu_s, int(switches.group(1)) if switches else 0)
+        return threads
+
+    def report(self, events: int, transactions: float) -> dict[str, Any]:
+        now, seconds = self._now(), time.monotonic() - self.began
+        groups: dict[str, list[float]] = {}
+        for tid, (name, cpu, wakeups) in now.items():
+            _, cpu_before, wakeups_before = self.start.get(tid, (name, 0.0, 0))
+            group = name if name.startswith("rdk:") else "python"
+            total = groups.setdefault(group, [0.0, 0.0])
+            total[0] += cpu - cpu_before
+            total[1] += wakeups - wakeups_before
+        rdk = [v for k, v in groups.items() if k.startswith("rdk:")]
+        groups["librdkafka"] = [sum(v[0] for v in rdk), sum(v[1] for v in rdk)]
+        per_txn = max(transactions, 1)
+        return {
+            name: {
+                "cpu_ms_per_s": round(cpu * 1000 / seconds, 2),
+                "cpu_ms_per_event": round(cpu * 1000 / max(events, 1), 3),
+                "cpu_ms_per_transaction": round(cpu * 1000 / per_txn, 3),
+                "wakeups_per_s": round(wakeups / seconds, 1),
+                "wakeups_per_transaction": round(wakeups / per_txn, 1),
+            }
+            for name, (cpu, wakeups) in sorted(groups.items())
+        }
+
+
 def write_config(
     path: Path,
     broker: LocalKafka,
     sim: LocalVcsim,
     page_size: int,
     log_level: str,
-    commit_interval: str,
+    commit_interval: str | None,
+    client_properties: dict[str, str],
 ) -> Path:
+    # no --commit-interval: the producer's own default, whichever checkout runs
+    interval = "" if commit_interval is None else f"\n  commitInterval: {commit_interval}"
     path.write_text(
         f"""
-kafka: {{bootstrapServers: "{broker.bootstrap_servers}"}}
+kafka: {{bootstrapServers: "{broker.bootstrap_servers}", clientProperties: {
+            json.dumps(client_properties)
+        }}}
 vcenters:
   - name: bench
     url: {sim.url}
@@ -227,8 +291,7 @@ vcenters:
     caFile: {sim.ca_file}
 producer:
   startAt: now
-  pageSize: {page_size}
-  commitInterval: {commit_interval}
+  pageSize: {page_size}{interval}
 metrics: {{port: 0}}
 logging: {{level: {log_level}}}
 """
@@ -264,8 +327,9 @@ class Bench:
             args.page_size,
             args.log_level,
             args.commit_interval,
+            dict(pair.split("=", 1) for pair in args.client_property),
         )
-        self.producer = ProducerUnderTest(config, workdir / "producer.log")
+        self.producer = ProducerUnderTest(config, workdir / "producer.log", args.tree)
         self.flood = EventFlood(self.sim, processes=args.posters)
         self.reader = CommittedReader(self.broker.bootstrap_servers, "vcenter.events", 6)
         self.expected = 0  # bench events posted so far
@@ -358,22 +422,24 @@ class Bench:
         missed_before = self.producer.missed()
         transactions = self.producer.transactions()
         cpu = self.cpu_meter()
+        threads = ThreadMeter(self.producer.process.pid)
         posted = self.post(events, rate)
         self.reader.collect(self.expected, 60)
         self.reader.settle(quiet=2)
         seen = self.reader.seen[first:]
         committed_by = max((at for at, _ in seen), default=posted.began)
+        committed_transactions = self.producer.transactions() - transactions
         result = {
             "events_posted": events,
             "posted_events_per_s": round(posted.events_per_s, 1),
             "events_committed": len(seen),
             "committed_events_per_s": round(len(seen) / (committed_by - posted.began), 1),
             "events_missed": int(self.producer.missed() - missed_before),
-            "transactions_per_s": round(
-                (self.producer.transactions() - transactions) / (committed_by - posted.began), 1
-            ),
+            "transactions_per_s": round(committed_transactions / (committed_by - posted.began), 1),
+            "events_per_transaction": round(len(seen) / max(committed_transactions, 1), 2),
             **latency_ms(seen),
             **cpu.per_event_ms(events),
+            "producer_threads": threads.report(events, committed_transactions),
         }
         self.expected = len(self.reader.seen)  # a lost event never arrives: count anew
         return result
@@ -384,13 +450,33 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=100)
     parser.add_argument("--posters", type=int, default=2, help="posting processes")
     parser.add_argument("--backlog", type=int, default=900, help="events per drain round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--live-events", type=int, default=5000)
-    parser.add_argument("--rate", type=float, default=500, help="steady events/s for latency")
+    parser.add_argument("--rounds", type=int, default=3, help="drain rounds (0: none)")
+    parser.add_argument("--live-events", type=int, default=5000, help="0: no live phase")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        action="append",
+        help="steady events/s for latency (default 500); repeat for a phase at each",
+    )
     parser.add_argument("--seconds", type=float, default=20, help="length of the steady run")
     parser.add_argument("--ceiling-records", type=int, default=50_000)
-    parser.add_argument("--commit-interval", default="100ms", help="producer.commitInterval")
+    parser.add_argument(
+        "--commit-interval", help="producer.commitInterval (default: the producer's own)"
+    )
     parser.add_argument("--idle-seconds", type=float, default=20, help="length of the idle run")
+    parser.add_argument(
+        "--client-property",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a librdkafka property for the producer (kafka.clientProperties), repeatable",
+    )
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        default=REPO,
+        help="checkout whose producer runs (default this one): to compare two in one window",
+    )
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO"], help="DEBUG: commit timings"
     )
@@ -401,10 +487,13 @@ def main() -> None:
     try:
         bench.wait_until_streaming()
         idle = bench.idle(args.idle_seconds)
-        drain = bench.drain_rounds()
-        live = bench.phase(args.live_events, None)
-        print(f"live: {live['committed_events_per_s']:.0f} events/s", file=sys.stderr)
-        steady = bench.phase(int(args.rate * args.seconds), args.rate)
+        drain = bench.drain_rounds() if args.rounds else {}
+        live = bench.phase(args.live_events, None) if args.live_events else {}
+        print(f"live: {live.get('committed_events_per_s', 0):.0f} events/s", file=sys.stderr)
+        steady = [
+            {"target_events_per_s": rate, **bench.phase(int(rate * args.seconds), rate)}
+            for rate in args.rate or [500]
+        ]
         ceiling = kafka_ceiling.produce(
             bench.broker.bootstrap_servers,
             ensure_ceiling_topic(bench.broker),
@@ -419,12 +508,15 @@ def main() -> None:
             "idle": idle,
             **drain,
             "live": live,
-            "steady": {"target_events_per_s": args.rate, **steady},
+            # one rate: its phase, as before; several: a list, in the order given
+            "steady": steady[0] if len(steady) == 1 else steady,
             "producer_peak_rss_mb": round(bench.producer.peak_rss_mb(), 1),
             "kafka_ceiling_produce_records_per_s": round(ceiling["records_per_s"], 1),
             "ratio_to_kafka_ceiling": round(
                 drain["drain"]["committed_events_per_s"] / ceiling["records_per_s"], 4
-            ),
+            )
+            if drain
+            else None,
             "machine": {
                 "cpus": os.cpu_count(),
                 "load_average_1m": round(os.getloadavg()[0], 2),

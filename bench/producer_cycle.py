@@ -11,7 +11,8 @@ gives the parts, on a private Kafka broker and vcsim:
 - encode: one event's record, one checkpoint;
 - commit: a 5-event + checkpoint transaction every 100 ms, through TransactionalWriter
   and through confluent-kafka directly (the floor): the calling thread's CPU and the
-  process's (librdkafka's threads too, less the idle rate measured just before).
+  process's (librdkafka's threads too, less the idle rate measured just before); the
+  floor also without the checkpoint record, alternating, medians of three.
 
 Prints one JSON object, with the 1-minute load average (CPU per call rises with it).
 """
@@ -72,6 +73,11 @@ def paced_commits(commit: Callable[[], None], times: int) -> dict[str, float]:
         "process_cpu_ms": round(process_s * 1000 / times, 3),
         "idle_process_cpu_ms_per_s": round(idle_per_s * 1000, 3),
     }
+
+
+def median_parts(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over alternating runs (the machine is shared and noisy)."""
+    return {key: sorted(run[key] for run in runs)[len(runs) // 2] for key in runs[0]}
 
 
 def reads(sim: LocalVcsim, times: int) -> tuple[dict[str, float], list[Any], Any]:
@@ -156,13 +162,20 @@ def main() -> None:
         )
         raw.init_transactions(60)
 
-        def raw_commit() -> None:
+        def raw_commit(batch: list[Outgoing] = records) -> None:
             raw.begin_transaction()
-            for topic, record in records:
+            for topic, record in batch:
                 raw.produce(topic, value=record.value, key=record.key, headers=list(record.headers))
             raw.commit_transaction(60)
 
-        parts["commit_confluent_kafka_floor"] = paced_commits(raw_commit, args.commits)
+        # the floor, alternating with and without the checkpoint record (its own
+        # partition in every transaction): what writing it less often could save
+        with_checkpoint, without = [], []
+        for _ in range(3):
+            with_checkpoint.append(paced_commits(raw_commit, args.commits))
+            without.append(paced_commits(lambda: raw_commit(records[:-1]), args.commits))
+        parts["commit_confluent_kafka_floor"] = median_parts(with_checkpoint)
+        parts["commit_confluent_kafka_floor_without_checkpoint"] = median_parts(without)
         raw.flush(5)
         print(
             json.dumps(

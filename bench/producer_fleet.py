@@ -1,7 +1,7 @@
 """The producer's cost where real estates live: many quiet vCenters in one process.
 
     .venv/bin/python -m bench.producer_fleet [--vcenters 10] [--rate-each 5]
-        [--seconds 30] [--idle-seconds 20] [--commit-interval 100ms]
+        [--seconds 30] [--idle-seconds 20] [--commit-interval 170ms]
 
 Starts a private Kafka broker and `--vcenters` vcsim processes, one `vcstream produce`
 for all of them, and one posting process per vcsim (EventEx through the real API). Two
@@ -43,7 +43,11 @@ from devenv import LocalKafka, LocalVcsim
 from devenv.event_flood import EventFlood
 
 
-def write_config(path: Path, broker: LocalKafka, sims: list[LocalVcsim], interval: str) -> Path:
+def write_config(
+    path: Path, broker: LocalKafka, sims: list[LocalVcsim], interval: str | None
+) -> Path:
+    # no --commit-interval: the producer's own default
+    interval_line = "" if interval is None else f"\n  commitInterval: {interval}"
     vcenters = "".join(
         f"""
   - name: vc{index}
@@ -58,8 +62,7 @@ def write_config(path: Path, broker: LocalKafka, sims: list[LocalVcsim], interva
 kafka: {{bootstrapServers: "{broker.bootstrap_servers}"}}
 vcenters:{vcenters}
 producer:
-  startAt: now
-  commitInterval: {interval}
+  startAt: now{interval_line}
 metrics: {{port: 0}}
 """
     )
@@ -164,7 +167,9 @@ def main() -> None:
     parser.add_argument("--rate-each", type=float, default=5, help="events/s per vCenter")
     parser.add_argument("--seconds", type=float, default=30, help="length of the steady run")
     parser.add_argument("--idle-seconds", type=float, default=20)
-    parser.add_argument("--commit-interval", default="100ms", help="producer.commitInterval")
+    parser.add_argument(
+        "--commit-interval", help="producer.commitInterval (default: the producer's own)"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-fleet-"))

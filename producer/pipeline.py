@@ -15,6 +15,9 @@ What the guarantees need, and how they are kept:
 - one user of the transactional producer at a time: nothing else touches the writer
   while a batch is in flight, and `drain` (also on every error path) waits for it.
 
+A worker that has caught up commits in its own thread instead (`commit`): it has nothing
+to read until the commit interval has passed, so there is nothing to overlap.
+
 While a commit is slow, the worker keeps reading and gathers the pages into the next
 batch (up to MAX_BATCH_EVENTS), so transactions grow with the broker's latency instead
 of the backlog growing: the producer keeps up as long as a page can be read faster than
@@ -90,6 +93,18 @@ class CommitPipeline:
         previous = self.drain()
         self._in_flight = (self._executor.submit(self._commit, batch), batch)
         return previous
+
+    def commit(self, batch: Batch) -> list[Batch]:
+        """Commit `batch` in the caller's thread, after the batch in flight; return both,
+        committed, oldest first.
+
+        For a caller with nothing to read meanwhile (caught up: it waits for the commit
+        interval next): handing the batch to the commit thread would cost that thread's
+        wake-ups and a future, and overlap nothing.
+        """
+        previous = self.drain()
+        self._commit(batch)
+        return [batch] if previous is None else [previous, batch]
 
     def drain(self) -> Batch | None:
         """Wait for the batch in flight; return it committed, or raise its error."""

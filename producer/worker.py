@@ -39,6 +39,7 @@ from producer.compacted import TopicReadTimeout
 from producer.connection import ConfigurationProblem, Session, VCenterUnavailable, classify, connect
 from producer.events import checkpoint_record, event_record
 from producer.identity import CheckpointKeys
+from producer.pacing import Pacer
 from producer.pipeline import MAX_BATCH_EVENTS, Batch, CommitPipeline
 from producer.position import Gap, GapReason, Position, Sequencer, position_of
 from producer.writer import (
@@ -284,13 +285,13 @@ class VCenterWorker(threading.Thread):
         sequencer: Sequencer,
     ) -> None:
         page_size = self.settings.producer.page_size
-        commit_interval = self.settings.producer.commit_interval.total_seconds()
-        submitted_at = 0.0  # when the last transaction started (time.monotonic)
+        pacer = Pacer(self.settings.producer.commit_interval.total_seconds())
         newest_seen: datetime | None = None  # newest event time the vCenter reported
         pipeline = CommitPipeline(writer, self.vcenter.name)
         gathering = Batch()  # read, not yet committing
         try:
             while not self.stop.is_set():
+                pacer.read_began(time.monotonic())
                 page = self._call(session, lambda: collector.read_page(page_size))
                 repeated = sequencer.repeated
                 fresh, gaps = sequencer.accept(page)
@@ -308,21 +309,24 @@ class VCenterWorker(threading.Thread):
                     last = sequencer.last
                     checkpoint = checkpoint_record(session.identity, last, self._key())
                     batch = gathering.close(last, (self.settings.topics.checkpoints, checkpoint))
-                    self._committed(session, pipeline.submit(batch))
-                    submitted_at = time.monotonic()
                     gathering = Batch()
+                    if len(page) < page_size:
+                        # caught up: nothing to read until the next read is due
+                        for committed in pipeline.commit(batch):
+                            self._committed(session, committed)
+                        pacer.committed(time.monotonic())
+                    else:
+                        self._committed(session, pipeline.submit(batch))
                 if page:
                     # more may have arrived meanwhile: read on, and wait only once a
                     # read comes back empty (a wait costs a round trip at least and,
                     # on vcsim, a 20 ms tick)
                     collector.busy()
                     if len(page) < page_size:
-                        # caught up while events trickle in: read again once the commit
-                        # interval has passed instead of waking on each event's
-                        # doorbell, whose change carries the event too (parsed twice)
-                        self.stop.wait(
-                            max(0.0, commit_interval - (time.monotonic() - submitted_at))
-                        )
+                        # caught up while events trickle in: read again when the pacer
+                        # says instead of waking on each event's doorbell, whose change
+                        # carries the event too (parsed twice)
+                        self._wait_until(pacer.plan(time.monotonic()))
                     continue
                 # nothing to read: the batch in flight finishes before the wait
                 self._committed(session, pipeline.drain())
@@ -336,7 +340,7 @@ class VCenterWorker(threading.Thread):
                 newest_seen = max((position_of(e).time for e in latest or []), default=None)
                 if latest:
                     # events trickle in: let the ones right behind this join its transaction
-                    self.stop.wait(max(0.0, commit_interval - (time.monotonic() - submitted_at)))
+                    self._wait_until(pacer.plan(time.monotonic()))
         finally:
             # never leave a commit running: the writer is used again after this returns;
             # its error, if any, outranks the one being raised (the writer must restart).
@@ -345,6 +349,11 @@ class VCenterWorker(threading.Thread):
                 self._committed(session, pipeline.drain())
             finally:
                 pipeline.close()
+
+    def _wait_until(self, due: float) -> None:
+        delay = due - time.monotonic()
+        if delay > 0:
+            self.stop.wait(delay)  # a shutdown cuts it short
 
     def _gather(self, session: Session, batch: Batch, fresh: list[Any]) -> None:
         """Encode new events into `batch`, with the alarm definitions they change."""

@@ -35,6 +35,7 @@ class RecordingWriter:
         self.fail_on = fail_on
         self.spans: list[tuple[int, float, float]] = []  # (key, began, ended)
         self.threads: set[str] = set()
+        self.committed_in: list[tuple[int, str]] = []  # (key, thread), in commit order
         self._lock = threading.Lock()
 
     def commit(self, records: Sequence[Outgoing]) -> None:
@@ -44,6 +45,7 @@ class RecordingWriter:
         with self._lock:
             self.spans.append((key, began, time.monotonic()))
             self.threads.add(threading.current_thread().name)
+            self.committed_in.append((key, threading.current_thread().name))
         if key in self.fail_on:
             raise TransactionStateUnknown(f"commit of {key} failed")
 
@@ -124,3 +126,19 @@ def test_batch_gathers_pages_and_ends_with_its_checkpoint() -> None:
     assert topics == ["events", "events", "events", "defs", "checkpoints"]
     assert closed.definitions == [definition]
     assert closed.last == Position(3, T0)
+
+
+def test_commit_in_the_callers_thread_waits_for_the_batch_in_flight_first() -> None:
+    writer = RecordingWriter()
+    pipeline = CommitPipeline(writer, "test")
+    assert pipeline.submit(batch(1)) is None
+    # both come back committed, oldest first; nothing is left in flight
+    assert [b.last.key for b in pipeline.commit(batch(2)) if b.last] == [1, 2]
+    assert [b.last.key for b in pipeline.commit(batch(3)) if b.last] == [3]
+    assert pipeline.drain() is None
+    pipeline.close()
+
+    assert [key for key, _, _ in writer.spans] == [1, 2, 3]
+    (_, _, first_ended), (_, second_began, _) = writer.spans[:2]
+    assert second_began >= first_ended  # never two transactions at once
+    assert [name for key, name in writer.committed_in][1:] == [threading.current_thread().name] * 2

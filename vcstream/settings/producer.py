@@ -63,13 +63,15 @@ class ProducerSettings(ConfigModel):
         ),
     )
     commit_interval: Duration = Field(
-        timedelta(milliseconds=100),
+        timedelta(milliseconds=180),
         description=(
-            "Shortest time between two transactions of one vCenter while events trickle in: "
-            "what arrives meanwhile joins the next one, so a quiet vCenter costs one "
-            "transaction and a few API calls per interval instead of per event (adds at most "
-            "this much latency; a backlog is read and committed without waiting). 0 commits "
-            "as soon as a page is read."
+            "While events trickle in, how long an event may wait for its transaction, from the "
+            "read before it to its commit: the producer reads again this long after its last "
+            "read, less what its recent reads, commits and late wake-ups took, so what arrives "
+            "meanwhile joins one transaction (a quiet vCenter costs one transaction and a few "
+            "API calls per interval instead of per event) and a loaded machine shortens the "
+            "wait instead of adding to the latency. A backlog is read and committed without "
+            "waiting. 0 commits as soon as a page is read."
         ),
     )
     transaction_timeout: Duration = Field(
