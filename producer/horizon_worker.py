@@ -26,19 +26,14 @@ import time
 from collections import Counter
 from typing import Any
 
-from confluent_kafka import KafkaException
-
 from producer import metrics
-from producer.compacted import TopicReadTimeout
 from producer.horizon_client import HorizonClient, HorizonLoginRejected, HorizonUnavailable
 from producer.horizon_position import HorizonPosition, encode_checkpoint, load_position
 from producer.pipeline import MAX_BATCH_EVENTS
+from producer.supervision import SourceWorker
 from producer.writer import (
     Outgoing,
-    ProducerFenced,
-    Stopped,
     TransactionalWriter,
-    TransactionStateUnknown,
 )
 from schemas.horizon import encode_horizon
 from vcstream.observability import Flag, Health
@@ -76,76 +71,45 @@ def transactional_id(prefix: str, source: str) -> str:
     return f"{prefix}.horizon.{digest}"
 
 
-class HorizonWorker(threading.Thread):
+class HorizonWorker(SourceWorker[HorizonPosition]):
+    kind = "Horizon"
+    source_errors = (HorizonUnavailable, HorizonLoginRejected)
+
     def __init__(
         self, server: HorizonSettings, settings: Settings, stop: threading.Event, health: Health
     ) -> None:
-        super().__init__(name=f"horizon-{server.name}", daemon=True)
+        super().__init__(f"horizon-{server.name}", server.name, settings, stop, Flag("connecting"))
         self.server = server
-        self.settings = settings
-        self.stop = stop
-        self.failure: BaseException | None = None
-        self.server_flag = Flag("connecting")
-        self.kafka_flag = Flag("starting")
-        health.add(f"horizon:{server.name}", self.server_flag)
+        health.add(f"horizon:{server.name}", self.source_flag)
         health.add(f"kafka:horizon:{server.name}", self.kafka_flag)
         self.client = HorizonClient(server, settings.producer.request_timeout.total_seconds())
-        self._writer: TransactionalWriter | None = None
-        self._position: HorizonPosition | None = None  # None: read it from the checkpoint
         self._delay = settings.producer.reconnect.initial_delay.total_seconds()
         self._logins = 0
         self._refreshes = 0
 
-    # ---- the outer loop: recover from every failure -----------------------------------
+    # ---- the outer loop (SourceWorker.run): recover from every failure ----------------
 
-    def run(self) -> None:
-        try:
-            while not self.stop.is_set():
-                try:
-                    caught_up = self._poll()
-                    self._delay = self.settings.producer.reconnect.initial_delay.total_seconds()
-                    if caught_up:
-                        self.stop.wait(self.server.poll_interval.total_seconds())
-                except (HorizonUnavailable, HorizonLoginRejected) as exc:
-                    self._server_down(str(exc))
-                except TransactionStateUnknown as exc:
-                    if isinstance(exc, ProducerFenced):
-                        raise
-                    log.warning("%s; re-reading the checkpoint", exc)
-                    self._restart_writer()
-                except (KafkaException, TopicReadTimeout) as exc:
-                    self.kafka_flag.down(f"Kafka: {exc}")
-                    log.warning("Horizon %s: Kafka unavailable: %s", self.server.name, exc)
-                    self._restart_writer()
-                    self.stop.wait(1)
-        except Stopped as exc:
-            if not self.stop.is_set():  # only a shutdown may stop a worker quietly
-                self.failure = exc
-                log.error("Horizon %s: stopped unexpectedly", self.server.name)
-        except BaseException as exc:  # fenced, corrupt checkpoint, a bug: this server stops
-            self.failure = exc
-            self.server_flag.down(f"stopped: {exc}")
-            log.error("Horizon %s: stopped: %s", self.server.name, exc, exc_info=True)
-        finally:
-            if self._writer is not None:
-                self._writer.close()
-            self.client.logout()
+    def _step(self) -> None:
+        caught_up = self._poll()
+        self._delay = self.settings.producer.reconnect.initial_delay.total_seconds()
+        if caught_up:
+            self.stop.wait(self.server.poll_interval.total_seconds())
+
+    def _source_failed(self, exc: Exception) -> None:
+        self._server_down(str(exc))
+
+    def _close_source(self) -> None:
+        self.client.logout()
 
     def _server_down(self, problem: str) -> None:
         """Backoff, doubled after each failure up to reconnect.maxDelay."""
-        self.server_flag.down(problem)
+        self.source_flag.down(problem)
         metrics.HORIZON_UNAVAILABLE.labels(self.server.name).inc()
         log.warning("%s; next attempt in %.1fs", problem, self._delay)
         self.stop.wait(self._delay)
         self._delay = min(
             self._delay * 2, self.settings.producer.reconnect.max_delay.total_seconds()
         )
-
-    def _restart_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._writer = None
-        self._position = None
 
     def _writer_for(self) -> TransactionalWriter:
         if self._writer is None:
@@ -160,12 +124,6 @@ class HorizonWorker(threading.Thread):
             )
             self._writer.start()
         return self._writer
-
-    def _kafka_state(self, problem: str | None) -> None:
-        if problem is None:
-            self.kafka_flag.ok()
-        else:
-            self.kafka_flag.down(problem)
 
     # ---- one poll ---------------------------------------------------------------------
 
@@ -185,7 +143,7 @@ class HorizonWorker(threading.Thread):
             # pages in (only a window read whole can move the position past it)
             to_ms = position.time_ms + (to_ms - position.time_ms) // 2
         self._count_logins()
-        self.server_flag.ok()
+        self.source_flag.ok()
         self._check_gap(position, events)
         fresh = sorted(filter(position.is_new, events), key=lambda e: (e["time"], e["id"]))
         for start in range(0, len(fresh), MAX_BATCH_EVENTS):

@@ -23,7 +23,6 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import KafkaException
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -35,16 +34,15 @@ from tenacity import (
 from producer import alarms, metrics
 from producer.checkpoint import load_checkpoint
 from producer.collector import EventCollector, history_begin
-from producer.compacted import TopicReadTimeout
 from producer.connection import ConfigurationProblem, Session, VCenterUnavailable, classify, connect
 from producer.events import checkpoint_record, event_record
 from producer.identity import CheckpointKeys
 from producer.pacing import Pacer
 from producer.pipeline import MAX_BATCH_EVENTS, Batch, CommitPipeline
 from producer.position import Gap, GapReason, Position, Sequencer, position_of
+from producer.supervision import SourceWorker
 from producer.writer import (
     Outgoing,
-    ProducerFenced,
     Stopped,
     TransactionalWriter,
     TransactionStateUnknown,
@@ -67,7 +65,10 @@ class CollectorLost(Exception):
     """The collector returns nothing although the vCenter reports newer events."""
 
 
-class VCenterWorker(threading.Thread):
+class VCenterWorker(SourceWorker[Position]):
+    kind = "vCenter"
+    source_errors = (VCenterUnavailable, ConfigurationProblem, CollectorLost)
+
     def __init__(
         self,
         vcenter: VCenterSettings,
@@ -77,69 +78,42 @@ class VCenterWorker(threading.Thread):
         keys: CheckpointKeys,
         session: Session | None = None,
     ) -> None:
-        super().__init__(name=f"vcenter-{vcenter.name}", daemon=True)
+        super().__init__(
+            f"vcenter-{vcenter.name}",
+            vcenter.name,
+            settings,
+            stop,
+            Flag("connecting" if session is None else None),
+        )
         self.vcenter = vcenter
-        self.settings = settings
-        self.stop = stop
         self.session = session
-        self.failure: BaseException | None = None
-        self.vcenter_flag = Flag("connecting" if session is None else None)
-        self.kafka_flag = Flag("starting")
-        health.add(f"vcenter:{vcenter.name}", self.vcenter_flag)
+        health.add(f"vcenter:{vcenter.name}", self.source_flag)
         health.add(f"kafka:{vcenter.name}", self.kafka_flag)
-        self._writer: TransactionalWriter | None = None
-        self._position: Position | None = None  # None: read it from the checkpoint topic
         self._keys = keys
         self._checkpoint_key: str | None = None
         self._snapshot_for: Session | None = None  # alarms are snapshotted once per login
 
-    # ---- the outer loop: recover from every failure -----------------------------------
+    # ---- the outer loop (SourceWorker.run): recover from every failure ----------------
 
-    def run(self) -> None:
-        try:
-            while not self.stop.is_set():
-                try:
-                    self._run_session()
-                except (VCenterUnavailable, ConfigurationProblem) as exc:
-                    self._drop_session(str(exc))
-                except CollectorLost as exc:  # a new collector, from the position
-                    self._report([Gap(GapReason.COLLECTOR_LOST, 0, str(exc))])
-                except TransactionStateUnknown as exc:
-                    if isinstance(exc, ProducerFenced):
-                        raise
-                    log.warning("%s; re-reading the checkpoint", exc)
-                    self._restart_writer()
-                except (KafkaException, TopicReadTimeout) as exc:
-                    self.kafka_flag.down(f"Kafka: {exc}")
-                    log.warning("vCenter %s: Kafka unavailable: %s", self.vcenter.name, exc)
-                    self._restart_writer()
-                    self.stop.wait(1)
-        except Stopped as exc:
-            if not self.stop.is_set():  # only a shutdown may stop a worker quietly
-                self.failure = exc
-                log.error("vCenter %s: stopped unexpectedly", self.vcenter.name)
-        except BaseException as exc:  # fenced, corrupt checkpoint, a bug: this vCenter stops
-            self.failure = exc
-            self.vcenter_flag.down(f"stopped: {exc}")
-            log.error("vCenter %s: stopped: %s", self.vcenter.name, exc, exc_info=True)
-        finally:
-            if self._writer is not None:
-                self._writer.close()
-            if self.session is not None:
-                self.session.close()
+    def _step(self) -> None:
+        self._run_session()
+
+    def _source_failed(self, exc: Exception) -> None:
+        if isinstance(exc, CollectorLost):  # a new collector, from the position
+            self._report([Gap(GapReason.COLLECTOR_LOST, 0, str(exc))])
+        else:
+            self._drop_session(str(exc))
+
+    def _close_source(self) -> None:
+        if self.session is not None:
+            self.session.close()
 
     def _drop_session(self, reason: str) -> None:
         log.warning("vCenter %s: %s; reconnecting", self.vcenter.name, reason)
-        self.vcenter_flag.down(reason)
+        self.source_flag.down(reason)
         if self.session is not None:
             self.session.close()
             self.session = None
-
-    def _restart_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._writer = None
-        self._position = None
 
     def _connect(self) -> Session:
         """Log in, retrying with exponential backoff until it works or shutdown."""
@@ -169,7 +143,7 @@ class VCenterWorker(threading.Thread):
 
     def _connect_failed(self, state: RetryCallState) -> None:
         problem = str(state.outcome.exception() if state.outcome else "unreachable")
-        self.vcenter_flag.down(problem)
+        self.source_flag.down(problem)
         log.warning(
             "vCenter %s: %s; next attempt in %.1fs",
             self.vcenter.name,
@@ -183,7 +157,7 @@ class VCenterWorker(threading.Thread):
         if self.session is None:
             self.session = self._connect()
         session = self.session
-        self.vcenter_flag.ok()
+        self.source_flag.ok()
         identity = session.identity
         key = self._keys.key_for(self.vcenter.name, identity.instance_uuid)
         if self._checkpoint_key not in (None, key):
@@ -228,12 +202,6 @@ class VCenterWorker(threading.Thread):
     def _key(self) -> bytes:
         assert self._checkpoint_key is not None
         return self._checkpoint_key.encode()
-
-    def _kafka_state(self, problem: str | None) -> None:
-        if problem is None:
-            self.kafka_flag.ok()
-        else:
-            self.kafka_flag.down(problem)
 
     def _resume_position(self, session: Session, writer: TransactionalWriter) -> Position:
         """The committed checkpoint; on a first start, a boundary committed right away."""
