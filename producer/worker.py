@@ -254,6 +254,7 @@ class VCenterWorker(SourceWorker[Position]):
     ) -> None:
         page_size = self.settings.producer.page_size
         pacer = Pacer(self.settings.producer.commit_interval.total_seconds())
+        read_interval = metrics.READ_INTERVAL.labels(self.vcenter.name)
         newest_seen: datetime | None = None  # newest event time the vCenter reported
         pipeline = CommitPipeline(writer, self.vcenter.name)
         gathering = Batch()  # read, not yet committing
@@ -283,6 +284,7 @@ class VCenterWorker(SourceWorker[Position]):
                         for committed in pipeline.commit(batch):
                             self._committed(session, committed)
                         pacer.committed(time.monotonic())
+                        read_interval.set(pacer.interval_s())
                     else:
                         self._committed(session, pipeline.submit(batch))
                 if page:

@@ -24,6 +24,7 @@ from tests.producer.conftest import (
     wait_for,
     write_config,
 )
+from vcstream.settings.producer import ProducerSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,6 +49,14 @@ class Burst(threading.Thread):
         self.halt.set()
         self.join(10)
         return self.client.newest_key()
+
+
+def read_interval(producer: ProducerProcess) -> float | None:
+    """vcstream_producer_read_interval_seconds for vCenter "sim", None when not exposed."""
+    _, text = producer.get("/metrics")
+    prefix = 'vcstream_producer_read_interval_seconds{vcenter="sim"} '
+    found = [line for line in text.splitlines() if line.startswith(prefix)]
+    return float(found[0].removeprefix(prefix)) if found else None
 
 
 def identities(records: list[KafkaRecord]) -> Counter[tuple[str, int]]:
@@ -115,6 +124,10 @@ def test_producer_survives_broker_restart_mid_stream(
     burst = Burst(vcsim, rate=30)
     burst.start()
     wait_for(lambda: committed_up_to(broker, topics, 80), 60, "events before the restart")
+    # caught up with a 30/s burst: the pacer's interval is published, within the budget
+    interval = read_interval(producer)
+    budget = ProducerSettings().commit_interval.total_seconds()  # the config leaves it out
+    assert interval is not None and 0 <= interval <= budget
 
     def committed() -> float:
         return producer.metric("vcstream_producer_transactions_committed_total", vcenter="sim")
