@@ -153,11 +153,19 @@ class BatchDelivery:
         filter): the same type filter, retries and dead letters, without a second decode."""
         report = report or BatchReport()
         started = time.monotonic() if read_at is None else read_at
+        pending = self._wanted_events(events, report)
+        while pending:
+            pending = await self._attempt(pending, report, started)
+        self._filtered.inc(report.filtered)
+        await self.dead_letters.flush()
+        return report
+
+    def _wanted_events(self, events: Sequence[SinkEvent], report: BatchReport) -> list[_Pending]:
+        """The events whose type the sink's `types` match; the rest are counted filtered."""
+        if self._every_type:
+            return [_Pending(item) for item in events]
         pending: list[_Pending] = []
         wanted = self._wanted
-        if self._every_type:
-            pending = [_Pending(item) for item in events]
-            events = ()
         for item in events:
             kind = item.type
             match = wanted.get(kind)
@@ -165,15 +173,11 @@ class BatchDelivery:
                 if len(wanted) >= MAX_TYPES_KEPT:  # bounded whatever the topic holds
                     wanted.clear()
                 match = wanted[kind] = self._types.fullmatch(kind) is not None
-            if not match:
+            if match:
+                pending.append(_Pending(item))
+            else:
                 self._count(report, "filtered")
-                continue
-            pending.append(_Pending(item))
-        while pending:
-            pending = await self._attempt(pending, report, started)
-        self._filtered.inc(report.filtered)
-        await self.dead_letters.flush()
-        return report
+        return pending
 
     async def _attempt(
         self, pending: list[_Pending], report: BatchReport, read_at: float
