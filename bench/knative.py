@@ -1,7 +1,7 @@
 """The Knative sink against a bare keep-alive client of the same library, one receiver.
 
     .venv/bin/python -m bench.knative [--events 20000] [--rate 2000] [--seconds 10]
-        [--receiver lean|aiohttp] [--batch N] [--buffered N]
+        [--receiver lean|aiohttp] [--batch N] [--buffered N] [--idle-topics N]
 
 `--batch` and `--buffered` set the sink's `batch.maxRecords` and `batch.maxBuffered`
 (default: the sink's own defaults, so the bench measures what a user runs).
@@ -326,10 +326,11 @@ def sink_runner(
     args: argparse.Namespace,
     runner_class: type[SinkRunner] = SinkRunner,
 ) -> SinkRunner:
+    topics = [topic, *(args.idle.split(",") if args.idle else [])]
     section = {
         "url": url,
         "concurrency": args.connections,
-        "topics": [topic],
+        "topics": topics,
         "groupId": f"bench-knative-{topic}",
         "delivery": {"deadLetterTopic": "bench.knative.dlq"},
         # the sink's own batch settings unless given: the bench measures the default
@@ -341,7 +342,7 @@ def sink_runner(
     return runner_class(
         registry.create_sink("knative", settings),
         settings.kafka,
-        topics=[topic],
+        topics=topics,
         group_id=f"bench-knative-{topic}",
         dead_letter_topic="bench.knative.dlq",
     )
@@ -498,6 +499,13 @@ def main() -> None:
         metavar="1-500",
         help="keys of the trickle's events (1: one hot VM, as in the soak: one at a time)",
     )
+    parser.add_argument(
+        "--idle-topics",
+        type=int,
+        default=0,
+        help="topics with no events the trickle's sink also reads (the soak's sink reads 2)",
+    )
+    parser.add_argument("--idle", help=argparse.SUPPRESS)  # their names, for the child
     parser.add_argument("--keys", type=int, default=500, help=argparse.SUPPRESS)
     parser.add_argument(
         "--only", help="comma-separated phases to run: bare,aiohttp,sink,latency,trickle"
@@ -567,6 +575,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         "connections": args.connections,
         "partitions": args.partitions,
         "receiver": args.receiver,
+        "idle_topics": args.idle_topics,
         "machine": {"cpus": os.cpu_count()},
     }
     try:
@@ -575,11 +584,12 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         backlog, paced, trickled = (
             f"bench.knative.{name}.{os.getpid()}" for name in ("backlog", "paced", "trickle")
         )
+        idle = [f"bench.knative.idle{n}.{os.getpid()}" for n in range(args.idle_topics)]
         ensure_topics(
             Settings(kafka={"bootstrapServers": bootstrap}).kafka,
             [
                 TopicSpec(t, args.partitions, extra={"message.timestamp.type": "LogAppendTime"})
-                for t in (backlog, paced, trickled)
+                for t in (backlog, paced, trickled, *idle)
             ]
             + [TopicSpec("bench.knative.dlq")],
         )
@@ -604,7 +614,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
             # the same rate from a bare client: the receiver's and the load's share
             result["latency_bare_client"] = measured("bare_latency")
         if "trickle" in phases:
-            result["trickle"] = measure_trickle(measured, args, bootstrap, trickled)
+            result["trickle"] = measure_trickle(measured, args, bootstrap, trickled, idle)
     finally:
         receiver.terminate()
         receiver.wait(10)
@@ -614,7 +624,11 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def measure_trickle(
-    measured: Callable[..., dict[str, Any]], args: argparse.Namespace, bootstrap: str, topic: str
+    measured: Callable[..., dict[str, Any]],
+    args: argparse.Namespace,
+    bootstrap: str,
+    topic: str,
+    idle: list[str],
 ) -> dict[str, Any]:
     """The sink at a trickle, a bare consumer reading the same feed beside it, then the
     bare client paced alike; the sink as a ratio to the two together per CPU-second."""
@@ -625,7 +639,8 @@ def measure_trickle(
 
     beside = threading.Thread(target=consume)
     beside.start()
-    sink_result = measured("trickle", bootstrap=bootstrap, topic=topic)
+    extra = {"idle": ",".join(idle)} if idle else {}
+    sink_result = measured("trickle", bootstrap=bootstrap, topic=topic, **extra)
     beside.join()
     client = measured("bare_paced")
     # a ceiling per event: what consuming and posting it alone cost, added up
