@@ -35,6 +35,7 @@ from schemas import InvalidRecord, KafkaRecord
 from schemas.cloudevent import MAX_LAYOUTS, CloudEventView, HeaderLayouts
 from schemas.codec import _parse_time
 from schemas.record import Message
+from schemas.zoned_times import ZonedTimes
 
 # stand-ins for the id and the time while a layout's head is made: control characters
 # that orjson escapes, so the head's other attributes cannot contain them
@@ -178,6 +179,8 @@ class BatchChecker:
         self.slow_checks = 0  # records checked the slow way (no known layout, or refused)
         self._line_start = orjson.dumps({"topic": topic})[:-1] + b',"partition":'
         self._keys: dict[bytes | None, bytes] = {}  # a record key -> its JSON (`_key_json`)
+        # a line needs only the time's verdict, not the time: kept per second
+        self._times = ZonedTimes()
 
     def check(self, messages: Sequence[Message]) -> Checked:
         if self.lines:
@@ -202,7 +205,7 @@ class BatchChecker:
         from_bytes = int.from_bytes
         loads = orjson.loads
         dumps = orjson.dumps
-        parse_time = _parse_time
+        zoned = self._times.zoned
         second = -1
         second_text = b""
         # the last layout found: the headers but id and time as a tuple, and the layout
@@ -259,7 +262,7 @@ class BatchChecker:
                 try:
                     id_text = id_raw.decode()
                     time_text = time_raw.decode()
-                    if not id_text or parse_time(time_text).tzinfo is None:
+                    if not id_text or not zoned(time_text):
                         layout = None
                     else:
                         loads(value)  # type: ignore[arg-type]
