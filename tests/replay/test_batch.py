@@ -64,6 +64,18 @@ def variants(record: KafkaRecord) -> Iterable[tuple[KafkaRecord, list[Any] | Non
         ("ce_time", b"20260101T000000Z"),  # isoparse's, not RFC 3339's
         ("ce_time", b"2026-02-30T00:00:00Z"),
         ("ce_time", b"yesterday"),
+        # the times a known second and zone meet with odd rests (`ZonedTimes`)
+        ("ce_time", b"2026-01-01T00:00:00.5+05:30"),
+        ("ce_time", b"2026-01-01T00:00:00+05:30"),
+        ("ce_time", b"2026-01-01T00:00:00.123456"),
+        ("ce_time", b"2026-01-01T00:00:00.123456789Z"),
+        ("ce_time", b"2026-01-01T00:00:00.Z"),
+        ("ce_time", "2026-01-01T00:00:00.\u0661Z".encode()),
+        ("ce_time", b"2026-01-01T00:00:00z"),
+        ("ce_time", b"2026-01-01T00:00:00+24:00"),
+        ("ce_time", b"2026-01-01T00:00:00ZZ"),
+        ("ce_time", b"2026-12-31T23:59:60Z"),
+        ("ce_time", b"2026-01-01T24:00:00Z"),
         ("ce_specversion", b"0.3"),
         ("ce_subject", b""),
         ("ce_subject", b'Other "quoted"'),
