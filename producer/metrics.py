@@ -57,7 +57,8 @@ ALARM_DEFINITIONS = Counter(
 READ_INTERVAL = Gauge(
     "vcstream_producer_read_interval_seconds",
     "How long a caught-up worker waits between two reads: producer.commitInterval less "
-    "the largest overhead (late wake-up, read, commit) of its recent cycles. Near the "
+    "the overhead (late wake-up, read, commit) nine in ten of its recent cycles stayed "
+    "within. Near the "
     "setting on a quiet machine; it shrinks as the machine gets busier, and near 0 the "
     "latency budget is used up by the overhead alone.",
     ["vcenter"],

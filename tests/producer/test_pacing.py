@@ -56,15 +56,34 @@ def test_slow_commits_and_late_wake_ups_shorten_the_interval_within_the_budget()
         now = pacer._last or 0.0
 
 
-def test_the_interval_grows_again_once_the_slow_cycles_are_forgotten() -> None:
+def test_a_lone_slow_cycle_among_quick_ones_leaves_the_interval_alone() -> None:
     pacer = Pacer(0.170)
     pacer.read_began(0.0)
-    now = cycle(pacer, 0.0, overhead=0.100)
-    assert pacer.interval_s() == pytest.approx(0.070)
+    now = 0.0
     for _ in range(RECENT_CYCLES - 1):
         now = cycle(pacer, now, overhead=0.010)
-    assert pacer.interval_s() == pytest.approx(0.070)  # still within the window
-    cycle(pacer, now, overhead=0.010)
+    # a broker pause: this one cycle overruns the budget by what it took longer ...
+    assert exposure(pacer, now, overhead=0.100) == pytest.approx(0.260)
+    # ... and the next ones still wait the whole budget less the usual overhead
+    assert pacer.interval_s() == pytest.approx(0.160)
+    now = pacer._last or 0.0
+    assert exposure(pacer, now, overhead=0.010) == pytest.approx(0.170)
+
+
+def test_a_slow_spell_shortens_the_interval_until_it_is_forgotten() -> None:
+    pacer = Pacer(0.170)
+    pacer.read_began(0.0)
+    now = 0.0
+    slow = RECENT_CYCLES // 10 + 1  # more than a tenth of the cycles remembered
+    for _ in range(RECENT_CYCLES - slow):
+        now = cycle(pacer, now, overhead=0.010)
+    for _ in range(slow):
+        now = cycle(pacer, now, overhead=0.100)
+    assert pacer.interval_s() == pytest.approx(0.070)
+    for _ in range(RECENT_CYCLES - slow):
+        now = cycle(pacer, now, overhead=0.010)
+    assert pacer.interval_s() == pytest.approx(0.070)  # all of them still remembered
+    now = cycle(pacer, now, overhead=0.010)  # the first slow one is forgotten
     assert pacer.interval_s() == pytest.approx(0.160)
 
 

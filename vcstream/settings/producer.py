@@ -67,10 +67,10 @@ class ProducerSettings(ConfigModel):
         description=(
             "While events trickle in, how long an event may wait for its transaction, from the "
             "read before it to its commit: the producer reads again this long after its last "
-            "read, less what its recent reads, commits and late wake-ups took, so what arrives "
-            "meanwhile joins one transaction (a quiet vCenter costs one transaction and a few "
-            "API calls per interval instead of per event) and a loaded machine shortens the "
-            "wait instead of adding to the latency (the wait in force: the gauge "
+            "read, less what nine in ten of its recent reads, commits and late wake-ups took, so "
+            "what arrives meanwhile joins one transaction (a quiet vCenter costs one transaction "
+            "and a few API calls per interval instead of per event) and a loaded machine "
+            "shortens the wait instead of adding to the latency (the wait in force: the gauge "
             "vcstream_producer_read_interval_seconds). A backlog is read and committed "
             "without waiting. 0 commits as soon as a page is read."
         ),
