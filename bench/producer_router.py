@@ -3,7 +3,7 @@ in the same run (the "≈ 0.3 ms, measured beside it" of issue #18).
 
     .venv/bin/python -m bench.producer_router [--rate 50 --rate 5] [--seconds 30]
         [--idle-seconds 20] [--rounds 3] [--router PATH] [--router-checkpoint]
-        [--only router|producer] [--tree CHECKOUT]
+        [--alternate | --only router|producer] [--tree CHECKOUT]
 
 Starts a private Kafka broker and one vcsim; `vcstream produce` (as bench.producer runs
 it, this checkout or `--tree`) and VEBA's router (bench.veba_router: the appliance's
@@ -11,11 +11,13 @@ configuration, delivering binary CloudEvents over HTTP to a receiver process on
 127.0.0.1) both read that vcsim, side by side. Each round has an idle phase, then a phase
 per `--rate` with EventEx posted by devenv.event_flood at that rate for `--seconds`.
 
-Side by side, not alternating: both read the very same events at the same moments, so
-the noise of a shared machine (other benchmarks, their load) falls on both alike, and
-/proc keeps each process's CPU apart. Either alone uses a few percent of one of the two
-cores at these rates; `--only router` or `--only producer` runs one without the other
-to check that the neighbour changes nothing.
+Side by side by default: both read the very same events at the same moments, so the
+noise of a shared machine (other benchmarks, their load) falls on both alike, and the
+kernel keeps each process's CPU apart. Either uses a few percent of one of the two cores
+at these rates, but each then runs beside the other's work. `--alternate` measures each
+alone in the same run: per rate a phase for each, the other paused (SIGSTOP) and caught
+up after it (what it reads then is not measured), the order swapped every round; the
+machine's noise then falls on each at other moments. `--only router|producer` runs one.
 
 For each (in the same accounting: the CPU time of the process, all its threads live or
 ended, as /proc's utime + stime count it but to the nanosecond, sampled every 50 ms):
@@ -118,12 +120,13 @@ class Readers:
         for name in self.readers:
             self.expected[name] += events
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float, names: set[str]) -> None:
         deadline = time.monotonic() + timeout
-        for name, reader in self.readers.items():
+        for name in names:
+            reader = self.readers[name]
             reader.collect(self.expected[name], max(deadline - time.monotonic(), 1))
-        for reader in self.readers.values():
-            reader.settle(quiet=2)
+        for name in names:
+            self.readers[name].settle(quiet=2)
 
     def marks(self) -> dict[str, int]:
         return {name: len(reader.seen) for name, reader in self.readers.items()}
@@ -137,8 +140,16 @@ class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
         self.runs = {"router", "producer"} if args.only is None else {args.only}
+        self.closers: list[Any] = []
+        try:
+            self._start(args, workdir)
+        except BaseException:  # a router that never streams: stop what did start
+            self.close()
+            raise
+
+    def _start(self, args: argparse.Namespace, workdir: Path) -> None:
         self.sim = LocalVcsim(workdir / "vcsim").start()
-        self.closers: list[Any] = [self.sim.stop]
+        self.closers.append(self.sim.stop)
         readers: dict[str, CommittedReader] = {}
         pids: dict[str, int] = {}
         if "router" in self.runs:
@@ -198,9 +209,21 @@ class Bench:
             self.post(1, 1)
             for reader in self.readers.readers.values():
                 reader.collect(len(reader.seen) + 1, 1)
-        for reader in self.readers.readers.values():
-            reader.settle(quiet=3)
+        self.catch_up(set(self.readers.readers))
+
+    def catch_up(self, names: set[str]) -> None:
+        """Until these readers delivered nothing for longer than the router's longest
+        back-off (5 s), then count anew: a backlog beyond vcsim's ~1,000-event history is
+        lost to a reader that was paused, and is no phase's business."""
+        for name in names:
+            self.readers.readers[name].settle(quiet=6)
         self.readers.recount()
+
+    def pause(self, name: str) -> None:
+        (self.router if name == "router" else self.producer).pause()
+
+    def resume(self, name: str) -> None:
+        (self.router if name == "router" else self.producer).resume()
 
     def post(self, events: int, rate: float) -> float:
         """Post; the epoch second the first request went out."""
@@ -222,16 +245,25 @@ class Bench:
             result["producer_transactions"] = int(self.producer.transactions() - transactions)
         return result
 
-    def phase(self, rate: float, seconds: float) -> dict[str, Any]:
+    def phase(self, rate: float, seconds: float, measured: set[str]) -> dict[str, Any]:
+        """`rate` events/s for `seconds`, read by `measured`; the others are paused
+        (SIGSTOP) meanwhile and catch up afterwards, outside the phase."""
+        paused = set(self.readers.readers) - measured
+        for name in paused:
+            self.pause(name)
         events = int(rate * seconds)
         marks = self.readers.marks()
-        missed_before = self.producer.missed() if "producer" in self.runs else 0
-        began = self.post(events, rate)
-        self.readers.wait(60 + seconds)
-        time.sleep(self.cpu.interval * 2)
+        missed_before = self.producer.missed() if "producer" in measured else 0
+        try:
+            began = self.post(events, rate)
+            self.readers.wait(60 + seconds, measured)
+            time.sleep(self.cpu.interval * 2)
+        finally:
+            for name in paused:
+                self.resume(name)
         result: dict[str, Any] = {"target_events_per_s": rate, "events_posted": events}
-        for name, reader in self.readers.readers.items():
-            seen = reader.seen[marks[name] :]
+        for name in sorted(measured):
+            seen = self.readers.readers[name].seen[marks[name] :]
             ended = max((at for at, _ in seen), default=time.time())
             cpu = self.cpu.between(name, began, ended)
             figures: dict[str, Any] = {
@@ -245,7 +277,20 @@ class Bench:
                 kafka = self.cpu.between("kafka", began, ended)
                 figures["kafka_cpu_ms_per_event"] = round(kafka * 1000 / max(len(seen), 1), 4)
             result[name] = figures
+        if paused:
+            self.catch_up(paused)
         self.readers.recount()
+        return result
+
+    def rate(self, rate: float, seconds: float, order: list[str]) -> dict[str, Any]:
+        """One phase at `rate` read by all side by side, or with --alternate one phase each
+        in `order`; the producer / router ratio of CPU per event."""
+        if not self.args.alternate:
+            result = self.phase(rate, seconds, set(self.readers.readers))
+        else:
+            result = {"order": list(order)}
+            for name in order:
+                result.update(self.phase(rate, seconds, {name}))
         router_ms = result.get("router", {}).get("cpu_ms_per_event")
         producer_ms = result.get("producer", {}).get("cpu_ms_per_event")
         if router_ms and producer_ms:
@@ -277,6 +322,12 @@ def summary(rounds: list[dict[str, Any]], rates: list[float]) -> dict[str, Any]:
     return {"median_of_rounds": by_rate}
 
 
+def mode(args: argparse.Namespace) -> str:
+    if args.only is not None:
+        return f"{args.only} alone"
+    return "alternating, the other paused" if args.alternate else "side by side"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
@@ -294,6 +345,11 @@ def main() -> None:
     )
     parser.add_argument("--only", choices=["router", "producer"], help="run one, not both")
     parser.add_argument(
+        "--alternate",
+        action="store_true",
+        help="a phase per reader and rate, the other paused (SIGSTOP), not side by side",
+    )
+    parser.add_argument(
         "--tree", type=Path, default=REPO, help="checkout whose producer runs (default this one)"
     )
     args = parser.parse_args()
@@ -303,18 +359,20 @@ def main() -> None:
     try:
         bench.warm_up()
         rounds = []
+        order = sorted(bench.runs)  # producer, router
         for number in range(1, args.rounds + 1):
+            order.reverse()  # each goes first in every other round: no order favours one
             one = {
                 "round": number,
                 "idle": bench.idle(args.idle_seconds),
-                "steady": [bench.phase(rate, args.seconds) for rate in rates],
+                "steady": [bench.rate(rate, args.seconds, order) for rate in rates],
                 "load_average_1m": round(os.getloadavg()[0], 2),
             }
             print(json.dumps(one), file=sys.stderr)
             rounds.append(one)
         result: dict[str, Any] = {
             "benchmark": "producer_router",
-            "mode": "side by side" if args.only is None else f"{args.only} alone",
+            "mode": mode(args),
             **summary(rounds, rates),
             "rounds": rounds,
         }

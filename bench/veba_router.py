@@ -28,6 +28,7 @@ import multiprocessing
 import os
 import shlex
 import shutil
+import signal
 import time
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -153,6 +154,12 @@ class RouterUnderTest:
         comm = Path(f"/proc/{self.pid}/comm").read_text().strip()
         if comm != "router":  # the CPU and RSS read would be the wrapper's
             raise RuntimeError(f"pid {self.pid} is {comm!r}, not the router")
+
+    def pause(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
 
     def peak_rss_mb(self) -> float:
         return self.child.rss_bytes() / 2**20
