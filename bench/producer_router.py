@@ -298,28 +298,48 @@ class Bench:
         return result
 
 
-def median_of(rounds: list[dict[str, Any]], rate: float, *path: str) -> float | None:
+def across(rounds: list[dict[str, Any]], rate: float | None, *path: str) -> list[float]:
+    """One figure of every round: of its idle phase (`rate` None) or of its phase at `rate`."""
     values = []
     for one in rounds:
-        value: Any = next(p for p in one["steady"] if p["target_events_per_s"] == rate)
+        value: Any = (
+            one["idle"]
+            if rate is None
+            else next(p for p in one["steady"] if p["target_events_per_s"] == rate)
+        )
         for key in path:
             value = value.get(key) if isinstance(value, dict) else None
         if isinstance(value, int | float):
             values.append(value)
+    return values
+
+
+def median(values: list[float]) -> float | None:
     return round(statistics.median(values), 4) if values else None
 
 
 def summary(rounds: list[dict[str, Any]], rates: list[float]) -> dict[str, Any]:
-    by_rate = {}
+    """Medians of the rounds, but events missed summed: one miss is one too many."""
+    result: dict[str, Any] = {
+        "load_average_1m_by_round": [one["load_average_1m"] for one in rounds],
+        "idle_cpu_percent": {
+            name: median(across(rounds, None, f"{name}_cpu_percent"))
+            for name in ("router", "producer", "kafka")
+        },
+    }
     for rate in rates:
+        ratios = across(rounds, rate, "producer_to_router_cpu_ratio")
         figures: dict[str, Any] = {
-            "producer_to_router_cpu_ratio": median_of(rounds, rate, "producer_to_router_cpu_ratio")
+            "producer_to_router_cpu_ratio": median(ratios),
+            "producer_to_router_cpu_ratio_by_round": ratios,
         }
         for name in ("router", "producer"):
-            for figure in ("cpu_ms_per_event", "latency_p99_ms", "events_missed"):
-                figures[f"{name}_{figure}"] = median_of(rounds, rate, name, figure)
-        by_rate[f"{rate:g}_events_per_s"] = figures
-    return {"median_of_rounds": by_rate}
+            for figure in ("cpu_ms_per_event", "latency_p50_ms", "latency_p99_ms"):
+                figures[f"{name}_{figure}"] = median(across(rounds, rate, name, figure))
+            missed = across(rounds, rate, name, "events_missed")
+            figures[f"{name}_events_missed"] = int(sum(missed)) if missed else None
+        result[f"{rate:g}_events_per_s"] = figures
+    return {"median_of_rounds": result}
 
 
 def mode(args: argparse.Namespace) -> str:
