@@ -139,7 +139,8 @@ class RangeReader:
         what --count leaves): consume() returns once it has all it asked for or its
         timeout passes, so asked for a full batch at a range's end it waited out the
         timeout (0.5 s of a 0.8 s read of 100,000 records). Transaction markers take
-        offsets without being records: a range that ends in them still waits."""
+        offsets without being records, and the end of a partition comes as one message:
+        a last batch that spans more than one marker still waits."""
         left = 0
         for partition in self._stops:
             cursor = self._cursors[partition]
