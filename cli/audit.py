@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -14,12 +13,12 @@ import typer
 
 from cli.common import ConfigOption, load_or_exit
 from vcstream.exits import EXIT_CONFIG, EXIT_RUNTIME
-from vcstream.settings import Settings, parse_duration
 
 if TYPE_CHECKING:
     from sinks.audit.query import AuditQuery
     from sinks.audit.record import AuditRecord
     from sinks.audit.verify import Anchors, VerifyReport
+    from vcstream.settings import Settings
 
 app = typer.Typer(help="Audit storage: verify and query.", no_args_is_help=True)
 
@@ -28,6 +27,8 @@ def parse_moment(text: str | None) -> datetime | None:
     """An ISO 8601 time (`2026-11-22T10:00Z`, `2026-11-22`) or an age (`1h`, `PT30M`, `7d`)."""
     if text is None:
         return None
+    from vcstream.settings import parse_duration
+
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -86,6 +87,8 @@ def verify(
     if range_from or range_to or partition or type_glob or report_file:
         typer.echo("--from, --to, --partition, --type and --report need --against-topic", err=True)
         raise typer.Exit(EXIT_CONFIG)
+    import asyncio  # only for the commands that run a loop: a replay starts without it
+
     anchors = _committed_anchors(settings)
     report = asyncio.run(_verify(settings, anchors))
     for problem in report.problems:
@@ -157,6 +160,8 @@ def query(
     if output == "auto":
         output = "table" if sys.stdout.isatty() else "json"
     settings = load_or_exit(config)
+    import asyncio
+
     from sinks.audit.query import AuditQuery
 
     spec = AuditQuery(parse_moment(since), parse_moment(until), type, entity, vcenter)

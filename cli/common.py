@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vcstream.exits import EXIT_CONFIG
-from vcstream.logging import configure_logging, register_secrets, secrets_of
-from vcstream.settings import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:  # prometheus_client only for the roles that serve metrics
     from vcstream.observability import Health, ObservabilityServer
+    from vcstream.settings import Settings
 
 ConfigOption = Annotated[
     Path | None,
@@ -29,6 +28,11 @@ ConfigOption = Annotated[
 
 def load_or_exit(path: Path | None) -> Settings:
     """Validate before anything connects; a bad key exits 2 with one line per problem."""
+    # pydantic and the settings models (~160 ms) only for a command that runs: every
+    # role's module imports this one, and `--help` or a usage error needs none of it
+    from vcstream.logging import configure_logging, register_secrets, secrets_of
+    from vcstream.settings import ConfigError, load_settings
+
     try:
         settings = load_settings(path)
     except ConfigError as exc:

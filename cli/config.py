@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 
 from cli.common import ConfigOption, load_or_exit
 from vcstream.exits import EXIT_CONFIG
@@ -33,6 +32,8 @@ def check(
         typer.echo(f"configuration error: two files given ({path} and {config})", err=True)
         raise typer.Exit(EXIT_CONFIG)
     settings = load_or_exit(path or config)
+    import yaml  # here, so that a command other than this one does not pay for it
+
     effective = settings.model_dump(mode="json", by_alias=True)
     typer.echo(yaml.safe_dump(effective, sort_keys=False), nl=False)
 

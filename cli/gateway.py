@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import sys
@@ -26,6 +25,8 @@ def gateway(config: ConfigOption = None) -> None:
     SIGTERM or Ctrl-C stops taking requests, answers those in flight and flushes.
     """
     settings = load_or_exit(config)
+    import asyncio  # not at the top: every command imports this module, few run a loop
+
     from gateway.server import serve
     from vcstream.kafka import KafkaLoginRejected
     from vcstream.observability import Health

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import sys
@@ -35,6 +34,8 @@ def sink(
     SIGTERM or Ctrl-C stops reading, finishes the batches in flight and commits them.
     """
     settings = load_or_exit(config)
+    import asyncio  # not at the top: every command imports this module, few run a loop
+
     from sinks import registry
     from sinks.runtime import SinkRunner
     from vcstream.kafka import KafkaLoginRejected

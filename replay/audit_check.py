@@ -16,10 +16,9 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 
 from replay.errors import ReplayUsageError
-from replay.plan import OffsetOracle, resolve
+from replay.plan import OffsetOracle, plan_client_config, resolve
 from replay.spec import OffsetBound, ReplaySpec, parse_offset, parse_time
 from replay.verify import verify_against_topic
-from vcstream.kafka import client_config
 from vcstream.settings import Settings
 
 
@@ -75,7 +74,7 @@ def verify_audit_store(settings: Settings, spec: ReplaySpec) -> dict[str, Any]:
     from sinks.audit.store import open_store
     from sinks.delivery import type_matcher
 
-    plan = resolve(spec, OffsetOracle(AdminClient(client_config(settings.kafka)), spec.topic))
+    plan = resolve(spec, OffsetOracle(AdminClient(plan_client_config(settings.kafka)), spec.topic))
     audit = settings.sinks.audit
     stored_types = type_matcher(audit.types)
 

@@ -19,7 +19,7 @@ from typing import IO, Any
 from confluent_kafka.admin import AdminClient
 
 from replay.errors import ReplayUsageError
-from replay.plan import OffsetOracle, Plan, resolve
+from replay.plan import OffsetOracle, Plan, plan_client_config, resolve
 from replay.progress import Progress, progress_for
 from replay.reader import RangeReader
 from replay.report import build_report
@@ -29,7 +29,6 @@ from replay.state import ReplayState, default_state_path, fingerprint
 from replay.tally import PartitionTally
 from replay.targets.base import Position, ReplayItem, ReplayTarget
 from replay.targets.factory import Format, check_target, open_target
-from vcstream.kafka import client_config
 from vcstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ class ReplayOutcome:
 
 
 def plan_for(settings: Settings, spec: ReplaySpec) -> Plan:
-    admin = AdminClient(client_config(settings.kafka))
+    admin = AdminClient(plan_client_config(settings.kafka))
     return resolve(spec, OffsetOracle(admin, spec.topic))
 
 
