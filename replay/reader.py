@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
 POLL_SECONDS = 0.5
+# how long consume() may wait near the ranges' end, for records that may never come
+TAIL_POLL_SECONDS = 0.02
 
 
 # Fetching, sized so that one replay process stays under 150 MB RSS whatever the range
@@ -129,8 +131,10 @@ class RangeReader:
         """The same batches as confluent-kafka's messages, for a loop that reads their
         bytes without building a record for each (offsets in range, errors handled)."""
         while not self.finished:
-            wanted = min(self.batch_size, self.most_to_come())
-            batch = self._in_range(self._consumer.consume(wanted, timeout=POLL_SECONDS))
+            left = self.most_to_come()
+            wanted = min(self.batch_size, left)
+            timeout = self.consume_timeout(left)
+            batch = self._in_range(self._consumer.consume(wanted, timeout=timeout))
             if batch:
                 yield batch
 
@@ -139,8 +143,8 @@ class RangeReader:
         what --count leaves): consume() returns once it has all it asked for or its
         timeout passes, so asked for a full batch at a range's end it waited out the
         timeout (0.5 s of a 0.8 s read of 100,000 records). Transaction markers take
-        offsets without being records, and the end of a partition comes as one message:
-        a last batch that spans more than one marker still waits."""
+        offsets without being records, so this can still be more than will come:
+        `consume_timeout`."""
         left = 0
         for partition in self._stops:
             cursor = self._cursors[partition]
@@ -148,6 +152,16 @@ class RangeReader:
             limit = cursor.range.limit
             left += span if limit is None else min(span, limit - cursor.taken)
         return max(1, left)
+
+    def consume_timeout(self, left: int) -> float:
+        """How long consume() may wait for a batch when `left` offsets remain.
+
+        A transaction takes one offset for its marker and at least one for a record, so
+        at least half of the offsets left are records: while more than two batches' worth
+        are left, a full batch is there to fill. Nearer the end (on a transactional
+        topic, every replay's end) what is asked may never come, and consume() would
+        wait out its whole timeout: it gets a short one, and the loop asks again."""
+        return POLL_SECONDS if left > 2 * self.batch_size else TAIL_POLL_SECONDS
 
     def _in_range(self, messages: list[Message]) -> list[Message]:
         # one pass with the cursors' bounds in locals: this runs for every record

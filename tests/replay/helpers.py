@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -103,6 +104,24 @@ def fill_topic(
         )
     producer.flush(30)
     return stamps
+
+
+def write_in_transactions(kafka: LocalKafka, topic: str, transactions: int, each: int) -> int:
+    """`transactions` committed transactions of `each` events: a marker after each."""
+    producer = Producer(
+        {"bootstrap.servers": kafka.bootstrap_servers, "transactional.id": uuid.uuid4().hex}
+    )
+    producer.init_transactions(30)
+    key = 1000
+    for _ in range(transactions):
+        producer.begin_transaction()
+        for _ in range(each):
+            record = encode_vsphere(event_data(key, EPOCH), CLASSES[key % len(CLASSES)], VCENTER)
+            headers: list[tuple[str, str | bytes | None]] = list(record.headers)
+            producer.produce(topic, value=record.value, key=record.key, headers=headers)
+            key += 1
+        producer.commit_transaction(30)
+    return transactions * each
 
 
 def committed(kafka: LocalKafka, group: str, topic: str, partitions: Sequence[int]) -> list[int]:

@@ -5,11 +5,17 @@ waited out the timeout at the end of every replay."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
+import pytest
+from confluent_kafka import Consumer, Message
+
+import replay.reader
 from devenv import LocalKafka
 from replay.plan import PartitionRange, Plan
-from replay.reader import RangeReader
-from tests.replay.helpers import fill_topic, settings_for
+from replay.reader import POLL_SECONDS, TAIL_POLL_SECONDS, RangeReader
+from tests.replay.helpers import fill_topic, settings_for, write_in_transactions
+from vcstream.kafka import TopicSpec, ensure_topics
 
 
 def test_the_reader_asks_for_what_its_ranges_still_hold(
@@ -41,5 +47,51 @@ def test_a_resumed_range_asks_for_what_is_left_of_it(
     try:
         assert reader.most_to_come() == 3
         assert [m.offset() for batch in reader.message_batches() for m in batch] == [3, 4, 5]
+    finally:
+        reader.close()
+
+
+class RecordingConsumer(Consumer):
+    """The reader's consumer, with the timeout of every consume() call noted."""
+
+    timeouts: ClassVar[list[float]] = []
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
+        RecordingConsumer.timeouts.append(timeout)
+        return super().consume(num_messages, timeout)
+
+
+def test_the_end_of_a_transactional_topic_is_not_waited_for(
+    kafka: LocalKafka, topic_name: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every transaction of one record leaves a marker: 30 records take 60 offsets, so
+    the reader asks for 60 and only 30 come (and the end of the log)."""
+    topic = topic_name("asks-transactional")
+    ensure_topics(settings_for(kafka).kafka, [TopicSpec(topic, partitions=1, retention=-1)])
+    written = write_in_transactions(kafka, topic, transactions=30, each=1)
+    plan = Plan(topic, (PartitionRange(0, 0, 2 * written),))
+    monkeypatch.setattr(replay.reader, "Consumer", RecordingConsumer)
+    RecordingConsumer.timeouts = []
+    reader = RangeReader(settings_for(kafka).kafka, plan, {}, batch_size=1000)
+    try:
+        assert reader.most_to_come() == 2 * written  # more than will come
+        assert sum(len(batch) for batch in reader.message_batches()) == written
+        assert RecordingConsumer.timeouts
+        assert set(RecordingConsumer.timeouts) == {TAIL_POLL_SECONDS}
+    finally:
+        reader.close()
+
+
+def test_far_from_the_end_the_reader_waits_for_a_full_batch(
+    kafka: LocalKafka, topic_name: Callable[[str], str]
+) -> None:
+    topic = topic_name("asks-far")
+    fill_topic(kafka, topic, 30, partitions=1)
+    reader = RangeReader(
+        settings_for(kafka).kafka, Plan(topic, (PartitionRange(0, 0, 30),)), {}, batch_size=10
+    )
+    try:
+        assert reader.consume_timeout(reader.most_to_come()) == POLL_SECONDS  # 30 > 2 x 10
+        assert reader.consume_timeout(20) == TAIL_POLL_SECONDS
     finally:
         reader.close()

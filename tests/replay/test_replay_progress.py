@@ -5,38 +5,18 @@ from __future__ import annotations
 
 import io
 import re
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
 
 from devenv import LocalKafka
 from replay.progress import progress_for
 from replay.session import ReplayRequest, run_replay
 from replay.spec import ReplaySpec
-from schemas.codec import encode_vsphere
-from tests.replay.helpers import CLASSES, EPOCH, VCENTER, event_data, fill_topic, settings_for
+from tests.replay.helpers import fill_topic, settings_for, write_in_transactions
 
 pytestmark = pytest.mark.integration
-
-
-def write_in_transactions(kafka: LocalKafka, topic: str, transactions: int, each: int) -> int:
-    producer = Producer(
-        {"bootstrap.servers": kafka.bootstrap_servers, "transactional.id": uuid.uuid4().hex}
-    )
-    producer.init_transactions(30)
-    key = 1000
-    for _ in range(transactions):
-        producer.begin_transaction()
-        for _ in range(each):
-            record = encode_vsphere(event_data(key, EPOCH), CLASSES[key % len(CLASSES)], VCENTER)
-            headers: list[tuple[str, str | bytes | None]] = list(record.headers)
-            producer.produce(topic, value=record.value, key=record.key, headers=headers)
-            key += 1
-        producer.commit_transaction(30)
-    return transactions * each
 
 
 def test_progress_ends_at_100_percent_though_markers_count_in_the_total(
