@@ -160,7 +160,9 @@ class RangeReader:
         at least half of the offsets left are records: while more than two batches' worth
         are left, a full batch is there to fill. Nearer the end (on a transactional
         topic, every replay's end) what is asked may never come, and consume() would
-        wait out its whole timeout: it gets a short one, and the loop asks again."""
+        wait out its whole timeout: it gets a short one, and the loop asks again. (Records
+        of aborted transactions are offsets too: after many of them the wait can still
+        be the whole timeout, once.)"""
         return POLL_SECONDS if left > 2 * self.batch_size else TAIL_POLL_SECONDS
 
     def _in_range(self, messages: list[Message]) -> list[Message]:
