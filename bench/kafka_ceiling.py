@@ -94,7 +94,8 @@ def consume(bootstrap: str, topic: str, partitions: int, count: int) -> dict[str
     size = 0
     began = time.perf_counter()
     while seen < count:
-        for message in consumer.consume(10_000, timeout=1.0):
+        # no more than is left: consume() waits out its timeout for a batch it cannot fill
+        for message in consumer.consume(min(10_000, count - seen), timeout=1.0):
             if message.error():
                 continue
             seen += 1

@@ -239,7 +239,8 @@ def _consume_only(args: argparse.Namespace) -> None:
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     seen = 0
     while seen < args.records:
-        for message in consumer.consume(MAX_BATCH, timeout=1.0):
+        # no more than is left: consume() waits out its timeout for a batch it cannot fill
+        for message in consumer.consume(min(MAX_BATCH, args.records - seen), timeout=1.0):
             if message.error() is None:
                 message.headers()
                 message.value()
