@@ -32,14 +32,13 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.processes import run_measured
 from bench.replay import preload
 from devenv import LocalKafka
 from vcstream.kafka import TopicSpec, ensure_topics
@@ -50,29 +49,13 @@ RECORDS = 6_000  # enough that each partition holds records; the cases read one 
 
 
 def _timed(command: list[str], checkout: Path) -> dict[str, float]:
-    """One run: wall time from spawn to reaped exit, blocking in wait4 (no polling, so
-    no sampling interval adds to the figure), and the tree's CPU seconds."""
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
-    # as an installed package runs (pip compiles every module) and a checkout after its
-    # first run: from byte code. Compiling the project's modules again on each run (this
-    # variable set) added ~40-50 ms to each command
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    began = time.perf_counter()
-    child = subprocess.Popen(
-        command, cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - began
-    stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
-    if child.stderr:
-        child.stderr.close()
-    child.returncode = code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise RuntimeError(f"{command[:5]} exited {code}: {stderr[-2000:]}")
+    """One run of `command` from `checkout`, as a user waits for it (`run_measured`:
+    until wait4 returns, from byte code)."""
+    measured = run_measured(command, cwd=checkout, pythonpath=checkout)
     return {
-        "wall_seconds": wall,
-        "cpu_seconds": usage.ru_utime + usage.ru_stime,
-        "load_average_1m": os.getloadavg()[0],
+        "wall_seconds": measured.wall_seconds,
+        "cpu_seconds": measured.cpu_seconds,
+        "load_average_1m": measured.load_1m,
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -59,7 +60,10 @@ def _descendants(pid: int) -> list[int]:
 
 
 def run_measured(
-    command: list[str], stdout: IO[bytes] | int | None = subprocess.DEVNULL
+    command: list[str],
+    stdout: IO[bytes] | int | None = subprocess.DEVNULL,
+    cwd: Path | None = None,
+    pythonpath: Path | None = None,
 ) -> Measured:
     """The command's figures. The wall time ends when wait4 returns: the peaks are read
     by a thread of their own, so no sampling step adds to it (a loop that polled the
@@ -67,29 +71,34 @@ def run_measured(
 
     A Python child runs from byte code, as an installed package does (pip compiles every
     module): with PYTHONDONTWRITEBYTECODE set, as here, each run compiled the project's
-    modules again, ~40-50 ms."""
+    modules again, ~40-50 ms. Its stderr goes to a file, not a pipe: a pipe nobody reads
+    until the exit would stop a child that writes more than the pipe holds."""
     env = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
-    began = time.perf_counter()
-    child = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, env=env)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
     peaks: dict[int, int] = {}
     exited = threading.Event()
+    with tempfile.TemporaryFile() as stderr:
+        began = time.perf_counter()
+        child = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env, cwd=cwd)
 
-    def sample() -> None:
-        while not exited.is_set():
-            for pid in _descendants(child.pid):
-                peaks[pid] = max(peaks.get(pid, 0), _status_kb(pid, "VmHWM:"))
-            exited.wait(0.05)
+        def sample() -> None:
+            while not exited.is_set():
+                for pid in _descendants(child.pid):
+                    peaks[pid] = max(peaks.get(pid, 0), _status_kb(pid, "VmHWM:"))
+                exited.wait(0.05)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - began
-    exited.set()
-    sampler.join()
-    child.returncode = os.waitstatus_to_exitcode(status)
-    stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
-    if child.returncode != 0:
-        raise RuntimeError(f"{command[:4]} exited {child.returncode}: {stderr[-2000:]}")
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - began
+        exited.set()
+        sampler.join()
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            stderr.seek(0)
+            said = stderr.read().decode(errors="replace")
+            raise RuntimeError(f"{command[:4]} exited {child.returncode}: {said[-2000:]}")
     return Measured(
         returncode=child.returncode,
         wall_seconds=wall,
