@@ -4,11 +4,8 @@ and a read_committed reader of the topic it writes."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from schemas.record import KafkaRecord
-from tests.producer.conftest import read_topic, wait_for
+from tests.producer.conftest import read_topic
+from tests.role_process import RoleProcess
 
 REPO = Path(__file__).resolve().parents[2]
 USER, PASSWORD, TOKEN = "veba", "pass-" + uuid.uuid4().hex[:8], "tok-" + uuid.uuid4().hex
@@ -52,69 +50,23 @@ metrics:
     return path
 
 
-class GatewayProcess:
+class GatewayProcess(RoleProcess):
     def __init__(self, config: Path, log: Path) -> None:
-        self.config = config
-        self.log_path = log
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(["gateway"], config, log)
 
     def start(self) -> GatewayProcess:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "cli", "gateway", "--config", str(self.config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        super().start()
         return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def _port(self, pattern: str) -> int:
-        def found() -> list[str]:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"gateway exited: {self.log()}")
-            return re.findall(pattern, self.log())
-
-        return int(wait_for(found, 60, pattern)[-1])
 
     @property
     def url(self) -> str:
-        port = self._port(r"gateway listening on port (\d+)")
+        port = self.logged_port(r"gateway listening on port (\d+)")
         return f"http://127.0.0.1:{port}"
-
-    @property
-    def metrics_url(self) -> str:
-        port = self._port(r"/healthz on port (\d+)")
-        return f"http://127.0.0.1:{port}"
-
-    def metric(self, name: str, **labels: str) -> float:
-        text = curl(self.metrics_url + "/metrics").body
-        total = 0.0
-        for line in text.splitlines():
-            if not (line.startswith(name + "{") or line.startswith(name + " ")):
-                continue
-            if all(f'{key}="{value}"' in line for key, value in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
 
     def rss_kb(self) -> int:
         assert self.process is not None
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-
-    def terminate(self, timeout: float = 30) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
-
-    def stop_quietly(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import schemas
 from devenv import LocalKafka
 from tests.gateway.conftest import BASIC, GatewayProcess, curl, gateway_config, records_of
 from tests.gateway.test_ingest import structured
-from tests.producer.conftest import wait_for
+from tests.role_process import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ from confluent_kafka import Producer
 import schemas
 from devenv import LocalKafka
 from tests.gateway.conftest import BASIC, PASSWORD, USER, GatewayProcess, curl, gateway_config
-from tests.producer.conftest import wait_for
+from tests.role_process import wait_for
 from vcstream.kafka import TopicSpec, ensure_topics
 from vcstream.settings.kafka import KafkaSettings
 

@@ -22,7 +22,7 @@ from tests.gateway.conftest import (
     gateway_config,
 )
 from tests.gateway.test_ingest import structured
-from tests.producer.conftest import wait_for
+from tests.role_process import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -4,13 +4,6 @@ read_committed topic reader. Events are made with devenv.activity.VcsimClient
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,18 +19,7 @@ from devenv.activity import VcsimClient
 from producer.checkpoint import Checkpoint
 from producer.compacted import read_to_end
 from schemas.record import KafkaRecord
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+from tests.role_process import RoleProcess, wait_for
 
 
 @dataclass
@@ -93,71 +75,15 @@ metrics:
     return path
 
 
-class ProducerProcess:
+class ProducerProcess(RoleProcess):
     """`vcstream produce` as users run it (`python -m cli` here); its log goes to a file."""
 
     def __init__(self, config: Path, log: Path) -> None:
-        self.config = config
-        self.log_path = log
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(["produce"], config, log)
 
     def start(self) -> ProducerProcess:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "cli", "produce", "--config", str(self.config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        super().start()
         return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(10)
-
-    def terminate(self, timeout: float = 60) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
-
-    def wait(self, timeout: float = 60) -> int:
-        assert self.process is not None
-        return self.process.wait(timeout)
-
-    @property
-    def metrics_port(self) -> int:
-        found = wait_for(
-            lambda: re.findall(r"/healthz on port (\d+)", self.log()), 30, "the metrics port"
-        )
-        return int(found[-1])
-
-    def get(self, path: str) -> tuple[int, str]:
-        url = f"http://127.0.0.1:{self.metrics_port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
-
-    def metric(self, name: str, **labels: str) -> float:
-        """The value of one sample on /metrics (0 when absent)."""
-        _, text = self.get("/metrics")
-        for line in text.splitlines():
-            if not line.startswith(name + "{") and not line.startswith(name + " "):
-                continue
-            if all(f'{key}="{value}"' in line for key, value in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
-
-    def stop_quietly(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ from tests.producer.conftest import (
     producer_on_vcsim,
     read_topic,
     vcenter_entry,
-    wait_for,
     write_config,
 )
+from tests.role_process import wait_for
 from vcstream.settings.producer import ProducerSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -15,8 +15,8 @@ from tests.producer.conftest import (
     event_key,
     producer_on_vcsim,
     read_topic,
-    wait_for,
 )
+from tests.role_process import wait_for
 
 pytestmark = pytest.mark.integration
 

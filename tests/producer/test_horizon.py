@@ -15,13 +15,7 @@ from devenv.horizon import HorizonStandIn
 from producer.checkpoint import Checkpoint
 from producer.horizon_position import checkpoint_key, decode_checkpoint
 from schemas.horizon import horizon_event_id
-from tests.producer.conftest import (
-    Topics,
-    read_topic,
-    read_topic_if_ready,
-    vcenter_entry,
-    wait_for,
-)
+from tests.producer.conftest import Topics, read_topic, read_topic_if_ready, vcenter_entry
 from tests.producer.horizon_helpers import (
     all_written,
     exactly_once,
@@ -29,6 +23,7 @@ from tests.producer.horizon_helpers import (
     horizon_ids,
     write_horizon_config,
 )
+from tests.role_process import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from confluent_kafka import Producer
 from devenv import LocalKafka
 from devenv.horizon import HorizonStandIn
 from producer.horizon_position import checkpoint_key
-from tests.producer.conftest import ProducerProcess, Topics, wait_for
+from tests.producer.conftest import ProducerProcess, Topics
 from tests.producer.horizon_helpers import (
     all_written,
     exactly_once,
@@ -22,6 +22,7 @@ from tests.producer.horizon_helpers import (
     horizon_ids,
     write_horizon_config,
 )
+from tests.role_process import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

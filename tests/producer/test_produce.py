@@ -22,14 +22,8 @@ from producer.checkpoint import Checkpoint
 from producer.collector import REARM_AFTER_EVENTS
 from schemas import avro
 from schemas.record import KafkaRecord
-from tests.producer.conftest import (
-    Topics,
-    committed_up_to,
-    read_topic,
-    vcenter_entry,
-    wait_for,
-    write_config,
-)
+from tests.producer.conftest import Topics, committed_up_to, read_topic, vcenter_entry, write_config
+from tests.role_process import wait_for
 
 pytestmark = pytest.mark.integration
 

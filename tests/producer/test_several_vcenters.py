@@ -17,9 +17,9 @@ from tests.producer.conftest import (
     read_topic,
     read_topic_if_ready,
     vcenter_entry,
-    wait_for,
     write_config,
 )
+from tests.role_process import wait_for
 
 pytestmark = pytest.mark.integration
 

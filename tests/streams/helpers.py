@@ -21,6 +21,7 @@ import schemas
 from devenv.process import REPO, free_port
 from schemas import avro
 from schemas.record import KafkaRecord
+from tests.role_process import metric_total
 from vcstream.kafka import client_config
 from vcstream.settings import Settings, load_settings
 
@@ -146,18 +147,8 @@ class StreamsWorker:
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         """Sum of a metric's samples whose labels include `labels`."""
-        from prometheus_client.parser import text_string_to_metric_families
-
         with urllib.request.urlopen(self.url("/metrics"), timeout=5) as response:
-            text = response.read().decode()
-        total = 0.0
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(
-                    sample.labels.get(k) == v for k, v in (labels or {}).items()
-                ):
-                    total += sample.value
-        return total
+            return metric_total(response.read().decode(), name, labels or {})
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
@@ -176,16 +167,6 @@ class StreamsWorker:
         except subprocess.TimeoutExpired:
             self.kill()
             return -9
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def produce(settings: Settings, topic: str, records: list[KafkaRecord]) -> None:

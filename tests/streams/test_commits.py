@@ -14,13 +14,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.streams.helpers import (
-    StreamsWorker,
-    consume,
-    produce_in_transactions,
-    streams_config,
-    wait_for,
-)
+from tests.role_process import wait_for
+from tests.streams.helpers import StreamsWorker, consume, produce_in_transactions, streams_config
 from tests.streams.test_worker import vsphere
 from vcstream.kafka import client_config
 from vcstream.settings import Settings

@@ -20,6 +20,7 @@ from schemas.codec import encode_vsphere
 from schemas.record import KafkaRecord
 from schemas.vsphere import VCenterIdentity, derived_id
 from streams.api import data_of
+from tests.role_process import wait_for
 from tests.streams.helpers import (
     StreamsWorker,
     consume,
@@ -28,7 +29,6 @@ from tests.streams.helpers import (
     produce,
     streams_config,
     throttled_config,
-    wait_for,
 )
 from vcstream.kafka import client_config
 from vcstream.settings import Settings

@@ -20,13 +20,8 @@ from schemas.deadletter import error_context, record_size
 from schemas.record import KafkaRecord
 from schemas.vsphere import VCenterIdentity
 from streams import oversize
-from tests.streams.helpers import (
-    StreamsWorker,
-    committed_through,
-    consume,
-    streams_config,
-    wait_for,
-)
+from tests.role_process import wait_for
+from tests.streams.helpers import StreamsWorker, committed_through, consume, streams_config
 from vcstream.kafka import TopicSpec, client_config, ensure_topics
 
 VC = VCenterIdentity("77777777-2222-3333-4444-555555555555", "https://vc.big/sdk", "8.0.3.0")

@@ -17,14 +17,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from schemas.record import KafkaRecord
-from tests.streams.helpers import (
-    StreamsWorker,
-    consume,
-    produce,
-    streams_config,
-    throttled_config,
-    wait_for,
-)
+from tests.role_process import wait_for
+from tests.streams.helpers import StreamsWorker, consume, produce, streams_config, throttled_config
 from tests.streams.test_crash_recovery import audit_output, events, expected_audit_id, written
 from vcstream.kafka import client_config
 from vcstream.settings import Settings

@@ -22,6 +22,7 @@ from schemas.codec import encode_vsphere
 from schemas.record import KafkaRecord
 from schemas.vsphere import ALARM_STORM_TYPE, VCenterIdentity, derived_id
 from streams.api import data_of, suppressed
+from tests.role_process import wait_for
 from tests.streams.helpers import (
     StreamsWorker,
     TopicReader,
@@ -30,7 +31,6 @@ from tests.streams.helpers import (
     definition_record,
     produce,
     streams_config,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

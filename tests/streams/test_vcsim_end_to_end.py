@@ -13,7 +13,8 @@ from pyVmomi import vim
 from devenv.activity import VcsimClient
 from streams.api import data_of
 from tests.producer.conftest import ProducerProcess
-from tests.streams.helpers import StreamsWorker, consume, decoded, streams_config, wait_for
+from tests.role_process import wait_for
+from tests.streams.helpers import StreamsWorker, consume, decoded, streams_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -15,6 +15,7 @@ from schemas.deadletter import error_context
 from schemas.record import KafkaRecord
 from schemas.vsphere import VCenterIdentity, derived_id
 from streams.api import data_of
+from tests.role_process import wait_for
 from tests.streams.helpers import (
     StreamsWorker,
     consume,
@@ -22,7 +23,6 @@ from tests.streams.helpers import (
     definition_record,
     produce,
     streams_config,
-    wait_for,
 )
 from vcstream.kafka import client_config
 
