@@ -11,6 +11,7 @@ import schemas
 from devenv import LocalKafka
 from devenv.horizon import HorizonStandIn
 from tests.producer.conftest import Topics, read_topic_if_ready, write_config
+from tests.role_process import wait_for
 
 
 def horizon_entry(server: HorizonStandIn, name: str, password: str | None = None) -> str:
@@ -29,6 +30,21 @@ def write_horizon_config(
 ) -> Path:
     # write_config's `vcenters:` line is followed by the `horizon:` section
     return write_config(path, kafka.bootstrap_servers, topics, f"{vcenters}\nhorizon:{horizon}")
+
+
+def one_server_config(
+    tmp_path: Path, kafka: LocalKafka, topics: Topics, server: HorizonStandIn
+) -> Path:
+    """A config that reads `server` alone, named "cs"."""
+    return write_horizon_config(tmp_path / "c.yaml", kafka, topics, horizon_entry(server, "cs"))
+
+
+def emit_and_wait(
+    kafka: LocalKafka, topics: Topics, server: HorizonStandIn, count: int, what: str
+) -> None:
+    """`server` emits `count` events; returns once every event it has is in the topic."""
+    server.emit(count)
+    wait_for(lambda: all_written(kafka, topics, server), 60, what)
 
 
 def horizon_ids(kafka: LocalKafka, topics: Topics, server: HorizonStandIn) -> Counter[int]:

@@ -18,9 +18,11 @@ from schemas.horizon import horizon_event_id
 from tests.producer.conftest import Topics, read_topic, read_topic_if_ready, vcenter_entry
 from tests.producer.horizon_helpers import (
     all_written,
+    emit_and_wait,
     exactly_once,
     horizon_entry,
     horizon_ids,
+    one_server_config,
     write_horizon_config,
 )
 from tests.role_process import wait_for
@@ -39,7 +41,7 @@ def test_horizon_events_arrive_once_with_the_v08_attributes(
     kafka: LocalKafka, horizon: HorizonStandIn, topics: Topics, tmp_path: Path, producer_process
 ) -> None:
     horizon.emit(30, "VLSI_USERLOGGEDIN_REST")  # more than a page (20), before the start
-    config = write_horizon_config(tmp_path / "c.yaml", kafka, topics, horizon_entry(horizon, "cs"))
+    config = one_server_config(tmp_path, kafka, topics, horizon)
     producer = producer_process(config)
     horizon.emit(5, "BROKER_USER_AUTHFAILED_BAD_USER_PASSWORD", "AUDIT_FAIL")
     wait_for(lambda: all_written(kafka, topics, horizon), 60, "every Horizon event")
@@ -72,13 +74,11 @@ def test_horizon_events_arrive_once_with_the_v08_attributes(
 def test_horizon_expired_token_is_refreshed_and_reading_continues(
     kafka: LocalKafka, horizon: HorizonStandIn, topics: Topics, tmp_path: Path, producer_process
 ) -> None:
-    config = write_horizon_config(tmp_path / "c.yaml", kafka, topics, horizon_entry(horizon, "cs"))
+    config = one_server_config(tmp_path, kafka, topics, horizon)
     producer = producer_process(config)
-    horizon.emit(5)
-    wait_for(lambda: all_written(kafka, topics, horizon), 60, "the first events")
+    emit_and_wait(kafka, topics, horizon, 5, "the first events")
     horizon.expire_tokens()
-    horizon.emit(5)
-    wait_for(lambda: all_written(kafka, topics, horizon), 60, "the events after expiry")
+    emit_and_wait(kafka, topics, horizon, 5, "the events after expiry")
     assert producer.metric("vcstream_producer_horizon_logins_total", how="refresh") >= 1
     assert producer.metric("vcstream_producer_horizon_logins_total", how="login") == 1
     assert horizon.requests["401"] >= 1
@@ -89,13 +89,11 @@ def test_horizon_expired_token_is_refreshed_and_reading_continues(
 def test_horizon_server_restart_forgets_tokens_and_the_producer_logs_in_again(
     kafka: LocalKafka, horizon: HorizonStandIn, topics: Topics, tmp_path: Path, producer_process
 ) -> None:
-    config = write_horizon_config(tmp_path / "c.yaml", kafka, topics, horizon_entry(horizon, "cs"))
+    config = one_server_config(tmp_path, kafka, topics, horizon)
     producer = producer_process(config)
-    horizon.emit(5)
-    wait_for(lambda: all_written(kafka, topics, horizon), 60, "the first events")
+    emit_and_wait(kafka, topics, horizon, 5, "the first events")
     horizon.restart()
-    horizon.emit(5)
-    wait_for(lambda: all_written(kafka, topics, horizon), 60, "the events after the restart")
+    emit_and_wait(kafka, topics, horizon, 5, "the events after the restart")
     assert producer.metric("vcstream_producer_horizon_logins_total", how="login") >= 2
     assert producer.terminate() == 0
     exactly_once(kafka, topics, horizon)
@@ -104,10 +102,9 @@ def test_horizon_server_restart_forgets_tokens_and_the_producer_logs_in_again(
 def test_horizon_server_down_backs_off_and_resumes(
     kafka: LocalKafka, horizon: HorizonStandIn, topics: Topics, tmp_path: Path, producer_process
 ) -> None:
-    config = write_horizon_config(tmp_path / "c.yaml", kafka, topics, horizon_entry(horizon, "cs"))
+    config = one_server_config(tmp_path, kafka, topics, horizon)
     producer = producer_process(config)
-    horizon.emit(5)
-    wait_for(lambda: all_written(kafka, topics, horizon), 60, "the first events")
+    emit_and_wait(kafka, topics, horizon, 5, "the first events")
     horizon.unavailable = True
     horizon.emit(5)
     # the waits double from reconnect.initialDelay (200ms) to maxDelay (2s)
@@ -126,10 +123,9 @@ def test_horizon_server_down_backs_off_and_resumes(
 def test_horizon_history_gap_is_reported_and_reading_goes_on(
     kafka: LocalKafka, horizon: HorizonStandIn, topics: Topics, tmp_path: Path, producer_process
 ) -> None:
-    config = write_horizon_config(tmp_path / "c.yaml", kafka, topics, horizon_entry(horizon, "cs"))
+    config = one_server_config(tmp_path, kafka, topics, horizon)
     first = producer_process(config)
-    horizon.emit(5)
-    wait_for(lambda: all_written(kafka, topics, horizon), 60, "the first events")
+    emit_and_wait(kafka, topics, horizon, 5, "the first events")
     assert first.terminate() == 0
     lost = horizon.emit(3)
     wait_for(lambda: now_ms() > lost[-1]["time"], 5, "the next millisecond")

@@ -17,9 +17,11 @@ from producer.horizon_position import checkpoint_key
 from tests.producer.conftest import ProducerProcess, Topics
 from tests.producer.horizon_helpers import (
     all_written,
+    emit_and_wait,
     exactly_once,
     horizon_entry,
     horizon_ids,
+    one_server_config,
     write_horizon_config,
 )
 from tests.role_process import wait_for
@@ -60,7 +62,7 @@ def _logged_any(producer: ProducerProcess, lines: tuple[str, ...]) -> bool:
 def test_horizon_survives_kill_9_ten_times_exactly_once(
     kafka: LocalKafka, horizon: HorizonStandIn, topics: Topics, tmp_path: Path, producer_process
 ) -> None:
-    config = write_horizon_config(tmp_path / "c.yaml", kafka, topics, horizon_entry(horizon, "cs"))
+    config = one_server_config(tmp_path, kafka, topics, horizon)
     rng = random.Random(20)
     emitter = Emitter(horizon, rng)
     emitter.start()
@@ -92,14 +94,12 @@ def test_horizon_survives_kill_9_ten_times_exactly_once(
 def test_a_second_producer_for_the_same_horizon_server_takes_over(
     kafka: LocalKafka, horizon: HorizonStandIn, topics: Topics, tmp_path: Path, producer_process
 ) -> None:
-    config = write_horizon_config(tmp_path / "c.yaml", kafka, topics, horizon_entry(horizon, "cs"))
+    config = one_server_config(tmp_path, kafka, topics, horizon)
     first = producer_process(config)
-    horizon.emit(5)
-    wait_for(lambda: all_written(kafka, topics, horizon), 60, "the first events")
+    emit_and_wait(kafka, topics, horizon, 5, "the first events")
     second = producer_process(config)  # same server, same transactional.id
     wait_for(lambda: "Horizon cs: resuming after" in second.log(), 60, "the second resuming")
-    horizon.emit(10)
-    wait_for(lambda: all_written(kafka, topics, horizon), 60, "the events after the takeover")
+    emit_and_wait(kafka, topics, horizon, 10, "the events after the takeover")
     # the first one's next transaction is fenced: its only source stops, so it exits
     assert first.wait(60) == 1
     assert "another producer uses transactional.id" in first.log()
@@ -110,7 +110,7 @@ def test_a_second_producer_for_the_same_horizon_server_takes_over(
 def test_unreadable_horizon_checkpoint_stops_that_server_instead_of_guessing(
     kafka: LocalKafka, horizon: HorizonStandIn, topics: Topics, tmp_path: Path, producer_process
 ) -> None:
-    config = write_horizon_config(tmp_path / "c.yaml", kafka, topics, horizon_entry(horizon, "cs"))
+    config = one_server_config(tmp_path, kafka, topics, horizon)
     first = producer_process(config)
     wait_for(lambda: "Horizon cs: no checkpoint" in first.log(), 60, "the first checkpoint")
     assert first.terminate() == 0
