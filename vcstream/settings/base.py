@@ -1,5 +1,5 @@
 """Building blocks every settings section shares: camelCase keys, no unknown keys,
-durations, and secrets that can come from the environment or a file."""
+durations, secrets that can come from the environment or a file, and server addresses."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import isodate
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
@@ -82,3 +83,26 @@ def resolve_secret(value: Any) -> Any:
 
 
 Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
+
+
+def server_origin(url: str, server: str) -> str:
+    """`host`, `https://HOST:443/path` → `https://<host>[:port]` (the port only if given);
+    `server` names the kind of server in the error ("vCenter", "Horizon").
+
+    Origins become CloudEvent `source`s, so one never carries credentials or a path.
+    """
+    text = url.strip()
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("https", "http"):
+        raise ValueError(f"{server} URL scheme must be https or http, not {parts.scheme!r}")
+    if not parts.hostname:
+        raise ValueError(f"{server} URL has no host: {url!r}")
+    if parts.username or parts.password:
+        raise ValueError(f"{server} URL must not contain credentials; use username/password")
+    host = parts.hostname
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{host}{port}"

@@ -4,34 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from vcstream.settings.base import ConfigModel, Duration, Secret
+from vcstream.settings.base import ConfigModel, Duration, Secret, server_origin
 
 
 def normalise_server_url(url: str) -> str:
-    """`cs01.example.com`, `https://cs01:443/rest/` → `https://<host>[:port]`, port only if given.
-
-    This is also the CloudEvent `source` of the server's events (VEBA's HorizonSource
-    uses the server address), so it must never carry credentials or a path.
-    """
-    text = url.strip()
-    if "://" not in text:
-        text = "https://" + text
-    parts = urlsplit(text)
-    if parts.scheme not in ("https", "http"):
-        raise ValueError(f"Horizon URL scheme must be https or http, not {parts.scheme!r}")
-    if not parts.hostname:
-        raise ValueError(f"Horizon URL has no host: {url!r}")
-    if parts.username or parts.password:
-        raise ValueError("Horizon URL must not contain credentials; use username/password")
-    host = parts.hostname
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
-    return f"{parts.scheme}://{host}{port}"
+    """`cs01.example.com`, `https://cs01:443/rest/` → `https://<host>[:port]`: also the
+    CloudEvent `source` of the server's events (VEBA's HorizonSource uses the address)."""
+    return server_origin(url, "Horizon")
 
 
 class HorizonSettings(ConfigModel):

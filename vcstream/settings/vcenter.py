@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from vcstream.settings.base import ConfigModel, Secret
+from vcstream.settings.base import ConfigModel, Secret, server_origin
 
 
 def normalise_sdk_url(url: str) -> str:
-    """`vc.example.com`, `https://vc:443/` → `https://<host>[:port]/sdk`, port only if given.
-
-    This is also the CloudEvent `source`, so it must never carry credentials.
-    """
-    text = url.strip()
-    if "://" not in text:
-        text = "https://" + text
-    parts = urlsplit(text)
-    if parts.scheme not in ("https", "http"):
-        raise ValueError(f"vCenter URL scheme must be https or http, not {parts.scheme!r}")
-    if not parts.hostname:
-        raise ValueError(f"vCenter URL has no host: {url!r}")
-    if parts.username or parts.password:
-        raise ValueError("vCenter URL must not contain credentials; use username/password")
-    host = parts.hostname
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
-    return f"{parts.scheme}://{host}{port}/sdk"
+    """`vc.example.com`, `https://vc:443/` → `https://<host>[:port]/sdk`: also the
+    CloudEvent `source` of the vCenter's events."""
+    return server_origin(url, "vCenter") + "/sdk"
 
 
 class VCenterSettings(ConfigModel):
