@@ -21,12 +21,19 @@ USER, PASSWORD, TOKEN = "veba", "pass-" + uuid.uuid4().hex[:8], "tok-" + uuid.uu
 
 
 def gateway_config(
-    path: Path, bootstrap: str, topic: str, watch_topic: str | None = None, extra: str = ""
+    path: Path,
+    bootstrap: str,
+    topic: str,
+    watch_topic: str | None = None,
+    extra: str = "",
+    client_properties: str = "{}",
 ) -> Path:
+    """`client_properties`: the kafka section's clientProperties, as a YAML flow mapping."""
     path.write_text(
         f"""
 kafka:
   bootstrapServers: "{bootstrap}"
+  clientProperties: {client_properties}
 gateway:
   port: 0
   host: 127.0.0.1

@@ -33,12 +33,12 @@ def test_full_producer_queue_gives_503_naming_exactly_what_was_written(
     gateway_process: StartGateway,
 ) -> None:
     topic = topic_name("webhook")
-    config = gateway_config(tmp_path / "gw.yaml", kafka.bootstrap_servers, topic)
     # a queue of one record: the second record of a batch finds it full
-    config.write_text(
-        config.read_text().replace(
-            "kafka:\n", 'kafka:\n  clientProperties: {queue.buffering.max.messages: "1"}\n'
-        )
+    config = gateway_config(
+        tmp_path / "gw.yaml",
+        kafka.bootstrap_servers,
+        topic,
+        client_properties='{queue.buffering.max.messages: "1"}',
     )
     gateway = gateway_process(config)
     batch = json.dumps([structured(f"q{i}") for i in range(3)]).encode()
@@ -161,12 +161,12 @@ def test_an_event_kafka_refuses_gives_503_naming_exactly_what_was_written(
     gateway_process: StartGateway,
 ) -> None:
     topic = topic_name("webhook")
-    config = gateway_config(tmp_path / "gw.yaml", kafka.bootstrap_servers, topic)
     # records over 1000 bytes are refused by the client itself, when produced
-    config.write_text(
-        config.read_text().replace(
-            "kafka:\n", 'kafka:\n  clientProperties: {message.max.bytes: "1000"}\n'
-        )
+    config = gateway_config(
+        tmp_path / "gw.yaml",
+        kafka.bootstrap_servers,
+        topic,
+        client_properties='{message.max.bytes: "1000"}',
     )
     gateway = gateway_process(config)
     batch = [structured("small"), structured("big", data={"pad": "x" * 2000})]
