@@ -192,6 +192,33 @@ class VcsimClient:
             )
         )
 
+    def create_cpu_alarm(self, name: str, description: str) -> Any:
+        """A real alarm on the datacenter (VM CPU above 75%/90%), set up like the first
+        alarm vcsim has; vcsim posts no event for it: `post_alarm_event` does."""
+        vim = self.vim
+        manager = self.content.alarmManager
+        template = manager.GetAlarm(None)[0].info
+        return manager.CreateAlarm(
+            self.datacenter,
+            vim.alarm.AlarmSpec(
+                name=name,
+                description=description,
+                enabled=True,
+                expression=vim.alarm.OrAlarmExpression(
+                    expression=[
+                        vim.alarm.MetricAlarmExpression(
+                            operator="isAbove",
+                            type=vim.VirtualMachine,
+                            metric=vim.PerformanceManager.MetricId(counterId=6, instance=""),
+                            yellow=7500,
+                            red=9000,
+                        )
+                    ]
+                ),
+                setting=template.setting,
+            ),
+        )
+
     def power_cycle(self, vm: Any) -> None:
         """Power off and on again: real tasks with their own events."""
         wait_task(vm.PowerOffVM_Task())

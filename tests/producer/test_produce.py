@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyVmomi import vim
 
 import schemas
 from devenv import LocalKafka, LocalVcsim
@@ -123,28 +122,7 @@ def test_alarm_definitions_follow_alarm_events(
     producer = producer_process(config)
     wait_for(lambda: "alarm definitions up to date" in producer.log(), 60, "the producer")
     manager = client.content.alarmManager
-    spec = client.content.alarmManager.GetAlarm(None)[0].info  # a template to copy from
-
-    created = manager.CreateAlarm(
-        client.datacenter,
-        vim.alarm.AlarmSpec(
-            name="vcstream test alarm",
-            description="CPU above thresholds",
-            enabled=True,
-            expression=vim.alarm.OrAlarmExpression(
-                expression=[
-                    vim.alarm.MetricAlarmExpression(
-                        operator="isAbove",
-                        type=vim.VirtualMachine,
-                        metric=vim.PerformanceManager.MetricId(counterId=6, instance=""),
-                        yellow=7500,
-                        red=9000,
-                    )
-                ]
-            ),
-            setting=spec.setting,
-        ),
-    )
+    created = client.create_cpu_alarm("vcstream test alarm", "CPU above thresholds")
     client.post_alarm_event("AlarmCreatedEvent", created, "vcstream test alarm")
     removed = manager.GetAlarm(None)[1]
     client.post_alarm_event("AlarmRemovedEvent", removed, removed.info.name)

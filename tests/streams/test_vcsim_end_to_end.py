@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pyVmomi import vim
 
 from devenv.activity import VcsimClient
 from streams.api import data_of
@@ -17,30 +16,6 @@ from tests.role_process import wait_for
 from tests.streams.helpers import StreamsWorker, consume, decoded, streams_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def create_alarm(client: VcsimClient, name: str):
-    template = client.content.alarmManager.GetAlarm(None)[0].info
-    return client.content.alarmManager.CreateAlarm(
-        client.datacenter,
-        vim.alarm.AlarmSpec(
-            name=name,
-            description="created by the streams end-to-end test",
-            enabled=True,
-            expression=vim.alarm.OrAlarmExpression(
-                expression=[
-                    vim.alarm.MetricAlarmExpression(
-                        operator="isAbove",
-                        type=vim.VirtualMachine,
-                        metric=vim.PerformanceManager.MetricId(counterId=6, instance=""),
-                        yellow=7500,
-                        red=9000,
-                    )
-                ]
-            ),
-            setting=template.setting,
-        ),
-    )
 
 
 def test_alarm_from_vcsim_enriched_with_definitions_the_producer_published(
@@ -81,7 +56,9 @@ def test_alarm_from_vcsim_enriched_with_definitions_the_producer_published(
             a for a in client.content.alarmManager.GetAlarm(None) if a._moId == "alarm-384"
         )
         predefined_name = predefined.info.name
-        created = create_alarm(client, "vcstream streams e2e")
+        created = client.create_cpu_alarm(
+            "vcstream streams e2e", "created by the streams end-to-end test"
+        )
         created_id = created._moId
         # the producer publishes the new definition with this event, in one transaction
         client.post_alarm_event("AlarmCreatedEvent", created, "vcstream streams e2e")
