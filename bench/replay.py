@@ -11,11 +11,16 @@ one pre-loaded topic (distinct keys over several partitions, VEBA-shaped records
 
     .venv/bin/python -m bench.replay [--records 200000] [--partitions 6] [--workers 2]
         [--stages kcat,consume,file,audit] [--rounds 1] [--bootstrap HOST:PORT]
+        [--worker-counts 1,2] [--checkout DIR ...]
 
 With `--rounds R` every stage runs R times, the stages taking turns (kcat, consume,
 ..., kcat, consume, ...), so a change in the machine's load falls on all of them: each
 run's ratios are to the ceilings of its own round, and `summary` gives each stage's
-median over the rounds.
+median over the rounds. Every `--checkout` (a source tree; default: the one this runs
+from) runs the replay stages with `python -m cli` from that tree, the checkouts taking
+turns within each round after the ceilings, so an A/B of a change against its base falls
+in one window: each replay run names its checkout, and `summary` has a row per stage and
+checkout. `--worker-counts` picks which replays run (default: 1 and `--workers`).
 
 kcat's own rate is bimodal on this topic (200,000 records of 6 partitions: ~0.78 s or
 ~1.52 s, about one run in four slow): kcat 1.7.1 (librdkafka 2.0.2, its defaults)
@@ -157,14 +162,24 @@ def bare_consume(
 
 
 def replay(
-    config: Path, topic: str, target: str, workers: int, workdir: Path, records: int
+    config: Path,
+    topic: str,
+    target: str,
+    workers: int,
+    workdir: Path,
+    records: int,
+    checkout: Path | None = None,
 ) -> dict[str, Any]:
+    """One `vcstream replay`, from `checkout` (a source tree) if given, else as this
+    process would run it."""
     name = target.split(":", maxsplit=1)[0]
     report = workdir / f"report-{name}-{workers}.json"
     measured = run_measured(
         [sys.executable, "-m", "cli", "replay", "--config", str(config), "--topic", topic,
          "--from-beginning", "--to", target, "--report", str(report), "--workers", str(workers),
-         "--state", str(workdir / f"state-{name}-{workers}.json")]
+         "--state", str(workdir / f"state-{name}-{workers}.json")],
+        cwd=checkout,
+        pythonpath=checkout,
     )  # fmt: skip
     result = json.loads(report.read_text())
     written = result["totals"]["written"]
@@ -176,6 +191,7 @@ def replay(
         written,
         replay_loop_records_per_s=result["run"]["recordsPerSecond"],
         checksum=result["checksum"],
+        **({"checkout": str(checkout)} if checkout is not None else {}),
     )
 
 
@@ -204,23 +220,28 @@ def _ratios(runs: list[dict[str, Any]]) -> None:
 
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each stage's median over the rounds (and its extremes, for the spread)."""
+    """Each stage's median over the rounds (and its extremes, for the spread); with
+    several checkouts, a row per stage and checkout (`stage@checkout`)."""
     summary: dict[str, dict[str, Any]] = {}
     figures = ["records_per_s", "events_per_cpu_second", "load_average_1m"]
     figures += [f"{kind}ratio_to_{name}" for _, name in CEILINGS for kind in ("", "cpu_")]
-    for stage in dict.fromkeys(r["stage"] for r in runs):
-        mine = [r for r in runs if r["stage"] == stage]
-        summary[stage] = {"rounds": len(mine)}
+    for row in dict.fromkeys(_row(r) for r in runs):
+        mine = [r for r in runs if _row(r) == row]
+        summary[row] = {"rounds": len(mine)}
         for figure in figures:
             values = [r[figure] for r in mine if figure in r]
             if values:
-                summary[stage][figure] = {
+                summary[row][figure] = {
                     "median": round(statistics.median(values), 3),
                     "min": min(values),
                     "max": max(values),
                 }
-        summary[stage]["peak_rss_mb_max"] = max(max(r["peak_rss_mb_per_process"]) for r in mine)
+        summary[row]["peak_rss_mb_max"] = max(max(r["peak_rss_mb_per_process"]) for r in mine)
     return summary
+
+
+def _row(run: dict[str, Any]) -> str:
+    return f"{run['stage']}@{run['checkout']}" if "checkout" in run else str(run["stage"])
 
 
 def _consume_only(args: argparse.Namespace) -> None:
@@ -255,6 +276,7 @@ def _round(
     config: Path,
     stages: list[str],
     workdir: Path,
+    checkouts: list[Path | None],
 ) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     if "kcat" in stages:
@@ -262,13 +284,17 @@ def _round(
     if "consume" in stages:
         runs.append(bare_consume(bootstrap, topic, args.partitions, args.records))
         runs.append(bare_consume(bootstrap, topic, args.partitions, args.records, True))
+    counts = sorted(
+        {int(n) for n in args.worker_counts.split(",")} if args.worker_counts else {1, args.workers}
+    )
     for name in ("file", "audit"):
         if name not in stages:
             continue
-        for workers in sorted({1, args.workers}):
+        for workers in counts:
             target = "audit" if name == "audit" else f"file:{workdir / 'replay.jsonl'}"
-            shutil.rmtree(workdir / "audit", ignore_errors=True)
-            runs.append(replay(config, topic, target, workers, workdir, args.records))
+            for checkout in checkouts:
+                shutil.rmtree(workdir / "audit", ignore_errors=True)
+                runs.append(replay(config, topic, target, workers, workdir, args.records, checkout))
     (workdir / "replay.jsonl").unlink(missing_ok=True)
     (workdir / "kcat.out").unlink(missing_ok=True)
     return runs
@@ -282,6 +308,15 @@ def main() -> None:
     parser.add_argument("--stages", default="kcat,consume,file,audit")
     parser.add_argument("--rounds", type=int, default=1, help="every stage R times, in turns")
     parser.add_argument("--bootstrap", help="an existing broker; default: start a local one")
+    parser.add_argument(
+        "--worker-counts", help="the --workers values replay runs with (default: 1,WORKERS)"
+    )
+    parser.add_argument(
+        "--checkout",
+        action="append",
+        type=Path,
+        help="a source tree to run the replays from (repeatable, in turns; default: this one)",
+    )
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--consume-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--replay-fetch", action="store_true", help=argparse.SUPPRESS)
@@ -290,6 +325,7 @@ def main() -> None:
         _consume_only(args)
         return
 
+    checkouts: list[Path | None] = [c.resolve() for c in args.checkout or []] or [None]
     workdir = Path(tempfile.mkdtemp(prefix="bench-replay-"))
     broker = None
     bootstrap = args.bootstrap
@@ -318,7 +354,7 @@ def main() -> None:
         }
         runs: list[dict[str, Any]] = []
         for round_index in range(args.rounds):
-            for run in _round(args, bootstrap, topic, config, stages, workdir):
+            for run in _round(args, bootstrap, topic, config, stages, workdir, checkouts):
                 runs.append({"round": round_index, **run})
         _ratios(runs)
         result["stages"] = runs
