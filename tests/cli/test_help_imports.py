@@ -3,8 +3,10 @@ what only a running command needs."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +64,39 @@ def test_a_usage_error_loads_no_settings() -> None:
     )
     assert found.returncode == 0, found.stderr
     assert found.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_a_command_does_not_look_for_pydantic_plugins(tmp_path: Path) -> None:
+    """pydantic's search of every installed distribution for plugins is left out of the
+    command's start-up; a user's own choice still decides."""
+    config = tmp_path / "vcstream.yaml"
+    config.write_text("kafka:\n  bootstrapServers: localhost:1\n")
+    code = (
+        "import importlib.metadata, sys\n"
+        "searches = []\n"
+        "every = importlib.metadata.distributions\n"
+        "def counted(*args, **kwargs):\n"
+        "    searches.append(1)\n"
+        "    return every(*args, **kwargs)\n"
+        "importlib.metadata.distributions = counted\n"
+        "from cli import app\n"
+        "try:\n"
+        f"    app(['config', 'check', '--config', {str(config)!r}], prog_name='vcstream')\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "print(len(searches), file=sys.stderr)\n"
+    )
+
+    def searches(**env: str) -> int:
+        found = subprocess.run(
+            [sys.executable, "-c", code],
+            check=False,
+            capture_output=True,
+            text=True,
+            env={k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"} | env,
+        )
+        assert found.returncode == 0, found.stderr
+        return int(found.stderr.strip().splitlines()[-1])
+
+    assert searches() == 0
+    assert searches(PYDANTIC_DISABLE_PLUGINS="") > 0  # plugins asked for: searched
