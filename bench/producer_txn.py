@@ -13,9 +13,12 @@ writer_config), so what it costs is the floor of the producer's Kafka side: begi
 `--rate` times a second for `--seconds`.
 
 Each `--variant` is the writer's configuration with some librdkafka properties changed
-(`--variant nagle:socket.nagle.disable=true`); `writer` is always run. Every round runs
-each variant once, on a fresh producer, in an order reversed every other round, so the
-machine's noise falls on all alike; figures are the medians of the rounds. Per variant:
+(`--variant nagle:socket.nagle.disable=true`), or one of two pseudo-properties:
+`no.checkpoint=true` leaves the checkpoint out (what a transaction touching one partition
+fewer would save), `via.writer=true` commits through TransactionalWriter (what its Python
+adds). `writer` is always run. Every round runs each variant once, on a fresh producer,
+in an order reversed every other round, so the machine's noise falls on all alike;
+figures are the medians of the rounds. Per variant:
 - CPU per transaction of the calling thread (`app`: the Python calls into
   confluent-kafka) and of librdkafka's threads, and their wake-ups (voluntary context
   switches), from /proc's per-thread schedstat;
@@ -33,7 +36,9 @@ import os
 import platform
 import statistics
 import tempfile
+import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +47,8 @@ from confluent_kafka import Producer
 from bench.kafka_ceiling import HEADERS, sample_value
 from bench.producer import ThreadMeter, percentile
 from devenv import LocalKafka
-from producer.writer import writer_config
+from producer.writer import Outgoing, TransactionalWriter, writer_config
+from schemas.record import KafkaRecord
 from vcstream.kafka import TopicSpec, ensure_topics
 from vcstream.settings.kafka import KafkaSettings
 
@@ -53,6 +59,11 @@ EVENTS_PARTITIONS = 6
 EVENT_BYTES = 900
 CHECKPOINT = b'{"key": 912345, "time": "2026-12-03T19:00:00.123456Z", "vcenter": "vc01"}'
 WARM_UP_TRANSACTIONS = 10
+RECORD_HEADERS = [(name, value) for name, value in HEADERS if isinstance(value, bytes)]
+# `--variant bare:no.checkpoint=true`: transactions without the checkpoint's partition
+NO_CHECKPOINT = "no.checkpoint"
+# `--variant writer-class:via.writer=true`: through TransactionalWriter.commit
+VIA_WRITER = "via.writer"
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str | bool]]:
@@ -71,21 +82,38 @@ def parse_variant(text: str) -> tuple[str, dict[str, str | bool]]:
 class Loop:
     """One variant's producer and the transactions it commits."""
 
-    def __init__(self, bootstrap: str, name: str, overrides: dict[str, str | bool], args: Any) -> None:
+    def __init__(
+        self, bootstrap: str, name: str, overrides: dict[str, str | bool], args: Any
+    ) -> None:
         config = writer_config(
             KafkaSettings(bootstrapServers=bootstrap), f"bench-txn-{name}-{os.getpid()}", 60
         )
+        overrides = dict(overrides)  # the next round runs the same variant again
+        # not a librdkafka property: the variant leaves the checkpoint out
+        self.checkpoint = overrides.pop(NO_CHECKPOINT, None) is None
+        self.writer: TransactionalWriter | None = None
+        if overrides.pop(VIA_WRITER, None) is not None:
+            kafka = KafkaSettings(bootstrapServers=bootstrap, clientProperties=overrides)
+            self.writer = TransactionalWriter(
+                kafka, config["transactional.id"], timedelta(seconds=60), name, threading.Event()
+            )
+            self.writer.start()
         config.update(overrides)
         config.pop("logger", None)  # nothing is logged at the default level
-        self.producer = Producer(config)
-        self.producer.init_transactions(60)
+        self.producer = Producer(config) if self.writer is None else None
+        if self.producer is not None:
+            self.producer.init_transactions(60)
         self.records = args.records
         self.partitions = args.partitions
         self.value = sample_value(EVENT_BYTES)
         self.commit_ms: list[float] = []
 
     def transaction(self, index: int) -> None:
+        if self.writer is not None:
+            self._through_writer(index, self.writer)
+            return
         producer = self.producer
+        assert producer is not None
         began = time.perf_counter()
         producer.begin_transaction()
         for record in range(self.records):
@@ -94,8 +122,21 @@ class Loop:
             producer.produce(
                 EVENTS_TOPIC, value=self.value, key=key, partition=partition, headers=HEADERS
             )
-        producer.produce(CHECKPOINTS_TOPIC, value=CHECKPOINT, key=b"vc-uuid")
+        if self.checkpoint:
+            producer.produce(CHECKPOINTS_TOPIC, value=CHECKPOINT, key=b"vc-uuid")
         producer.commit_transaction(60)
+        self.commit_ms.append((time.perf_counter() - began) * 1000)
+
+    def _through_writer(self, index: int, writer: TransactionalWriter) -> None:
+        records: list[Outgoing] = []
+        for record in range(self.records):
+            partition = (index + record) % self.partitions
+            key = f"vc-uuid/VirtualMachine:vm-{partition}".encode()
+            records.append((EVENTS_TOPIC, KafkaRecord(self.value, key, RECORD_HEADERS)))
+        if self.checkpoint:
+            records.append((CHECKPOINTS_TOPIC, KafkaRecord(CHECKPOINT, b"vc-uuid")))
+        began = time.perf_counter()
+        writer.commit(records)
         self.commit_ms.append((time.perf_counter() - began) * 1000)
 
     def run(self, rate: float, seconds: float) -> dict[str, Any]:
@@ -109,7 +150,7 @@ class Loop:
         for index in range(count):
             self.transaction(index)
             time.sleep(max(0.0, began + (index + 1) / rate - time.perf_counter()))
-        threads = meter.report(count * (self.records + 1), count)
+        threads = meter.report(count * (self.records + self.checkpoint), count)
         return {
             "transactions": count,
             "transactions_per_s": round(count / (time.perf_counter() - began), 2),
@@ -118,9 +159,7 @@ class Loop:
             "app_cpu_ms_per_transaction": threads["python"]["cpu_ms_per_transaction"],
             "librdkafka_cpu_ms_per_transaction": threads["librdkafka"]["cpu_ms_per_transaction"],
             "app_wakeups_per_transaction": threads["python"]["wakeups_per_transaction"],
-            "librdkafka_wakeups_per_transaction": threads["librdkafka"][
-                "wakeups_per_transaction"
-            ],
+            "librdkafka_wakeups_per_transaction": threads["librdkafka"]["wakeups_per_transaction"],
             "librdkafka_threads": {
                 name: figures["cpu_ms_per_transaction"]
                 for name, figures in threads.items()
@@ -129,7 +168,10 @@ class Loop:
         }
 
     def close(self) -> None:
-        self.producer.flush(5)
+        if self.writer is not None:
+            self.writer.close()
+        if self.producer is not None:
+            self.producer.flush(5)
 
 
 def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
