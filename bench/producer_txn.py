@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.producer_txn [--rate 6.5] [--seconds 20] [--records 7]
         [--partitions 1] [--rounds 3] [--variant NAME:KEY=VALUE,KEY=VALUE ...]
-        [--bootstrap HOST:PORT]
+        [--bootstrap HOST:PORT | --broker-property KEY=VALUE ...]
 
 At 50 events/s the producer commits ~6.5 transactions a second, each ~7.5 events of one
 vCenter (keyed by entity: one or a few partitions of the events topic) and its
@@ -24,8 +24,10 @@ figures are the medians of the rounds. Per variant:
   switches), from /proc's per-thread schedstat;
 - commit wall time (begin_transaction to commit_transaction's return) p50/p90:
   what the producer's pacer takes off its read interval.
-Without --bootstrap it starts a private local broker. Prints one JSON object, with the
-1-minute load average per round.
+Without --bootstrap it starts a private local broker (`--broker-property KEY=VALUE`
+sets its server properties: `transaction.partition.verification.enable=false` shows what
+Kafka's check of each partition new to a transaction, KIP-890, adds to the commit).
+Prints one JSON object, with the 1-minute load average per round.
 """
 
 from __future__ import annotations
@@ -192,6 +194,13 @@ def main() -> None:
         "--variant", type=parse_variant, action="append", default=[], help="NAME:KEY=VALUE,..."
     )
     parser.add_argument("--bootstrap", help="an existing broker; default: start a local one")
+    parser.add_argument(
+        "--broker-property",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a server property of the private broker, repeatable",
+    )
     args = parser.parse_args()
     if not 1 <= args.partitions <= EVENTS_PARTITIONS:
         parser.error(f"--partitions: 1 to {EVENTS_PARTITIONS}")
@@ -200,7 +209,11 @@ def main() -> None:
     broker = None
     bootstrap = args.bootstrap
     if bootstrap is None:
-        broker = LocalKafka(Path(tempfile.mkdtemp(prefix="bench-txn-")), heap="1g").start()
+        broker = LocalKafka(
+            Path(tempfile.mkdtemp(prefix="bench-txn-")),
+            heap="1g",
+            overrides=dict(pair.split("=", 1) for pair in args.broker_property),
+        ).start()
         bootstrap = broker.bootstrap_servers
     try:
         ensure_topics(
@@ -228,6 +241,7 @@ def main() -> None:
                     "rate": args.rate,
                     "records": args.records,
                     "partitions": args.partitions,
+                    "broker_properties": args.broker_property,
                     "variants": {
                         name: {"overrides": overrides, "median": medians(runs[name])}
                         for name, overrides in variants
