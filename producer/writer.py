@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from tenacity import (
@@ -83,6 +84,22 @@ _FENCED_CODES = {
 }
 
 
+def writer_config(kafka: KafkaSettings, transactional_id: str, timeout_s: float) -> dict[str, Any]:
+    """The transactional producer's librdkafka configuration (bench.producer_txn measures
+    a bare transaction loop with exactly this)."""
+    timeout_ms = int(timeout_s * 1000)
+    return producer_config(
+        kafka,
+        **{
+            "transactional.id": transactional_id,
+            "enable.idempotence": True,
+            "transaction.timeout.ms": timeout_ms,
+            "message.timeout.ms": timeout_ms,
+            "linger.ms": 5,
+        },
+    )
+
+
 class TransactionalWriter:
     def __init__(
         self,
@@ -111,18 +128,8 @@ class TransactionalWriter:
         """
         self.close()
         self._began = None
-        timeout_ms = int(self._timeout_s * 1000)
         self._producer = Producer(
-            producer_config(
-                self._kafka,
-                **{
-                    "transactional.id": self._transactional_id,
-                    "enable.idempotence": True,
-                    "transaction.timeout.ms": timeout_ms,
-                    "message.timeout.ms": timeout_ms,
-                    "linger.ms": 5,
-                },
-            ),
+            writer_config(self._kafka, self._transactional_id, self._timeout_s),
             logger=logging.getLogger("librdkafka"),
         )
         self._retry(lambda: self._call(lambda p: p.init_transactions(self._timeout_s)))
