@@ -184,3 +184,130 @@ def test_a_value_narrowed_to_a_type_its_property_refuses_is_declined() -> None:
         pyvmomi_page(xml, OLD)
     assert read_events(xml, OLD) is None
     assert assert_same_or_declined(xml, NEWEST) == "read"
+
+
+RETURNVAL = b'<returnval xsi:type="VmPoweredOnEvent">'
+USER = b"<userName>root</userName>"
+MOREF = b'<vm type="VirtualMachine">'
+# corners of the XML: namespaces declared on inner elements (values such as xsi:type and
+# a MoRef's type resolve against those in scope), text the parser splits, empty
+# elements, what a value element must not hold
+CORNERS = [
+    (
+        "default namespace again",
+        RETURNVAL,
+        b'<returnval xmlns="urn:vim25" xsi:type="VmPoweredOnEvent">',
+        "read",
+    ),
+    (
+        "xsi under another prefix",
+        RETURNVAL,
+        b'<returnval xmlns:X="http://www.w3.org/2001/XMLSchema-instance"'
+        b' X:type="VmPoweredOnEvent">',
+        "read",
+    ),
+    (
+        "a prefixed xsi:type",
+        RETURNVAL,
+        b'<returnval xmlns:v="urn:vim25" xsi:type="v:VmPoweredOnEvent">',
+        "read",
+    ),
+    (
+        "a prefix of another namespace",
+        RETURNVAL,
+        b'<returnval xmlns:v="urn:other" xsi:type="v:VmPoweredOnEvent">',
+        "declined",
+    ),
+    ("an unbound prefix", RETURNVAL, b'<returnval xsi:type="v:VmPoweredOnEvent">', "declined"),
+    (
+        "the default namespace undeclared",
+        RETURNVAL,
+        b'<returnval xmlns="" xsi:type="VmPoweredOnEvent">',
+        "declined",
+    ),
+    ("a prefixed MoRef type", MOREF, b'<vm xmlns:v="urn:vim25" type="v:VirtualMachine">', "read"),
+    ("an unbound MoRef prefix", MOREF, b'<vm type="v:VirtualMachine">', "declined"),
+    (
+        "a MoRef without its default namespace",
+        MOREF,
+        b'<vm xmlns="" type="VirtualMachine">',
+        "declined",
+    ),
+    ("a MoRef holding an element", b"vm-1</vm>", b"vm-1<b/></vm>", "unreadable"),
+    (
+        "a property in another namespace",
+        b"<key>7</key>",
+        b"<q:key xmlns:q='urn:q'>7</q:key>",
+        "read",
+    ),
+    (
+        "text split",
+        USER,
+        b"<userName>r<![CDATA[o]]>&#111;<!-- c -->&amp;<?pi x?>t</userName>",
+        "read",
+    ),
+    ("an empty element", USER, b"<userName/>", "read"),
+    ("an empty pair", USER, b"<userName></userName>", "read"),
+    ("a value holding an element", USER, b"<userName>ro<b/>ot</userName>", "unreadable"),
+    ("xsi:type on a value", USER, b'<userName xsi:type="xsd:string">root</userName>', "read"),
+    ("an empty xsi:type on a value", USER, b'<userName xsi:type="">root</userName>', "declined"),
+    ("text around properties", b"<key>7</key>", b"\n <key>7</key>junk\n", "read"),
+    (
+        "a fault beside the response",
+        b"<soapenv:Body>",
+        b"<soapenv:Body><x><soapenv:Fault/></x>",
+        "declined",
+    ),
+    (
+        "an element after the response",
+        b"</ReadNextEventsResponse>",
+        b"</ReadNextEventsResponse><returnval/>",
+        "read",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("original", "changed", "outcome"),
+    [corner[1:] for corner in CORNERS],
+    ids=[corner[0] for corner in CORNERS],
+)
+def test_corners_of_the_tree_read_as_pyvmomi_reads_them(
+    original: bytes, changed: bytes, outcome: str
+) -> None:
+    xml = response([plain_event(7), plain_event(8)])
+    assert original in xml
+    assert assert_same_or_declined(xml.replace(original, changed, 1), NEWEST) == outcome
+
+
+def test_namespaces_declared_on_an_event_end_with_it() -> None:
+    first = b'<returnval xmlns:v="urn:vim25" xsi:type="VmPoweredOnEvent">'
+    second = b'<returnval xsi:type="v:VmPoweredOnEvent">'
+    xml = response([plain_event(7), plain_event(8)]).replace(RETURNVAL, first, 1)
+    assert assert_same_or_declined(xml, NEWEST) == "read"
+    # the second event uses the prefix the first declared: out of scope there
+    assert assert_same_or_declined(xml.replace(RETURNVAL, second, 1), NEWEST) == "declined"
+
+
+def test_an_empty_type_reads_as_unset() -> None:
+    # EventEx.objectType is a type: empty text is None to pyVmomi, "" to Go
+    event = vim.event.EventEx(
+        key=8,
+        chainId=8,
+        eventTypeId="a.b",
+        createdTime=datetime.now(UTC),
+        objectType=vim.VirtualMachine,
+    )
+    xml = response([event])
+    assert b"<objectType>VirtualMachine</objectType>" in xml
+    empty = xml.replace(b"<objectType>VirtualMachine</objectType>", b"<objectType></objectType>")
+    assert assert_same_or_declined(empty, NEWEST) == "read"
+    [read] = read_events(empty, NEWEST) or []
+    assert read.data["ObjectType"] == ""
+
+
+def test_an_undefined_entity_behind_an_external_dtd_is_skipped_as_pyvmomi_skips_it() -> None:
+    xml = response([plain_event()])
+    xml = xml.replace(b"?>", b'?><!DOCTYPE soapenv:Envelope SYSTEM "http://x/y.dtd">', 1)
+    xml = xml.replace(USER, b"<userName>ro&foo;ot</userName>")
+    assert assert_same_or_declined(xml, NEWEST) == "read"
