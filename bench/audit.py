@@ -54,7 +54,6 @@ import asyncio
 import gc
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -62,6 +61,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import IO, Any
+
+from bench.machine import machine
 
 TARGET_RECORDS_PER_S = 30_000  # the audit sink's, running (issue 14)
 
@@ -464,7 +465,7 @@ def main() -> None:
                 "met": bool(rate and rate >= TARGET_RECORDS_PER_S),
             }
         result["stages"] = runs
-        result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+        result["machine"] = machine()
         print(json.dumps(result, indent=2))
     finally:
         if broker is not None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -38,6 +37,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.machine import machine
 from bench.processes import run_measured
 from bench.replay import preload
 from devenv import LocalKafka
@@ -138,7 +138,7 @@ def main() -> None:
             checkout: {name: _summary(measured) for name, measured in figures.items()}
             for checkout, figures in runs.items()
         }
-        result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+        result["machine"] = machine()
         print(json.dumps(result, indent=2))
     finally:
         if broker is not None:

@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import platform
 import resource
 import time
 from collections.abc import Callable
@@ -30,6 +28,7 @@ from typing import Any
 from pyVmomi import SoapAdapter, VmomiSupport
 
 from bench.codec import VCENTER, sample_events
+from bench.machine import machine
 from schemas.codec import encode, encode_vsphere, vsphere_cloudevent
 from schemas.vmodl_json import event_class_name, to_go_json
 from schemas.vmodl_soap import read_events
@@ -155,11 +154,7 @@ def main() -> None:
                 "ratio_fast_to_pyvmomi": round(fast_ms / pyvmomi_ms, 3),
                 **{name: round(ms, 4) for name, ms in halves.items()},
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "load_average_1m": round(os.getloadavg()[0], 2),
-                    "python": platform.python_version(),
-                },
+                "machine": machine(),
             },
             indent=2,
         )

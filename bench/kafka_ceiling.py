@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 import uuid
@@ -22,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from bench.machine import machine
 from devenv import LocalKafka
 from vcstream.kafka import TopicSpec, ensure_topics
 from vcstream.settings.kafka import KafkaSettings
@@ -133,7 +132,7 @@ def main() -> None:
             "partitions": args.partitions,
             "produce": produce(bootstrap, topic, args.records, value),
             "consume": consume(bootstrap, topic, args.partitions, args.records),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "machine": machine(),
         }
         if broker is not None:
             result["broker"] = {

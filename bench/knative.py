@@ -59,6 +59,7 @@ from typing import Any
 import aiohttp
 from confluent_kafka import Consumer, Producer
 
+from bench.machine import machine
 from bench.sinks import percentile, powered_on, run_phase
 from devenv import LocalKafka
 from devenv.process import free_port, wait_until
@@ -576,7 +577,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         "partitions": args.partitions,
         "receiver": args.receiver,
         "idle_topics": args.idle_topics,
-        "machine": {"cpus": os.cpu_count()},
+        "machine": machine(),
     }
     try:
         wait_until(lambda: _listening(port), 20, "bench receiver")

@@ -32,7 +32,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import queue
 import re
 import signal
@@ -49,6 +48,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from bench import kafka_ceiling
+from bench.machine import machine
 from devenv import LocalKafka, LocalVcsim
 from devenv.event_flood import EventFlood, Posted
 
@@ -517,11 +517,7 @@ def main() -> None:
             )
             if drain
             else None,
-            "machine": {
-                "cpus": os.cpu_count(),
-                "load_average_1m": round(os.getloadavg()[0], 2),
-                "python": platform.python_version(),
-            },
+            "machine": machine(),
         }
         print(json.dumps(result, indent=2))
     finally:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import threading
 import time
@@ -32,6 +31,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from bench.machine import machine
 from devenv import LocalKafka, LocalVcsim
 from devenv.activity import VcsimClient
 from producer.collector import EventCollector
@@ -183,10 +183,7 @@ def main() -> None:
                     "benchmark": "producer_cycle",
                     "page_events": PAGE_EVENTS,
                     **parts,
-                    "machine": {
-                        "cpus": os.cpu_count(),
-                        "load_average_1m": round(os.getloadavg()[0], 2),
-                    },
+                    "machine": machine(),
                 },
                 indent=2,
             )

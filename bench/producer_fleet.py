@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import tempfile
 import threading
@@ -32,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.machine import machine
 from bench.producer import (
     CommittedReader,
     CpuMeter,
@@ -184,11 +183,7 @@ def main() -> None:
             "idle": idle,
             "steady": steady,
             "producer_peak_rss_mb": round(fleet.producer.peak_rss_mb(), 1),
-            "machine": {
-                "cpus": os.cpu_count(),
-                "load_average_1m": round(os.getloadavg()[0], 2),
-                "python": platform.python_version(),
-            },
+            "machine": machine(),
         }
         print(json.dumps(result, indent=2))
     finally:

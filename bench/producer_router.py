@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -50,6 +49,7 @@ from typing import Any
 
 from bench import veba_router
 from bench.cpu_sampler import CpuSampler
+from bench.machine import machine
 from bench.producer import (
     REPO,
     CommittedReader,
@@ -373,11 +373,7 @@ def main() -> None:
                 "tree": str(args.tree),
                 "peak_rss_mb": round(bench.producer.peak_rss_mb(), 1),
             }
-        result["machine"] = {
-            "cpus": os.cpu_count(),
-            "load_average_1m": round(os.getloadavg()[0], 2),
-            "python": platform.python_version(),
-        }
+        result["machine"] = machine()
         print(json.dumps(result, indent=2))
     finally:
         bench.close()

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import threading
@@ -47,6 +46,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bench.kafka_ceiling import HEADERS, sample_value
+from bench.machine import machine
 from bench.producer import ThreadMeter, percentile
 from devenv import LocalKafka
 from producer.writer import Outgoing, TransactionalWriter, writer_config
@@ -247,11 +247,7 @@ def main() -> None:
                         for name, overrides in variants
                     },
                     "rounds": runs,
-                    "machine": {
-                        "cpus": os.cpu_count(),
-                        "python": platform.python_version(),
-                        "load_average_1m": loads,
-                    },
+                    "machine": {**machine(), "load_average_1m": loads},
                 },
                 indent=2,
             )

@@ -47,7 +47,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -61,6 +60,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.kafka_ceiling import consume
+from bench.machine import machine
 from bench.processes import Measured, run_measured
 from devenv import LocalKafka
 from replay.reader import FETCH_SETTINGS
@@ -371,7 +371,7 @@ def main() -> None:
         _ratios(runs)
         result["stages"] = runs
         result["summary"] = _summary(runs)
-        result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+        result["machine"] = machine()
         print(json.dumps(result, indent=2))
     finally:
         if broker is not None:

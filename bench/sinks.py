@@ -31,6 +31,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bench.kafka_ceiling import consume as ceiling_consume
+from bench.machine import machine
 from devenv import LocalKafka, LocalPostgres
 from devenv.process import free_port, wait_until
 from schemas.codec import encode_vsphere
@@ -237,7 +238,7 @@ def main() -> None:
             "benchmark": "sinks",
             "events": args.events,
             "partitions": args.partitions,
-            "machine": {"cpus": os.cpu_count()},
+            "machine": machine(),
             "sinks": {},
         }
         chosen = args.only.split(",") if args.only else list(sinks)

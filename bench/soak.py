@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import signal
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import soak_report as report
+from bench.machine import machine
 from bench.soak_flood import SteadyFlood
 from bench.soak_probe import Offsets, audit_ids, metric_total, usage
 from bench.soak_report import Sample
@@ -351,7 +351,7 @@ class Soak:
                 "slack_received": self.slack.count,
             },
             **figures,
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "machine": machine(),
             "workdir": str(self.workdir),
             "samples": self.samples,
         }
