@@ -188,9 +188,14 @@ def test_vcenter_url_is_normalised(given: str, expected: str) -> None:
     assert normalise_sdk_url(given) == expected
 
 
-def test_vcenter_url_with_credentials_is_rejected() -> None:
-    with pytest.raises(ValueError, match="must not contain credentials"):
-        normalise_sdk_url("https://admin:pw@vc/sdk")
+@pytest.mark.parametrize(
+    "given",
+    ["https://admin:s3cret@vc/sdk", "https://admin:s3cret@", "admin:s3cret@:443", "s3cret@"],
+)
+def test_vcenter_url_with_credentials_is_rejected_without_repeating_them(given: str) -> None:
+    with pytest.raises(ValueError, match="must not contain credentials") as refused:
+        normalise_sdk_url(given)
+    assert "s3cret" not in str(refused.value)
 
 
 @pytest.mark.parametrize(

@@ -97,10 +97,11 @@ def server_origin(url: str, server: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("https", "http"):
         raise ValueError(f"{server} URL scheme must be https or http, not {parts.scheme!r}")
+    # before the host: the error for a URL with no host quotes it, and this one must not
+    if "@" in parts.netloc:
+        raise ValueError(f"{server} URL must not contain credentials; use username/password")
     if not parts.hostname:
         raise ValueError(f"{server} URL has no host: {url!r}")
-    if parts.username or parts.password:
-        raise ValueError(f"{server} URL must not contain credentials; use username/password")
     host = parts.hostname
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
