@@ -3,7 +3,7 @@ in the same run (the "≈ 0.3 ms, measured beside it" of issue #18).
 
     .venv/bin/python -m bench.producer_router [--rate 50 --rate 5] [--seconds 30]
         [--idle-seconds 20] [--rounds 3] [--router PATH] [--router-checkpoint]
-        [--alternate | --only router|producer] [--tree CHECKOUT]
+        [--alternate | --only router|producer] [--tree CHECKOUT] [--commit-interval 180ms]
 
 Starts a private Kafka broker and one vcsim; `vcstream produce` (as bench.producer runs
 it, this checkout or `--tree`) and VEBA's router (bench.veba_router: the appliance's
@@ -128,7 +128,13 @@ class Bench:
             self.broker = LocalKafka(workdir / "kafka", heap="1g").start()
             self.closers.append(self.broker.stop)
             config = write_config(
-                workdir / "vcstream.yaml", self.broker, self.sim, 100, "INFO", None, {}
+                workdir / "vcstream.yaml",
+                self.broker,
+                self.sim,
+                100,
+                "INFO",
+                args.commit_interval,
+                {},
             )
             self.producer = ProducerUnderTest(config, workdir / "producer.log", args.tree)
             self.closers.append(self.producer.stop)
@@ -339,6 +345,9 @@ def main() -> None:
     parser.add_argument(
         "--tree", type=Path, default=REPO, help="checkout whose producer runs (default this one)"
     )
+    parser.add_argument(
+        "--commit-interval", help="producer.commitInterval (default: the producer's own)"
+    )
     args = parser.parse_args()
     rates = args.rate or [50.0, 5.0]
 
@@ -371,6 +380,7 @@ def main() -> None:
         if "producer" in bench.runs:
             result["producer"] = {
                 "tree": str(args.tree),
+                "commit_interval": args.commit_interval,
                 "peak_rss_mb": round(bench.producer.peak_rss_mb(), 1),
             }
         result["machine"] = machine()
