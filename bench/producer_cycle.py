@@ -90,7 +90,7 @@ def reads(sim: LocalVcsim, times: int) -> tuple[dict[str, float], list[Any], Any
     )
     session = connect(vcenter, 60)
     client = VcsimClient(sim)
-    collector = EventCollector(session.content, datetime.now(UTC), 2.0)
+    collector = EventCollector(session.content, datetime.now(UTC), 2.0, vcenter=vcenter.name)
     collector.read_page(100)
     result = {"read_empty_page_cpu_ms": thread_ms(lambda: collector.read_page(100), times)}
     events: list[Any] = []

@@ -20,8 +20,8 @@ from typing import Any
 from pyVmomi import vim as _vim
 from pyVmomi import vmodl as _vmodl
 
-from producer import alarms, soap_raw
-from schemas.vmodl_doorbell import LatestEvent
+from producer import alarms, metrics, soap_raw
+from schemas.vmodl_doorbell import DoorbellUpdate, LatestEvent
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ class EventCollector:
     every collector made here is destroyed again, even when reading failed.
     """
 
-    def __init__(self, content: Any, begin_time: datetime | None, poll_interval: float) -> None:
+    def __init__(
+        self, content: Any, begin_time: datetime | None, poll_interval: float, *, vcenter: str
+    ) -> None:
         spec = vim.event.EventFilterSpec()
         if begin_time is not None:
             spec.time = vim.event.EventFilterSpec.ByTime(beginTime=begin_time)
@@ -65,6 +67,9 @@ class EventCollector:
         self._poll_interval = poll_interval
         self._idle_delay = 0.05
         self._read_since_wait = 0
+        # children made once: a quiet producer waits once per event (issue #18)
+        self._waiting = metrics.WAITING_FOR_CHANGE.labels(vcenter)
+        self._rearms = metrics.DOORBELL_REARMS.labels(vcenter)
         try:
             self._set_doorbell(self._doorbell())
         except vmodl.fault.NotSupported:
@@ -126,18 +131,28 @@ class EventCollector:
         if self._read_since_wait >= REARM_AFTER_EVENTS:
             self._rearm()
         self._read_since_wait = 0
-        wait_s = max(1, int(self._poll_interval))
-        if self._raw_doorbell is not None:
-            update = self._raw_doorbell.wait(self._version, wait_s)
+        if not self._version:  # a new doorbell answers at once with the current page
+            update = self._ring()
         else:
-            options = PropertyCollector.WaitOptions(maxWaitSeconds=wait_s)
-            update = soap_raw.doorbell_update(
-                self._property_collector.WaitForUpdatesEx(self._version, options)
-            )
+            self._waiting.set(1)
+            try:
+                update = self._ring()
+            finally:
+                self._waiting.set(0)
         if update is None:
             return None
         self._version = update.version
         return update.latest_page
+
+    def _ring(self) -> DoorbellUpdate | None:
+        """One WaitForUpdatesEx on the doorbell from `_version`."""
+        wait_s = max(1, int(self._poll_interval))
+        if self._raw_doorbell is not None:
+            return self._raw_doorbell.wait(self._version, wait_s)
+        options = PropertyCollector.WaitOptions(maxWaitSeconds=wait_s)
+        return soap_raw.doorbell_update(
+            self._property_collector.WaitForUpdatesEx(self._version, options)
+        )
 
     def _rearm(self) -> None:
         """A fresh doorbell, instead of the one that reports every change since the last
@@ -148,6 +163,7 @@ class EventCollector:
         old = self._property_collector
         self._set_doorbell(self._doorbell())
         self._version = ""
+        self._rearms.inc()
         try:
             old.Destroy()
         except Exception as exc:  # it is unreachable now either way

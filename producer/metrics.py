@@ -64,6 +64,20 @@ READ_INTERVAL = Gauge(
     ["vcenter"],
 )
 
+WAITING_FOR_CHANGE = Gauge(
+    "vcstream_producer_waiting_for_change",
+    "1 while the worker is caught up and waits for its vCenter to report a new event "
+    "(WaitForUpdatesEx, at most producer.pollInterval), 0 while it reads, commits or polls "
+    "(a vCenter without change notifications).",
+    ["vcenter"],
+)
+DOORBELL_REARMS = Counter(
+    "vcstream_producer_doorbell_rearms_total",
+    "Times the worker replaced its change notifications (a new PropertyCollector) after "
+    "a busy spell instead of reading every change queued since its last wait.",
+    ["vcenter"],
+)
+
 
 class Progress(Collector):
     """Checkpoint age and collector lag per vCenter, computed at scrape time."""

@@ -177,7 +177,10 @@ class VCenterWorker(SourceWorker[Position]):
         collector = self._call(
             session,
             lambda: EventCollector(
-                session.content, begin, self.settings.producer.poll_interval.total_seconds()
+                session.content,
+                begin,
+                self.settings.producer.poll_interval.total_seconds(),
+                vcenter=self.vcenter.name,
             ),
         )
         try:

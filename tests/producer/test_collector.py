@@ -8,12 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from pyVim.connect import Disconnect
 from pyVmomi import vim
 
 from devenv.activity import VcsimClient, connect, inventory
 from producer import soap_raw
-from producer.collector import EventCollector, PropertyCollector
+from producer.collector import REARM_AFTER_EVENTS, EventCollector, PropertyCollector
 from producer.position import Position, Sequencer, position_of
 from schemas import vmodl_doorbell
 from schemas.vmodl_json import GoEvent, event_class_name, to_go_json
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 def test_doorbell_replaced_while_the_session_is_gone_raises_and_keeps_the_old(vcsim: Any) -> None:
     si = connect(vcsim)
-    collector = EventCollector(si.RetrieveContent(), None, poll_interval=1)
+    collector = EventCollector(si.RetrieveContent(), None, poll_interval=1, vcenter="sim")
     working = collector._property_collector
     assert working is not None  # vcsim has change notifications
     Disconnect(si)  # the session ends under the collector, as when vCenter restarts
@@ -40,7 +41,7 @@ def test_events_the_vcenter_returns_again_are_taken_once(vcsim: Any) -> None:
     # same repeat its page-refill race produces now and then (issue 15)
     client = VcsimClient(vcsim)
     client.post_eventex(5)
-    collector = EventCollector(client.content, None, poll_interval=1)
+    collector = EventCollector(client.content, None, poll_interval=1, vcenter="sim")
     try:
         first = collector.read_page(1000)
         sequencer = Sequencer(Position.boundary(position_of(first[0]).time))
@@ -77,7 +78,7 @@ def test_pages_read_from_the_xml_equal_pyvmomis_on_vcsim(vcsim: Any) -> None:
     client = VcsimClient(vcsim)
     client.post_eventex(5)
     client.power_cycle(inventory(client.content, vim.VirtualMachine)[0])
-    collector = EventCollector(client.content, None, poll_interval=1)
+    collector = EventCollector(client.content, None, poll_interval=1, vcenter="sim")
     plain = client.content.eventManager.CreateCollectorForEvents(vim.event.EventFilterSpec())
     try:
         assert collector._reader is not None  # vcsim's stub is the one soap_raw mirrors
@@ -97,7 +98,7 @@ def test_a_page_with_an_alarm_event_is_read_by_pyvmomi(vcsim: Any) -> None:
     client = VcsimClient(vcsim)
     alarm = client.content.alarmManager.GetAlarm(None)[0]
     client.post_alarm_event("AlarmCreatedEvent", alarm, "bench alarm")
-    collector = EventCollector(client.content, None, poll_interval=1)
+    collector = EventCollector(client.content, None, poll_interval=1, vcenter="sim")
     try:
         page = collector.read_page(1000)
     finally:
@@ -110,7 +111,7 @@ def test_a_page_with_an_alarm_event_is_read_by_pyvmomi(vcsim: Any) -> None:
 
 def test_a_fault_from_the_raw_read_is_pyvmomis(vcsim: Any) -> None:
     si = connect(vcsim)
-    collector = EventCollector(si.RetrieveContent(), None, poll_interval=1)
+    collector = EventCollector(si.RetrieveContent(), None, poll_interval=1, vcenter="sim")
     Disconnect(si)  # the session ends under the collector
     try:
         with pytest.raises(vim.fault.NotAuthenticated):
@@ -126,7 +127,7 @@ def test_a_pyvmomi_the_raw_read_was_not_checked_against_reads_as_before(
     monkeypatch.setattr(soap_raw, "CHECKED_PYVMOMI", ("0.0.",))
     client = VcsimClient(vcsim)
     client.post_eventex(3)
-    collector = EventCollector(client.content, None, poll_interval=1)
+    collector = EventCollector(client.content, None, poll_interval=1, vcenter="sim")
     try:
         assert collector._reader is None
         page = collector.read_page(1000)
@@ -153,7 +154,7 @@ def _rings_both_ways(collector: EventCollector, version: str, wait_s: int) -> tu
 
 def test_doorbell_rings_read_from_the_xml_equal_pyvmomis_on_vcsim(vcsim: Any) -> None:
     client = VcsimClient(vcsim)
-    collector = EventCollector(client.content, None, poll_interval=1)
+    collector = EventCollector(client.content, None, poll_interval=1, vcenter="sim")
     try:
         first, first_pyvmomi = _rings_both_ways(collector, "", 1)  # the current page
         assert first == first_pyvmomi and first is not None and len(first.latest_page) == 1
@@ -170,7 +171,7 @@ def test_doorbell_rings_read_from_the_xml_equal_pyvmomis_on_vcsim(vcsim: Any) ->
 
 def test_wait_for_change_reads_its_rings_from_the_xml_on_vcsim(vcsim: Any) -> None:
     client = VcsimClient(vcsim)
-    collector = EventCollector(client.content, None, poll_interval=1)
+    collector = EventCollector(client.content, None, poll_interval=1, vcenter="sim")
     try:
         collector.read_page(1000)
         assert collector.wait_for_change()  # the page as it is
@@ -189,7 +190,7 @@ def test_wait_for_change_reads_its_rings_from_the_xml_on_vcsim(vcsim: Any) -> No
 
 def test_a_fault_from_the_raw_doorbell_is_pyvmomis(vcsim: Any) -> None:
     si = connect(vcsim)
-    collector = EventCollector(si.RetrieveContent(), None, poll_interval=1)
+    collector = EventCollector(si.RetrieveContent(), None, poll_interval=1, vcenter="sim")
     Disconnect(si)
     try:
         with pytest.raises(vim.fault.NotAuthenticated):
@@ -197,3 +198,45 @@ def test_a_fault_from_the_raw_doorbell_is_pyvmomis(vcsim: Any) -> None:
     finally:
         collector.close()
     assert collector._raw_doorbell is not None and collector._raw_doorbell.slow_rings == 1
+
+
+def _sample(name: str, vcenter: str) -> float:
+    value = REGISTRY.get_sample_value(name, {"vcenter": vcenter})
+    assert value is not None, f"{name} has no sample for {vcenter}"
+    return value
+
+
+def test_the_doorbell_metrics_show_the_waits_for_a_change_and_the_rearms(
+    vcsim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what an operator (and test_produce) sees: waiting_for_change is 1 exactly while a
+    # wait may block, not while a new doorbell gives its current page, which it does at once
+    client = VcsimClient(vcsim)
+    collector = EventCollector(client.content, None, poll_interval=1, vcenter="rings")
+    waiting = "vcstream_producer_waiting_for_change"
+    rearms = "vcstream_producer_doorbell_rearms_total"
+    seen: list[tuple[bool, float]] = []  # (with a version, waiting_for_change) per ring
+    ring = collector._ring
+
+    def watched_ring() -> Any:
+        seen.append((bool(collector._version), _sample(waiting, "rings")))
+        return ring()
+
+    monkeypatch.setattr(collector, "_ring", watched_ring)
+    try:
+        collector.read_page(1000)  # vcsim's history, however long
+        assert collector.wait_for_change()  # the first answer: the page as it is
+        before = _sample(rearms, "rings")
+        client.post_eventex(REARM_AFTER_EVENTS - 1)
+        collector.read_page(1000)
+        assert collector.wait_for_change()  # rings queued meanwhile: on the same doorbell
+        assert _sample(rearms, "rings") == before
+        client.post_eventex(REARM_AFTER_EVENTS)
+        collector.read_page(1000)
+        assert collector.wait_for_change()  # a new doorbell's first answer
+        assert _sample(rearms, "rings") == before + 1
+        assert collector.wait_for_change() is None  # quiet: the wait ran out
+    finally:
+        collector.close()
+    assert seen == [(False, 0), (True, 1), (False, 0), (True, 1)]
+    assert _sample(waiting, "rings") == 0

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,10 @@ from schemas import avro
 from schemas.record import KafkaRecord
 from tests.producer.conftest import Topics, committed_up_to, read_topic, vcenter_entry, write_config
 from tests.role_process import wait_for
+
+# the producer's doorbell as its metrics show it
+WAITING = "vcstream_producer_waiting_for_change"
+REARMS = "vcstream_producer_doorbell_rearms_total"
 
 pytestmark = pytest.mark.integration
 
@@ -165,7 +168,9 @@ def test_event_after_a_busy_spell_rings_the_replaced_doorbell(
         poll_interval="60s",
     )
     producer = producer_process(config)
-    wait_for(lambda: "alarm definitions up to date" in producer.log(), 60, "the producer")
+    # caught up and waiting: the burst wakes it once, and no rearm is still to come
+    wait_for(lambda: producer.metric(WAITING, vcenter="sim") == 1, 60, "the producer to wait")
+    rearms = producer.metric(REARMS, vcenter="sim")
     assert producer.process is not None
     os.kill(producer.process.pid, signal.SIGSTOP)  # the whole burst is read in one go
     try:
@@ -174,7 +179,10 @@ def test_event_after_a_busy_spell_rings_the_replaced_doorbell(
         os.kill(producer.process.pid, signal.SIGCONT)
     burst_end = client.newest_key()
     wait_for(lambda: committed_up_to(kafka, topics, burst_end), 60, "the burst")
-    time.sleep(1)  # the producer waits on its new doorbell now
+    wait_for(lambda: producer.metric(REARMS, vcenter="sim") > rearms, 60, "the doorbell replaced")
+    # seen after the rearm, a wait is one on the new doorbell, from the version its first
+    # answer gave: an event posted now can only come in through its ring (or the poll)
+    wait_for(lambda: producer.metric(WAITING, vcenter="sim") == 1, 60, "a wait on the new doorbell")
 
     client.post_eventex(1, "com.example.alone")
     alone = client.newest_key()

@@ -86,33 +86,39 @@ def test_pages_of_mixed_events_read_as_pyvmomi_reads_them(page: list[Any], stub:
     assert_same_or_declined(response(page), stub)
 
 
+CREATED = datetime(2026, 1, 2, 3, 4, 5, 120000, tzinfo=UTC)
+
+
+def an_event(kind: Any, key: int, **properties: Any) -> Any:
+    """A `kind` event with what every event holds (key, chainId, createdTime, userName)."""
+    return kind(key=key, chainId=key, createdTime=CREATED, userName="root", **properties)
+
+
+def on_vm1() -> Any:
+    return vim.event.VmEventArgument(name="vm1", vm=vim.VirtualMachine("vm-1"))
+
+
 def plain_event(key: int = 7) -> Any:
-    return vim.event.VmPoweredOnEvent(
-        key=key,
-        chainId=key,
-        createdTime=datetime(2026, 1, 2, 3, 4, 5, 120000, tzinfo=UTC),
-        userName="root",
-        vm=vim.event.VmEventArgument(name="vm1", vm=vim.VirtualMachine("vm-1")),
-    )
+    return an_event(vim.event.VmPoweredOnEvent, key, vm=on_vm1())
+
+
+def edited(xml: bytes, original: bytes, changed: bytes) -> bytes:
+    """`xml` with its first `original` made `changed`. A page without `original` fails
+    the test: the edit would change nothing, and the unedited page be tested instead."""
+    assert original in xml, f"{original!r} is not in the page"
+    return xml.replace(original, changed, 1)
 
 
 def test_a_plain_page_is_read_fast() -> None:
-    xml = response(
-        [
-            plain_event(7),
-            vim.event.EventEx(key=8, chainId=8, eventTypeId="a.b", createdTime=datetime.now(UTC)),
-        ]
-    )
+    xml = response([plain_event(7), an_event(vim.event.EventEx, 8, eventTypeId="a.b")])
     assert assert_same_or_declined(xml, NEWEST) == "read"
 
 
 def test_one_event_with_a_fault_sends_the_whole_page_to_pyvmomi() -> None:
-    failed = vim.event.VmFailedToPowerOnEvent(
-        key=8,
-        chainId=8,
-        createdTime=datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC),
-        userName="",
-        vm=vim.event.VmEventArgument(name="vm1", vm=vim.VirtualMachine("vm-1")),
+    failed = an_event(
+        vim.event.VmFailedToPowerOnEvent,
+        8,
+        vm=on_vm1(),
         reason=vmodl.LocalizedMethodFault(fault=vim.fault.InvalidState(), localizedMessage="no"),
     )
     assert read_events(response([plain_event(), failed]), NEWEST) is None
@@ -132,9 +138,7 @@ def test_one_event_with_a_fault_sends_the_whole_page_to_pyvmomi() -> None:
 def test_what_the_fast_path_does_not_follow_it_declines(
     original: bytes, changed: bytes, what: str
 ) -> None:
-    xml = response([plain_event()])
-    assert original in xml
-    assert read_events(xml.replace(original, changed), NEWEST) is None, what
+    assert read_events(edited(response([plain_event()]), original, changed), NEWEST) is None, what
 
 
 def test_a_soap_fault_is_declined() -> None:
@@ -172,11 +176,9 @@ def test_an_event_read_as_go_json_is_its_own_go_json() -> None:
 def test_a_value_narrowed_to_a_type_its_property_refuses_is_declined() -> None:
     # VirtualDeviceGroups is newer than OLD: pyVmomi narrows it to DynamicData, which the
     # property then refuses (pyVmomi raises); the fast path must not write it
-    event = vim.event.VmReconfiguredEvent(
-        key=3,
-        chainId=3,
-        createdTime=datetime(2026, 1, 2, tzinfo=UTC),
-        userName="root",
+    event = an_event(
+        vim.event.VmReconfiguredEvent,
+        3,
         configSpec=vim.vm.ConfigSpec(deviceGroups=vim.vm.VirtualDeviceGroups()),
     )
     xml = response([event])
@@ -275,39 +277,32 @@ CORNERS = [
 def test_corners_of_the_tree_read_as_pyvmomi_reads_them(
     original: bytes, changed: bytes, outcome: str
 ) -> None:
-    xml = response([plain_event(7), plain_event(8)])
-    assert original in xml
-    assert assert_same_or_declined(xml.replace(original, changed, 1), NEWEST) == outcome
+    xml = edited(response([plain_event(7), plain_event(8)]), original, changed)
+    assert assert_same_or_declined(xml, NEWEST) == outcome
 
 
 def test_namespaces_declared_on_an_event_end_with_it() -> None:
     first = b'<returnval xmlns:v="urn:vim25" xsi:type="VmPoweredOnEvent">'
     second = b'<returnval xsi:type="v:VmPoweredOnEvent">'
-    xml = response([plain_event(7), plain_event(8)]).replace(RETURNVAL, first, 1)
+    xml = edited(response([plain_event(7), plain_event(8)]), RETURNVAL, first)
     assert assert_same_or_declined(xml, NEWEST) == "read"
     # the second event uses the prefix the first declared: out of scope there
-    assert assert_same_or_declined(xml.replace(RETURNVAL, second, 1), NEWEST) == "declined"
+    assert assert_same_or_declined(edited(xml, RETURNVAL, second), NEWEST) == "declined"
 
 
 def test_an_empty_type_reads_as_unset() -> None:
     # EventEx.objectType is a type: empty text is None to pyVmomi, "" to Go
-    event = vim.event.EventEx(
-        key=8,
-        chainId=8,
-        eventTypeId="a.b",
-        createdTime=datetime.now(UTC),
-        objectType=vim.VirtualMachine,
-    )
-    xml = response([event])
-    assert b"<objectType>VirtualMachine</objectType>" in xml
-    empty = xml.replace(b"<objectType>VirtualMachine</objectType>", b"<objectType></objectType>")
+    event = an_event(vim.event.EventEx, 8, eventTypeId="a.b", objectType=vim.VirtualMachine)
+    typed = b"<objectType>VirtualMachine</objectType>"
+    empty = edited(response([event]), typed, b"<objectType></objectType>")
     assert assert_same_or_declined(empty, NEWEST) == "read"
     [read] = read_events(empty, NEWEST) or []
     assert read.data["ObjectType"] == ""
 
 
 def test_an_undefined_entity_behind_an_external_dtd_is_skipped_as_pyvmomi_skips_it() -> None:
-    xml = response([plain_event()])
-    xml = xml.replace(b"?>", b'?><!DOCTYPE soapenv:Envelope SYSTEM "http://x/y.dtd">', 1)
-    xml = xml.replace(USER, b"<userName>ro&foo;ot</userName>")
+    xml = edited(
+        response([plain_event()]), b"?>", b'?><!DOCTYPE soapenv:Envelope SYSTEM "http://x/y.dtd">'
+    )
+    xml = edited(xml, USER, b"<userName>ro&foo;ot</userName>")
     assert assert_same_or_declined(xml, NEWEST) == "read"

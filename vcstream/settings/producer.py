@@ -59,7 +59,11 @@ class ProducerSettings(ConfigModel):
         timedelta(seconds=2),
         description=(
             "Longest wait for a vCenter change notification (WaitForUpdatesEx) before "
-            "reading anyway; the poll period when change notifications are unavailable."
+            "reading anyway; the poll period when change notifications are unavailable. "
+            "While a caught-up worker waits for one, the gauge "
+            "vcstream_producer_waiting_for_change is 1; after a busy spell the worker "
+            "replaces its change notifications instead of reading every change queued "
+            "meanwhile (vcstream_producer_doorbell_rearms_total)."
         ),
     )
     commit_interval: Duration = Field(
