@@ -67,7 +67,7 @@ class ProducerSettings(ConfigModel):
         ),
     )
     commit_interval: Duration = Field(
-        timedelta(milliseconds=180),
+        timedelta(milliseconds=195),
         description=(
             "While events trickle in, how long an event may wait for its transaction, from the "
             "read before it to its commit: the producer reads again this long after its last "
