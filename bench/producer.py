@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.producer [--rate 500 [--rate 50 ...]] [--seconds 20]
         [--page-size 100] [--idle-seconds 20] [--commit-interval 170ms] [--rounds 3]
+        [--producer-setting KEY=VALUE ...]
         [--live-events 5000] [--tree CHECKOUT]
 
 Starts a private Kafka broker and vcsim, runs `vcstream produce` as a subprocess, posts
@@ -273,11 +274,11 @@ def write_config(
     sim: LocalVcsim,
     page_size: int,
     log_level: str,
-    commit_interval: str | None,
+    producer_settings: dict[str, str],
     client_properties: dict[str, str],
 ) -> Path:
-    # no --commit-interval: the producer's own default, whichever checkout runs
-    interval = "" if commit_interval is None else f"\n  commitInterval: {commit_interval}"
+    # a setting not given: the producer's own default, whichever checkout runs
+    extra = "".join(f"\n  {key}: {value}" for key, value in producer_settings.items())
     path.write_text(
         f"""
 kafka: {{bootstrapServers: "{broker.bootstrap_servers}", clientProperties: {
@@ -291,12 +292,34 @@ vcenters:
     caFile: {sim.ca_file}
 producer:
   startAt: now
-  pageSize: {page_size}{interval}
+  pageSize: {page_size}{extra}
 metrics: {{port: 0}}
 logging: {{level: {log_level}}}
 """
     )
     return path
+
+
+def add_producer_settings(parser: argparse.ArgumentParser) -> None:
+    """--commit-interval and --producer-setting, for `producer_settings`."""
+    parser.add_argument(
+        "--commit-interval", help="producer.commitInterval (default: the producer's own)"
+    )
+    parser.add_argument(
+        "--producer-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a producer.* setting by its YAML name (batchScheduling=false), repeatable",
+    )
+
+
+def producer_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The producer.* settings the command line gives (the rest: the producer's defaults)."""
+    settings = dict(pair.split("=", 1) for pair in args.producer_setting)
+    if args.commit_interval is not None:
+        settings["commitInterval"] = args.commit_interval
+    return settings
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -326,7 +349,7 @@ class Bench:
             self.sim,
             args.page_size,
             args.log_level,
-            args.commit_interval,
+            producer_settings(args),
             dict(pair.split("=", 1) for pair in args.client_property),
         )
         self.producer = ProducerUnderTest(config, workdir / "producer.log", args.tree)
@@ -460,9 +483,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=20, help="length of the steady run")
     parser.add_argument("--ceiling-records", type=int, default=50_000)
-    parser.add_argument(
-        "--commit-interval", help="producer.commitInterval (default: the producer's own)"
-    )
+    add_producer_settings(parser)
     parser.add_argument("--idle-seconds", type=float, default=20, help="length of the idle run")
     parser.add_argument(
         "--client-property",
@@ -503,7 +524,7 @@ def main() -> None:
         result: dict[str, Any] = {
             "benchmark": "producer",
             "page_size": args.page_size,
-            "commit_interval": args.commit_interval,
+            "producer_settings": producer_settings(args),
             "posters": args.posters,
             "idle": idle,
             **drain,

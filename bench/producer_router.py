@@ -3,7 +3,8 @@ in the same run (the "≈ 0.3 ms, measured beside it" of issue #18).
 
     .venv/bin/python -m bench.producer_router [--rate 50 --rate 5] [--seconds 30]
         [--idle-seconds 20] [--rounds 3] [--router PATH] [--router-checkpoint]
-        [--alternate | --only router|producer] [--tree CHECKOUT] [--commit-interval 180ms]
+        [--alternate | --only router|producer] [--tree CHECKOUT]
+        [--commit-interval 180ms] [--producer-setting batchScheduling=false]
 
 Starts a private Kafka broker and one vcsim; `vcstream produce` (as bench.producer runs
 it, this checkout or `--tree`) and VEBA's router (bench.veba_router: the appliance's
@@ -54,8 +55,10 @@ from bench.producer import (
     REPO,
     CommittedReader,
     ProducerUnderTest,
+    add_producer_settings,
     broker_topics,
     latency_ms,
+    producer_settings,
     write_config,
 )
 from devenv import LocalKafka, LocalVcsim
@@ -133,7 +136,7 @@ class Bench:
                 self.sim,
                 100,
                 "INFO",
-                args.commit_interval,
+                producer_settings(args),
                 {},
             )
             self.producer = ProducerUnderTest(config, workdir / "producer.log", args.tree)
@@ -345,9 +348,7 @@ def main() -> None:
     parser.add_argument(
         "--tree", type=Path, default=REPO, help="checkout whose producer runs (default this one)"
     )
-    parser.add_argument(
-        "--commit-interval", help="producer.commitInterval (default: the producer's own)"
-    )
+    add_producer_settings(parser)
     args = parser.parse_args()
     rates = args.rate or [50.0, 5.0]
 
@@ -380,7 +381,7 @@ def main() -> None:
         if "producer" in bench.runs:
             result["producer"] = {
                 "tree": str(args.tree),
-                "commit_interval": args.commit_interval,
+                "settings": producer_settings(args),
                 "peak_rss_mb": round(bench.producer.peak_rss_mb(), 1),
             }
         result["machine"] = machine()
