@@ -25,11 +25,13 @@ from confluent_kafka import KafkaException
 from producer.connection import ConfigurationProblem, Session, VCenterUnavailable, connect
 from producer.horizon_worker import HorizonWorker, check_login
 from producer.identity import CheckpointKeys
+from producer.scheduling import batch_scheduling
 from producer.worker import VCenterWorker
 from vcstream.exits import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME
 from vcstream.kafka import KafkaLoginRejected, ensure_topics
 from vcstream.observability import Health, ObservabilityServer
 from vcstream.settings import Settings
+from vcstream.settings.producer import ProducerSettings
 from vcstream.settings.vcenter import VCenterSettings
 from vcstream.topics import pipeline_topics
 
@@ -126,6 +128,16 @@ def create_topics(settings: Settings, stop: threading.Event) -> None:
             stop.wait(2)
 
 
+def schedule_threads(producer: ProducerSettings) -> None:
+    """`producer.batchScheduling`, for the calling thread: called before any worker
+    starts, so they and librdkafka's threads inherit it."""
+    if not producer.batch_scheduling:
+        return
+    problem = batch_scheduling()
+    if problem is not None:
+        log.warning("producer.batchScheduling: %s; the default policy stays", problem)
+
+
 def install_signal_handlers(stop: threading.Event) -> None:
     def handle(signum: int, _frame: FrameType | None) -> None:
         log.info("%s: finishing the open transactions", signal.Signals(signum).name)
@@ -148,6 +160,7 @@ def run(settings: Settings, server: ObservabilityServer | None, health: Health) 
     for horizon in settings.horizon:
         if horizon.insecure:
             log.warning("Horizon %s: TLS certificate NOT verified (insecure)", horizon.name)
+    schedule_threads(settings.producer)
     stop = threading.Event()
     install_signal_handlers(stop)
     try:

@@ -110,6 +110,17 @@ class ProducerSettings(ConfigModel):
     alarm_definitions: bool = Field(
         True, description="Publish alarm definitions to the alarm-definitions topic."
     )
+    batch_scheduling: bool = Field(
+        True,
+        description=(
+            "Run the producer's threads under Linux's SCHED_BATCH policy: a thread that "
+            "wakes (librdkafka's, some 25 times a transaction) waits for the running one to "
+            "block or for the next scheduler tick instead of preempting it, which costs the "
+            "machine fewer context switches for at most a tick of latency per wake-up, "
+            "well within commitInterval. Where the platform has no such policy or refuses "
+            "it, a warning is logged and the default policy stays."
+        ),
+    )
 
     @field_validator("start_at")
     @classmethod
