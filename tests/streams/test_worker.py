@@ -15,6 +15,7 @@ from schemas.deadletter import error_context
 from schemas.record import KafkaRecord
 from schemas.vsphere import VCenterIdentity, derived_id
 from streams.api import data_of
+from streams.topics import prepare_topics
 from tests.role_process import wait_for
 from tests.streams.helpers import (
     StreamsWorker,
@@ -88,8 +89,12 @@ def test_alarms_enriched_routed_and_bad_records_dead_lettered(
     workers.append(worker)
     settings = worker.settings
     topics = settings.topics
-    worker.start()
+    # the definition before the start: a worker is ready once it has read the definitions,
+    # so no alarm waits for it. Produced after the start, it raced the alarms, and an alarm
+    # read first waited while the events behind it went out (an audit out of order)
+    prepare_topics(settings, [])
     produce(settings, topics.alarm_definitions, [definition("alarm-384")])
+    worker.start()
 
     red = alarm("alarm-384", "red")
     green = alarm("alarm-384", "green")
