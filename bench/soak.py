@@ -40,7 +40,7 @@ from bench.soak_report import Sample
 from devenv import LocalKafka, LocalVcsim
 from devenv.event_flood import EventFlood
 from devenv.pipeline import LocalPipeline, local_config
-from devenv.process import free_port, wait_until
+from devenv.process import free_port
 from devenv.receivers import CloudEventsDisplay, SlackConsole
 from sinks import registry
 from vcstream.settings import Settings
@@ -274,7 +274,7 @@ class Soak:
         )
         pipeline, worker = self.pipeline, self.pipeline.processes[STREAMS]
         try:
-            wait_until(lambda: pipeline.healthy(STREAMS), 90, "streams worker", worker.alive)
+            worker.wait_ready(lambda: pipeline.healthy(STREAMS), 90, "streams worker")
             healthy_s: float | None = round(time.monotonic() - restarted, 1)
         except (TimeoutError, RuntimeError) as exc:
             print(f"restart: {exc}", file=sys.stderr)

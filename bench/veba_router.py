@@ -37,7 +37,7 @@ from typing import Any
 
 from bench.producer import CommittedReader
 from devenv import LocalVcsim
-from devenv.process import ChildProcess, cache_dir, free_port, wait_until
+from devenv.process import ChildProcess, cache_dir, free_port
 
 VERSION = "v0.8.0"
 COMMIT = "9de52bfa1ea66478a73c8539ed9a4ae00b66994d"
@@ -147,10 +147,7 @@ class RouterUnderTest:
         def streaming() -> bool:
             return "begin of event stream" in self.child.log_path.read_text(errors="replace")
 
-        try:
-            wait_until(streaming, timeout, "the VEBA router", self.child.alive)
-        except (RuntimeError, TimeoutError) as exc:
-            raise RuntimeError(f"{exc}; its log:\n{self.child.tail()}") from None
+        self.child.wait_ready(streaming, timeout, "the VEBA router")
         comm = Path(f"/proc/{self.pid}/comm").read_text().strip()
         if comm != "router":  # the CPU and RSS read would be the wrapper's
             raise RuntimeError(f"pid {self.pid} is {comm!r}, not the router")

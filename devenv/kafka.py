@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from devenv.process import REPO, ChildProcess, cache_dir, free_port, wait_until
+from devenv.process import REPO, ChildProcess, cache_dir, free_port
 
 LOG4J_CONFIG = REPO / "deploy" / "local" / "kafka" / "log4j2.yaml"
 
@@ -184,10 +184,7 @@ class LocalKafka:
         properties = self._write_properties()
         self._format_storage(properties)
         self.child.spawn(self._java("kafka.Kafka", str(properties)))
-        try:
-            wait_until(self._answers_metadata, timeout, "Kafka broker", self.child.alive)
-        except (TimeoutError, RuntimeError) as exc:
-            raise RuntimeError(f"{exc}; broker log:\n{self.child.tail()}") from None
+        self.child.wait_ready(self._answers_metadata, timeout, "Kafka broker")
         self.start_seconds = time.monotonic() - began
         return self
 

@@ -15,7 +15,7 @@ import yaml
 
 from devenv.horizon import HorizonStandIn
 from devenv.kafka import LocalKafka
-from devenv.process import ChildProcess, free_port, wait_until
+from devenv.process import ChildProcess, free_port
 from devenv.vcsim import LocalVcsim
 
 # role name → `vcstream` arguments; the same commands as the compose services
@@ -133,12 +133,11 @@ class LocalPipeline:
         return self.processes[role].stop(timeout)
 
     def wait_healthy(self, timeout: float = 90) -> None:
-        for role in self.processes:
-            wait_until(
+        for role, child in self.processes.items():
+            child.wait_ready(
                 lambda role=role: self.healthy(role),  # type: ignore[misc]
                 timeout,
                 f"{role} /healthz",
-                self.processes[role].alive,
             )
 
     def healthy(self, role: str) -> bool:

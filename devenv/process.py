@@ -168,6 +168,17 @@ class ChildProcess:
                 return int(line.split()[1]) * 1024
         return 0
 
+    def wait_ready(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        """`wait_until` this process is ready; failing, the error ends with its log, which
+        is all a CI run keeps of why a service died or hung at start-up."""
+        try:
+            wait_until(ready, timeout, what, self.alive)
+        except (TimeoutError, RuntimeError) as exc:
+            code = self.returncode
+            status = "" if code is None else f" (exit code {code})"
+            log = f"{self.log_path.name} ends:\n{self.tail()}"
+            raise RuntimeError(f"{exc}{status}; {log}") from None
+
     def tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

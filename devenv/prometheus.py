@@ -99,10 +99,7 @@ class LocalPrometheus:
                 "--log.level=warn",
             ]
         )
-        try:
-            wait_until(self._ready, timeout, "Prometheus", self.child.alive)
-        except (TimeoutError, RuntimeError) as exc:
-            raise RuntimeError(f"{exc}; Prometheus log:\n{self.child.tail()}") from None
+        self.child.wait_ready(self._ready, timeout, "Prometheus")
         return self
 
     def _ready(self) -> bool:

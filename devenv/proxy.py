@@ -7,7 +7,7 @@ import shutil
 import socket
 from pathlib import Path
 
-from devenv.process import ChildProcess, free_port, wait_until
+from devenv.process import ChildProcess, free_port
 
 
 class LocalProxy:
@@ -32,7 +32,7 @@ class LocalProxy:
             # no ConnectPort line: CONNECT to any port (the test services' are random)
         )
         self.child.spawn([binary, "-d", "-c", str(config)])  # -d: in the foreground
-        wait_until(self._listening, timeout, "tinyproxy", self.child.alive)
+        self.child.wait_ready(self._listening, timeout, "tinyproxy")
         return self
 
     def _listening(self) -> bool:

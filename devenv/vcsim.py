@@ -8,7 +8,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from devenv.process import ChildProcess, cache_dir, free_port, wait_until
+from devenv.process import ChildProcess, cache_dir, free_port
 
 # vcsim v0.46.3 rejects every login when its -username contains "@" (it compares the
 # URL-escaped form), so the simulator user is a plain name
@@ -86,7 +86,7 @@ class LocalVcsim:
             self.ca_file = cert
             argv += ["-tlscert", str(cert), "-tlskey", str(key)]
         self.child.spawn(argv)
-        wait_until(self._answers, timeout, "vcsim", self.child.alive)
+        self.child.wait_ready(self._answers, timeout, "vcsim")
         return self
 
     def ssl_context(self) -> ssl.SSLContext:

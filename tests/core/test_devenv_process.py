@@ -1,11 +1,13 @@
 """A service process's stop says how it ended: what the soak benchmark reports for a
-worker's SIGTERM (no services)."""
+worker's SIGTERM; one that dies or hangs at start-up says why, with its log (no services)."""
 
 from __future__ import annotations
 
 import signal
 import sys
 from pathlib import Path
+
+import pytest
 
 from devenv.process import PICK_FROM, ChildProcess, _ephemeral_low, free_port, wait_until
 
@@ -30,6 +32,33 @@ def test_stop_kills_a_process_that_ignores_sigterm_and_says_so(tmp_path: Path) -
     # SIGTERM before the handler is in place would end it at once
     wait_until(lambda: "ready" in child.log_path.read_text(), 20, "child", child.alive)
     assert child.stop(timeout=0.5) == -signal.SIGKILL
+
+
+def test_a_process_that_dies_at_start_up_is_reported_with_its_exit_code_and_log(
+    tmp_path: Path,
+) -> None:
+    child = ChildProcess("dies", tmp_path)
+    child.spawn([sys.executable, "-c", "print('cannot bind port 1'); raise SystemExit(3)"])
+    with pytest.raises(RuntimeError) as raised:
+        child.wait_ready(lambda: False, 20, "dies /healthz")
+    message = str(raised.value)
+    assert message.startswith("dies /healthz exited during start-up (exit code 3)")
+    assert message.endswith("dies.log ends:\ncannot bind port 1")
+
+
+def test_a_process_never_ready_is_reported_with_its_log(tmp_path: Path) -> None:
+    child = ChildProcess("hangs", tmp_path)
+    waits = "import time; print('waiting for Kafka', flush=True); time.sleep(60)"
+    child.spawn([sys.executable, "-c", waits])
+    try:
+        wait_until(lambda: child.log_path.read_text() != "", 20, "hangs", child.alive)
+        with pytest.raises(RuntimeError) as raised:
+            child.wait_ready(lambda: False, 0.5, "hangs /healthz")
+        assert str(raised.value) == (
+            "hangs /healthz not ready after 0s; hangs.log ends:\nwaiting for Kafka"
+        )
+    finally:
+        child.stop()
 
 
 CACHE_PROBE = (
