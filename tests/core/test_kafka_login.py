@@ -1,10 +1,14 @@
 """A SASL login the brokers refuse is an error naming the settings to check, for librdkafka
-clients and the worker's aiokafka alike, instead of retries without end."""
+clients and the worker's aiokafka alike, instead of retries without end; a connection lost
+during the login is retried, as any other."""
 
 from __future__ import annotations
 
 import gc
+import socket
+import struct
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,9 +18,9 @@ from confluent_kafka import Consumer, KafkaError
 from confluent_kafka.admin import AdminClient
 
 from devenv import LocalKafka
-from devenv.process import free_port
+from devenv.process import free_port, wait_until
 from streams.faust_kafka import check_faust_login
-from vcstream.kafka import KafkaLoginRejected, client_config, list_topics
+from vcstream.kafka import HANDSHAKE_LOST, KafkaLoginRejected, client_config, list_topics
 from vcstream.settings.kafka import KafkaSettings
 
 pytestmark = pytest.mark.integration
@@ -110,3 +114,88 @@ def test_worker_login_check_leaves_an_unreachable_broker_to_the_worker(
 ) -> None:
     nowhere = settings(sasl_kafka, bootstrapServers=f"127.0.0.1:{free_port()}")
     check_faust_login(nowhere)  # nothing refused the login: Faust's start reports the rest
+
+
+SASL_HANDSHAKE = 17  # the Kafka protocol's API key
+
+
+class HandshakeDropper:
+    """A TCP relay to a broker that closes its first `drops` connections when the client
+    sends SaslHandshake, as a broker going down in the middle of a login does."""
+
+    def __init__(self, upstream: str, drops: int) -> None:
+        host, _, port = upstream.rpartition(":")
+        self.upstream = (host, int(port))
+        self.drops_left = drops
+        self.dropped = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            broker = socket.create_connection(self.upstream)
+            threading.Thread(target=self._requests, args=(client, broker), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(broker, client), daemon=True).start()
+
+    def _requests(self, client: socket.socket, broker: socket.socket) -> None:
+        """Client to broker, a request at a time (4-byte size, then the API key)."""
+        pending = b""
+        try:
+            while data := client.recv(65536):
+                pending += data
+                while len(pending) >= 6 and len(pending) >= 4 + struct.unpack(">i", pending[:4])[0]:
+                    size = struct.unpack(">i", pending[:4])[0]
+                    request, pending = pending[: 4 + size], pending[4 + size :]
+                    if struct.unpack(">h", request[4:6])[0] == SASL_HANDSHAKE and self.drops_left:
+                        self.drops_left -= 1
+                        self.dropped += 1
+                        return
+                    broker.sendall(request)
+        except OSError:
+            pass
+        finally:
+            client.close()
+            broker.close()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            source.close()
+            sink.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_connection_lost_during_the_login_is_retried_not_refused(
+    sasl_kafka: LocalKafka,
+) -> None:
+    # librdkafka reports a SaslHandshake cut short as _AUTHENTICATION, as it does a refused
+    # login: taken for one, it stopped a producer at start-up as if its password were wrong
+    dropper = HandshakeDropper(sasl_kafka.sasl_bootstrap_servers, drops=3)
+    seen: list[KafkaError] = []
+    kafka = settings(sasl_kafka, bootstrapServers=dropper.address)
+    admin = AdminClient(client_config(kafka, error_cb=seen.append))
+    try:
+        assert list_topics(admin, timeout=30).brokers
+
+        def lost_logins_served() -> bool:
+            admin.poll(0.1)  # serves the error callback: a refused login would raise here
+            return sum(error.code() == KafkaError._AUTHENTICATION for error in seen) == 3
+
+        wait_until(lost_logins_served, 30, "three lost logins reported")
+    finally:
+        dropper.close()
+    assert dropper.dropped == 3
+    lost = [error.str() for error in seen if error.code() == KafkaError._AUTHENTICATION]
+    assert all(HANDSHAKE_LOST in text for text in lost), lost  # the words refused_login reads
